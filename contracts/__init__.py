@@ -1,0 +1,1 @@
+"""Everything two or more processes must agree on: names, wire formats, settings, messaging."""

@@ -1,0 +1,84 @@
+"""The one declarative table of public routes.
+
+The gateway's router, its validator and the OpenAPI document are all derived from `ROUTES`;
+no route is described anywhere else. A route is served either by a back-end service over RPC
+(`service` set) or by the gateway itself (`service` None, `operation` names a gateway handler).
+
+What the RPC forwarder sends as params (the services' side of the contract):
+`{"body": <parsed JSON or None>, "query": {name: value}, "params": {name: value},
+  "caller": <identity or None>, "requestId": <uuid>}`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from marshmallow import Schema
+
+from contracts.names import Service
+
+_PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class Access(StrEnum):
+    PUBLIC = "public"  # no identity needed; an Authorization header is ignored
+    AUTHENTICATED = "authenticated"  # any role with a valid Bearer token
+    DEVELOPER = "developer"  # DEVELOPER or ADMIN
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # template as API.md writes it, e.g. /api/v1/projects/:id
+    operation: str
+    access: Access
+    summary: str
+    service: Service | None = None
+    tags: tuple[str, ...] = ()
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    response: type[Schema] | None = None
+    success_status: int = 200
+    errors: tuple[int, ...] = field(default=())
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(_PARAM.findall(self.path))
+
+    @property
+    def aiohttp_path(self) -> str:
+        return _PARAM.sub(r"{\1}", self.path)
+
+    @property
+    def openapi_path(self) -> str:
+        return self.aiohttp_path
+
+    @property
+    def template(self) -> str:
+        """The bucket/metric label for this route, e.g. `GET /api/v1/projects/:id`."""
+        return f"{self.method} {self.path}"
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET", "/health", "health", Access.PUBLIC,
+        "Health of the gateway, the four services, Redis and RabbitMQ",
+        tags=("health",), errors=(503,),
+    ),
+)
+
+
+def check_table(routes: tuple[Route, ...]) -> None:
+    """Refuse a table with two entries for one method and template."""
+    seen: set[tuple[str, str]] = set()
+    for route in routes:
+        key = (route.method, _PARAM.sub(":", route.path))
+        if key in seen:
+            raise ValueError(f"route listed twice: {route.template}")
+        seen.add(key)
+
+
+check_table(ROUTES)

@@ -1,0 +1,355 @@
+"""RPC over RabbitMQ: one durable queue per service, replies on direct reply-to.
+
+Wire format (both sides live here, so they cannot drift):
+
+- request: `type` = operation name, body = JSON params, `correlation_id`, `reply_to` =
+  `amq.rabbitmq.reply-to`, `expiration` = the caller's remaining time, and the absolute
+  deadline in a header (the broker drops a request that expires in the queue; the server drops
+  one it fetched too late, so a request whose caller gave up is never processed);
+- reply: JSON `{"ok": true, "status": 200, "result": ...}` or `{"ok": false, "error": {...}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from contracts.amqp import declare_rpc_queue, publish_dead_letter
+from contracts.errors import (
+    ApiError,
+    BadRequest,
+    InternalError,
+    NotFound,
+    ServiceUnavailable,
+    UpstreamTimeout,
+)
+from contracts.logging import get_logger
+from contracts.metrics import (
+    MESSAGES_DEAD_LETTERED,
+    RPC_CLIENT_SECONDS,
+    RPC_EXPIRED_DROPPED,
+    RPC_SERVER_SECONDS,
+)
+from contracts.names import DIRECT_REPLY_TO, HEADER_DEADLINE
+from contracts.timeutil import now_ms
+
+log = get_logger(__name__)
+
+# How long a queue's consumer count is trusted before it is checked again (in the background).
+PRESENCE_TTL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a handler returns when the answer is not a plain 200."""
+
+    body: Any
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class RpcResult:
+    status: int
+    body: Any
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class RpcClient:
+    """Many calls in flight on one channel; each waits on its own future by correlation id."""
+
+    def __init__(self, connection: AbstractRobustConnection, *, default_timeout_ms: int) -> None:
+        self._connection = connection
+        self._default_timeout_ms = default_timeout_ms
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # queue -> (consumer count, monotonic time checked): lets calls to a stopped service
+        # fail fast with 503 instead of waiting for their deadline.
+        self._presence: dict[str, tuple[int, float]] = {}
+        self._presence_checks: dict[str, asyncio.Task[int]] = {}
+        self._probe_lock = asyncio.Lock()  # one probe channel, one passive declare at a time
+        self._channel: AbstractChannel | None = None
+        self._probe_channel: AbstractChannel | None = None
+
+    async def start(self) -> None:
+        # Direct reply-to needs the consumer and the publisher on the same channel.
+        # No publisher confirms (they would add a broker round trip to every call), so the
+        # broker's basic.return is not seen: presence checks find a missing queue instead.
+        self._channel = await self._connection.channel(publisher_confirms=False)
+        reply_queue = await self._channel.declare_queue(DIRECT_REPLY_TO, passive=True)
+        await reply_queue.consume(self._on_reply, no_ack=True)
+        # Replies to calls made before a connection loss can never arrive: fail them now.
+        self._connection.close_callbacks.add(self._on_connection_lost)
+
+    async def close(self) -> None:
+        self._connection.close_callbacks.discard(self._on_connection_lost)
+        self._fail_all(ServiceUnavailable("RPC client closed"))
+        for channel in (self._channel, self._probe_channel):
+            if channel is not None and not channel.is_closed:
+                await channel.close()
+
+    async def call(
+        self,
+        queue: str,
+        operation: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout_ms: int | None = None,
+        deadline_ms: int | None = None,
+    ) -> RpcResult:
+        """Call `operation` on the service behind `queue`; raise the ApiError it answered with.
+
+        The deadline is the earlier of now + timeout and the caller's own `deadline_ms`.
+        """
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._call(queue, operation, params, timeout_ms, deadline_ms)
+            outcome = "ok"
+            return result
+        except ApiError as exc:
+            outcome = exc.code.lower() if exc.status >= 500 else "ok"
+            raise
+        finally:
+            RPC_CLIENT_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
+
+    async def _call(
+        self,
+        queue: str,
+        operation: str,
+        params: Mapping[str, Any] | None,
+        timeout_ms: int | None,
+        deadline_ms: int | None,
+    ) -> RpcResult:
+        if self._channel is None:
+            raise RuntimeError("RpcClient.start() was not called")
+        now = now_ms()
+        deadline = now + (timeout_ms or self._default_timeout_ms)
+        if deadline_ms is not None:
+            deadline = min(deadline, deadline_ms)
+        remaining_ms = deadline - now
+        if remaining_ms <= 0:
+            raise UpstreamTimeout(f"Deadline passed before calling {operation}")
+        if self._known_absent(queue):
+            raise ServiceUnavailable(f"No service is consuming {queue}")
+
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            message = aio_pika.Message(
+                orjson.dumps(dict(params or {})),
+                content_type="application/json",
+                type=operation,
+                correlation_id=correlation_id,
+                reply_to=DIRECT_REPLY_TO,
+                expiration=remaining_ms / 1000,
+                headers={HEADER_DEADLINE: deadline},
+            )
+            try:
+                await self._channel.default_exchange.publish(
+                    message, routing_key=queue, mandatory=False
+                )
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                raise ServiceUnavailable("Message broker unavailable") from exc
+            try:
+                reply = await asyncio.wait_for(future, remaining_ms / 1000)
+            except TimeoutError:
+                if await self._check_presence(queue) == 0:
+                    raise ServiceUnavailable(f"No service is consuming {queue}") from None
+                raise UpstreamTimeout(
+                    f"{operation} did not answer within {remaining_ms} ms"
+                ) from None
+        finally:
+            self._pending.pop(correlation_id, None)
+        return _result_from_reply(reply)
+
+    def _known_absent(self, queue: str) -> bool:
+        """True when the last check found no consumer; refresh a stale check off the path."""
+        known = self._presence.get(queue)
+        if known is None or time.monotonic() - known[1] > PRESENCE_TTL_S:
+            if queue not in self._presence_checks:
+                task = asyncio.create_task(self._check_presence(queue))
+                self._presence_checks[queue] = task
+                task.add_done_callback(lambda _t: self._presence_checks.pop(queue, None))
+        return known is not None and known[0] == 0
+
+    async def _check_presence(self, queue: str) -> int:
+        """The queue's consumer count (0 when the queue does not exist), remembered."""
+        count = 0
+        async with self._probe_lock:
+            try:
+                if self._probe_channel is None or self._probe_channel.is_closed:
+                    self._probe_channel = await self._connection.channel(
+                        publisher_confirms=False
+                    )
+                channel = await self._probe_channel.get_underlay_channel()
+                count = (await channel.queue_declare(queue, passive=True)).consumer_count or 0
+            except Exception:  # a missing queue closes the probe channel: nobody consumes it
+                self._probe_channel = None
+        self._presence[queue] = (count, time.monotonic())
+        return count
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.get(message.correlation_id or "")
+        if future is None or future.done():
+            return  # a reply after its caller gave up
+        try:
+            future.set_result(orjson.loads(message.body))
+        except orjson.JSONDecodeError:
+            future.set_exception(InternalError())
+
+    def _on_connection_lost(self, *_: Any) -> None:
+        self._fail_all(ServiceUnavailable("Connection to the message broker lost"))
+
+    def _fail_all(self, error: ApiError) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+
+def _result_from_reply(reply: dict[str, Any]) -> RpcResult:
+    if reply.get("ok") is True:
+        return RpcResult(int(reply.get("status", 200)), reply.get("result"))
+    error = reply.get("error")
+    raise ApiError.from_wire(error if isinstance(error, dict) else {})
+
+
+class RpcServer:
+    """Consume one service queue; run handlers concurrently up to the prefetch count."""
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        queue: str,
+        handlers: Mapping[str, Handler],
+        *,
+        prefetch: int = 64,
+    ) -> None:
+        self._connection = connection
+        self._queue_name = queue
+        self._handlers = dict(handlers)
+        self._prefetch = prefetch
+        self._channel: AbstractChannel | None = None
+        self._dead_letter_channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._channel = await self._connection.channel(publisher_confirms=False)
+        await self._channel.set_qos(prefetch_count=self._prefetch)  # per consumer
+        self._dead_letter_channel = await self._connection.channel(publisher_confirms=True)
+        self._queue = await declare_rpc_queue(self._channel, self._queue_name)
+        self._consumer_tag = await self._queue.consume(self._on_message)
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop taking requests, let the ones in flight finish, then close the channels."""
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except Exception:  # the connection may already be gone
+                log.warning("could not cancel consumer", queue=self._queue_name)
+            self._consumer_tag = None
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace_s)
+        for channel in (self._channel, self._dead_letter_channel):
+            if channel is not None and not channel.is_closed:
+                await channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)  # type: ignore[arg-type]
+        try:
+            await self._process(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)  # type: ignore[arg-type]
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        operation = message.type or ""
+        deadline = (message.headers or {}).get(HEADER_DEADLINE)
+        try:
+            params = orjson.loads(message.body)
+            if not isinstance(params, dict) or not operation:
+                raise ValueError("an RPC request is a JSON object with the operation as type")
+            if deadline is not None and not isinstance(deadline, int):
+                raise ValueError(f"{HEADER_DEADLINE} must be an integer")
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            await self._dead_letter(message, f"malformed: {exc}")
+            await self._reply(message, _error_reply(BadRequest("Malformed RPC request")))
+            return
+
+        if deadline is not None and now_ms() > deadline:
+            RPC_EXPIRED_DROPPED.labels(self._queue_name).inc()
+            log.info("dropped RPC request past its deadline", operation=operation)
+            await message.ack()
+            return
+
+        started = time.perf_counter()
+        outcome = "ok"
+        handler = self._handlers.get(operation)
+        try:
+            if handler is None:
+                raise NotFound(f"Unknown operation {operation}")
+            result = await handler(params)
+            reply = _ok_reply(result)
+        except ApiError as exc:
+            outcome = exc.code.lower()
+            reply = _error_reply(exc)
+        except Exception:
+            outcome = "internal_error"
+            log.exception("RPC handler failed", operation=operation)
+            reply = _error_reply(InternalError())
+        RPC_SERVER_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
+        await self._reply(message, reply)
+
+    async def _reply(self, message: AbstractIncomingMessage, body: bytes) -> None:
+        try:
+            if message.reply_to and self._channel is not None:
+                await self._channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body, content_type="application/json",
+                        correlation_id=message.correlation_id,
+                    ),
+                    routing_key=message.reply_to,
+                    # With mandatory set, RabbitMQ both delivers a direct reply and returns it.
+                    mandatory=False,
+                )
+            await message.ack()
+        except Exception:  # channel closed mid-reply: the broker redelivers the request
+            log.warning("could not reply or ack", queue=self._queue_name)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        assert self._dead_letter_channel is not None
+        MESSAGES_DEAD_LETTERED.labels(self._queue_name, "malformed").inc()
+        log.warning("dead-lettering a malformed RPC message", queue=self._queue_name,
+                    reason=reason)
+        await publish_dead_letter(
+            self._dead_letter_channel, self._queue_name, message.body,
+            dict(message.headers or {}), reason,
+        )
+
+
+def _ok_reply(result: Any) -> bytes:
+    if isinstance(result, Reply):
+        return orjson.dumps({"ok": True, "status": result.status, "result": result.body})
+    return orjson.dumps({"ok": True, "status": 200, "result": result})
+
+
+def _error_reply(error: ApiError) -> bytes:
+    return orjson.dumps({"ok": False, "error": error.to_wire()})

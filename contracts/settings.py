@@ -1,0 +1,118 @@
+"""Settings from environment variables, validated once at start-up.
+
+`APP_ENV` defaults to `production`, where every secret must be given: the insecure defaults
+below exist only for the `development` profile that `make run` uses and for `test`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from environs import Env, EnvError
+from marshmallow.validate import Length, OneOf, Range
+
+AppEnv = Literal["development", "test", "production"]
+
+DEV_SECRETS = {
+    "ACCESS_TOKEN_SECRET": "dev-only-access-token-secret-0123456789abcdef",
+    "ALERT_SECRET": "dev-only-alert-secret-0123456789",
+}
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: AppEnv
+    log_level: str
+    amqp_url: str
+    redis_url: str
+    mongo_url: str
+    mongo_db: str
+    auth_database_url: str
+    project_database_url: str
+    access_token_secret: str
+    alert_secret: str
+    app_url: str
+    gateway_host: str
+    gateway_port: int
+    service_host: str
+    service_ports: Mapping[str, int]
+    rpc_timeout_ms: int
+    health_timeout_ms: int
+    rpc_prefetch: int
+    max_body_bytes: int
+    event_buffer_max: int
+    event_max_retries: int
+    shutdown_grace_s: float
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+
+def load_settings() -> Settings:
+    """Read and validate the process environment; raise SettingsError listing every problem."""
+    return _read(Env(eager=False))
+
+
+def _read(env: Env) -> Settings:
+    app_env = env.str(
+        "APP_ENV", "production", validate=OneOf(["development", "test", "production"])
+    )
+    port = Range(min=1, max=65535)
+    values = dict(
+        app_env=app_env,
+        log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(
+            ["DEBUG", "INFO", "WARNING", "ERROR"])),
+        amqp_url=env.str("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        redis_url=env.str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        mongo_url=env.str("MONGO_URL", "mongodb://127.0.0.1:27017"),
+        mongo_db=env.str("MONGO_DB", "gateway"),
+        auth_database_url=env.str(
+            "AUTH_DATABASE_URL", "postgresql://gateway:gateway@127.0.0.1:5432/gateway_auth"),
+        project_database_url=env.str(
+            "PROJECT_DATABASE_URL", "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project"),
+        access_token_secret=_secret(env, app_env, "ACCESS_TOKEN_SECRET", min_length=32),
+        alert_secret=_secret(env, app_env, "ALERT_SECRET", min_length=16),
+        app_url=env.str("APP_URL", "http://localhost:3000"),
+        gateway_host=env.str("GATEWAY_HOST", "0.0.0.0"),
+        gateway_port=env.int("GATEWAY_PORT", 3000, validate=port),
+        service_host=env.str("SERVICE_HOST", "127.0.0.1"),
+        service_ports={
+            "auth": env.int("AUTH_HTTP_PORT", 4001, validate=port),
+            "project": env.int("PROJECT_HTTP_PORT", 4002, validate=port),
+            "analytics": env.int("ANALYTICS_HTTP_PORT", 4003, validate=port),
+            "logging": env.int("LOGGING_HTTP_PORT", 4004, validate=port),
+        },
+        rpc_timeout_ms=env.int("RPC_TIMEOUT_MS", 5000, validate=Range(min=50, max=120_000)),
+        health_timeout_ms=env.int("HEALTH_TIMEOUT_MS", 1500, validate=Range(min=50, max=60_000)),
+        rpc_prefetch=env.int("RPC_PREFETCH", 64, validate=Range(min=1, max=10_000)),
+        max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, validate=Range(min=1024)),
+        event_buffer_max=env.int("EVENT_BUFFER_MAX", 100_000, validate=Range(min=10)),
+        event_max_retries=env.int("EVENT_MAX_RETRIES", 5, validate=Range(min=0, max=100)),
+        shutdown_grace_s=env.float("SHUTDOWN_GRACE_S", 10.0, validate=Range(min=0, max=300)),
+    )
+    try:
+        env.seal()
+    except EnvError as exc:
+        raise SettingsError(f"invalid configuration: {exc}") from None
+    return Settings(**values)
+
+
+def _secret(env: Env, app_env: str, name: str, *, min_length: int) -> str:
+    if app_env == "production":
+        value = env.str(name, None)
+        if value is None:
+            # Reported at seal(); returning a placeholder keeps the message list complete.
+            env.str(name, validate=Length(min=min_length))
+            return ""
+        if value in DEV_SECRETS.values():
+            raise SettingsError(f"{name} is a development default; set a real secret")
+        env.str(name, validate=Length(min=min_length))
+        return value
+    return env.str(name, DEV_SECRETS[name], validate=Length(min=min_length))

@@ -1,0 +1,1 @@
+"""The aiohttp gateway: one pipeline of steps in front of every route."""

@@ -1,0 +1,43 @@
+"""Builds the gateway application from its settings and the route table."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from contracts.amqp import connect, declare_topology
+from contracts.events import EventPublisher
+from contracts.routes import ROUTES, Route
+from contracts.rpc import RpcClient
+from contracts.settings import Settings
+from gateway.health import health
+from gateway.pipeline import MIDDLEWARES
+from gateway.router import add_routes
+from gateway.state import STATE, GatewayState
+
+LOCAL_HANDLERS = {"health": health}
+
+
+def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    add_routes(app, routes, LOCAL_HANDLERS)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        connection = await connect(settings.amqp_url, name="gateway")
+        await declare_topology(connection)
+        rpc = RpcClient(connection, default_timeout_ms=settings.rpc_timeout_ms)
+        await rpc.start()
+        publisher = EventPublisher(connection, max_buffer=settings.event_buffer_max)
+        await publisher.start()
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        app[STATE] = GatewayState(settings, connection, rpc, publisher, redis)
+        yield
+        await publisher.close(timeout=settings.shutdown_grace_s)
+        await rpc.close()
+        await redis.aclose()
+        await connection.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

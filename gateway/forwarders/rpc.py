@@ -1,0 +1,36 @@
+"""Forward a platform route to its service over RPC, within the request's deadline."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from contracts.names import SERVICES
+from contracts.routes import Route
+from contracts.timeutil import now_ms
+from gateway.body import read_json
+from gateway.responses import json_response
+from gateway.state import state_of
+from gateway.steps.keys import CALLER, DEADLINE_MS, REQUEST_ID
+
+
+def rpc_handler(route: Route) -> web.Handler:
+    assert route.service is not None
+    queue = SERVICES[route.service].rpc_queue
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        state = state_of(request)
+        params = {
+            "body": await read_json(request) if request.method in ("POST", "PUT", "PATCH")
+            else None,
+            "query": dict(request.query),
+            "params": dict(request.match_info),
+            "caller": request.get(CALLER),
+            "requestId": request[REQUEST_ID],
+        }
+        deadline = request.get(DEADLINE_MS) or now_ms() + state.settings.rpc_timeout_ms
+        result = await state.rpc.call(queue, route.operation, params, deadline_ms=deadline)
+        if result.status == 204:
+            return web.Response(status=204)
+        return json_response(result.body, status=result.status)
+
+    return forward

@@ -1,0 +1,31 @@
+"""What the gateway's steps and handlers share, held on the application under one key."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+from redis.asyncio import Redis
+
+from contracts.events import EventPublisher
+from contracts.rpc import RpcClient
+from contracts.settings import Settings
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    connection: AbstractRobustConnection
+    rpc: RpcClient
+    publisher: EventPublisher
+    redis: Redis
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+
+STATE = web.AppKey("gateway_state", GatewayState)
+
+
+def state_of(request: web.Request) -> GatewayState:
+    return request.app[STATE]

@@ -1,0 +1,27 @@
+"""Step 2: a fresh request id and start time for every request; the id on every response.
+
+Any incoming X-Request-Id is ignored (API.md section 1.2): ids are ours, so a client cannot
+make two requests share one in the logs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+
+from gateway.steps.keys import REQUEST_ID, STARTED
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    request_id = str(uuid.uuid4())
+    request[REQUEST_ID] = request_id
+    request[STARTED] = time.perf_counter()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    response = await handler(request)
+    response.headers["X-Request-Id"] = request_id
+    return response

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# Brings up the local stack without Docker (see DESIGN.md section 5):
+#   PostgreSQL :5432, Redis :6379, RabbitMQ :5672 (+ management :15672), FerretDB :27017
+# A server already listening on its port is reused, never replaced. Missing
+# Debian packages are installed when running as root. Idempotent: run it as
+# often as you like. infra/down.sh stops what this script started.
+#
+# Env: STATE_DIR (default <repo root>/.local) holds all state, logs and pid files.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+mkdir -p "$LOG_DIR" "$STATE_DIR/bin"
+log "state dir: $STATE_DIR"
+
+PG_URL_AUTH="postgresql://gateway:gateway@$LOCALHOST:$PG_PORT/gateway_auth"
+
+# --------------------------------------------------------------------------
+# 0. Install whatever is missing for the servers that are not already up.
+# --------------------------------------------------------------------------
+install_missing() {
+    local pkgs=()
+    if ! port_open "$PG_PORT"; then
+        if ! have pg_lsclusters || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+            pkgs+=(postgresql)
+        fi
+    fi
+    # psql is needed for the role/database setup and its check, even when reusing.
+    have psql || pkgs+=(postgresql-client)
+    have curl || pkgs+=(curl)
+    if ! port_open "$REDIS_PORT" && ! have redis-server; then
+        pkgs+=(redis-server)
+    fi
+    if ! port_open "$RABBIT_PORT" && ! have rabbitmq-server; then
+        pkgs+=(rabbitmq-server)
+    fi
+    if [ "${#pkgs[@]}" -gt 0 ]; then
+        apt_install "${pkgs[@]}"
+    fi
+}
+
+# --------------------------------------------------------------------------
+# 1. PostgreSQL (Debian cluster; its data stays in /var/lib/postgresql, which
+#    is where Debian's tools keep it).
+# --------------------------------------------------------------------------
+start_postgres() {
+    if port_open "$PG_PORT"; then
+        log "postgres: reusing server on $LOCALHOST:$PG_PORT"
+        return 0
+    fi
+    is_root || die "postgres: not running on :$PG_PORT and starting Debian's cluster needs root (pg_ctlcluster <ver> main start)"
+    local cluster ver name
+    cluster="$(debian_pg_cluster || true)"
+    if [ -z "$cluster" ]; then
+        ver="$(find /usr/lib/postgresql -maxdepth 1 -mindepth 1 -printf '%f\n' 2>/dev/null | sort -n | tail -n 1)"
+        [ -n "$ver" ] || die "postgres: no PostgreSQL server found under /usr/lib/postgresql (install the Debian package postgresql)"
+        log "postgres: creating cluster $ver main on port $PG_PORT"
+        pg_createcluster --port "$PG_PORT" "$ver" main >"$LOG_DIR/pg_createcluster.log" 2>&1 \
+            || { show_log_tail "$LOG_DIR/pg_createcluster.log"; die "pg_createcluster failed"; }
+        name=main
+    else
+        read -r ver name _ <<<"$cluster"
+    fi
+    log "postgres: starting Debian cluster $ver $name"
+    pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start \
+        || { show_log_tail "/var/log/postgresql/postgresql-$ver-$name.log"; die "pg_ctlcluster $ver $name start failed"; }
+    echo "$ver $name" >"$STATE_DIR/postgres.started"
+    wait_port postgres "$PG_PORT" 60 "/var/log/postgresql/postgresql-$ver-$name.log"
+}
+
+# Role gateway/gateway (LOGIN CREATEDB) and databases gateway_auth, gateway_project.
+setup_postgres_roles() {
+    local cluster
+    cluster="$(debian_pg_cluster || true)"
+    if [ -z "$cluster" ] || [ "$(awk '{print $3}' <<<"$cluster")" != online ]; then
+        warn "postgres: the server on :$PG_PORT is not a local Debian cluster; not creating role/databases (need: role gateway/gateway, databases gateway_auth, gateway_project)"
+        return 0
+    fi
+    if ! is_root; then
+        warn "postgres: not root; cannot run psql as the postgres user to create role gateway and its databases"
+        return 0
+    fi
+    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres >/dev/null <<'SQL'
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gateway') THEN
+        CREATE ROLE gateway LOGIN CREATEDB PASSWORD 'gateway';
+    ELSE
+        ALTER ROLE gateway LOGIN CREATEDB PASSWORD 'gateway';
+    END IF;
+END
+$$;
+SELECT format('CREATE DATABASE %I OWNER gateway', d)
+FROM unnest(ARRAY['gateway_auth', 'gateway_project']) AS d
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = d)
+\gexec
+SQL
+    # Password login over TCP must work (Debian's pg_hba allows scram-sha-256
+    # from 127.0.0.1). If a local pg_hba was made stricter, add one rule for us.
+    if ! PGCONNECT_TIMEOUT=5 psql -X -q -tA "$PG_URL_AUTH" -c 'select 1' >/dev/null 2>&1; then
+        local hba
+        hba="$(as_postgres psql -X -tA -p "$PG_PORT" -d postgres -c 'show hba_file')"
+        if ! grep -q '^host[[:space:]]\+all[[:space:]]\+gateway[[:space:]]\+127.0.0.1/32' "$hba"; then
+            log "postgres: adding a scram-sha-256 rule for role gateway on 127.0.0.1 to $hba"
+            sed -i '1i host all gateway 127.0.0.1/32 scram-sha-256' "$hba"
+            as_postgres psql -X -q -p "$PG_PORT" -d postgres -c 'select pg_reload_conf()' >/dev/null
+        fi
+        PGCONNECT_TIMEOUT=5 psql -X -q -tA "$PG_URL_AUTH" -c 'select 1' >/dev/null \
+            || die "postgres: cannot log in as gateway over TCP ($PG_URL_AUTH); check $hba"
+    fi
+    log "postgres: role gateway and databases gateway_auth, gateway_project ready"
+}
+
+# --------------------------------------------------------------------------
+# 2. Redis (no persistence; data dir under the state dir).
+# --------------------------------------------------------------------------
+start_redis() {
+    if port_open "$REDIS_PORT"; then
+        log "redis: reusing server on $LOCALHOST:$REDIS_PORT"
+        return 0
+    fi
+    have redis-server || die "redis: redis-server not found (install the Debian package redis-server)"
+    mkdir -p "$STATE_DIR/redis"
+    rm -f "$STATE_DIR/redis.pid"
+    log "redis: starting"
+    redis-server --daemonize yes --bind "$LOCALHOST" --port "$REDIS_PORT" \
+        --save "" --appendonly no --dir "$STATE_DIR/redis" \
+        --logfile "$LOG_DIR/redis.log" --pidfile "$STATE_DIR/redis.pid" \
+        || { show_log_tail "$LOG_DIR/redis.log"; die "redis-server failed to start"; }
+    wait_port redis "$REDIS_PORT" 30 "$LOG_DIR/redis.log"
+}
+
+# --------------------------------------------------------------------------
+# 3. RabbitMQ (+ management plugin).
+#
+# Debian's rabbitmq-server/rabbitmqctl are wrappers that, run as root, switch
+# to the `rabbitmq` user (HOME=/var/lib/rabbitmq). So server and CLI share
+# the Erlang cookie /var/lib/rabbitmq/.erlang.cookie and a plain
+# `rabbitmqctl ...` (e.g. close_all_connections in tests) reaches our node
+# (rabbit@<hostname>) without any of the variables below. The node's data,
+# logs, config and enabled-plugins file live in $STATE_DIR/rabbitmq and
+# $LOG_DIR/rabbitmq (owned by the rabbitmq user); only the cookie stays in
+# /var/lib/rabbitmq.
+# --------------------------------------------------------------------------
+RABBIT_DIR="$STATE_DIR/rabbitmq"
+export RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
+export RABBITMQ_LOG_BASE="$LOG_DIR/rabbitmq"
+export RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq.conf"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins"
+
+rabbit_mgmt_ok() {
+    curl -fsS -m 5 -u guest:guest "http://$LOCALHOST:$RABBIT_MGMT_PORT/api/overview" >/dev/null 2>&1
+}
+
+start_rabbitmq() {
+    if port_open "$RABBIT_PORT"; then
+        log "rabbitmq: reusing server on $LOCALHOST:$RABBIT_PORT"
+        if ! port_open "$RABBIT_MGMT_PORT" && have rabbitmq-plugins; then
+            # Reused node without the management UI: try to enable it (its own
+            # enabled_plugins file, so without our variables).
+            log "rabbitmq: enabling rabbitmq_management on the reused node"
+            env -u RABBITMQ_ENABLED_PLUGINS_FILE -u RABBITMQ_CONFIG_FILE \
+                -u RABBITMQ_MNESIA_BASE -u RABBITMQ_LOG_BASE \
+                timeout 120 rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1 \
+                || warn "rabbitmq: could not enable rabbitmq_management on the reused node"
+        fi
+        return 0
+    fi
+    have rabbitmq-server || die "rabbitmq: rabbitmq-server not found (install the Debian package rabbitmq-server)"
+    mkdir -p "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
+    cat >"$RABBITMQ_CONFIG_FILE" <<EOF
+# Written by infra/up.sh: loopback only.
+listeners.tcp.default = $LOCALHOST:$RABBIT_PORT
+management.tcp.ip = $LOCALHOST
+management.tcp.port = $RABBIT_MGMT_PORT
+EOF
+    # Pre-seeding the plugin list makes the UI start with the node; the
+    # rabbitmq-plugins call below is then a quick check that it is enabled.
+    [ -s "$RABBITMQ_ENABLED_PLUGINS_FILE" ] || echo '[rabbitmq_management].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+    if id rabbitmq >/dev/null 2>&1; then
+        chown -R rabbitmq:rabbitmq "$RABBIT_DIR" "$RABBITMQ_LOG_BASE"
+    fi
+    log "rabbitmq: starting (data in $RABBIT_DIR)"
+    rabbitmq-server -detached >"$LOG_DIR/rabbitmq-start.log" 2>&1 \
+        || { show_log_tail "$LOG_DIR/rabbitmq-start.log"; die "rabbitmq-server -detached failed"; }
+    touch "$STATE_DIR/rabbitmq.started"
+}
+
+# Waits for a node that we started (booting takes 5-20 s).
+await_rabbitmq() {
+    [ -f "$STATE_DIR/rabbitmq.started" ] || return 0
+    port_open "$RABBIT_PORT" && return 0
+    log "rabbitmq: waiting for the node to boot"
+    local deadline=$((SECONDS + 120))
+    until timeout 30 rabbitmqctl -q await_startup --timeout 20 >>"$LOG_DIR/rabbitmq-start.log" 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            show_log_tail "$LOG_DIR/rabbitmq-start.log"
+            local f
+            for f in "$RABBITMQ_LOG_BASE"/*.log; do show_log_tail "$f"; done
+            die "rabbitmq did not start within 120s"
+        fi
+        sleep 1
+    done
+    wait_port rabbitmq "$RABBIT_PORT" 30 "$LOG_DIR/rabbitmq-start.log"
+}
+
+enable_rabbit_mgmt() {
+    rabbit_mgmt_ok && return 0
+    # Only for a node we started (a reused one was handled above).
+    [ -f "$STATE_DIR/rabbitmq.started" ] || return 0
+    log "rabbitmq: enabling rabbitmq_management"
+    timeout 120 rabbitmq-plugins enable rabbitmq_management >>"$LOG_DIR/rabbitmq-start.log" 2>&1 \
+        || { show_log_tail "$LOG_DIR/rabbitmq-start.log"; die "rabbitmq-plugins enable rabbitmq_management failed"; }
+}
+
+wait_rabbit_mgmt() {
+    local deadline=$((SECONDS + 60))
+    until rabbit_mgmt_ok; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            warn "rabbitmq: management API http://$LOCALHOST:$RABBIT_MGMT_PORT/api/overview did not answer with guest:guest within 60s"
+            return 0
+        fi
+        sleep 0.5
+    done
+}
+
+# --------------------------------------------------------------------------
+# 4. FerretDB (MongoDB wire protocol on SQLite), our build of infra/ferretdb.
+# --------------------------------------------------------------------------
+FERRET_SRC="$INFRA_DIR/ferretdb"
+FERRET_BIN="$STATE_DIR/bin/ferretdb"
+
+build_ferretdb() {
+    local stale=0 f
+    if [ ! -x "$FERRET_BIN" ]; then
+        stale=1
+    else
+        for f in "$FERRET_SRC/main.go" "$FERRET_SRC/go.mod" "$FERRET_SRC/go.sum"; do
+            [ "$f" -nt "$FERRET_BIN" ] && stale=1
+        done
+    fi
+    [ "$stale" -eq 1 ] || return 0
+    have go || die "ferretdb: Go (1.24 or newer) is needed to build infra/ferretdb; put it on PATH (e.g. /usr/local/go/bin)"
+    if [ -x "$FERRET_BIN" ]; then
+        log "rebuilding FerretDB (infra/ferretdb changed)"
+    else
+        log "building FerretDB (first run only, a few minutes)"
+    fi
+    # -mod=mod tolerates a go.sum that lags behind; the default GOPATH/GOCACHE
+    # (under $HOME) are fine for root and for normal users.
+    (cd "$FERRET_SRC" && GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=mod" go build -trimpath -o "$FERRET_BIN.tmp" .) \
+        >"$LOG_DIR/ferretdb-build.log" 2>&1 \
+        || { show_log_tail "$LOG_DIR/ferretdb-build.log"; die "building FerretDB failed"; }
+    mv -f "$FERRET_BIN.tmp" "$FERRET_BIN"
+}
+
+start_ferretdb() {
+    if port_open "$MONGO_PORT"; then
+        log "ferretdb: reusing server on $LOCALHOST:$MONGO_PORT"
+        return 0
+    fi
+    build_ferretdb
+    mkdir -p "$STATE_DIR/ferretdb"
+    rm -f "$STATE_DIR/ferretdb.pid"
+    log "ferretdb: starting"
+    DO_NOT_TRACK=1 nohup "$FERRET_BIN" -listen "$LOCALHOST:$MONGO_PORT" -dir "$STATE_DIR/ferretdb" \
+        </dev/null >>"$LOG_DIR/ferretdb.log" 2>&1 &
+    local pid=$!
+    echo "$pid" >"$STATE_DIR/ferretdb.pid"
+    wait_port ferretdb "$MONGO_PORT" 60 "$LOG_DIR/ferretdb.log" "$pid"
+}
+
+# --------------------------------------------------------------------------
+start_all=$SECONDS
+install_missing
+start_postgres
+setup_postgres_roles
+start_redis
+# RabbitMQ boots in the background while FerretDB is built/started.
+start_rabbitmq
+start_ferretdb
+await_rabbitmq
+enable_rabbit_mgmt
+wait_rabbit_mgmt
+log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB)"

@@ -1,0 +1,1 @@
+"""The logging service (RPC queue `rpc.logging`)."""

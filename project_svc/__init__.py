@@ -1,0 +1,1 @@
+"""The project service (RPC queue `rpc.project`)."""

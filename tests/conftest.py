@@ -1,0 +1,58 @@
+"""Test-wide settings: every test runs against the real local servers, isolated from a
+`make run` stack on the same machine by its own RabbitMQ vhost, Redis database, Mongo database
+and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+
+TEST_VHOST = "gw-test"
+RABBIT_API = os.environ.get("RABBITMQ_API_URL", "http://127.0.0.1:15672/api")
+RABBIT_API_AUTH = os.environ.get("RABBITMQ_API_AUTH", "guest:guest")
+
+TEST_ENV = {
+    "APP_ENV": "test",
+    "LOG_LEVEL": "WARNING",
+    "AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "MONGO_URL": "mongodb://127.0.0.1:27017",
+    "MONGO_DB": "gateway_test",
+    "AUTH_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_auth_test",
+    "PROJECT_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project_test",
+}
+for _name, _value in TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+
+def rabbit_api(method: str, path: str, body: object | None = None) -> object:
+    """Call the RabbitMQ management HTTP API (what an operator's UI uses)."""
+    request = urllib.request.Request(
+        f"{RABBIT_API}{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": "Basic " + base64.b64encode(RABBIT_API_AUTH.encode()).decode(),
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+@pytest.fixture(scope="session")
+def broker_vhost() -> str:
+    """A vhost of the tests' own, created through the management API."""
+    try:
+        rabbit_api("PUT", f"/vhosts/{TEST_VHOST}", {})
+        rabbit_api("PUT", f"/permissions/{TEST_VHOST}/guest",
+                   {"configure": ".*", "write": ".*", "read": ".*"})
+    except urllib.error.URLError as exc:
+        pytest.exit(f"RabbitMQ management API not reachable ({exc}); run `make infra` first",
+                    returncode=3)
+    return TEST_VHOST

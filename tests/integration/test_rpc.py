@@ -1,0 +1,210 @@
+"""RPC over the real RabbitMQ: round trips, concurrency, deadlines, restarts, poison messages."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aio_pika
+import pytest
+
+from contracts.errors import NotFound, ServiceUnavailable, UpstreamTimeout
+from contracts.names import HEADER_DEAD_REASON, dead_letter_queue, rpc_queue
+from contracts.rpc import Reply, RpcClient, RpcServer
+
+
+async def echo(params: dict[str, Any]) -> Reply:
+    return Reply({"echo": params}, status=201)
+
+
+async def test_round_trip(amqp, unique):
+    server = RpcServer(await amqp("server"), rpc_queue(unique), {"echo": echo})
+    await server.start()
+    client = RpcClient(await amqp("client"), default_timeout_ms=3000)
+    await client.start()
+
+    result = await client.call(rpc_queue(unique), "echo", {"a": 1})
+
+    assert (result.status, result.body) == (201, {"echo": {"a": 1}})
+    await server.stop()
+    await client.close()
+
+
+async def test_errors_cross_the_wire_as_envelopes(amqp, unique):
+    async def missing(_params: dict[str, Any]) -> None:
+        raise NotFound("Project not found")
+
+    async def broken(_params: dict[str, Any]) -> None:
+        raise RuntimeError("secret internals")
+
+    server = RpcServer(await amqp("server"), rpc_queue(unique),
+                       {"missing": missing, "broken": broken})
+    await server.start()
+    client = RpcClient(await amqp("client"), default_timeout_ms=3000)
+    await client.start()
+
+    with pytest.raises(NotFound) as not_found:
+        await client.call(rpc_queue(unique), "missing")
+    assert not_found.value.message == "Project not found"
+    with pytest.raises(Exception) as internal:
+        await client.call(rpc_queue(unique), "broken")
+    assert internal.value.status == 500
+    assert "secret" not in internal.value.message
+    with pytest.raises(NotFound):
+        await client.call(rpc_queue(unique), "no-such-operation")
+    await server.stop()
+    await client.close()
+
+
+async def test_hundred_concurrent_calls_each_get_their_own_reply(amqp, unique):
+    async def slow_echo(params: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.01 * (params["i"] % 7))  # replies come back out of order
+        return params
+
+    server = RpcServer(await amqp("server"), rpc_queue(unique), {"echo": slow_echo})
+    await server.start()
+    client = RpcClient(await amqp("client"), default_timeout_ms=5000)
+    await client.start()
+
+    results = await asyncio.gather(
+        *(client.call(rpc_queue(unique), "echo", {"i": i}) for i in range(100))
+    )
+
+    assert [r.body["i"] for r in results] == list(range(100))
+    await server.stop()
+    await client.close()
+
+
+async def test_call_past_its_deadline_is_504_and_never_processed(amqp, unique):
+    ran: list[int] = []
+    release = asyncio.Event()
+
+    async def blocking(params: dict[str, Any]) -> int:
+        ran.append(params["i"])
+        if params["i"] == 0:
+            await release.wait()
+        return params["i"]
+
+    # prefetch 1: while call 0 blocks, call 1 waits in the broker's queue past its deadline
+    server = RpcServer(await amqp("server"), rpc_queue(unique), {"op": blocking}, prefetch=1)
+    await server.start()
+    client = RpcClient(await amqp("client"), default_timeout_ms=5000)
+    await client.start()
+
+    first = asyncio.create_task(client.call(rpc_queue(unique), "op", {"i": 0}))
+    await asyncio.sleep(0.2)
+    with pytest.raises(UpstreamTimeout) as timed_out:
+        await client.call(rpc_queue(unique), "op", {"i": 1}, timeout_ms=300)
+    assert timed_out.value.status == 504
+    release.set()
+    assert (await first).body == 0
+    await asyncio.sleep(0.3)  # time for call 1 to reach the handler, were it delivered
+
+    assert ran == [0]
+    await server.stop()
+    await client.close()
+
+
+async def test_no_consumer_is_503_and_later_calls_fail_fast(amqp, unique):
+    server = RpcServer(await amqp("server"), rpc_queue(unique), {"echo": echo})
+    await server.start()
+    await server.stop()  # the queue stays, nobody consumes it
+    client = RpcClient(await amqp("client"), default_timeout_ms=5000)
+    await client.start()
+
+    with pytest.raises(ServiceUnavailable):
+        await client.call(rpc_queue(unique), "echo", timeout_ms=300)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ServiceUnavailable):
+        await client.call(rpc_queue(unique), "echo", timeout_ms=3000)
+    assert loop.time() - started < 1.0  # remembered, not waited for again
+    await client.close()
+
+
+async def test_unknown_queue_is_503(amqp, unique):
+    client = RpcClient(await amqp("client"), default_timeout_ms=5000)
+    await client.start()
+    with pytest.raises(ServiceUnavailable):
+        await client.call(rpc_queue(unique), "echo", timeout_ms=300)
+    await client.close()
+
+
+async def test_service_restarted_mid_traffic_loses_no_call(amqp, unique):
+    client = RpcClient(await amqp("client"), default_timeout_ms=8000)
+    await client.start()
+    first = RpcServer(await amqp("server-1"), rpc_queue(unique), {"echo": echo})
+    await first.start()
+
+    async def traffic() -> list[Any]:
+        calls = []
+        for i in range(60):
+            calls.append(asyncio.create_task(client.call(rpc_queue(unique), "echo", {"i": i})))
+            await asyncio.sleep(0.01)
+        return await asyncio.gather(*calls)
+
+    running = asyncio.create_task(traffic())
+    await asyncio.sleep(0.2)
+    await first.stop()  # finishes what it took, takes nothing more
+    await asyncio.sleep(0.3)  # calls made now wait in the durable queue
+    second = RpcServer(await amqp("server-2"), rpc_queue(unique), {"echo": echo})
+    await second.start()
+
+    results = await running
+    assert [r.body["echo"]["i"] for r in results] == list(range(60))
+    await second.stop()
+    await client.close()
+
+
+async def test_poison_message_is_dead_lettered_and_consumer_keeps_going(amqp, unique):
+    server_connection = await amqp("server")
+    server = RpcServer(server_connection, rpc_queue(unique), {"echo": echo})
+    await server.start()
+    client = RpcClient(await amqp("client"), default_timeout_ms=3000)
+    await client.start()
+
+    raw = await (await amqp("raw")).channel()
+    await raw.default_exchange.publish(
+        aio_pika.Message(b"\x00not json", type="echo"), routing_key=rpc_queue(unique)
+    )
+    await raw.default_exchange.publish(
+        aio_pika.Message(b'{"a": 1}'), routing_key=rpc_queue(unique)  # no operation
+    )
+
+    result = await client.call(rpc_queue(unique), "echo", {"still": "alive"})
+    assert result.body == {"echo": {"still": "alive"}}
+
+    dead = await raw.declare_queue(dead_letter_queue(rpc_queue(unique)), passive=True)
+    bodies, reasons = [], []
+    for _ in range(20):
+        message = await dead.get(fail=False)
+        if message is None:
+            if len(bodies) == 2:
+                break
+            await asyncio.sleep(0.1)
+            continue
+        bodies.append(message.body)
+        reasons.append(message.headers[HEADER_DEAD_REASON])
+        await message.ack()
+    assert bodies == [b"\x00not json", b'{"a": 1}']
+    assert all(reason.startswith("malformed") for reason in reasons)
+    await server.stop()
+    await client.close()
+
+
+async def test_graceful_stop_finishes_in_flight_calls(amqp, unique):
+    async def slow(_params: dict[str, Any]) -> str:
+        await asyncio.sleep(0.5)
+        return "done"
+
+    server = RpcServer(await amqp("server"), rpc_queue(unique), {"slow": slow})
+    await server.start()
+    client = RpcClient(await amqp("client"), default_timeout_ms=5000)
+    await client.start()
+
+    calls = [asyncio.create_task(client.call(rpc_queue(unique), "slow")) for _ in range(5)]
+    await asyncio.sleep(0.1)
+    await server.stop(grace_s=5)
+
+    assert [(await c).body for c in calls] == ["done"] * 5
+    await client.close()

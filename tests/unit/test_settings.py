@@ -1,0 +1,58 @@
+import pytest
+
+from contracts.settings import DEV_SECRETS, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ("APP_ENV", "ACCESS_TOKEN_SECRET", "ALERT_SECRET", "GATEWAY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_production_is_the_default_and_refuses_to_start_without_secrets():
+    with pytest.raises(SettingsError, match="ACCESS_TOKEN_SECRET"):
+        load_settings()
+
+
+def test_production_refuses_the_development_secrets(monkeypatch):
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET", DEV_SECRETS["ACCESS_TOKEN_SECRET"])
+    monkeypatch.setenv("ALERT_SECRET", "a-real-alert-secret-value")
+    with pytest.raises(SettingsError, match="development default"):
+        load_settings()
+
+
+def test_production_refuses_short_secrets(monkeypatch):
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET", "short")
+    monkeypatch.setenv("ALERT_SECRET", "a-real-alert-secret-value")
+    with pytest.raises(SettingsError, match="ACCESS_TOKEN_SECRET"):
+        load_settings()
+
+
+def test_production_with_real_secrets(monkeypatch):
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET", "x" * 40)
+    monkeypatch.setenv("ALERT_SECRET", "y" * 20)
+    settings = load_settings()
+    assert settings.is_production and settings.access_token_secret == "x" * 40
+
+
+def test_development_has_defaults_for_everything(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "development")
+    settings = load_settings()
+    assert settings.gateway_port == 3000
+    assert settings.access_token_secret == DEV_SECRETS["ACCESS_TOKEN_SECRET"]
+    assert settings.max_body_bytes == 1024 * 1024
+
+
+def test_environment_overrides_and_is_validated(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.setenv("GATEWAY_PORT", "3100")
+    assert load_settings().gateway_port == 3100
+    monkeypatch.setenv("GATEWAY_PORT", "99999")
+    with pytest.raises(SettingsError, match="GATEWAY_PORT"):
+        load_settings()
+
+
+def test_unknown_app_env_is_refused(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "staging")
+    with pytest.raises(SettingsError, match="APP_ENV"):
+        load_settings()
