@@ -182,8 +182,22 @@ EOF
         chown -R rabbitmq:rabbitmq "$RABBIT_DIR" "$RABBITMQ_LOG_BASE"
     fi
     log "rabbitmq: starting (data in $RABBIT_DIR)"
-    rabbitmq-server -detached >"$LOG_DIR/rabbitmq-start.log" 2>&1 \
-        || { show_log_tail "$LOG_DIR/rabbitmq-start.log"; die "rabbitmq-server -detached failed"; }
+    if is_root && id rabbitmq >/dev/null 2>&1 && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+        # Debian's wrapper starts the node through `su`, which applies the PAM limit of 1024
+        # open files. RabbitMQ's file handle cache then runs dry after a few hundred queues
+        # and the node silently stops accepting AMQP connections. Start it the same way, but
+        # with the limit raised to the hard limit (at most 65536).
+        local nofile
+        nofile="$(ulimit -Hn)"
+        if [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ]; then nofile=65536; fi
+        (cd /var/lib/rabbitmq && su rabbitmq -s /bin/sh -c \
+            "ulimit -n $nofile 2>/dev/null; exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached") \
+            >"$LOG_DIR/rabbitmq-start.log" 2>&1 \
+            || { show_log_tail "$LOG_DIR/rabbitmq-start.log"; die "rabbitmq-server -detached failed"; }
+    else
+        rabbitmq-server -detached >"$LOG_DIR/rabbitmq-start.log" 2>&1 \
+            || { show_log_tail "$LOG_DIR/rabbitmq-start.log"; die "rabbitmq-server -detached failed"; }
+    fi
     touch "$STATE_DIR/rabbitmq.started"
 }
 

@@ -47,8 +47,14 @@ def rabbit_api(method: str, path: str, body: object | None = None) -> object:
 
 @pytest.fixture(scope="session")
 def broker_vhost() -> str:
-    """A vhost of the tests' own, created through the management API."""
+    """A vhost of the tests' own, created anew for each session through the management API,
+    so queues of earlier runs do not pile up."""
     try:
+        try:
+            rabbit_api("DELETE", f"/vhosts/{TEST_VHOST}")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
         rabbit_api("PUT", f"/vhosts/{TEST_VHOST}", {})
         rabbit_api("PUT", f"/permissions/{TEST_VHOST}/guest",
                    {"configure": ".*", "write": ".*", "read": ".*"})

@@ -1,8 +1,15 @@
-"""Names of the values that steps leave on the request for later steps."""
+"""Typed keys of the values that steps leave on the request for later steps."""
 
 from __future__ import annotations
 
-REQUEST_ID = "gw.request_id"
-STARTED = "gw.started"  # time.perf_counter() when the request entered the gateway
-DEADLINE_MS = "gw.deadline_ms"  # absolute Unix ms after which nobody waits for the answer
-CALLER = "gw.caller"  # the authenticated identity, when there is one
+from typing import Any
+
+from aiohttp import web
+
+REQUEST_ID = web.RequestKey("request_id", str)
+# time.perf_counter() when the request entered the gateway
+STARTED = web.RequestKey("started", float)
+# absolute Unix ms after which nobody waits for the answer
+DEADLINE_MS = web.RequestKey("deadline_ms", int)
+# the authenticated identity, when there is one
+CALLER = web.RequestKey("caller", dict[str, Any])

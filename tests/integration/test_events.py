@@ -20,14 +20,17 @@ from contracts.names import (
 from tests.conftest import TEST_VHOST
 
 
-async def drain(queue, expected: int, timeout: float = 20.0) -> list[dict]:
-    """Read event batches from `queue` until `expected` events arrived (or time is up)."""
+async def drain(queue, expected: int, within_s: float = 20.0) -> list[dict]:
+    """Read event batches from `queue` until at least `expected` distinct events arrived and
+    the queue is empty (redelivered duplicates are kept, so callers can see them)."""
     events: list[dict] = []
     loop = asyncio.get_running_loop()
-    until = loop.time() + timeout
-    while len(events) < expected and loop.time() < until:
+    until = loop.time() + within_s
+    while loop.time() < until:
         message = await queue.get(fail=False)
         if message is None:
+            if len({repr(e) for e in events}) >= expected:
+                break
             await asyncio.sleep(0.05)
             continue
         events.extend(decode_batch(message.body))

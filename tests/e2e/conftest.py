@@ -1,0 +1,94 @@
+"""Start the real processes (`python -m <package>`) against the real servers, on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests import support as http
+
+PROCESSES = ("auth_svc", "project_svc", "analytics_svc", "logging_svc", "gateway")
+PORT_VARIABLES = {
+    "gateway": "GATEWAY_PORT", "auth_svc": "AUTH_HTTP_PORT", "project_svc": "PROJECT_HTTP_PORT",
+    "analytics_svc": "ANALYTICS_HTTP_PORT", "logging_svc": "LOGGING_HTTP_PORT",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['GATEWAY_PORT']}"
+
+    def port(self, name: str) -> int:
+        return int(self.env[PORT_VARIABLES[name]])
+
+    def start(self, name: str) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", name], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self, name: str, timeout: float = 20) -> int:
+        process = self.processes[name]
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def wait_healthy(self, timeout: float = 30) -> dict:
+        until = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < until:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(f"{name} exited with {process.returncode}:\n"
+                                         + self.logs(name))
+            try:
+                status, body = http.get_json(f"{self.gateway_url}/health")
+                if status == 200:
+                    return body
+                last = body
+            except OSError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise AssertionError(f"stack not healthy after {timeout} s: {last}")
+
+    def logs(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def stack(broker_vhost: str, tmp_path: Path) -> Iterator[Stack]:
+    env = {**os.environ, "SHUTDOWN_GRACE_S": "5", "HEALTH_TIMEOUT_MS": "1000"}
+    for variable in PORT_VARIABLES.values():
+        env[variable] = str(free_port())
+    running = Stack(env, tmp_path)
+    for name in PROCESSES:
+        running.start(name)
+    yield running
+    for name in reversed(PROCESSES):
+        running.stop(name)

@@ -1,0 +1,175 @@
+"""The gateway skeleton against the real broker and Redis: envelope, request ids, body limits,
+the RPC forwarder driven by a route table, and /health."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from typing import Any
+
+import pytest
+
+from contracts.errors import NotFound
+from contracts.names import SERVICES, Service
+from contracts.routes import ROUTES, Access, Route
+from contracts.rpc import Reply, RpcServer
+from gateway.app import build_app
+
+ECHO = Route("POST", "/api/v1/echo/:id", "test.echo", Access.PUBLIC, "echo",
+             service=Service.AUTH)
+MISSING = Route("GET", "/api/v1/missing", "test.missing", Access.PUBLIC, "404",
+                service=Service.AUTH)
+SLOW = Route("GET", "/api/v1/slow", "test.slow", Access.PUBLIC, "slow", service=Service.AUTH)
+NOBODY = Route("GET", "/api/v1/nobody", "test.nobody", Access.PUBLIC, "no consumer",
+               service=Service.ANALYTICS)
+TABLE = (*ROUTES, ECHO, MISSING, SLOW, NOBODY)
+
+
+async def echo(params: dict[str, Any]) -> Reply:
+    return Reply(params, status=201)
+
+
+async def missing(_params: dict[str, Any]) -> None:
+    raise NotFound("Thing not found")
+
+
+async def slow(_params: dict[str, Any]) -> str:
+    await asyncio.sleep(2)
+    return "late"
+
+
+async def health(_params: dict[str, Any]) -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@pytest.fixture
+async def services(amqp):
+    """In-process RPC servers on the real service queues of the test vhost."""
+    started: dict[Service, RpcServer] = {}
+
+    async def start(*names: Service) -> None:
+        for name in names:
+            handlers = {"health": health}
+            if name is Service.AUTH:
+                handlers |= {"test.echo": echo, "test.missing": missing, "test.slow": slow}
+            server = RpcServer(await amqp(f"svc-{name}"), SERVICES[name].rpc_queue, handlers)
+            await server.start()
+            started[name] = server
+
+    yield start
+    for server in started.values():
+        await server.stop()
+
+
+@pytest.fixture
+async def gateway(aiohttp_client, settings, services):
+    await services(Service.AUTH)
+    fast = dataclasses.replace(settings, rpc_timeout_ms=500, health_timeout_ms=500)
+    return await aiohttp_client(build_app(fast, TABLE))
+
+
+def assert_envelope(body: dict[str, Any], response, status: int, code: str) -> None:
+    assert response.status == status
+    assert body["error"] == code
+    assert body["statusCode"] == status
+    assert body["requestId"] == response.headers["X-Request-Id"]
+    assert body["timestamp"].endswith("Z")
+    uuid.UUID(body["requestId"], version=4)
+
+
+async def test_unknown_route_is_a_json_404(gateway):
+    response = await gateway.get("/api/v1/nowhere")
+    body = await response.json()
+    assert_envelope(body, response, 404, "NOT_FOUND")
+    assert body["message"] == "Route not found"
+
+
+async def test_unknown_method_on_a_known_path_is_404(gateway):
+    response = await gateway.delete("/health")
+    assert_envelope(await response.json(), response, 404, "NOT_FOUND")
+
+
+async def test_every_response_gets_a_fresh_request_id(gateway):
+    first = await gateway.get("/api/v1/nowhere", headers={"X-Request-Id": "mine"})
+    second = await gateway.get("/api/v1/nowhere")
+    ids = {first.headers["X-Request-Id"], second.headers["X-Request-Id"]}
+    assert len(ids) == 2 and "mine" not in ids
+
+
+async def test_forwarder_passes_params_query_and_body(gateway):
+    response = await gateway.post("/api/v1/echo/42?page=2&q=x", json={"name": "Ada"})
+    assert response.status == 201
+    body = await response.json()
+    assert body["params"] == {"id": "42"}
+    assert body["query"] == {"page": "2", "q": "x"}
+    assert body["body"] == {"name": "Ada"}
+    assert body["requestId"] == response.headers["X-Request-Id"]
+
+
+async def test_service_errors_become_envelopes(gateway):
+    response = await gateway.get("/api/v1/missing")
+    body = await response.json()
+    assert_envelope(body, response, 404, "NOT_FOUND")
+    assert body["message"] == "Thing not found"
+
+
+async def test_malformed_json_is_400(gateway):
+    response = await gateway.post(
+        "/api/v1/echo/1", data=b'{"name": ', headers={"Content-Type": "application/json"}
+    )
+    assert_envelope(await response.json(), response, 400, "BAD_REQUEST")
+
+
+async def test_body_over_one_mebibyte_is_413(gateway):
+    response = await gateway.post(
+        "/api/v1/echo/1", data=b"x" * (2 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_envelope(await response.json(), response, 413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_chunked_body_over_the_limit_is_413(gateway):
+    async def chunks():
+        for _ in range(40):
+            yield b"y" * 65536
+
+    response = await gateway.post(
+        "/api/v1/echo/1", data=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert_envelope(await response.json(), response, 413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_service_past_the_deadline_is_504(gateway):
+    response = await gateway.get("/api/v1/slow")
+    assert_envelope(await response.json(), response, 504, "UPSTREAM_ERROR")
+
+
+async def test_service_nobody_consumes_is_503(gateway):
+    response = await gateway.get("/api/v1/nobody")
+    assert_envelope(await response.json(), response, 503, "SERVICE_UNAVAILABLE")
+
+
+async def test_health_names_the_missing_services(gateway):
+    response = await gateway.get("/health")
+    body = await response.json()
+    assert response.status == 503
+    assert body["status"] == "degraded"
+    states = {s["name"]: s["status"] for s in body["services"]}
+    assert states == {"auth-service": "ok", "project-service": "error",
+                      "analytics-service": "error", "logging-service": "error"}
+    assert "latency" not in body["services"][1] and body["services"][1]["error"]
+
+
+async def test_health_is_200_when_every_part_answers(gateway, services):
+    await services(Service.PROJECT, Service.ANALYTICS, Service.LOGGING)
+    response = await gateway.get("/health")
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["status"] == "ok" and body["service"] == "gateway"
+    assert [s["name"] for s in body["services"]] == [
+        "auth-service", "project-service", "analytics-service", "logging-service"]
+    assert all(s["status"] == "ok" and s["latency"] >= 0 for s in body["services"])
+    assert {d["name"]: d["status"] for d in body["dependencies"]} == {
+        "redis": "ok", "rabbitmq": "ok"}
+    assert body["uptime"] >= 0
