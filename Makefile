@@ -10,10 +10,11 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-# `make run` uses the development profile: insecure built-in secrets, allowed only there.
-DEV_ENV := APP_ENV=development
+# `make run` uses the development profile: insecure built-in secrets, allowed only there, and
+# mail delivered to the SMTP sink that writes messages to .local/mail/.
+DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail
 
-.PHONY: help setup infra run test test-unit lint stop clean
+.PHONY: help setup infra run test test-unit lint stop clean admin
 
 help:
 	@echo "make run     start infrastructure and all five services (Ctrl-C stops them)"
@@ -43,6 +44,7 @@ run: setup infra
 	@echo "  API docs         http://localhost:3000/api-docs/ (arrives with the gateway issue)"
 	@echo "  RabbitMQ UI      http://localhost:15672      (guest / guest)"
 	@echo "  service ports    4001 auth, 4002 project, 4003 analytics, 4004 logging (/health, /metrics)"
+	@echo "  mail             written to .local/mail/ (SMTP sink on 127.0.0.1:1025)"
 	@echo ""
 	@$(DEV_ENV) exec $(PY) infra/stack.py
 
@@ -51,6 +53,10 @@ test: setup infra
 
 test-unit: setup
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+admin: setup  ## make admin EMAIL=someone@example.com  (promote an account to ADMIN)
+	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=someone@example.com"; exit 2; }
+	@APP_ENV=$${APP_ENV:-development} $(PY) -m auth_svc set-role "$(EMAIL)" ADMIN
 
 lint: setup
 	@$(VENV)/bin/ruff check .

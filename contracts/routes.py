@@ -18,6 +18,7 @@ from enum import StrEnum
 from marshmallow import Schema
 
 from contracts.names import Service
+from contracts.schemas import auth
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -62,12 +63,45 @@ class Route:
         return f"{self.method} {self.path}"
 
 
+PUBLIC, AUTHENTICATED = Access.PUBLIC, Access.AUTHENTICATED
+AUTH = Service.AUTH
+
 ROUTES: tuple[Route, ...] = (
     Route(
-        "GET", "/health", "health", Access.PUBLIC,
+        "GET", "/health", "health", PUBLIC,
         "Health of the gateway, the four services, Redis and RabbitMQ",
         tags=("health",), errors=(503,),
     ),
+    # --- auth (API.md section 3) ---------------------------------------------------------------
+    Route("POST", "/api/v1/auth/register", "auth.register", PUBLIC, "Register a developer",
+          service=AUTH, tags=("auth",), body=auth.RegisterBody, response=auth.Registered,
+          success_status=201, errors=(409,)),
+    Route("POST", "/api/v1/auth/login", "auth.login", PUBLIC, "Log in",
+          service=AUTH, tags=("auth",), body=auth.LoginBody, response=auth.Session,
+          errors=(401, 403)),
+    Route("POST", "/api/v1/auth/refresh", "auth.refresh", PUBLIC,
+          "Rotate a refresh token into a new token pair",
+          service=AUTH, tags=("auth",), body=auth.RefreshBody, response=auth.TokenPair,
+          errors=(401, 403)),
+    Route("POST", "/api/v1/auth/logout", "auth.logout", AUTHENTICATED,
+          "Revoke a refresh token of the caller",
+          service=AUTH, tags=("auth",), body=auth.RefreshBody, response=auth.Message),
+    Route("GET", "/api/v1/auth/profile", "auth.profile", AUTHENTICATED, "The caller's profile",
+          service=AUTH, tags=("auth",), response=auth.Profile, errors=(400,)),
+    Route("POST", "/api/v1/auth/send-verification-email", "auth.send_verification_email",
+          PUBLIC, "Send an email verification link (same answer for any address)",
+          service=AUTH, tags=("auth",), body=auth.EmailBody, response=auth.Message),
+    Route("GET", "/api/v1/auth/verify-email", "auth.verify_email", PUBLIC,
+          "Verify an email address with the token from the mail",
+          service=AUTH, tags=("auth",), query=auth.TokenQuery, response=auth.Message,
+          errors=(400,)),
+    Route("POST", "/api/v1/auth/forgot-password", "auth.forgot_password", PUBLIC,
+          "Send a password reset link (same answer for any address)",
+          service=AUTH, tags=("auth",), body=auth.EmailBody, response=auth.Message),
+    Route("POST", "/api/v1/auth/reset-password", "auth.reset_password", PUBLIC,
+          "Set a new password with the token from the mail",
+          service=AUTH, tags=("auth",), body=auth.ResetPasswordBody, response=auth.Message,
+          errors=(400,)),
 )
 
 

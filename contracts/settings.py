@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from environs import Env, EnvError
+from marshmallow import ValidationError
 from marshmallow.validate import Length, OneOf, Range
 
 AppEnv = Literal["development", "test", "production"]
@@ -49,6 +50,10 @@ class Settings:
     event_buffer_max: int
     event_max_retries: int
     shutdown_grace_s: float
+    smtp_url: str
+    mail_from: str
+    login_max_failures: int
+    login_failure_window_s: int
 
     @property
     def is_production(self) -> bool:
@@ -96,12 +101,22 @@ def _read(env: Env) -> Settings:
         event_buffer_max=env.int("EVENT_BUFFER_MAX", 100_000, validate=Range(min=10)),
         event_max_retries=env.int("EVENT_MAX_RETRIES", 5, validate=Range(min=0, max=100)),
         shutdown_grace_s=env.float("SHUTDOWN_GRACE_S", 10.0, validate=Range(min=0, max=300)),
+        # Empty: no mailer (registration then answers without "Verification email sent").
+        smtp_url=env.str("SMTP_URL", "", validate=_smtp_url),
+        mail_from=env.str("MAIL_FROM", "Gateway Platform <no-reply@localhost>"),
+        login_max_failures=env.int("LOGIN_MAX_FAILURES", 10, validate=Range(min=1)),
+        login_failure_window_s=env.int("LOGIN_FAILURE_WINDOW_S", 900, validate=Range(min=1)),
     )
     try:
         env.seal()
     except EnvError as exc:
         raise SettingsError(f"invalid configuration: {exc}") from None
     return Settings(**values)
+
+
+def _smtp_url(value: str) -> None:
+    if value and not value.startswith(("smtp://", "smtps://")):
+        raise ValidationError("SMTP_URL must be smtp://[user:pass@]host[:port] or smtps://...")
 
 
 def _secret(env: Env, app_env: str, name: str, *, min_length: int) -> str:

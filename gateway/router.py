@@ -1,19 +1,23 @@
-"""Registers every route of the table on the aiohttp router, with the handler that serves it."""
+"""Registers every route of the table on the aiohttp router, and finds a request's table entry."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
 from aiohttp import web
+from aiohttp.abc import AbstractMatchInfo
 
 from contracts.routes import Route
 from gateway.forwarders.rpc import rpc_handler
+
+ROUTE_OF = web.AppKey("route_of", dict)
 
 
 def add_routes(
     app: web.Application, routes: Iterable[Route], local: Mapping[str, web.Handler]
 ) -> None:
     """`local` maps the operations the gateway serves itself to their handlers."""
+    route_of: dict[object, Route] = {}
     for route in routes:
         if route.service is None:
             handler = local.get(route.operation)
@@ -21,4 +25,12 @@ def add_routes(
                 raise LookupError(f"no gateway handler for {route.template}")
         else:
             handler = rpc_handler(route)
-        app.router.add_route(route.method, route.aiohttp_path, handler)
+        registered = app.router.add_route(route.method, route.aiohttp_path, handler)
+        route_of[registered] = route
+    app[ROUTE_OF] = route_of
+
+
+def route_of(request: web.Request) -> Route | None:
+    """The table entry the request matched; None when it matched nothing (a 404 is coming)."""
+    match_info: AbstractMatchInfo = request.match_info
+    return request.app[ROUTE_OF].get(getattr(match_info, "route", None))

@@ -1,4 +1,5 @@
-"""Run the whole stack in the foreground: the five processes, their output prefixed and merged.
+"""Run the whole stack in the foreground: the five processes (and the development SMTP sink),
+their output prefixed and merged.
 
 Ctrl-C or SIGTERM stops every process it started (SIGTERM, then SIGKILL after a grace period),
 and so does any one of them exiting: a half-running stack is worse than a stopped one.
@@ -11,8 +12,16 @@ import os
 import signal
 import sys
 
-PROCESSES = ("auth_svc", "project_svc", "analytics_svc", "logging_svc", "gateway")
-COLOURS = ("36", "35", "34", "33", "32")
+# (name, command); the SMTP sink stands in for a mail server in the development profile.
+PROCESSES = (
+    ("smtp-sink", ("infra/smtp_sink.py",)),
+    ("auth_svc", ("-m", "auth_svc")),
+    ("project_svc", ("-m", "project_svc")),
+    ("analytics_svc", ("-m", "analytics_svc")),
+    ("logging_svc", ("-m", "logging_svc")),
+    ("gateway", ("-m", "gateway")),
+)
+COLOURS = ("37", "36", "35", "34", "33", "32")
 GRACE_S = 15.0
 
 
@@ -31,9 +40,9 @@ async def main() -> int:
 
     children: dict[str, asyncio.subprocess.Process] = {}
     pumps = []
-    for name, colour in zip(PROCESSES, COLOURS, strict=True):
+    for (name, command), colour in zip(PROCESSES, COLOURS, strict=True):
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", name,
+            sys.executable, *command,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env=os.environ.copy(), start_new_session=True,  # Ctrl-C reaches us, not them
         )

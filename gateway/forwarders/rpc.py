@@ -7,10 +7,9 @@ from aiohttp import web
 from contracts.names import SERVICES
 from contracts.routes import Route
 from contracts.timeutil import now_ms
-from gateway.body import read_json
 from gateway.responses import json_response
 from gateway.state import state_of
-from gateway.steps.keys import CALLER, DEADLINE_MS, REQUEST_ID
+from gateway.steps.keys import BODY, CALLER, DEADLINE_MS, QUERY, REQUEST_ID
 
 
 def rpc_handler(route: Route) -> web.Handler:
@@ -20,12 +19,12 @@ def rpc_handler(route: Route) -> web.Handler:
     async def forward(request: web.Request) -> web.StreamResponse:
         state = state_of(request)
         params = {
-            "body": await read_json(request) if request.method in ("POST", "PUT", "PATCH")
-            else None,
-            "query": dict(request.query),
+            "body": request.get(BODY),
+            "query": request.get(QUERY, {}),
             "params": dict(request.match_info),
             "caller": request.get(CALLER),
             "requestId": request[REQUEST_ID],
+            "clientIp": request.remote,
         }
         deadline = request.get(DEADLINE_MS) or now_ms() + state.settings.rpc_timeout_ms
         result = await state.rpc.call(queue, route.operation, params, deadline_ms=deadline)

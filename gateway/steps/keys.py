@@ -13,3 +13,6 @@ STARTED = web.RequestKey("started", float)
 DEADLINE_MS = web.RequestKey("deadline_ms", int)
 # the authenticated identity, when there is one
 CALLER = web.RequestKey("caller", dict[str, Any])
+# the validated (or, without a schema, parsed) JSON body and query
+BODY = web.RequestKey("body", object)
+QUERY = web.RequestKey("query", dict[str, Any])

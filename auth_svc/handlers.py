@@ -1,0 +1,199 @@
+"""The auth service's RPC operations (API.md section 3). The gateway has validated and
+normalised every body and query against the route table's schemas before they arrive here."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine
+from typing import Any, ClassVar
+
+from auth_svc import secrets
+from auth_svc.mail import Mailer
+from auth_svc.passwords import Passwords
+from auth_svc.store import AuthStore, EmailTaken, User
+from auth_svc.throttle import LoginThrottle
+from contracts.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from contracts.identity import issue_access_token
+from contracts.logging import get_logger
+from contracts.rpc import Reply
+from contracts.settings import Settings
+
+log = get_logger(__name__)
+
+INVALID_LOGIN = "Invalid email or password"
+INVALID_REFRESH = "Invalid or revoked refresh token"
+
+
+class AuthHandlers:
+    def __init__(
+        self, settings: Settings, store: AuthStore, passwords: Passwords,
+        throttle: LoginThrottle, mailer: Mailer,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._passwords = passwords
+        self._throttle = throttle
+        self._mailer = mailer
+        self._background: set[asyncio.Task[None]] = set()
+
+    # operation name (as in contracts.routes) -> method
+    OPERATIONS: ClassVar[dict[str, str]] = {
+        "auth.register": "register",
+        "auth.login": "login",
+        "auth.refresh": "refresh",
+        "auth.logout": "logout",
+        "auth.profile": "profile",
+        "auth.send_verification_email": "send_verification_email",
+        "auth.verify_email": "verify_email",
+        "auth.forgot_password": "forgot_password",
+        "auth.reset_password": "reset_password",
+    }
+
+    async def drain(self, grace_s: float) -> None:
+        """Let work started after a reply (mail lookups) finish before shutdown."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=grace_s)
+
+    # --- operations --------------------------------------------------------------------------
+
+    async def register(self, params: dict[str, Any]) -> Reply:
+        body = params["body"]
+        password_hash = await self._passwords.hash(body["password"])
+        try:
+            user = await self._store.create_user(body["email"], password_hash, body["name"])
+        except EmailTaken:
+            raise Conflict("Email already registered") from None
+        message = "Registration successful"
+        if self._mailer.configured:
+            message = "Registration successful. Verification email sent."
+            self._after_reply(self._mail_verification(user))
+        return Reply({"message": message, "user": user.public(),
+                      **await self._new_session(user)}, status=201)
+
+    async def login(self, params: dict[str, Any]) -> dict[str, Any]:
+        body, client_ip = params["body"], params.get("clientIp")
+        email = body["email"]
+        await self._throttle.check(email, client_ip)
+        user = await self._store.user_by_email(email)
+        # Unknown email: verified against a dummy hash, so it costs what a wrong password costs.
+        if not await self._passwords.verify(user.password_hash if user else None,
+                                            body["password"]) or user is None:
+            await self._throttle.record_failure(email, client_ip)
+            raise Unauthorized(INVALID_LOGIN)
+        if not user.active:
+            raise Forbidden("Account is deactivated")
+        await self._throttle.clear_account(email)
+        if self._passwords.needs_rehash(user.password_hash):
+            await self._store.set_password_hash(user.id, await self._passwords.hash(
+                body["password"]))
+        return {"user": user.public(), **await self._new_session(user)}
+
+    async def refresh(self, params: dict[str, Any]) -> dict[str, Any]:
+        presented = secrets.digest(params["body"]["refreshToken"])
+        successor = secrets.refresh_token()
+        outcome = await self._store.rotate_refresh_token(presented, secrets.digest(successor))
+        if outcome.user_id is None:
+            if outcome.reused:
+                log.warning("refresh token reused; its family is revoked")
+            raise Unauthorized("Refresh token expired" if outcome.expired else INVALID_REFRESH)
+        user = await self._store.user_by_id(outcome.user_id)
+        if user is None or not user.active:
+            assert outcome.family_id is not None
+            await self._store.revoke_family(outcome.family_id)
+            raise Forbidden("Account not found or deactivated")
+        return {"accessToken": self._access_token(user), "refreshToken": successor}
+
+    async def logout(self, params: dict[str, Any]) -> dict[str, str]:
+        caller = params["caller"]
+        await self._store.revoke_refresh_token(
+            secrets.digest(params["body"]["refreshToken"]), uuid.UUID(caller["userId"]))
+        return {"message": "Logged out successfully"}
+
+    async def profile(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = await self._store.user_by_id(uuid.UUID(params["caller"]["userId"]))
+        if user is None:
+            raise BadRequest("User not found")
+        return user.profile()
+
+    async def send_verification_email(self, params: dict[str, Any]) -> dict[str, str]:
+        # The lookup happens after the reply: same answer and same timing for any address.
+        self._after_reply(self._verification_if_unverified(params["body"]["email"]))
+        return {"message": "If email exists, verification email sent"}
+
+    async def verify_email(self, params: dict[str, Any]) -> dict[str, str]:
+        outcome = await self._store.verify_email(secrets.digest(params["query"]["token"]))
+        if outcome == "invalid":
+            raise BadRequest("Invalid verification token")
+        if outcome == "already_verified":
+            raise BadRequest("Email already verified")
+        if outcome == "expired":
+            raise BadRequest("Verification token expired or invalid")
+        return {"message": "Email verified successfully"}
+
+    async def forgot_password(self, params: dict[str, Any]) -> dict[str, str]:
+        self._after_reply(self._mail_reset(params["body"]["email"]))
+        return {"message": "If email exists, reset link has been sent"}
+
+    async def reset_password(self, params: dict[str, Any]) -> dict[str, str]:
+        body = params["body"]
+        password_hash = await self._passwords.hash(body["newPassword"])
+        outcome = await self._store.reset_password(secrets.digest(body["token"]), password_hash)
+        if outcome == "invalid":
+            raise BadRequest("Invalid reset token")
+        if outcome == "expired":
+            raise BadRequest("Reset token expired or invalid")
+        return {"message": "Password reset successfully"}
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _access_token(self, user: User) -> str:
+        return issue_access_token(self._settings.access_token_secret, user_id=str(user.id),
+                                  email=user.email, role=user.role)
+
+    async def _new_session(self, user: User) -> dict[str, str]:
+        """A token pair opening a new refresh token family (one per login)."""
+        refresh_token = secrets.refresh_token()
+        await self._store.add_refresh_token(user.id, secrets.digest(refresh_token))
+        return {"accessToken": self._access_token(user), "refreshToken": refresh_token}
+
+    def _after_reply(self, work: Coroutine[Any, Any, None]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(0)  # let the reply go out first
+            try:
+                await work
+            except Exception:
+                log.exception("background auth work failed")
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _verification_if_unverified(self, email: str) -> None:
+        user = await self._store.user_by_email(email)
+        if user is not None and user.email_verified_at is None:
+            await self._mail_verification(user)
+
+    async def _mail_verification(self, user: User) -> None:
+        if not self._mailer.configured:
+            return
+        token = secrets.one_time_token()
+        await self._store.set_verification_token(user.id, secrets.digest(token))
+        link = f"{self._settings.app_url}/api/v1/auth/verify-email?token={token}"
+        self._mailer.send_later(user.email, "Verify your email address", (
+            f"Hello {user.name},\n\nconfirm your email address by opening this link within "
+            f"one hour:\n\n{link}\n\nIf you did not register, ignore this message.\n"))
+
+    async def _mail_reset(self, email: str) -> None:
+        user = await self._store.user_by_email(email)
+        if user is None or not user.active or not self._mailer.configured:
+            return
+        token = secrets.one_time_token()
+        await self._store.set_reset_token(user.id, secrets.digest(token))
+        link = f"{self._settings.app_url}/api/v1/auth/reset-password?token={token}"
+        self._mailer.send_later(user.email, "Reset your password", (
+            f"Hello {user.name},\n\nsomeone asked to reset the password of this account. "
+            f"Within one hour, send the token below with your new password to\n"
+            f"POST {self._settings.app_url}/api/v1/auth/reset-password "
+            f'({{"token": "{token}", "newPassword": "..."}}):\n\n{link}\n\n'
+            f"Token: {token}\n\nIf this was not you, ignore this message.\n"))

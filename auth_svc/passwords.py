@@ -1,0 +1,37 @@
+"""argon2id password hashing (argon2-cffi defaults), always in a worker thread.
+
+A login for an unknown email verifies against a dummy hash, so it costs what a wrong password
+costs and the two cannot be told apart by timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+
+class Passwords:
+    def __init__(self) -> None:
+        self._hasher = PasswordHasher()
+        self._dummy_hash: str | None = None
+
+    async def start(self) -> None:
+        self._dummy_hash = await self.hash("not-a-real-password-only-for-timing-0")
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        """False for a wrong password, and always for `stored_hash=None` (unknown user)."""
+        target = stored_hash or self._dummy_hash
+        assert target is not None, "Passwords.start() was not awaited"
+        try:
+            ok = await asyncio.to_thread(self._hasher.verify, target, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return ok and stored_hash is not None
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(stored_hash)

@@ -1,0 +1,207 @@
+"""The auth service's SQL, in one place. Every statement that decides a race (rotation,
+one-time token use) is a single conditional UPDATE, so only one caller can win it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from contracts.timeutil import to_iso
+
+REFRESH_TOKEN_TTL = timedelta(days=7)
+ONE_TIME_TOKEN_TTL = timedelta(hours=1)
+
+USER_COLUMNS = (
+    "id, email, name, role, active, password_hash, email_verified_at, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    active: bool
+    password_hash: str
+    email_verified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> User:
+        return cls(**dict(row))
+
+    def public(self) -> dict[str, Any]:
+        """`User` of API.md section 3.3."""
+        return {
+            "id": str(self.id), "email": self.email, "name": self.name, "role": self.role,
+            "active": self.active, "createdAt": to_iso(self.created_at),
+        }
+
+    def profile(self) -> dict[str, Any]:
+        return {**self.public(), "updatedAt": to_iso(self.updated_at)}
+
+
+class EmailTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RotationOutcome:
+    """What presenting a refresh token found: a rotated token (`user_id` set) or why not."""
+
+    user_id: uuid.UUID | None = None
+    family_id: uuid.UUID | None = None
+    reused: bool = False
+    expired: bool = False
+
+
+class AuthStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # --- users -----------------------------------------------------------------------------
+
+    async def create_user(self, email: str, password_hash: str, name: str) -> User:
+        try:
+            row = await self._pool.fetchrow(
+                f"INSERT INTO users (id, email, password_hash, name) VALUES ($1, $2, $3, $4)"
+                f" RETURNING {USER_COLUMNS}",
+                uuid.uuid4(), email, password_hash, name,
+            )
+        except asyncpg.UniqueViolationError:
+            raise EmailTaken(email) from None
+        return User.from_row(row)
+
+    async def user_by_email(self, email: str) -> User | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {USER_COLUMNS} FROM users WHERE email = $1", email)
+        return User.from_row(row) if row else None
+
+    async def user_by_id(self, user_id: uuid.UUID) -> User | None:
+        row = await self._pool.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
+        return User.from_row(row) if row else None
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
+        await self._pool.execute(
+            "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
+            user_id, password_hash)
+
+    async def set_role(self, email: str, role: str) -> bool:
+        status = await self._pool.execute(
+            "UPDATE users SET role = $2, updated_at = now() WHERE email = $1", email, role)
+        return status.endswith(" 1")
+
+    async def set_active(self, email: str, active: bool) -> bool:
+        status = await self._pool.execute(
+            "UPDATE users SET active = $2, updated_at = now() WHERE email = $1", email, active)
+        return status.endswith(" 1")
+
+    # --- one-time tokens (email verification, password reset) ------------------------------
+
+    async def set_verification_token(self, user_id: uuid.UUID, token_hash: str) -> None:
+        await self._pool.execute(
+            "UPDATE users SET verification_token_hash = $2,"
+            " verification_token_expires_at = now() + $3 WHERE id = $1",
+            user_id, token_hash, ONE_TIME_TOKEN_TTL)
+
+    async def verify_email(self, token_hash: str) -> str:
+        """'verified', or why not: 'invalid', 'already_verified', 'expired'."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT id, email_verified_at, verification_token_expires_at < now() AS expired"
+                " FROM users WHERE verification_token_hash = $1 FOR UPDATE", token_hash)
+            if row is None:
+                return "invalid"
+            if row["email_verified_at"] is not None:
+                return "already_verified"
+            if row["expired"]:
+                return "expired"
+            await connection.execute(
+                "UPDATE users SET email_verified_at = now(), verification_token_hash = NULL,"
+                " verification_token_expires_at = NULL, updated_at = now() WHERE id = $1",
+                row["id"])
+            return "verified"
+
+    async def set_reset_token(self, user_id: uuid.UUID, token_hash: str) -> None:
+        await self._pool.execute(
+            "UPDATE users SET reset_token_hash = $2, reset_token_expires_at = now() + $3"
+            " WHERE id = $1", user_id, token_hash, ONE_TIME_TOKEN_TTL)
+
+    async def reset_password(self, token_hash: str, password_hash: str) -> str:
+        """'reset' (and every refresh token of the user revoked), 'invalid' or 'expired'."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT id, reset_token_expires_at < now() AS expired FROM users"
+                " WHERE reset_token_hash = $1 FOR UPDATE", token_hash)
+            if row is None:
+                return "invalid"
+            if row["expired"]:
+                return "expired"
+            await connection.execute(
+                "UPDATE users SET password_hash = $2, reset_token_hash = NULL,"
+                " reset_token_expires_at = NULL, updated_at = now() WHERE id = $1",
+                row["id"], password_hash)
+            await connection.execute(
+                "UPDATE refresh_tokens SET revoked = true WHERE user_id = $1 AND NOT revoked",
+                row["id"])
+            return "reset"
+
+    # --- refresh tokens --------------------------------------------------------------------
+
+    async def add_refresh_token(
+        self, user_id: uuid.UUID, token_hash: str, family_id: uuid.UUID | None = None,
+        token_id: uuid.UUID | None = None,
+    ) -> None:
+        await self._pool.execute(
+            "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, expires_at)"
+            " VALUES ($1, $2, $3, $4, now() + $5)",
+            token_id or uuid.uuid4(), token_hash, user_id, family_id or uuid.uuid4(),
+            REFRESH_TOKEN_TTL)
+
+    async def rotate_refresh_token(
+        self, token_hash: str, new_token_hash: str
+    ) -> RotationOutcome:
+        """Revoke the presented token and store its successor in one transaction.
+
+        The conditional UPDATE is the whole race: of concurrent presenters exactly one sees
+        its row. Presenting a token that was already rotated revokes its entire family.
+        """
+        new_id = uuid.uuid4()
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "UPDATE refresh_tokens SET revoked = true, replaced_by = $2"
+                " WHERE token_hash = $1 AND NOT revoked AND expires_at > now()"
+                " RETURNING user_id, family_id", token_hash, new_id)
+            if row is not None:
+                await connection.execute(
+                    "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, expires_at)"
+                    " VALUES ($1, $2, $3, $4, now() + $5)",
+                    new_id, new_token_hash, row["user_id"], row["family_id"], REFRESH_TOKEN_TTL)
+                return RotationOutcome(user_id=row["user_id"], family_id=row["family_id"])
+            known = await connection.fetchrow(
+                "SELECT family_id, revoked, replaced_by IS NOT NULL AS rotated,"
+                " expires_at <= now() AS expired FROM refresh_tokens WHERE token_hash = $1",
+                token_hash)
+        if known is None:
+            return RotationOutcome()
+        if known["rotated"]:
+            await self.revoke_family(known["family_id"])
+            return RotationOutcome(reused=True)
+        return RotationOutcome(expired=bool(known["expired"] and not known["revoked"]))
+
+    async def revoke_family(self, family_id: uuid.UUID) -> int:
+        status = await self._pool.execute(
+            "UPDATE refresh_tokens SET revoked = true WHERE family_id = $1 AND NOT revoked",
+            family_id)
+        return int(status.split()[-1])
+
+    async def revoke_refresh_token(self, token_hash: str, user_id: uuid.UUID) -> None:
+        await self._pool.execute(
+            "UPDATE refresh_tokens SET revoked = true"
+            " WHERE token_hash = $1 AND user_id = $2 AND NOT revoked", token_hash, user_id)

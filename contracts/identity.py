@@ -1,0 +1,79 @@
+"""Who is calling: roles, and the access token that carries them (API.md sections 1.3, 3.1).
+
+The auth service issues access tokens and the gateway verifies them; both use this module, so
+the claims, algorithm, issuer and audience cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jwt
+
+from contracts.errors import TokenExpired, Unauthorized
+
+ALGORITHM = "HS256"
+ISSUER = "gateway-platform"
+AUDIENCE = "gateway-platform-api"
+ACCESS_TOKEN_TTL_S = 15 * 60
+_REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti", "userId", "email", "role"]
+
+
+class Role(StrEnum):
+    ADMIN = "ADMIN"
+    DEVELOPER = "DEVELOPER"
+    VIEWER = "VIEWER"
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    email: str
+    role: Role
+    expires_at: int  # Unix seconds
+
+    def to_wire(self) -> dict[str, Any]:
+        """The `caller` the gateway hands to services in every RPC call."""
+        return {"userId": self.user_id, "email": self.email, "role": self.role.value}
+
+
+def issue_access_token(
+    secret: str, *, user_id: str, email: str, role: str, now: float | None = None
+) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {
+        "sub": user_id,
+        "userId": user_id,
+        "email": email,
+        "role": role,
+        "iat": issued,
+        "exp": issued + ACCESS_TOKEN_TTL_S,
+        "jti": uuid.uuid4().hex,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_access_token(secret: str, token: str) -> Identity:
+    """Raise TokenExpired for a well-signed token past `exp`, Unauthorized for anything else."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+            options={"require": _REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired("Token expired") from None
+    except jwt.PyJWTError:
+        raise Unauthorized("Invalid token") from None
+    try:
+        role = Role(claims["role"])
+    except ValueError:
+        raise Unauthorized("Invalid token") from None
+    if claims["sub"] != claims["userId"] or not isinstance(claims["email"], str):
+        raise Unauthorized("Invalid token")
+    return Identity(str(claims["userId"]), claims["email"], role, int(claims["exp"]))

@@ -1,0 +1,122 @@
+"""Request validation with marshmallow, reported in the error envelope's `details` with the zod
+vocabulary of API.md section 2 (`invalid_type`, `too_small`, `too_big`, `invalid_string`,
+`invalid_enum_value`, `custom`).
+
+marshmallow reports messages, not codes, so every message our schemas can produce is declared
+here with its code; an undeclared message is reported as `custom`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import ValidationError as MarshmallowError
+
+from contracts.errors import ValidationError
+
+_CODES: dict[str, str] = {
+    "Missing data for required field.": "invalid_type",
+    "Field may not be null.": "invalid_type",
+    "Not a valid string.": "invalid_type",
+    "Not a valid integer.": "invalid_type",
+    "Not a valid number.": "invalid_type",
+    "Not a valid boolean.": "invalid_type",
+    "Invalid input type.": "invalid_type",
+    "Not a valid email address.": "invalid_string",
+    "Not a valid UUID.": "invalid_string",
+}
+
+
+def message(code: str, text: str) -> str:
+    """Declare a message with its code; returns the text for use in a schema."""
+    _CODES[text] = code
+    return text
+
+
+def code_of(text: str) -> str:
+    return _CODES.get(text, "custom")
+
+
+class RequestSchema(Schema):
+    """Unknown fields are dropped, never stored (API.md section 1.1)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class TrimmedString(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class NormalisedEmail(fields.Email):
+    """Trimmed and lower-cased before it is checked (API.md section 3.1)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise MarshmallowError("Not a valid string.")
+        return super()._deserialize(value.strip().lower(), attr, data, **kwargs)
+
+
+def length(field: str, *, min: int | None = None, max: int | None = None,
+           unit: str = "characters") -> list[validate.Validator]:
+    checks: list[validate.Validator] = []
+    if min is not None:
+        checks.append(validate.Length(min=min, error=message(
+            "too_small", f"{field} must be at least {min} {unit}")))
+    if max is not None:
+        checks.append(validate.Length(max=max, error=message(
+            "too_big", f"{field} must be at most {max} {unit}")))
+    return checks
+
+
+class _Contains(validate.Validator):
+    """Passes when the regex matches anywhere in the value (validate.Regexp anchors at 0)."""
+
+    def __init__(self, regex: str, error: str) -> None:
+        self.regex = re.compile(regex)
+        self.error = error
+
+    def __call__(self, value: str) -> str:
+        if self.regex.search(value) is None:
+            raise MarshmallowError(self.error)
+        return value
+
+
+def pattern(regex: str, text: str) -> validate.Validator:
+    return _Contains(regex, message("invalid_string", text))
+
+
+def load(schema: Schema, data: Any, location: str) -> dict[str, Any]:
+    """Validate one part of a request; raise the VALIDATION_ERROR envelope with details."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValidationError(details=[{
+            "field": "", "location": location, "message": "Expected an object",
+            "code": "invalid_type",
+        }])
+    try:
+        return schema.load(data)
+    except MarshmallowError as exc:
+        raise ValidationError(details=list(_details(exc.messages, location, ""))) from None
+
+
+def _details(messages: Any, location: str, prefix: str):
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = "" if key == "_schema" else str(key)
+            path = f"{prefix}.{name}" if prefix and name else (prefix or name)
+            yield from _details(value, location, path)
+    elif isinstance(messages, list):
+        for item in messages:
+            if isinstance(item, (dict, list)):
+                yield from _details(item, location, prefix)
+            else:
+                yield {"field": prefix, "location": location, "message": str(item),
+                       "code": code_of(str(item))}
+    else:
+        yield {"field": prefix, "location": location, "message": str(messages),
+               "code": code_of(str(messages))}
