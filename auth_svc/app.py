@@ -71,8 +71,10 @@ class AuthComponent:
         await passwords.start()
         self._mailer = Mailer(settings.smtp_url, settings.mail_from)
         await self._mailer.start()
-        throttle = LoginThrottle(self._redis, max_failures=settings.login_max_failures,
-                                 window_s=settings.login_failure_window_s)
+        throttle = LoginThrottle(
+            self._redis, max_per_account=settings.login_max_failures_per_account,
+            max_per_ip=settings.login_max_failures_per_ip,
+            window_s=settings.login_failure_window_s)
         self._handlers = AuthHandlers(settings, AuthStore(self._pool), passwords, throttle,
                                       self._mailer)
         if not self._mailer.configured:

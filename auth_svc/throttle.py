@@ -20,9 +20,11 @@ log = get_logger(__name__)
 
 
 class LoginThrottle:
-    def __init__(self, redis: Redis, *, max_failures: int, window_s: int) -> None:
+    def __init__(
+        self, redis: Redis, *, max_per_account: int, max_per_ip: int, window_s: int
+    ) -> None:
         self._redis = redis
-        self._max = max_failures
+        self._limits = (max_per_account, max_per_ip)
         self._window_s = window_s
 
     @staticmethod
@@ -46,8 +48,8 @@ class LoginThrottle:
             log.warning("login throttle unavailable, failing open", error=repr(exc))
             return
         retry_after = 0
-        for count, ttl in zip(replies[::2], replies[1::2], strict=True):
-            if count is not None and int(count) >= self._max:
+        for count, ttl, limit in zip(replies[::2], replies[1::2], self._limits, strict=False):
+            if count is not None and int(count) >= limit:
                 retry_after = max(retry_after, ttl if ttl and ttl > 0 else self._window_s)
         if retry_after:
             raise TooManyRequests(

@@ -52,7 +52,8 @@ class Settings:
     shutdown_grace_s: float
     smtp_url: str
     mail_from: str
-    login_max_failures: int
+    login_max_failures_per_account: int
+    login_max_failures_per_ip: int
     login_failure_window_s: int
 
     @property
@@ -104,7 +105,10 @@ def _read(env: Env) -> Settings:
         # Empty: no mailer (registration then answers without "Verification email sent").
         smtp_url=env.str("SMTP_URL", "", validate=_smtp_url),
         mail_from=env.str("MAIL_FROM", "Gateway Platform <no-reply@localhost>"),
-        login_max_failures=env.int("LOGIN_MAX_FAILURES", 10, validate=Range(min=1)),
+        login_max_failures_per_account=env.int(
+            "LOGIN_MAX_FAILURES_PER_ACCOUNT", 10, validate=Range(min=1)),
+        # Higher than per account: many people may share one address behind a NAT.
+        login_max_failures_per_ip=env.int("LOGIN_MAX_FAILURES_PER_IP", 50, validate=Range(min=1)),
         login_failure_window_s=env.int("LOGIN_FAILURE_WINDOW_S", 900, validate=Range(min=1)),
     )
     try:

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-TEST_VHOST = "gw-test"
+TEST_VHOST = os.environ.get("TEST_VHOST", "gw-test")
 RABBIT_API = os.environ.get("RABBITMQ_API_URL", "http://127.0.0.1:15672/api")
 RABBIT_API_AUTH = os.environ.get("RABBITMQ_API_AUTH", "guest:guest")
 
@@ -43,6 +43,30 @@ def rabbit_api(method: str, path: str, body: object | None = None) -> object:
     with urllib.request.urlopen(request, timeout=10) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
+
+
+@pytest.fixture(scope="session")
+def auth_database_url() -> str:
+    """A freshly created auth database for this session; the service migrates it at start."""
+    import asyncio
+
+    from tests.support import recreate_database
+
+    url = os.environ["AUTH_DATABASE_URL"]
+    asyncio.run(recreate_database(url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_test_db() -> str:
+    """The tests' Redis database, emptied once per session (login throttle counters...)."""
+    import redis
+
+    url = os.environ["REDIS_URL"]
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -26,3 +26,74 @@ def request_json(method: str, url: str, body: Any = None, headers: dict[str, str
 def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:
     status, body, _ = request_json("GET", url, timeout=timeout)
     return status, body
+
+
+async def recreate_database(url: str) -> None:
+    """Drop and create the database named in `url` (the role needs CREATEDB)."""
+    import asyncpg
+
+    base, _, name = url.rpartition("/")
+    connection = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+class MailSink:
+    """A real SMTP server (aiosmtpd) in a thread, keeping every message it receives."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, _server, _session, envelope):
+                from email import message_from_bytes, policy
+
+                message = message_from_bytes(envelope.original_content, policy=policy.default)
+                with sink._lock:
+                    sink.messages.append(message)
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+
+    def start(self) -> str:
+        self._controller.start()
+        return f"smtp://127.0.0.1:{self._controller.server.sockets[0].getsockname()[1]}"
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def wait_for(self, to: str, subject: str, timeout: float = 10.0, after: int = 0):
+        """The first message to `to` with `subject` among those received after index `after`."""
+        import time
+
+        until = time.monotonic() + timeout
+        while time.monotonic() < until:
+            with self._lock:
+                for message in self.messages[after:]:
+                    if message["To"] == to and message["Subject"] == subject:
+                        return message
+            time.sleep(0.05)
+        raise AssertionError(f"no mail {subject!r} to {to} within {timeout} s")
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+
+def link_in(message, path: str) -> str:
+    """The URL in a mail's text that contains `path`."""
+    import re
+
+    text = message.get_body(("plain",)).get_content()
+    found = re.search(r"https?://\S*" + re.escape(path) + r"\S*", text)
+    assert found, f"no link to {path} in:\n{text}"
+    return found.group(0)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import support as http
+from tests.support import MailSink
 
 PROCESSES = ("auth_svc", "project_svc", "analytics_svc", "logging_svc", "gateway")
 PORT_VARIABLES = {
@@ -77,18 +78,55 @@ class Stack:
             time.sleep(0.2)
         raise AssertionError(f"stack not healthy after {timeout} s: {last}")
 
+    def cli(self, *args: str) -> str:
+        """Run an operator command (`python -m auth_svc ...`) against this stack's database."""
+        done = subprocess.run([sys.executable, "-m", "auth_svc", *args], env=self.env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
     def logs(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")[-4000:]
 
 
-@pytest.fixture
-def stack(broker_vhost: str, tmp_path: Path) -> Iterator[Stack]:
-    env = {**os.environ, "SHUTDOWN_GRACE_S": "5", "HEALTH_TIMEOUT_MS": "1000"}
+def start_stack(log_dir: Path, **overrides: str) -> Stack:
+    env = {**os.environ, "SHUTDOWN_GRACE_S": "5", "HEALTH_TIMEOUT_MS": "1000", **overrides}
     for variable in PORT_VARIABLES.values():
         env[variable] = str(free_port())
-    running = Stack(env, tmp_path)
+    running = Stack(env, log_dir)
     for name in PROCESSES:
         running.start(name)
-    yield running
+    return running
+
+
+def stop_stack(running: Stack) -> None:
     for name in reversed(PROCESSES):
         running.stop(name)
+
+
+@pytest.fixture(scope="session")
+def mail_sink() -> Iterator[MailSink]:
+    sink = MailSink()
+    sink.url = sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def stack(broker_vhost: str, auth_database_url: str, redis_test_db: str,
+          tmp_path: Path) -> Iterator[Stack]:
+    """A stack of one test (for tests that stop or restart processes)."""
+    running = start_stack(tmp_path)
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture(scope="module")
+def shared_stack(broker_vhost: str, auth_database_url: str, redis_test_db: str,
+                 mail_sink: MailSink, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Stack]:
+    """One healthy stack for a whole test module, mail going to `mail_sink`."""
+    running = start_stack(tmp_path_factory.mktemp("stack"), SMTP_URL=mail_sink.url)
+    running.wait_healthy()
+    yield running
+    stop_stack(running)
