@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import uuid
 from typing import Any
 
 import pytest
 
 from contracts.errors import NotFound
+from contracts.identity import issue_access_token
 from contracts.names import SERVICES, Service
 from contracts.routes import ROUTES, Access, Route
 from contracts.rpc import Reply, RpcServer
@@ -23,7 +25,11 @@ MISSING = Route("GET", "/api/v1/missing", "test.missing", Access.PUBLIC, "404",
 SLOW = Route("GET", "/api/v1/slow", "test.slow", Access.PUBLIC, "slow", service=Service.AUTH)
 NOBODY = Route("GET", "/api/v1/nobody", "test.nobody", Access.PUBLIC, "no consumer",
                service=Service.ANALYTICS)
-TABLE = (*ROUTES, ECHO, MISSING, SLOW, NOBODY)
+WRITE = Route("POST", "/api/v1/write", "test.echo", Access.AUTHENTICATED, "any role",
+              service=Service.AUTH)
+ADMIN_ONLY = Route("GET", "/api/v1/admin-only", "test.echo", Access.ADMIN, "admins",
+                   service=Service.AUTH)
+TABLE = (*ROUTES, ECHO, MISSING, SLOW, NOBODY, WRITE, ADMIN_ONLY)
 
 
 async def echo(params: dict[str, Any]) -> Reply:
@@ -173,3 +179,56 @@ async def test_health_is_200_when_every_part_answers(gateway, services):
     assert {d["name"]: d["status"] for d in body["dependencies"]} == {
         "redis": "ok", "rabbitmq": "ok"}
     assert body["uptime"] >= 0
+
+
+def bearer(settings, role: str, **kwargs) -> dict[str, str]:
+    token = issue_access_token(settings.access_token_secret, user_id="u-1",
+                               email="ada@example.com", role=role, **kwargs)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_authenticated_route_hands_the_caller_to_the_service(gateway, settings):
+    response = await gateway.post("/api/v1/write", json={}, headers=bearer(settings, "DEVELOPER"))
+    assert response.status == 201
+    caller = (await response.json())["caller"]
+    assert caller == {"userId": "u-1", "email": "ada@example.com", "role": "DEVELOPER"}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer ", "bearer abc", "Token abc",
+                                    "Bearer not.a.token"])
+async def test_missing_or_malformed_bearer_is_401(gateway, header):
+    headers = {} if header is None else {"Authorization": header}
+    response = await gateway.post("/api/v1/write", json={}, headers=headers)
+    assert_envelope(await response.json(), response, 401, "UNAUTHORIZED")
+
+
+async def test_expired_token_is_401_token_expired(gateway, settings):
+    response = await gateway.post("/api/v1/write", json={},
+                                  headers=bearer(settings, "ADMIN", now=time.time() - 3600))
+    body = await response.json()
+    assert_envelope(body, response, 401, "TOKEN_EXPIRED")
+    assert body["message"] == "Token expired"
+
+
+async def test_viewer_writes_are_refused(gateway, settings):
+    response = await gateway.post("/api/v1/write", json={}, headers=bearer(settings, "VIEWER"))
+    body = await response.json()
+    assert_envelope(body, response, 403, "FORBIDDEN")
+    assert body["message"] == ("Read-only role cannot perform POST operations. "
+                               "View only roles cannot modify resources.")
+
+
+async def test_admin_route_refuses_developers(gateway, settings):
+    response = await gateway.get("/api/v1/admin-only", headers=bearer(settings, "DEVELOPER"))
+    body = await response.json()
+    assert_envelope(body, response, 403, "FORBIDDEN")
+    assert body["message"] == "Insufficient permissions"
+    allowed = await gateway.get("/api/v1/admin-only", headers=bearer(settings, "ADMIN"))
+    assert allowed.status == 201
+
+
+async def test_public_routes_ignore_any_authorization_header(gateway):
+    response = await gateway.post("/api/v1/echo/1", json={},
+                                  headers={"Authorization": "Bearer garbage"})
+    assert response.status == 201
+    assert (await response.json())["caller"] is None

@@ -1,0 +1,198 @@
+"""The auth service's storage against the real PostgreSQL and its login throttle against the
+real Redis: migrations, refresh-token rotation races and reuse detection, one-time tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from auth_svc import secrets
+from auth_svc.app import MIGRATIONS, open_database
+from auth_svc.store import AuthStore
+from auth_svc.throttle import LoginThrottle
+from contracts.errors import TooManyRequests
+from contracts.migrations import migrate
+
+
+@pytest.fixture
+async def pool(auth_database_url, settings):
+    pool = await open_database(settings)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def store(pool) -> AuthStore:
+    return AuthStore(pool)
+
+
+async def new_user(store: AuthStore) -> uuid.UUID:
+    user = await store.create_user(f"{uuid.uuid4().hex}@example.com", "hash", "Test User")
+    return user.id
+
+
+async def test_migrations_apply_once(pool):
+    async with pool.acquire() as connection:
+        assert await migrate(connection, MIGRATIONS) == []  # open_database applied them
+        versions = await connection.fetch("SELECT version FROM schema_migrations")
+    assert [r["version"] for r in versions] == [version for version, _ in MIGRATIONS]
+
+
+async def test_concurrent_migrators_wait_for_each_other(settings):
+    pools = await asyncio.gather(*(open_database(settings) for _ in range(3)))
+    for p in pools:
+        await p.close()
+
+
+async def test_ten_concurrent_rotations_of_one_token_let_exactly_one_through(store):
+    user_id = await new_user(store)
+    token = secrets.refresh_token()
+    await store.add_refresh_token(user_id, secrets.digest(token))
+
+    outcomes = await asyncio.gather(*(
+        store.rotate_refresh_token(secrets.digest(token), secrets.digest(secrets.refresh_token()))
+        for _ in range(10)
+    ))
+
+    winners = [o for o in outcomes if o.user_id is not None]
+    assert len(winners) == 1
+    assert all(o.reused for o in outcomes if o.user_id is None)
+
+
+async def test_reuse_of_a_rotated_token_revokes_the_whole_family(store, pool):
+    user_id = await new_user(store)
+    first, second, third = (secrets.refresh_token() for _ in range(3))
+    await store.add_refresh_token(user_id, secrets.digest(first))
+    assert (await store.rotate_refresh_token(secrets.digest(first),
+                                             secrets.digest(second))).user_id == user_id
+    assert (await store.rotate_refresh_token(secrets.digest(second),
+                                             secrets.digest(third))).user_id == user_id
+
+    replay = await store.rotate_refresh_token(secrets.digest(first),
+                                              secrets.digest(secrets.refresh_token()))
+    assert replay.reused and replay.user_id is None
+
+    latest = await store.rotate_refresh_token(secrets.digest(third),
+                                              secrets.digest(secrets.refresh_token()))
+    assert latest.user_id is None  # the newest descendant died with its family
+    live = await pool.fetchval(
+        "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND NOT revoked", user_id)
+    assert live == 0
+
+
+async def test_another_login_family_survives_a_reuse(store):
+    user_id = await new_user(store)
+    phone, laptop = secrets.refresh_token(), secrets.refresh_token()
+    await store.add_refresh_token(user_id, secrets.digest(phone))
+    await store.add_refresh_token(user_id, secrets.digest(laptop))
+    await store.rotate_refresh_token(secrets.digest(phone), secrets.digest("x" * 80))
+    await store.rotate_refresh_token(secrets.digest(phone), secrets.digest("y" * 80))
+
+    outcome = await store.rotate_refresh_token(secrets.digest(laptop), secrets.digest("z" * 80))
+    assert outcome.user_id == user_id
+
+
+async def test_expired_and_unknown_tokens(store, pool):
+    user_id = await new_user(store)
+    token = secrets.refresh_token()
+    await store.add_refresh_token(user_id, secrets.digest(token))
+    await pool.execute("UPDATE refresh_tokens SET expires_at = now() - interval '1 second'"
+                       " WHERE token_hash = $1", secrets.digest(token))
+
+    expired = await store.rotate_refresh_token(secrets.digest(token), secrets.digest("n" * 80))
+    assert expired.expired and expired.user_id is None
+    unknown = await store.rotate_refresh_token(secrets.digest("nope"), secrets.digest("m" * 80))
+    assert not unknown.expired and not unknown.reused and unknown.user_id is None
+
+
+async def test_logout_revokes_only_the_callers_own_token(store):
+    owner, other = await new_user(store), await new_user(store)
+    token = secrets.refresh_token()
+    await store.add_refresh_token(owner, secrets.digest(token))
+
+    await store.revoke_refresh_token(secrets.digest(token), other)
+    assert (await store.rotate_refresh_token(
+        secrets.digest(token), secrets.digest("a" * 80))).user_id == owner
+
+
+async def test_password_reset_is_single_use_and_revokes_every_session(store, pool):
+    user_id = await new_user(store)
+    session = secrets.refresh_token()
+    await store.add_refresh_token(user_id, secrets.digest(session))
+    reset = secrets.one_time_token()
+    await store.set_reset_token(user_id, secrets.digest(reset))
+
+    assert await store.reset_password(secrets.digest(reset), "new-hash") == "reset"
+    assert await store.reset_password(secrets.digest(reset), "newer-hash") == "invalid"
+    assert (await store.rotate_refresh_token(
+        secrets.digest(session), secrets.digest("b" * 80))).user_id is None
+    assert await pool.fetchval("SELECT password_hash FROM users WHERE id = $1",
+                               user_id) == "new-hash"
+
+
+async def test_expired_one_time_tokens_are_refused(store, pool):
+    user_id = await new_user(store)
+    verify, reset = secrets.one_time_token(), secrets.one_time_token()
+    await store.set_verification_token(user_id, secrets.digest(verify))
+    await store.set_reset_token(user_id, secrets.digest(reset))
+    await pool.execute(
+        "UPDATE users SET verification_token_expires_at = now() - interval '1 s',"
+        " reset_token_expires_at = now() - interval '1 s' WHERE id = $1", user_id)
+
+    assert await store.verify_email(secrets.digest(verify)) == "expired"
+    assert await store.reset_password(secrets.digest(reset), "h") == "expired"
+
+
+async def test_duplicate_email_is_refused_by_the_database(store):
+    email = f"{uuid.uuid4().hex}@example.com"
+    await store.create_user(email, "h", "First")
+    with pytest.raises(Exception) as taken:
+        await store.create_user(email, "h", "Second")
+    assert type(taken.value).__name__ == "EmailTaken"
+    assert not isinstance(taken.value, asyncpg.PostgresError)
+
+
+@pytest.fixture
+async def redis(redis_test_db):
+    client = Redis.from_url(redis_test_db)
+    yield client
+    await client.aclose()
+
+
+async def test_login_throttle_locks_an_account_and_an_address(redis):
+    throttle = LoginThrottle(redis, max_per_account=3, max_per_ip=5, window_s=60)
+    account, ip = f"{uuid.uuid4().hex}@example.com", f"10.9.{uuid.uuid4().int % 250}.1"
+    for _ in range(3):
+        await throttle.check(account, ip)
+        await throttle.record_failure(account, ip)
+    with pytest.raises(TooManyRequests) as locked:
+        await throttle.check(account, ip)
+    assert 1 <= locked.value.retry_after <= 60
+
+    for n in range(2):  # other accounts from the same address, up to its own limit
+        await throttle.check(f"other{n}-{account}", ip)
+        await throttle.record_failure(f"other{n}-{account}", ip)
+    with pytest.raises(TooManyRequests):
+        await throttle.check(f"fresh-{account}", ip)
+    await throttle.check(f"fresh-{account}", "10.0.0.99")  # another address is not locked
+
+
+async def test_successful_login_clears_the_account_count(redis):
+    throttle = LoginThrottle(redis, max_per_account=2, max_per_ip=100, window_s=60)
+    account = f"{uuid.uuid4().hex}@example.com"
+    await throttle.record_failure(account, "10.1.1.1")
+    await throttle.clear_account(account)
+    await throttle.record_failure(account, "10.1.1.1")
+    await throttle.check(account, "10.1.1.1")
+
+
+async def test_login_throttle_fails_open_without_redis():
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    throttle = LoginThrottle(unreachable, max_per_account=1, max_per_ip=1, window_s=60)
+    await throttle.record_failure("a@example.com", "10.0.0.1")
+    await throttle.check("a@example.com", "10.0.0.1")
+    await unreachable.aclose()
