@@ -3,9 +3,7 @@ argon2 in worker threads, SMTP mail in the background."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
@@ -16,8 +14,9 @@ from auth_svc.passwords import Passwords
 from auth_svc.store import AuthStore
 from auth_svc.throttle import LoginThrottle
 from contracts.logging import get_logger
-from contracts.migrations import migrate, read_migrations
-from contracts.service import ServiceProcess
+from contracts.migrations import open_migrated_pool, read_migrations
+from contracts.rpc import Handler
+from contracts.service import ServiceProcess, late_bound
 from contracts.settings import Settings
 
 log = get_logger(__name__)
@@ -26,19 +25,7 @@ MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
 
 
 async def open_database(settings: Settings) -> asyncpg.Pool:
-    """A pool on the migrated auth database (retrying until PostgreSQL answers)."""
-    delay = 0.2
-    while True:
-        try:
-            pool = await asyncpg.create_pool(settings.auth_database_url, min_size=1, max_size=10)
-            break
-        except (OSError, asyncpg.CannotConnectNowError) as exc:
-            log.warning("database not reachable yet, retrying", error=repr(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    async with pool.acquire() as connection:
-        await migrate(connection, MIGRATIONS)
-    return pool
+    return await open_migrated_pool(settings.auth_database_url, MIGRATIONS)
 
 
 class AuthComponent:
@@ -51,16 +38,8 @@ class AuthComponent:
         self._redis: Redis | None = None
         self._mailer: Mailer | None = None
 
-    def operations(self) -> dict[str, Any]:
-        names = AuthHandlers.OPERATIONS
-
-        def bind(name: str):
-            async def call(params: dict[str, Any]) -> Any:
-                assert self._handlers is not None
-                return await getattr(self._handlers, name)(params)
-            return call
-
-        return {operation: bind(method) for operation, method in names.items()}
+    def operations(self) -> dict[str, Handler]:
+        return late_bound(lambda: self._handlers, AuthHandlers.OPERATIONS)
 
     async def start(self, process: ServiceProcess) -> None:
         settings = process.settings

@@ -4,6 +4,7 @@ other instead of applying a file twice."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -43,3 +44,20 @@ async def migrate(connection: asyncpg.Connection, migrations: list[tuple[str, st
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
+
+
+async def open_migrated_pool(url: str, migrations: list[tuple[str, str]]) -> asyncpg.Pool:
+    """A connection pool on `url` after applying `migrations`, retrying until PostgreSQL
+    answers (a service may start before its database)."""
+    delay = 0.2
+    while True:
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=10)
+            break
+        except (OSError, asyncpg.CannotConnectNowError) as exc:
+            log.warning("database not reachable yet, retrying", error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    async with pool.acquire() as connection:
+        await migrate(connection, migrations)
+    return pool

@@ -18,7 +18,8 @@ from enum import StrEnum
 from marshmallow import Schema
 
 from contracts.names import Service
-from contracts.schemas import auth
+from contracts.schemas import auth, projects
+from contracts.schemas.common import IdParams, ProjectIdParams
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -41,6 +42,7 @@ class Route:
     tags: tuple[str, ...] = ()
     body: type[Schema] | None = None
     query: type[Schema] | None = None
+    params: type[Schema] | None = None
     response: type[Schema] | None = None
     success_status: int = 200
     errors: tuple[int, ...] = field(default=())
@@ -64,7 +66,20 @@ class Route:
 
 
 PUBLIC, AUTHENTICATED = Access.PUBLIC, Access.AUTHENTICATED
-AUTH = Service.AUTH
+DEVELOPER, ADMIN = Access.DEVELOPER, Access.ADMIN
+AUTH, PROJECT = Service.AUTH, Service.PROJECT
+
+# Paths the platform owns (API.md section 1.5): only admins may attach a service route config
+# under them, and an upstream route config never may.
+RESERVED_PREFIXES = (
+    "/health", "/api-docs", "/socket.io", "/api/v1/auth", "/api/v1/oauth", "/api/v1/projects",
+    "/api/v1/keys", "/api/v1/routes", "/api/v1/logs", "/api/v1/analytics", "/api/v1/alerts",
+    "/api/v1/webhooks", "/api/v1/events",
+)
+
+
+def is_reserved(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in RESERVED_PREFIXES)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -102,6 +117,53 @@ ROUTES: tuple[Route, ...] = (
           "Set a new password with the token from the mail",
           service=AUTH, tags=("auth",), body=auth.ResetPasswordBody, response=auth.Message,
           errors=(400,)),
+    # --- projects (API.md section 4) -----------------------------------------------------------
+    Route("POST", "/api/v1/projects", "project.create", DEVELOPER, "Create a project",
+          service=PROJECT, tags=("projects",), body=projects.ProjectBody, success_status=201),
+    Route("GET", "/api/v1/projects", "project.list", AUTHENTICATED,
+          "List the caller's projects (all projects for an admin)",
+          service=PROJECT, tags=("projects",), query=projects.ProjectListQuery),
+    Route("GET", "/api/v1/projects/:id", "project.get", AUTHENTICATED, "Get a project",
+          service=PROJECT, tags=("projects",), params=IdParams, errors=(404,)),
+    Route("PATCH", "/api/v1/projects/:id", "project.update", DEVELOPER, "Update a project",
+          service=PROJECT, tags=("projects",), params=IdParams, body=projects.ProjectPatch,
+          errors=(404,)),
+    Route("PUT", "/api/v1/projects/:id", "project.update", DEVELOPER,
+          "Update a project (partial, as PATCH)",
+          service=PROJECT, tags=("projects",), params=IdParams, body=projects.ProjectPatch,
+          errors=(404,)),
+    Route("DELETE", "/api/v1/projects/:id", "project.delete", DEVELOPER,
+          "Delete a project with its keys and route configs",
+          service=PROJECT, tags=("projects",), params=IdParams, errors=(404,)),
+    # --- API keys (API.md section 5) ------------------------------------------------------------
+    Route("POST", "/api/v1/projects/:projectId/keys", "key.create", DEVELOPER,
+          "Issue an API key (the raw key is shown only in this answer)",
+          service=PROJECT, tags=("keys",), params=ProjectIdParams, body=projects.KeyBody,
+          success_status=201, errors=(404,)),
+    Route("GET", "/api/v1/projects/:projectId/keys", "key.list", AUTHENTICATED,
+          "List a project's API keys", service=PROJECT, tags=("keys",),
+          params=ProjectIdParams, errors=(404,)),
+    Route("DELETE", "/api/v1/keys/:id", "key.revoke", DEVELOPER, "Revoke an API key",
+          service=PROJECT, tags=("keys",), params=IdParams, errors=(404,)),
+    Route("GET", "/api/v1/keys/verify", "key.verify", PUBLIC,
+          "Check an API key by its SHA-256", service=PROJECT, tags=("keys",),
+          query=projects.KeyVerifyQuery),
+    # --- route configs (API.md section 6) -------------------------------------------------------
+    Route("POST", "/api/v1/projects/:projectId/routes", "route.create", DEVELOPER,
+          "Create a route config", service=PROJECT, tags=("routes",), params=ProjectIdParams,
+          body=projects.RouteBody, success_status=201, errors=(403, 404, 409)),
+    Route("GET", "/api/v1/projects/:projectId/routes", "route.list", AUTHENTICATED,
+          "List a project's route configs", service=PROJECT, tags=("routes",),
+          params=ProjectIdParams, errors=(404,)),
+    Route("GET", "/api/v1/routes/:id", "route.get", AUTHENTICATED, "Get a route config",
+          service=PROJECT, tags=("routes",), params=IdParams, errors=(404,)),
+    Route("PATCH", "/api/v1/routes/:id", "route.update", DEVELOPER, "Update a route config",
+          service=PROJECT, tags=("routes",), params=IdParams, body=projects.RoutePatch,
+          errors=(403, 404, 409)),
+    Route("DELETE", "/api/v1/routes/:id", "route.delete", DEVELOPER, "Delete a route config",
+          service=PROJECT, tags=("routes",), params=IdParams, errors=(404,)),
+    Route("GET", "/api/v1/routes", "route.list_active", ADMIN,
+          "Every active route config (admins only)", service=PROJECT, tags=("routes",)),
 )
 
 

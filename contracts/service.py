@@ -32,6 +32,20 @@ log = get_logger(__name__)
 Hook = Callable[["ServiceProcess"], Awaitable[None]]
 
 
+def late_bound(resolve: Callable[[], Any], operations: Mapping[str, str]) -> dict[str, Handler]:
+    """Handlers for `operations` (name -> method name) of an object that exists only after the
+    start hooks ran (it needs the database); `resolve()` returns it. The RPC server consumes
+    only after every start hook, so no call arrives before."""
+
+    def bind(method: str) -> Handler:
+        async def call(params: dict[str, Any]) -> Any:
+            return await getattr(resolve(), method)(params)
+
+        return call
+
+    return {operation: bind(method) for operation, method in operations.items()}
+
+
 class ServiceProcess:
     def __init__(self, service: Service, settings: Settings) -> None:
         self.info: ServiceInfo = SERVICES[service]

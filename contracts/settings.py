@@ -55,6 +55,7 @@ class Settings:
     login_max_failures_per_account: int
     login_max_failures_per_ip: int
     login_failure_window_s: int
+    upstream_allow_private: tuple[str, ...]
 
     @property
     def is_production(self) -> bool:
@@ -110,6 +111,8 @@ def _read(env: Env) -> Settings:
         # Higher than per account: many people may share one address behind a NAT.
         login_max_failures_per_ip=env.int("LOGIN_MAX_FAILURES_PER_IP", 50, validate=Range(min=1)),
         login_failure_window_s=env.int("LOGIN_FAILURE_WINDOW_S", 900, validate=Range(min=1)),
+        # Upstream targets an operator allows despite the SSRF rules: CIDRs, hosts, or `*`.
+        upstream_allow_private=tuple(env.list("UPSTREAM_ALLOW_PRIVATE", [])),
     )
     try:
         env.seal()

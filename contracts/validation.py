@@ -60,6 +60,15 @@ class NormalisedEmail(fields.Email):
         return super()._deserialize(value.strip().lower(), attr, data, **kwargs)
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false, nothing else (no "yes", 1 or "true" in bodies)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise MarshmallowError("Not a valid boolean.")
+        return value
+
+
 def length(field: str, *, min: int | None = None, max: int | None = None,
            unit: str = "characters") -> list[validate.Validator]:
     checks: list[validate.Validator] = []

@@ -25,7 +25,7 @@ class WriteToFolder:
     def __init__(self) -> None:
         self.count = 0
 
-    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         self.count += 1
         path = DIRECTORY / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.count:04d}.eml"
         content = envelope.original_content or b""
@@ -39,7 +39,6 @@ class WriteToFolder:
 
 
 async def main() -> None:
-    DIRECTORY.mkdir(parents=True, exist_ok=True)
     handler = WriteToFolder()
     server = await asyncio.get_running_loop().create_server(
         lambda: SMTP(handler, hostname="smtp-sink"), HOST, PORT)
@@ -53,4 +52,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    DIRECTORY.mkdir(parents=True, exist_ok=True)
     asyncio.run(main())

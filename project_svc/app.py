@@ -1,9 +1,54 @@
-"""Wires the project service's operations into the shared process skeleton."""
+"""Wires the project service: PostgreSQL (migrated at start), config events, key usage."""
 
 from __future__ import annotations
 
-from contracts.service import ServiceProcess
+from pathlib import Path
+
+import asyncpg
+
+from contracts.migrations import open_migrated_pool, read_migrations
+from contracts.rpc import Handler
+from contracts.service import ServiceProcess, late_bound
+from contracts.settings import Settings
+from contracts.upstream import UpstreamPolicy
+from project_svc.handlers import KeyUsage, ProjectHandlers
+from project_svc.store import ProjectStore
+
+MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
+
+
+async def open_database(settings: Settings) -> asyncpg.Pool:
+    return await open_migrated_pool(settings.project_database_url, MIGRATIONS)
+
+
+class ProjectComponent:
+    def __init__(self) -> None:
+        self._handlers: ProjectHandlers | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._usage: KeyUsage | None = None
+
+    def operations(self) -> dict[str, Handler]:
+        return late_bound(lambda: self._handlers, ProjectHandlers.OPERATIONS)
+
+    async def start(self, process: ServiceProcess) -> None:
+        assert process.publisher is not None
+        self._pool = await open_database(process.settings)
+        store = ProjectStore(self._pool)
+        self._usage = KeyUsage(store)
+        await self._usage.start()
+        self._handlers = ProjectHandlers(
+            store, process.publisher, self._usage,
+            UpstreamPolicy(process.settings.upstream_allow_private))
+
+    async def stop(self, _process: ServiceProcess) -> None:
+        if self._usage is not None:
+            await self._usage.close()
+        if self._pool is not None:
+            await self._pool.close()
 
 
 def configure(process: ServiceProcess) -> None:
-    """Only the skeleton's `health` operation so far."""
+    component = ProjectComponent()
+    process.add_handlers(component.operations())
+    process.on_start(component.start)
+    process.on_stop(component.stop)

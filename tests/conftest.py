@@ -58,6 +58,18 @@ def auth_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def project_database_url() -> str:
+    """A freshly created project database for this session."""
+    import asyncio
+
+    from tests.support import recreate_database
+
+    url = os.environ["PROJECT_DATABASE_URL"]
+    asyncio.run(recreate_database(url))
+    return url
+
+
+@pytest.fixture(scope="session")
 def redis_test_db() -> str:
     """The tests' Redis database, emptied once per session (login throttle counters...)."""
     import redis

@@ -9,7 +9,7 @@ from contracts.routes import Route
 from contracts.timeutil import now_ms
 from gateway.responses import json_response
 from gateway.state import state_of
-from gateway.steps.keys import BODY, CALLER, DEADLINE_MS, QUERY, REQUEST_ID
+from gateway.steps.keys import BODY, CALLER, DEADLINE_MS, PARAMS, QUERY, REQUEST_ID
 
 
 def rpc_handler(route: Route) -> web.Handler:
@@ -21,7 +21,7 @@ def rpc_handler(route: Route) -> web.Handler:
         params = {
             "body": request.get(BODY),
             "query": request.get(QUERY, {}),
-            "params": dict(request.match_info),
+            "params": request.get(PARAMS, {}),
             "caller": request.get(CALLER),
             "requestId": request[REQUEST_ID],
             "clientIp": request.remote,

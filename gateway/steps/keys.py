@@ -16,3 +16,4 @@ CALLER = web.RequestKey("caller", dict[str, Any])
 # the validated (or, without a schema, parsed) JSON body and query
 BODY = web.RequestKey("body", object)
 QUERY = web.RequestKey("query", dict[str, Any])
+PARAMS = web.RequestKey("params", dict[str, Any])

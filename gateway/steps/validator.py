@@ -11,7 +11,7 @@ from aiohttp import web
 from contracts.validation import load
 from gateway.body import read_json
 from gateway.router import route_of
-from gateway.steps.keys import BODY, QUERY
+from gateway.steps.keys import BODY, PARAMS, QUERY
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -28,4 +28,8 @@ async def validator(request: web.Request, handler: web.Handler) -> web.StreamRes
         if route.query is not None:
             query = load(route.query(), query, "query")
         request[QUERY] = query
+        params = dict(request.match_info)
+        if route.params is not None:
+            params = load(route.params(), params, "params")
+        request[PARAMS] = params
     return await handler(request)

@@ -1,0 +1,98 @@
+"""Which upstream targets a route config may point at (API.md section 6.4): the SSRF rules,
+checked by the project service when a config is saved and by the gateway at every connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_URL_LENGTH = 2048
+
+
+class TargetRefused(ValueError):
+    """The URL or one of its addresses is not an allowed upstream target."""
+
+
+class UpstreamPolicy:
+    """`allow` is the operator's UPSTREAM_ALLOW_PRIVATE: CIDRs, host names, or `*`."""
+
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        entries = [entry.strip().lower() for entry in allow if entry.strip()]
+        self.allow_all = "*" in entries
+        self._networks = []
+        self._hosts = set()
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                self._networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self._hosts.add(entry)
+
+    def check_url(self, url: str) -> tuple[str, int]:
+        """Shape rules; returns (host, port). Raises TargetRefused with the reason."""
+        if len(url) > MAX_URL_LENGTH:
+            raise TargetRefused(f"URL must be at most {MAX_URL_LENGTH} characters")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise TargetRefused("Not a valid URL") from None
+        if parts.scheme not in ("http", "https"):
+            raise TargetRefused("URL scheme must be http or https")
+        if not parts.hostname:
+            raise TargetRefused("URL must name a host")
+        if parts.username is not None or parts.password is not None:
+            raise TargetRefused("URL must not contain credentials")
+        if parts.fragment or "#" in url:
+            raise TargetRefused("URL must not contain a fragment")
+        return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+    def host_allowed_by_operator(self, host: str) -> bool:
+        return self.allow_all or host in self._hosts
+
+    def check_address(self, address: str, host: str = "") -> None:
+        if self.host_allowed_by_operator(host):
+            return
+        ip: IPAddress = ipaddress.ip_address(address.split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in self._networks):
+            return
+        if not ip.is_global or ip.is_multicast or ip in _CGNAT:
+            raise TargetRefused(f"Target address {ip} is not allowed (private, loopback, "
+                                "link-local or reserved)")
+
+    async def check(self, url: str) -> list[str]:
+        """All rules, resolving the host; returns the addresses it resolved to."""
+        host, port = self.check_url(url)
+        if (host == "localhost" or host.endswith(".localhost")) and not (
+                self.host_allowed_by_operator(host)):
+            raise TargetRefused("Target host localhost is not allowed")
+        addresses = await resolve(host, port)
+        for address in addresses:
+            self.check_address(address, host)
+        return addresses
+
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return [host.strip("[]")]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        raise TargetRefused(f"Host {host} cannot be resolved") from None
+    return sorted({info[4][0] for info in infos})

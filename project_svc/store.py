@@ -1,0 +1,203 @@
+"""The project service's SQL. Tenancy is part of every query: a caller who is not an admin
+only ever reads or changes rows of projects they own, and anything else is 'not found'."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from contracts.timeutil import to_iso
+
+SORT_COLUMNS = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at"}
+_PARAM_SEGMENT = re.compile(r"/:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def template_of(path: str) -> str:
+    """`/users/:id/` and `/users/:uid` are the same template `/users/:` (API.md 6.3)."""
+    reduced = _PARAM_SEGMENT.sub("/:", path)
+    return reduced.rstrip("/") or "/"
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    is_admin: bool
+
+    @classmethod
+    def from_wire(cls, caller: dict[str, Any]) -> Caller:
+        return cls(str(caller["userId"]), caller.get("role") == "ADMIN")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return to_iso(value) if value is not None else None
+
+
+def project_out(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]), "name": row["name"], "description": row["description"],
+        "userId": row["user_id"], "active": row["active"],
+        "createdAt": to_iso(row["created_at"]), "updatedAt": to_iso(row["updated_at"]),
+    }
+
+
+def key_out(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]), "prefix": row["prefix"], "name": row["name"],
+        "active": row["active"], "lastUsedAt": _iso(row["last_used_at"]),
+        "expiresAt": _iso(row["expires_at"]), "createdAt": to_iso(row["created_at"]),
+        "revokedAt": _iso(row["revoked_at"]),
+    }
+
+
+def route_out(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]), "path": row["path"], "method": row["method"],
+        "service": row["service"], "upstreamUrl": row["upstream_url"],
+        "projectId": str(row["project_id"]), "rateLimit": row["rate_limit"],
+        "cacheTTL": row["cache_ttl"], "authRequired": row["auth_required"],
+        "active": row["active"], "createdAt": to_iso(row["created_at"]),
+        "updatedAt": to_iso(row["updated_at"]),
+    }
+
+
+class ProjectStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # --- projects ----------------------------------------------------------------------------
+
+    async def create_project(self, owner: str, name: str, description: str | None
+                             ) -> asyncpg.Record:
+        return await self.pool.fetchrow(
+            "INSERT INTO projects (id, name, description, user_id) VALUES ($1, $2, $3, $4)"
+            " RETURNING *", uuid.uuid4(), name, description, owner)
+
+    async def visible_project(self, caller: Caller, project_id: uuid.UUID
+                              ) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT * FROM projects WHERE id = $1 AND ($2 OR user_id = $3)",
+            project_id, caller.is_admin, caller.user_id)
+
+    async def list_projects(self, caller: Caller, *, page: int, limit: int, sort: str,
+                            order: str) -> tuple[list[asyncpg.Record], int]:
+        column = SORT_COLUMNS[sort]  # whitelisted by the schema and again here
+        direction = "ASC" if order == "asc" else "DESC"
+        rows = await self.pool.fetch(
+            f"SELECT *, count(*) OVER () AS total FROM projects WHERE $1 OR user_id = $2"
+            f" ORDER BY {column} {direction}, id LIMIT $3 OFFSET $4",
+            caller.is_admin, caller.user_id, limit, (page - 1) * limit)
+        if rows:
+            return rows, rows[0]["total"]
+        total = await self.pool.fetchval(
+            "SELECT count(*) FROM projects WHERE $1 OR user_id = $2",
+            caller.is_admin, caller.user_id)
+        return rows, total
+
+    async def update_project(self, caller: Caller, project_id: uuid.UUID,
+                             changes: dict[str, Any]) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "UPDATE projects SET"
+            " name = CASE WHEN $4 THEN $5 ELSE name END,"
+            " description = CASE WHEN $6 THEN $7 ELSE description END,"
+            " updated_at = now()"
+            " WHERE id = $1 AND ($2 OR user_id = $3) RETURNING *",
+            project_id, caller.is_admin, caller.user_id,
+            "name" in changes, changes.get("name"),
+            "description" in changes, changes.get("description"))
+
+    async def delete_project(self, caller: Caller, project_id: uuid.UUID
+                             ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]] | None:
+        """Delete with its keys and route configs; return what went (for the events)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            project = await connection.fetchrow(
+                "SELECT id FROM projects WHERE id = $1 AND ($2 OR user_id = $3) FOR UPDATE",
+                project_id, caller.is_admin, caller.user_id)
+            if project is None:
+                return None
+            keys = await connection.fetch(
+                "SELECT id, key_hash FROM api_keys WHERE project_id = $1", project_id)
+            routes = await connection.fetch(
+                "SELECT * FROM route_configs WHERE project_id = $1", project_id)
+            await connection.execute("DELETE FROM projects WHERE id = $1", project_id)
+        return keys, routes
+
+    # --- API keys ----------------------------------------------------------------------------
+
+    async def create_key(self, project: asyncpg.Record, creator: str, name: str,
+                         key_hash: str, prefix: str, expires_in_days: int | None
+                         ) -> asyncpg.Record:
+        return await self.pool.fetchrow(
+            "INSERT INTO api_keys (id, key_hash, prefix, name, project_id, user_id, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6,"
+            " CASE WHEN $7::int IS NULL THEN NULL ELSE now() + make_interval(days => $7) END)"
+            " RETURNING *",
+            uuid.uuid4(), key_hash, prefix, name, project["id"], creator, expires_in_days)
+
+    async def list_keys(self, project_id: uuid.UUID) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM api_keys WHERE project_id = $1 ORDER BY created_at DESC, id",
+            project_id)
+
+    async def revoke_key(self, caller: Caller, key_id: uuid.UUID) -> asyncpg.Record | None:
+        """Soft and idempotent: a repeat keeps the first revokedAt."""
+        return await self.pool.fetchrow(
+            "UPDATE api_keys k SET active = false, revoked_at = coalesce(k.revoked_at, now())"
+            " FROM projects p WHERE k.id = $1 AND p.id = k.project_id"
+            " AND ($2 OR p.user_id = $3) RETURNING k.id, k.key_hash, k.project_id",
+            key_id, caller.is_admin, caller.user_id)
+
+    async def key_by_hash(self, key_hash: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT k.id, k.project_id, k.user_id, k.active, k.revoked_at, k.expires_at,"
+            " k.expires_at IS NOT NULL AND k.expires_at <= now() AS expired, p.user_id AS owner"
+            " FROM api_keys k JOIN projects p ON p.id = k.project_id WHERE k.key_hash = $1",
+            key_hash)
+
+    async def touch_keys(self, key_ids: list[uuid.UUID]) -> None:
+        await self.pool.execute(
+            "UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1::uuid[])", key_ids)
+
+    # --- route configs -----------------------------------------------------------------------
+
+    async def create_route(self, project_id: uuid.UUID, fields: dict[str, Any]
+                           ) -> asyncpg.Record:
+        return await self.pool.fetchrow(
+            "INSERT INTO route_configs (id, path, template, method, service, upstream_url,"
+            " project_id, rate_limit, cache_ttl, auth_required)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
+            uuid.uuid4(), fields["path"], template_of(fields["path"]), fields["method"],
+            fields.get("service"), fields.get("upstreamUrl"), project_id,
+            fields.get("rateLimit"), fields.get("cacheTTL"), fields.get("authRequired", True))
+
+    async def visible_route(self, caller: Caller, route_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT r.* FROM route_configs r JOIN projects p ON p.id = r.project_id"
+            " WHERE r.id = $1 AND ($2 OR p.user_id = $3)",
+            route_id, caller.is_admin, caller.user_id)
+
+    async def list_routes(self, project_id: uuid.UUID) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM route_configs WHERE project_id = $1 ORDER BY created_at DESC, id",
+            project_id)
+
+    async def replace_route(self, route_id: uuid.UUID, merged: dict[str, Any]
+                            ) -> asyncpg.Record:
+        return await self.pool.fetchrow(
+            "UPDATE route_configs SET path = $2, template = $3, method = $4, service = $5,"
+            " upstream_url = $6, rate_limit = $7, cache_ttl = $8, auth_required = $9,"
+            " active = $10, updated_at = now() WHERE id = $1 RETURNING *",
+            route_id, merged["path"], template_of(merged["path"]), merged["method"],
+            merged["service"], merged["upstreamUrl"], merged["rateLimit"], merged["cacheTTL"],
+            merged["authRequired"], merged["active"])
+
+    async def delete_route(self, route_id: uuid.UUID) -> None:
+        await self.pool.execute("DELETE FROM route_configs WHERE id = $1", route_id)
+
+    async def active_routes(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM route_configs WHERE active ORDER BY created_at, id")
