@@ -1,0 +1,51 @@
+import pytest
+
+from contracts.routes import is_reserved
+from contracts.upstream import TargetRefused, UpstreamPolicy
+from project_svc.store import template_of
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/", "http://127.9.9.9:8080/x", "http://10.0.0.1/", "http://172.16.5.4/",
+    "http://192.168.1.1/", "http://169.254.169.254/latest/meta-data", "http://100.64.0.1/",
+    "http://0.0.0.0/", "http://224.0.0.1/", "http://255.255.255.255/", "http://[::1]/",
+    "http://[fe80::1]/", "http://[fc00::1]/", "http://[::ffff:10.0.0.1]/", "http://localhost/",
+    "http://api.localhost/",
+])
+async def test_private_and_special_targets_are_refused(url):
+    with pytest.raises(TargetRefused):
+        await UpstreamPolicy().check(url)
+
+
+@pytest.mark.parametrize("url", [
+    "ftp://93.184.216.34/", "http://user:pw@93.184.216.34/", "http://93.184.216.34/#frag",
+    "http://", "https://93.184.216.34:99999/", "http://93.184.216.34/" + "a" * 2048,
+])
+async def test_malformed_targets_are_refused(url):
+    with pytest.raises(TargetRefused):
+        await UpstreamPolicy().check(url)
+
+
+async def test_public_targets_pass():
+    assert await UpstreamPolicy().check("https://93.184.216.34/v2") == ["93.184.216.34"]
+    assert await UpstreamPolicy().check("http://[2606:2800:220:1::1]/") == ["2606:2800:220:1::1"]
+
+
+async def test_operator_allow_list():
+    assert await UpstreamPolicy(["127.0.0.0/8"]).check("http://127.0.0.1:9/") == ["127.0.0.1"]
+    assert "127.0.0.1" in await UpstreamPolicy(["localhost"]).check("http://localhost:9/")
+    assert await UpstreamPolicy(["*"]).check("http://10.1.1.1/") == ["10.1.1.1"]
+    with pytest.raises(TargetRefused):
+        await UpstreamPolicy(["127.0.0.0/8"]).check("http://10.1.1.1/")
+
+
+def test_templates_ignore_parameter_names_and_trailing_slashes():
+    assert template_of("/users/:id") == template_of("/users/:uid/") == "/users/:"
+    assert template_of("/users/me") != template_of("/users/:id")
+    assert template_of("/") == "/"
+
+
+def test_reserved_prefixes():
+    assert is_reserved("/api/v1/projects") and is_reserved("/api/v1/projects/x")
+    assert is_reserved("/health") and not is_reserved("/healthz")
+    assert not is_reserved("/api/v1/test-e2e")
