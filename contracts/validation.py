@@ -85,11 +85,11 @@ class _Contains(validate.Validator):
     """Passes when the regex matches anywhere in the value (validate.Regexp anchors at 0)."""
 
     def __init__(self, regex: str, error: str) -> None:
-        self.regex = re.compile(regex)
+        self.needle = re.compile(regex)
         self.error = error
 
     def __call__(self, value: str) -> str:
-        if self.regex.search(value) is None:
+        if self.needle.search(value) is None:
             raise MarshmallowError(self.error)
         return value
 

@@ -12,6 +12,7 @@ from contracts.events import EventPublisher
 from contracts.routes import ROUTES, Route
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
+from gateway.docs import add_docs
 from gateway.health import health
 from gateway.pipeline import MIDDLEWARES
 from gateway.router import add_routes
@@ -22,6 +23,7 @@ LOCAL_HANDLERS = {"health": health}
 
 def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    add_docs(app, routes)
     add_routes(app, routes, LOCAL_HANDLERS)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

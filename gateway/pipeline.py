@@ -5,7 +5,8 @@ handler (12), which must catch what every inner step raises, sits right inside t
 context (2) that gives its envelope a request id. The forwarder (10) is the route's handler.
 
 Not yet here, delivered by their own issues (never stubbed as if done):
- 1 Swagger UI + OpenAPI · 5 API key validator · 6 route config resolver · 7 rate limiter ·
+ 1 Swagger UI + OpenAPI (gateway/docs.py) are routes, served through the steps below.
+ 5 API key validator · 6 route config resolver · 7 rate limiter ·
  9 response cache · 11 event emitter (all in the gateway issue).
 """
 

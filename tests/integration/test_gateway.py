@@ -232,3 +232,25 @@ async def test_public_routes_ignore_any_authorization_header(gateway):
                                   headers={"Authorization": "Bearer garbage"})
     assert response.status == 201
     assert (await response.json())["caller"] is None
+
+
+async def test_openapi_document_covers_the_route_table(gateway):
+    response = await gateway.get("/api-docs/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert document["openapi"] == "3.0.3"
+    for route in TABLE:
+        assert route.method.lower() in document["paths"][route.openapi_path], route.template
+    register = document["paths"]["/api/v1/auth/register"]["post"]
+    assert register["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "RegisterBody")
+    assert "409" in register["responses"] and "201" in register["responses"]
+
+
+async def test_swagger_ui_is_served_from_the_package(gateway):
+    page = await gateway.get("/api-docs/")
+    assert page.status == 200 and "swagger-ui-bundle.js" in await page.text()
+    script = await gateway.get("/api-docs/swagger-ui-bundle.js")
+    assert script.status == 200 and len(await script.read()) > 100_000
+    redirect = await gateway.get("/api-docs", allow_redirects=False)
+    assert redirect.status == 301 and redirect.headers["Location"] == "/api-docs/"
