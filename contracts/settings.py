@@ -56,6 +56,11 @@ class Settings:
     login_max_failures_per_ip: int
     login_failure_window_s: int
     upstream_allow_private: tuple[str, ...]
+    rate_limit_api_key: int
+    rate_limit_user: int
+    rate_limit_ip: int
+    rate_limit_fail_closed: bool
+    trusted_proxies: tuple[str, ...]
 
     @property
     def is_production(self) -> bool:
@@ -113,6 +118,14 @@ def _read(env: Env) -> Settings:
         login_failure_window_s=env.int("LOGIN_FAILURE_WINDOW_S", 900, validate=Range(min=1)),
         # Upstream targets an operator allows despite the SSRF rules: CIDRs, hosts, or `*`.
         upstream_allow_private=tuple(env.list("UPSTREAM_ALLOW_PRIVATE", [])),
+        # Requests per 60 s by identity tier (API.md section 13.1).
+        rate_limit_api_key=env.int("RATE_LIMIT_API_KEY", 1000, validate=Range(min=1)),
+        rate_limit_user=env.int("RATE_LIMIT_USER", 100, validate=Range(min=1)),
+        rate_limit_ip=env.int("RATE_LIMIT_IP", 20, validate=Range(min=1)),
+        # When Redis is unreachable: serve without limits (default) or refuse with 503.
+        rate_limit_fail_closed=env.bool("RATE_LIMIT_FAIL_CLOSED", False),
+        # Peers whose X-Forwarded-For is believed (CIDRs); everyone else is the socket peer.
+        trusted_proxies=tuple(env.list("TRUSTED_PROXIES", [])),
     )
     try:
         env.seal()

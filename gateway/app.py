@@ -12,11 +12,13 @@ from contracts.events import EventPublisher
 from contracts.routes import ROUTES, Route
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
+from gateway.client_ip import ClientAddress
 from gateway.docs import add_docs
 from gateway.health import health
 from gateway.pipeline import MIDDLEWARES
 from gateway.router import add_routes
 from gateway.state import STATE, GatewayState
+from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
 
 LOCAL_HANDLERS = {"health": health}
 
@@ -34,7 +36,9 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         publisher = EventPublisher(connection, max_buffer=settings.event_buffer_max)
         await publisher.start()
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
-        app[STATE] = GatewayState(settings, connection, rpc, publisher, redis)
+        app[STATE] = GatewayState(settings, connection, rpc, publisher, redis,
+                                  ClientAddress(settings.trusted_proxies))
+        app[RATE_LIMITER] = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
         yield
         await publisher.close(timeout=settings.shutdown_grace_s)
         await rpc.close()

@@ -1,13 +1,15 @@
 """The gateway's pipeline, in order. This list is the one place that says what runs when.
 
-Numbers follow DESIGN.md section 6. aiohttp runs middlewares outermost first, so the error
-handler (12), which must catch what every inner step raises, sits right inside the request
-context (2) that gives its envelope a request id. The forwarder (10) is the route's handler.
+Numbers follow DESIGN.md section 6. aiohttp runs middlewares outermost first:
+- the event emitter (11) wraps everything so it sees every final response, errors included;
+- the error handler (12) must catch what every inner step raises;
+- steps 4 and 5 only resolve credentials; the access gate refuses bad ones after the rate
+  limiter (7) has counted the request (API.md section 13.1);
+- the forwarder (10) is the route's handler. Step 1 (Swagger UI, OpenAPI) is a set of routes
+  (gateway/docs.py) served through these steps.
 
-Not yet here, delivered by their own issues (never stubbed as if done):
- 1 Swagger UI + OpenAPI (gateway/docs.py) are routes, served through the steps below.
- 5 API key validator · 6 route config resolver · 7 rate limiter ·
- 9 response cache · 11 event emitter (all in the gateway issue).
+Not yet here (gateway issue, in progress): 5 API key validator · 6 route config resolver ·
+9 response cache · HTTP proxying in 10.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.steps.access_log import access_log
-from gateway.steps.authenticator import authenticator
+from gateway.steps.authenticator import access_gate, authenticator
 from gateway.steps.error_handler import error_handler
+from gateway.steps.event_emitter import event_emitter
+from gateway.steps.rate_limiter import rate_limiter
 from gateway.steps.request_context import request_context
 from gateway.steps.validator import validator
 
 MIDDLEWARES: tuple[web.Middleware, ...] = (
     request_context,  # 2  X-Request-Id and start time
+    event_emitter,  # 11 request.completed for every response, published off the path
     error_handler,  # 12 the error envelope, around everything below
     access_log,  # 3  one structured line per request
-    authenticator,  # 4  Bearer JWT -> caller identity; role gate
-    validator,  # 8  JSON body and query against the route's schemas
+    authenticator,  # 4  Bearer JWT -> caller identity (refusal deferred to the gate)
+    rate_limiter,  # 7  sliding window per identity and route template
+    access_gate,  # 4' refuse bad credentials; role gate
+    validator,  # 8  JSON body, query and path ids against the route's schemas
 )

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from contracts.events import EventPublisher
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
+from gateway.client_ip import ClientAddress
 
 
 @dataclass
@@ -21,6 +22,7 @@ class GatewayState:
     rpc: RpcClient
     publisher: EventPublisher
     redis: Redis
+    client_address: ClientAddress
     started_monotonic: float = field(default_factory=time.monotonic)
 
 

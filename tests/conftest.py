@@ -25,6 +25,10 @@ TEST_ENV = {
     "MONGO_DB": "gateway_test",
     "AUTH_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_auth_test",
     "PROJECT_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project_test",
+    # Many tests share 127.0.0.1: the limiter's own tests set small limits explicitly.
+    "RATE_LIMIT_IP": "1000000",
+    "RATE_LIMIT_USER": "1000000",
+    "RATE_LIMIT_API_KEY": "1000000",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)

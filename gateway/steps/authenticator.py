@@ -1,21 +1,25 @@
-"""Step 4: who is calling, and may they call this route.
+"""Step 4 (who is calling) and the access gate after step 7 (may they call this route).
 
 Public routes ignore any Authorization header (API.md section 3.2). Elsewhere the header must
 be exactly `Bearer <JWT>`; the token is verified with the algorithm pinned and issuer and
-audience checked (contracts.identity). Then the role gate of API.md section 1.3: a viewer may
-not write (except log out), and routes for developers or admins refuse lower roles.
+audience checked (contracts.identity).
+
+A bad credential is not refused here but remembered: the rate limiter (7) must first count
+the request under the client's address (API.md section 13.1), then the access gate refuses it
+and applies the role gate of API.md section 1.3: a viewer may not write (except log out), and
+routes for developers or admins refuse lower roles.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from contracts.errors import Forbidden, Unauthorized
+from contracts.errors import ApiError, Forbidden, Unauthorized
 from contracts.identity import Identity, Role, verify_access_token
 from contracts.routes import Access, Route
 from gateway.router import route_of
 from gateway.state import state_of
-from gateway.steps.keys import CALLER
+from gateway.steps.keys import AUTH_ERROR, CALLER, IDENTITY
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 VIEWER_MAY_WRITE = frozenset({"auth.logout"})
@@ -30,9 +34,24 @@ MINIMUM_ROLES = {
 async def authenticator(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     route = route_of(request)
     if route is not None and route.access is not Access.PUBLIC:
-        identity = authenticate(request, state_of(request).settings.access_token_secret)
-        authorize(identity, route, request.method)
-        request[CALLER] = identity.to_wire()
+        try:
+            identity = authenticate(request, state_of(request).settings.access_token_secret)
+        except ApiError as exc:
+            request[AUTH_ERROR] = exc
+        else:
+            request[CALLER] = identity.to_wire()
+            request[IDENTITY] = identity
+    return await handler(request)
+
+
+@web.middleware
+async def access_gate(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    route = route_of(request)
+    if route is not None and route.access is not Access.PUBLIC:
+        failure = request.get(AUTH_ERROR)
+        if failure is not None:
+            raise failure
+        authorize(request[IDENTITY], route, request.method)
     return await handler(request)
 
 

@@ -90,7 +90,7 @@ class Stack:
 
 
 def start_stack(log_dir: Path, **overrides: str) -> Stack:
-    env = {**os.environ, "SHUTDOWN_GRACE_S": "5", "HEALTH_TIMEOUT_MS": "1000", **overrides}
+    env = {**os.environ, "SHUTDOWN_GRACE_S": "5", "HEALTH_TIMEOUT_MS": "3000", **overrides}
     for variable in PORT_VARIABLES.values():
         env[variable] = str(free_port())
     running = Stack(env, log_dir)

@@ -39,7 +39,7 @@ def test_a_stopped_service_makes_health_503_naming_it(stack: Stack):
     assert status == 503
     assert body["status"] == "degraded"
     failing = [s for s in body["services"] if s["status"] != "ok"]
-    assert [s["name"] for s in failing] == ["project-service"]
+    assert [s["name"] for s in failing] == ["project-service"], body
     assert failing[0]["error"] and "latency" not in failing[0]
 
     stack.start("project_svc")

@@ -1,0 +1,70 @@
+"""Step 11: one `request.completed` event for every response, errors, 401s and 429s included
+(fields of API.md section 7.1).
+
+Publishing only appends to the publisher's buffer; a background task sends batches with
+publisher confirms, so the response never waits for the broker.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from contracts.names import RoutingKey
+from contracts.timeutil import to_iso
+from gateway.router import route_of
+from gateway.state import state_of
+from gateway.steps.keys import API_KEY, CALLER, REQUEST_ID, STARTED
+
+
+@web.middleware
+async def event_emitter(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects and the like pass through as exceptions
+        status = exc.status
+        raise
+    finally:
+        state_of(request).publisher.publish(RoutingKey.REQUEST_COMPLETED,
+                                            completed_event(request, status))
+
+
+def completed_event(request: web.Request, status: int) -> dict[str, Any]:
+    started = request[STARTED]
+    route = route_of(request)
+    caller = request.get(CALLER)
+    key = request.get(API_KEY)
+    error = None
+    if status >= 400:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        error = {"code": "CLIENT_ERROR" if status < 500 else "INTERNAL", "message": reason,
+                 "stack": None}
+    return {
+        "requestId": request[REQUEST_ID],
+        "timestamp": to_iso(datetime.fromtimestamp(
+            time.time() - (time.perf_counter() - started), UTC)),
+        "method": request.method,
+        "path": request.path_qs,
+        "route": route.path if route is not None else None,
+        "statusCode": status,
+        "latency": round((time.perf_counter() - started) * 1000, 3),
+        "ip": state_of(request).client_address.of(request),
+        "userId": caller["userId"] if caller else None,
+        "apiKeyId": key["id"] if key else None,
+        "projectId": key["projectId"] if key else None,
+        "ownerId": key["ownerId"] if key else None,
+        "userAgent": request.headers.get("User-Agent", ""),
+        "contentLength": request.content_length or 0,
+        "error": error,
+        "source": "gateway",
+    }

@@ -1,0 +1,156 @@
+"""Step 7: sliding-window rate limiting (API.md section 13.1), one atomic Redis round trip.
+
+Each bucket (identity + method + matched template) is a sorted set of request timestamps. One
+Lua script drops what left the window, counts, and records the request only when it is
+allowed, so concurrent gateways can never let more through than the limit and rejected
+requests consume no quota. The script reads Redis's own clock (one clock for every gateway);
+tests may pass the time explicitly.
+
+Redis unreachable: fail open by default (no headers), counted in a metric and logged at most
+once per interval; RATE_LIMIT_FAIL_CLOSED answers 503 instead. Never a 500.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contracts.errors import ServiceUnavailable, TooManyRequests
+from contracts.logging import get_logger
+from gateway.router import route_of
+from gateway.state import state_of
+from gateway.steps.keys import API_KEY, CALLER, RATE_LIMIT_HEADERS
+
+log = get_logger(__name__)
+
+WINDOW_MS = 60_000
+
+RATE_LIMIT_DECISIONS = Counter(
+    "gateway_rate_limit_decisions_total", "Rate limiter outcomes", ["outcome"])
+
+# KEYS[1] bucket; ARGV: window ms, limit, unique member, now ms ("" = Redis TIME)
+SLIDING_WINDOW = """
+local now = tonumber(ARGV[4])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local allowed = 0
+if count < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  count = count + 1
+  allowed = 1
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+if not oldest then oldest = now end
+return {allowed, count, tonumber(oldest), now}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    count: int  # requests in the window, this one included when allowed
+    oldest_ms: int
+    now_ms: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.count)
+
+    @property
+    def reset_unix_s(self) -> int:
+        return math.ceil((self.oldest_ms + WINDOW_MS) / 1000)
+
+    @property
+    def retry_after_s(self) -> int:
+        return max(1, math.ceil((self.oldest_ms + WINDOW_MS - self.now_ms) / 1000))
+
+    def headers(self) -> dict[str, str]:
+        seconds_to_reset = max(0, math.ceil((self.oldest_ms + WINDOW_MS - self.now_ms) / 1000))
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_unix_s),
+            # IETF draft-ietf-httpapi-ratelimit-headers
+            "RateLimit-Policy": f'"default";q={self.limit};w={WINDOW_MS // 1000}',
+            "RateLimit": f'"default";r={self.remaining};t={seconds_to_reset}',
+        }
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, *, fail_closed: bool = False,
+                 log_interval_s: float = 30.0) -> None:
+        self._redis = redis
+        self._script = redis.register_script(SLIDING_WINDOW)
+        self._fail_closed = fail_closed
+        self._log_interval_s = log_interval_s
+        self._last_logged = 0.0
+
+    async def hit(self, bucket: str, limit: int, now_ms: int | None = None) -> Decision | None:
+        """The decision for one request; None when the store is down and we fail open."""
+        try:
+            allowed, count, oldest, now = await self._script(
+                keys=[bucket],
+                args=[WINDOW_MS, limit, uuid.uuid4().hex, "" if now_ms is None else now_ms])
+        except (RedisError, OSError) as exc:
+            RATE_LIMIT_DECISIONS.labels("store_unavailable").inc()
+            if time.monotonic() - self._last_logged >= self._log_interval_s:
+                self._last_logged = time.monotonic()
+                log.error("rate limiter store unavailable",
+                          failing="closed" if self._fail_closed else "open", error=repr(exc))
+            if self._fail_closed:
+                raise ServiceUnavailable("Rate limiter unavailable") from None
+            return None
+        decision = Decision(bool(allowed), limit, int(count), int(oldest), int(now))
+        RATE_LIMIT_DECISIONS.labels("allowed" if decision.allowed else "limited").inc()
+        return decision
+
+
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+
+def identity_and_limit(request: web.Request) -> tuple[str, int]:
+    """First that applies: a valid API key, a valid Bearer token, the client address."""
+    settings = state_of(request).settings
+    key = request.get(API_KEY)
+    if key is not None:
+        return f"apikey:{key['id']}", settings.rate_limit_api_key
+    caller = request.get(CALLER)
+    if caller is not None:
+        return f"user:{caller['userId']}", settings.rate_limit_user
+    return f"ip:{state_of(request).client_address.of(request)}", settings.rate_limit_ip
+
+
+@web.middleware
+async def rate_limiter(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS" or request.path.startswith("/socket.io/"):
+        return await handler(request)
+    identity, limit = identity_and_limit(request)
+    route = route_of(request)
+    template = route.template if route is not None else "unmatched"
+    decision = await request.app[RATE_LIMITER].hit(f"rl:{identity}:{template}", limit)
+    if decision is None:
+        return await handler(request)
+    headers = decision.headers()
+    request[RATE_LIMIT_HEADERS] = headers  # the error handler puts them on errors too
+    if not decision.allowed:
+        raise TooManyRequests(
+            f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
+            retry_after=decision.retry_after_s)
+    response = await handler(request)
+    response.headers.update(headers)
+    return response
