@@ -143,7 +143,9 @@ class RpcClient:
         remaining_ms = deadline - now
         if remaining_ms <= 0:
             raise UpstreamTimeout(f"Deadline passed before calling {operation}")
-        if self._known_absent(queue):
+        # Known absent: confirm with one passive declare (cheap, and only paid while the
+        # service is away) so a service that just came back is not refused from stale memory.
+        if self._known_absent(queue) and await self._check_presence(queue) == 0:
             raise ServiceUnavailable(f"No service is consuming {queue}")
 
         correlation_id = uuid.uuid4().hex

@@ -12,21 +12,28 @@ from contracts.events import EventPublisher
 from contracts.routes import ROUTES, Route
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
+from contracts.upstream import UpstreamPolicy
+from gateway.api_keys import ApiKeys
 from gateway.client_ip import ClientAddress
+from gateway.config_follower import ConfigFollower
 from gateway.docs import add_docs
+from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_found
 from gateway.health import health
 from gateway.pipeline import MIDDLEWARES
+from gateway.route_configs import RouteConfigTable
 from gateway.router import add_routes
 from gateway.state import STATE, GatewayState
 from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
 
 LOCAL_HANDLERS = {"health": health}
+CONFIG_FOLLOWER = web.AppKey("config_follower", ConfigFollower)
 
 
 def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     add_docs(app, routes)
     add_routes(app, routes, LOCAL_HANDLERS)
+    app.router.add_route("*", "/{tail:.*}", proxy_or_not_found)  # upstream configs, else 404
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         connection = await connect(settings.amqp_url, name="gateway")
@@ -36,10 +43,21 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         publisher = EventPublisher(connection, max_buffer=settings.event_buffer_max)
         await publisher.start()
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        route_configs = RouteConfigTable()
+        api_keys = ApiKeys(redis, rpc)
         app[STATE] = GatewayState(settings, connection, rpc, publisher, redis,
-                                  ClientAddress(settings.trusted_proxies))
+                                  ClientAddress(settings.trusted_proxies), route_configs,
+                                  api_keys)
         app[RATE_LIMITER] = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
+        proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private))
+        await proxy.start()
+        app[UPSTREAM_PROXY] = proxy
+        follower = ConfigFollower(connection, rpc, route_configs, api_keys)
+        await follower.start()
+        app[CONFIG_FOLLOWER] = follower
         yield
+        await follower.close()
+        await proxy.close()
         await publisher.close(timeout=settings.shutdown_grace_s)
         await rpc.close()
         await redis.aclose()

@@ -8,8 +8,10 @@ Numbers follow DESIGN.md section 6. aiohttp runs middlewares outermost first:
 - the forwarder (10) is the route's handler. Step 1 (Swagger UI, OpenAPI) is a set of routes
   (gateway/docs.py) served through these steps.
 
-Not yet here (gateway issue, in progress): 5 API key validator · 6 route config resolver ·
-9 response cache · HTTP proxying in 10.
+Step 6 (route config resolver) is `gateway.router.route_config_of`, an in-memory lookup
+memoised on the request, because steps 4, 7 and 10 all need its answer.
+
+Not yet here (gateway issue, in progress): 9 response cache.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.steps.access_log import access_log
+from gateway.steps.api_key_validator import api_key_validator
 from gateway.steps.authenticator import access_gate, authenticator
 from gateway.steps.error_handler import error_handler
 from gateway.steps.event_emitter import event_emitter
@@ -30,6 +33,7 @@ MIDDLEWARES: tuple[web.Middleware, ...] = (
     error_handler,  # 12 the error envelope, around everything below
     access_log,  # 3  one structured line per request
     authenticator,  # 4  Bearer JWT -> caller identity (refusal deferred to the gate)
+    api_key_validator,  # 5  X-API-Key -> key of a project (refusal deferred to the gate)
     rate_limiter,  # 7  sliding window per identity and route template
     access_gate,  # 4' refuse bad credentials; role gate
     validator,  # 8  JSON body, query and path ids against the route's schemas

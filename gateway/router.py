@@ -9,6 +9,9 @@ from aiohttp.abc import AbstractMatchInfo
 
 from contracts.routes import Route
 from gateway.forwarders.rpc import rpc_handler
+from gateway.route_configs import RouteConfig
+from gateway.state import STATE
+from gateway.steps.keys import ROUTE_CONFIG
 
 ROUTE_OF = web.AppKey("route_of", dict)
 
@@ -28,6 +31,14 @@ def add_routes(
         registered = app.router.add_route(route.method, route.aiohttp_path, handler)
         route_of[registered] = route
     app[ROUTE_OF] = route_of
+
+
+def route_config_of(request: web.Request) -> RouteConfig | None:
+    """Step 6: the active route config for this method and path (in memory, memoised)."""
+    if ROUTE_CONFIG not in request:
+        table = request.app[STATE].route_configs
+        request[ROUTE_CONFIG] = table.match(request.method, request.path)
+    return request[ROUTE_CONFIG]  # type: ignore[return-value]
 
 
 def route_of(request: web.Request) -> Route | None:

@@ -12,7 +12,9 @@ from redis.asyncio import Redis
 from contracts.events import EventPublisher
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
+from gateway.api_keys import ApiKeys
 from gateway.client_ip import ClientAddress
+from gateway.route_configs import RouteConfigTable
 
 
 @dataclass
@@ -23,6 +25,8 @@ class GatewayState:
     publisher: EventPublisher
     redis: Redis
     client_address: ClientAddress
+    route_configs: RouteConfigTable
+    api_keys: ApiKeys
     started_monotonic: float = field(default_factory=time.monotonic)
 
 

@@ -147,7 +147,7 @@ class ProjectHandlers:
             "at": iso_now(),
         })
         for route in routes:
-            self._route_changed("deleted", route)
+            await self._route_changed("deleted", route)
         return {"message": "Project deleted"}
 
     # --- API keys ----------------------------------------------------------------------------
@@ -210,7 +210,7 @@ class ProjectHandlers:
             row = await self._store.create_route(project["id"], fields)
         except asyncpg.UniqueViolationError as exc:
             raise self._conflict(exc, fields) from None
-        self._route_changed("created", row)
+        await self._route_changed("created", row)
         return Reply(route_out(row), status=201)
 
     async def list_routes(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -237,13 +237,13 @@ class ProjectHandlers:
             row = await self._store.replace_route(uuid.UUID(current["id"]), merged)
         except asyncpg.UniqueViolationError as exc:
             raise self._conflict(exc, merged) from None
-        self._route_changed("updated", row)
+        await self._route_changed("updated", row)
         return route_out(row)
 
     async def delete_route(self, params: dict[str, Any]) -> dict[str, str]:
         route = await self._route(params)
         await self._store.delete_route(route["id"])
-        self._route_changed("deleted", route)
+        await self._route_changed("deleted", route)
         return {"message": "Route config deleted"}
 
     async def list_active_routes(self, _params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -253,7 +253,8 @@ class ProjectHandlers:
 
     async def active_route_set(self, _params: dict[str, Any]) -> dict[str, Any]:
         rows = await self._store.active_routes()
-        return {"routes": [route_out(r) for r in rows], "at": iso_now()}
+        return {"routes": [{**route_out(r), "ownerId": r["owner_id"]} for r in rows],
+                "at": iso_now()}
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -296,6 +297,8 @@ class ProjectHandlers:
         return Conflict(
             f"Another active route config already serves {fields['method']} {fields['path']}")
 
-    def _route_changed(self, action: str, row: asyncpg.Record) -> None:
+    async def _route_changed(self, action: str, row: asyncpg.Record) -> None:
+        # Gateways need the owner to let the project owner through an authRequired upstream.
+        owner = None if action == "deleted" else await self._store.owner_of(row["project_id"])
         self._publisher.publish(RoutingKey.CONFIG_ROUTE_CHANGED, {
-            "action": action, "route": route_out(row), "at": iso_now()})
+            "action": action, "route": {**route_out(row), "ownerId": owner}, "at": iso_now()})

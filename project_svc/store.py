@@ -200,4 +200,8 @@ class ProjectStore:
 
     async def active_routes(self) -> list[asyncpg.Record]:
         return await self.pool.fetch(
-            "SELECT * FROM route_configs WHERE active ORDER BY created_at, id")
+            "SELECT r.*, p.user_id AS owner_id FROM route_configs r"
+            " JOIN projects p ON p.id = r.project_id WHERE r.active ORDER BY r.created_at, r.id")
+
+    async def owner_of(self, project_id: uuid.UUID) -> str | None:
+        return await self.pool.fetchval("SELECT user_id FROM projects WHERE id = $1", project_id)

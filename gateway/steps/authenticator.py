@@ -17,9 +17,10 @@ from aiohttp import web
 from contracts.errors import ApiError, Forbidden, Unauthorized
 from contracts.identity import Identity, Role, verify_access_token
 from contracts.routes import Access, Route
-from gateway.router import route_of
+from gateway.route_configs import RouteConfig
+from gateway.router import route_config_of, route_of
 from gateway.state import state_of
-from gateway.steps.keys import AUTH_ERROR, CALLER, IDENTITY
+from gateway.steps.keys import API_KEY, AUTH_ERROR, CALLER, IDENTITY
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 VIEWER_MAY_WRITE = frozenset({"auth.logout"})
@@ -32,8 +33,7 @@ MINIMUM_ROLES = {
 
 @web.middleware
 async def authenticator(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    route = route_of(request)
-    if route is not None and route.access is not Access.PUBLIC:
+    if _needs_bearer(request):
         try:
             identity = authenticate(request, state_of(request).settings.access_token_secret)
         except ApiError as exc:
@@ -44,15 +44,44 @@ async def authenticator(request: web.Request, handler: web.Handler) -> web.Strea
     return await handler(request)
 
 
+def _needs_bearer(request: web.Request) -> bool:
+    """Platform routes that are not public; upstream route configs read a Bearer token when
+    one is sent (it may be the project owner's)."""
+    route = route_of(request)
+    if route is not None:
+        return route.access is not Access.PUBLIC
+    config = route_config_of(request)
+    return (config is not None and config.upstream_url is not None
+            and "Authorization" in request.headers)
+
+
 @web.middleware
 async def access_gate(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    failure = request.get(AUTH_ERROR)
+    if failure is not None:
+        raise failure
     route = route_of(request)
-    if route is not None and route.access is not Access.PUBLIC:
-        failure = request.get(AUTH_ERROR)
-        if failure is not None:
-            raise failure
-        authorize(request[IDENTITY], route, request.method)
+    if route is not None:
+        if route.access is not Access.PUBLIC:
+            authorize(request[IDENTITY], route, request.method)
+    else:
+        config = route_config_of(request)
+        if config is not None and config.upstream_url and config.auth_required:
+            authorize_upstream(request, config)
     return await handler(request)
+
+
+def authorize_upstream(request: web.Request, config: RouteConfig) -> None:
+    """An authRequired upstream takes a key of its project, or the owner's or an admin's
+    Bearer token (API.md section 6.4)."""
+    key = request.get(API_KEY)
+    if key is not None and key["projectId"] == config.project_id:
+        return
+    identity = request.get(IDENTITY)
+    if identity is not None and (identity.role is Role.ADMIN
+                                 or identity.user_id == config.owner_id):
+        return
+    raise Unauthorized("A valid API key of this project or its owner's token is required")
 
 
 def authenticate(request: web.Request, secret: str) -> Identity:

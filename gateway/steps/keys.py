@@ -26,3 +26,5 @@ RATE_LIMIT_HEADERS = web.RequestKey("rate_limit_headers", dict[str, str])
 # the valid API key of the request ({id, projectId, ownerId, ...}), when there is one
 API_KEY = web.RequestKey("api_key", dict[str, Any])
 IDENTITY = web.RequestKey("identity", object)  # contracts.identity.Identity
+# the active route config matching the request (gateway.route_configs.RouteConfig), if any
+ROUTE_CONFIG = web.RequestKey("route_config", object)

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from contracts.errors import ServiceUnavailable, TooManyRequests
 from contracts.logging import get_logger
-from gateway.router import route_of
+from gateway.router import route_config_of, route_of
 from gateway.state import state_of
 from gateway.steps.keys import API_KEY, CALLER, RATE_LIMIT_HEADERS
 
@@ -140,8 +140,13 @@ async def rate_limiter(request: web.Request, handler: web.Handler) -> web.Stream
     if request.method == "OPTIONS" or request.path.startswith("/socket.io/"):
         return await handler(request)
     identity, limit = identity_and_limit(request)
+    config = route_config_of(request)
     route = route_of(request)
-    template = route.template if route is not None else "unmatched"
+    if config is not None and (config.upstream_url or route is not None):
+        template = config.template
+        limit = config.rate_limit or limit
+    else:
+        template = route.template if route is not None else "unmatched"
     decision = await request.app[RATE_LIMITER].hit(f"rl:{identity}:{template}", limit)
     if decision is None:
         return await handler(request)

@@ -1,0 +1,79 @@
+"""API key verdicts: SHA-256 of the presented key -> Redis cache -> `key.verify` over RPC.
+
+Verdicts are cached in Redis (shared by every gateway process) for a short while; revocation
+and project deletion events drop them at once, so a revoked key stops working within a second
+rather than when its cache entry would have expired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contracts.errors import Forbidden
+from contracts.logging import get_logger
+from contracts.names import SERVICES, Service
+from contracts.rpc import RpcClient
+from contracts.timeutil import iso_now
+
+log = get_logger(__name__)
+
+VALID_TTL_S = 300
+INVALID_TTL_S = 30
+PROJECT_QUEUE = SERVICES[Service.PROJECT].rpc_queue
+
+
+def key_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def cache_key(digest: str) -> str:
+    return f"gw:apikey:{digest}"
+
+
+class ApiKeys:
+    def __init__(self, redis: Redis, rpc: RpcClient) -> None:
+        self._redis = redis
+        self._rpc = rpc
+
+    async def verify(self, raw: str, deadline_ms: int | None = None) -> dict[str, Any]:
+        """The key's `{id, projectId, userId, ownerId, expiresAt}`; 403 with the reason."""
+        digest = key_hash(raw)
+        verdict = await self._cached(digest)
+        if verdict is None:
+            result = await self._rpc.call(PROJECT_QUEUE, "key.verify",
+                                          {"query": {"hash": digest}}, deadline_ms=deadline_ms)
+            verdict = result.body
+            await self._store(digest, verdict)
+        if not verdict.get("valid"):
+            raise Forbidden(verdict.get("reason", "Key not found"))
+        key = verdict["key"]
+        if key.get("expiresAt") and key["expiresAt"] <= iso_now():
+            raise Forbidden("Key expired")
+        return key
+
+    async def forget(self, digests: list[str]) -> None:
+        if not digests:
+            return
+        try:
+            await self._redis.delete(*(cache_key(d) for d in digests))
+        except RedisError as exc:
+            log.error("could not drop cached key verdicts", error=repr(exc))
+
+    async def _cached(self, digest: str) -> dict[str, Any] | None:
+        try:
+            raw = await self._redis.get(cache_key(digest))
+        except RedisError:
+            return None  # no cache: ask the project service
+        return orjson.loads(raw) if raw else None
+
+    async def _store(self, digest: str, verdict: dict[str, Any]) -> None:
+        try:
+            await self._redis.set(cache_key(digest), orjson.dumps(verdict),
+                                  ex=VALID_TTL_S if verdict.get("valid") else INVALID_TTL_S)
+        except RedisError:
+            pass

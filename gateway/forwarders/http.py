@@ -1,0 +1,207 @@
+"""Step 10 for route configs with an `upstreamUrl`: an HTTP reverse proxy (API.md section 6.4).
+
+- one pooled client session per process; request and response bodies are streamed;
+- hop-by-hop and credential headers are not forwarded; X-Forwarded-* and X-Request-Id added;
+- the SSRF target rules are checked again at connect time (a resolver that refuses private
+  addresses defeats DNS rebinding);
+- connect and total timeouts -> 504, connection failure -> 502; idempotent methods are
+  retried once, and only when the connection itself failed;
+- a circuit breaker per upstream: after consecutive failures it opens (503) for a cool-down,
+  then lets one probe through (half-open).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+from prometheus_client import Gauge
+
+from contracts.errors import NotFound, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from contracts.logging import get_logger
+from contracts.upstream import TargetRefused, UpstreamPolicy
+from gateway.route_configs import RouteConfig
+from gateway.router import route_config_of
+from gateway.state import state_of
+from gateway.steps.keys import REQUEST_ID
+
+log = get_logger(__name__)
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+})
+NOT_FORWARDED = HOP_BY_HOP | {"authorization", "x-api-key", "cookie", "x-alert-secret",
+                              "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+                              "x-request-id"}
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+BREAKER_STATE = Gauge("gateway_upstream_breaker_open", "1 while an upstream's breaker is open",
+                      ["upstream"])
+
+
+class CheckingResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, then refuses forbidden addresses."""
+
+    def __init__(self, policy: UpstreamPolicy) -> None:
+        self._policy = policy
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        try:
+            for result in results:
+                self._policy.check_address(result["host"], host)
+        except TargetRefused as exc:
+            raise OSError(str(exc)) from None
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+@dataclass
+class Breaker:
+    failures: int = 0
+    open_until: float = 0.0
+    probing: bool = False
+
+
+class CircuitBreakers:
+    def __init__(self, threshold: int = 5, cool_down_s: float = 10.0) -> None:
+        self._threshold = threshold
+        self._cool_down_s = cool_down_s
+        self._breakers: dict[str, Breaker] = {}
+
+    def before(self, upstream: str) -> None:
+        breaker = self._breakers.setdefault(upstream, Breaker())
+        if breaker.failures < self._threshold:
+            return
+        if time.monotonic() < breaker.open_until or breaker.probing:
+            raise ServiceUnavailable(f"Upstream {upstream} is failing; circuit open")
+        breaker.probing = True  # half-open: this request is the probe
+
+    def success(self, upstream: str) -> None:
+        self._breakers[upstream] = Breaker()
+        BREAKER_STATE.labels(upstream).set(0)
+
+    def failure(self, upstream: str) -> None:
+        breaker = self._breakers.setdefault(upstream, Breaker())
+        breaker.failures += 1
+        breaker.probing = False
+        if breaker.failures >= self._threshold:
+            breaker.open_until = time.monotonic() + self._cool_down_s
+            BREAKER_STATE.labels(upstream).set(1)
+
+
+class UpstreamProxy:
+    def __init__(self, policy: UpstreamPolicy, *, connect_timeout_s: float = 5.0,
+                 total_timeout_s: float = 30.0, breakers: CircuitBreakers | None = None
+                 ) -> None:
+        self._policy = policy
+        self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
+        self.breakers = breakers or CircuitBreakers()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(resolver=CheckingResolver(self._policy), limit=0,
+                                         ttl_dns_cache=10)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar())
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def forward(self, request: web.Request, config: RouteConfig) -> web.StreamResponse:
+        assert self._session is not None and config.upstream_url is not None
+        target = config.upstream_url.rstrip("/") + request.path_qs
+        upstream = config.upstream_url
+        try:
+            host, _port = self._policy.check_url(target)
+            if _is_ip_literal(host):  # aiohttp does not resolve IP literals
+                self._policy.check_address(host.strip("[]"), host)
+        except TargetRefused as exc:
+            raise UpstreamError(f"Upstream target refused: {exc}") from None
+        self.breakers.before(upstream)
+        headers = self._request_headers(request)
+        body = request.content if request.body_exists else None
+        attempts = 2 if request.method in IDEMPOTENT and body is None else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                upstream_response = await self._session.request(
+                    request.method, target, headers=headers, data=body, allow_redirects=False)
+                break
+            except aiohttp.ClientConnectorError as exc:
+                if attempt < attempts:
+                    continue
+                self.breakers.failure(upstream)
+                raise UpstreamError(f"Upstream unreachable: {exc.os_error}") from None
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                self.breakers.failure(upstream)
+                raise UpstreamTimeout("Upstream did not answer in time") from None
+            except aiohttp.ClientError as exc:
+                self.breakers.failure(upstream)
+                raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
+        try:
+            response = web.StreamResponse(status=upstream_response.status,
+                                          reason=upstream_response.reason)
+            for name, value in upstream_response.headers.items():
+                if name.lower() not in HOP_BY_HOP:
+                    response.headers.add(name, value)
+            if upstream_response.content_length is not None:
+                response.content_length = upstream_response.content_length
+            await response.prepare(request)
+            async for chunk in upstream_response.content.iter_chunked(64 * 1024):
+                await response.write(chunk)
+            await response.write_eof()
+        except (TimeoutError, aiohttp.ClientError, ConnectionResetError) as exc:
+            self.breakers.failure(upstream)
+            log.warning("upstream response interrupted", upstream=upstream, error=repr(exc))
+            if not response.prepared:
+                raise UpstreamError("Upstream response failed") from None
+            raise  # headers already sent: the client sees a cut-off response
+        finally:
+            upstream_response.release()
+        self.breakers.success(upstream)
+        return response
+
+    def _request_headers(self, request: web.Request) -> dict[str, Any]:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
+        state = state_of(request)
+        prior = request.headers.get("X-Forwarded-For")
+        client = state.client_address.of(request)
+        headers["X-Forwarded-For"] = f"{prior}, {client}" if prior and (
+            client != request.remote) else client
+        headers["X-Forwarded-Host"] = request.host
+        headers["X-Forwarded-Proto"] = request.scheme
+        headers["X-Request-Id"] = request[REQUEST_ID]
+        return headers
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+UPSTREAM_PROXY = web.AppKey("upstream_proxy", UpstreamProxy)
+
+
+async def proxy_or_not_found(request: web.Request) -> web.StreamResponse:
+    """The catch-all route: an upstream route config, or the JSON 404."""
+    config = route_config_of(request)
+    if config is None or config.upstream_url is None:
+        raise NotFound("Route not found")
+    return await request.app[UPSTREAM_PROXY].forward(request, config)
+
