@@ -61,6 +61,8 @@ class Settings:
     rate_limit_ip: int
     rate_limit_fail_closed: bool
     trusted_proxies: tuple[str, ...]
+    upstream_connect_timeout_s: float
+    upstream_timeout_s: float
 
     @property
     def is_production(self) -> bool:
@@ -126,6 +128,10 @@ def _read(env: Env) -> Settings:
         rate_limit_fail_closed=env.bool("RATE_LIMIT_FAIL_CLOSED", False),
         # Peers whose X-Forwarded-For is believed (CIDRs); everyone else is the socket peer.
         trusted_proxies=tuple(env.list("TRUSTED_PROXIES", [])),
+        upstream_connect_timeout_s=env.float("UPSTREAM_CONNECT_TIMEOUT_S", 5.0,
+                                             validate=Range(min=0.1, max=120)),
+        upstream_timeout_s=env.float("UPSTREAM_TIMEOUT_S", 30.0, validate=Range(min=0.1,
+                                                                                max=3600)),
     )
     try:
         env.seal()

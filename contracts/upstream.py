@@ -61,10 +61,10 @@ class UpstreamPolicy:
         if self.host_allowed_by_operator(host):
             return
         ip: IPAddress = ipaddress.ip_address(address.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
         if any(ip in network for network in self._networks):
             return
+        for embedded in _embedded_ipv4(ip):  # ::ffff:a.b.c.d, NAT64, 6to4, Teredo
+            self.check_address(str(embedded), host)
         if not ip.is_global or ip.is_multicast or ip in _CGNAT:
             raise TargetRefused(f"Target address {ip} is not allowed (private, loopback, "
                                 "link-local or reserved)")
@@ -82,6 +82,16 @@ class UpstreamPolicy:
 
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [address for address in found if address is not None]
 
 
 async def resolve(host: str, port: int) -> list[str]:

@@ -69,6 +69,28 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+class WholeNumber(fields.Integer):
+    """An integer: a JSON integer or a string of digits ("coerced" in API.md); never a
+    fraction, a boolean or an exponent form."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise MarshmallowError("Not a valid integer.")
+        if isinstance(value, float) and not value.is_integer():
+            raise MarshmallowError("Not a valid integer.")
+        if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,15}", value.strip()):
+            raise MarshmallowError("Not a valid integer.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def between(field: str, low: int, high: int) -> list[validate.Validator]:
+    """Range with the zod codes: too_small below, too_big above."""
+    return [
+        validate.Range(min=low, error=message("too_small", f"{field} must be at least {low}")),
+        validate.Range(max=high, error=message("too_big", f"{field} must be at most {high}")),
+    ]
+
+
 def length(field: str, *, min: int | None = None, max: int | None = None,
            unit: str = "characters") -> list[validate.Validator]:
     checks: list[validate.Validator] = []

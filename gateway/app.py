@@ -49,7 +49,9 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
                                   ClientAddress(settings.trusted_proxies), route_configs,
                                   api_keys)
         app[RATE_LIMITER] = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
-        proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private))
+        proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private),
+                              connect_timeout_s=settings.upstream_connect_timeout_s,
+                              total_timeout_s=settings.upstream_timeout_s)
         await proxy.start()
         app[UPSTREAM_PROXY] = proxy
         follower = ConfigFollower(connection, rpc, route_configs, api_keys)

@@ -62,11 +62,16 @@ class MailSink:
                     sink.messages.append(message)
                 return "250 OK"
 
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+        import socket
+
+        with socket.socket() as probe:  # aiosmtpd cannot listen on port 0 and report it
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
 
     def start(self) -> str:
         self._controller.start()
-        return f"smtp://127.0.0.1:{self._controller.server.sockets[0].getsockname()[1]}"
+        return f"smtp://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self._controller.stop()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import fields
 
-from contracts.validation import RequestSchema, message
+from contracts.validation import RequestSchema, WholeNumber, between
 
 
 def uuid_field() -> fields.UUID:
@@ -20,10 +20,8 @@ class ProjectIdParams(RequestSchema):
 
 
 def limit_field(default: int) -> fields.Integer:
-    return fields.Integer(load_default=default, validate=validate.Range(
-        min=1, max=100, error=message("too_big", "limit must be between 1 and 100")))
+    return WholeNumber(load_default=default, validate=between("limit", 1, 100))
 
 
 def page_field() -> fields.Integer:
-    return fields.Integer(load_default=1, validate=validate.Range(
-        min=1, error=message("too_small", "page must be at least 1")))
+    return WholeNumber(load_default=1, validate=between("page", 1, 1_000_000))

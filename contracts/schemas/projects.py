@@ -10,6 +10,8 @@ from contracts.validation import (
     RequestSchema,
     StrictBoolean,
     TrimmedString,
+    WholeNumber,
+    between,
     length,
     message,
     pattern,
@@ -41,8 +43,7 @@ class ProjectListQuery(RequestSchema):
 
 class KeyBody(RequestSchema):
     name = TrimmedString(required=True, validate=length("Name", min=1, max=100))
-    expiresInDays = fields.Integer(allow_none=True, validate=validate.Range(
-        min=1, max=365, error=message("too_big", "expiresInDays must be between 1 and 365")))
+    expiresInDays = WholeNumber(allow_none=True, validate=between("expiresInDays", 1, 365))
 
 
 class KeyVerifyQuery(RequestSchema):
@@ -70,11 +71,11 @@ class RouteBody(RequestSchema):
     service = fields.String(allow_none=True, validate=validate.OneOf(
         SERVICE_NAMES, error=message("invalid_enum_value",
                                      "service must be one of " + ", ".join(SERVICE_NAMES))))
-    upstreamUrl = fields.String(allow_none=True, validate=length("upstreamUrl", max=2048))
-    rateLimit = fields.Integer(allow_none=True, validate=validate.Range(
-        min=1, max=10000, error=message("too_big", "rateLimit must be between 1 and 10000")))
-    cacheTTL = fields.Integer(allow_none=True, validate=validate.Range(
-        min=0, max=86400, error=message("too_big", "cacheTTL must be between 0 and 86400")))
+    upstreamUrl = fields.String(allow_none=True, validate=[
+        *length("upstreamUrl", min=1, max=2048),
+        pattern(r"^\S+$", "upstreamUrl must not contain whitespace")])
+    rateLimit = WholeNumber(allow_none=True, validate=between("rateLimit", 1, 10000))
+    cacheTTL = WholeNumber(allow_none=True, validate=between("cacheTTL", 0, 86400))
     authRequired = StrictBoolean()
 
     @validates_schema

@@ -157,5 +157,6 @@ async def rate_limiter(request: web.Request, handler: web.Handler) -> web.Stream
             f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
             retry_after=decision.retry_after_s)
     response = await handler(request)
-    response.headers.update(headers)
+    if not response.prepared:  # a streamed (proxied) response set them before sending
+        response.headers.update(headers)
     return response

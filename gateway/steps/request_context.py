@@ -23,5 +23,6 @@ async def request_context(request: web.Request, handler: web.Handler) -> web.Str
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     response = await handler(request)
-    response.headers["X-Request-Id"] = request_id
+    if not response.prepared:  # a streamed (proxied) response set it before sending
+        response.headers["X-Request-Id"] = request_id
     return response

@@ -49,3 +49,10 @@ def test_reserved_prefixes():
     assert is_reserved("/api/v1/projects") and is_reserved("/api/v1/projects/x")
     assert is_reserved("/health") and not is_reserved("/healthz")
     assert not is_reserved("/api/v1/test-e2e")
+
+
+@pytest.mark.parametrize("url", ["http://[64:ff9b::7f00:1]/", "http://[2002:7f00:1::]/",
+                                 "http://[::ffff:7f00:1]/"])
+async def test_ipv4_embedded_in_ipv6_is_checked_too(url):
+    with pytest.raises(TargetRefused):
+        await UpstreamPolicy().check(url)
