@@ -1,0 +1,306 @@
+"""The gateway in front of a real local upstream: route configs followed from events, upstream
+auth with API keys and tokens, key revocation, streaming, timeouts, the circuit breaker,
+rate-limit overrides, and a request.completed event for every answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aiohttp import web
+
+from contracts.events import decode_batch
+from tests.e2e.conftest import Stack, start_stack, stop_stack
+from tests.support import request_json
+
+PASSWORD = "Passw0rdX"
+
+
+class Upstream:
+    """A real HTTP server on loopback, in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/base/slow", self._slow)
+        app.router.add_get("/base/big", self._big)
+        app.router.add_route("*", "/base/{tail:.*}", self._echo)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        record = {"method": request.method, "path_qs": request.path_qs,
+                  "headers": dict(request.headers), "body": (await request.read()).decode()}
+        self.seen.append(record)
+        return web.json_response(record, headers={"X-Upstream": "yes"})
+
+    async def _slow(self, _request: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.json_response({"late": True})
+
+    async def _big(self, request: web.Request) -> web.StreamResponse:
+        megabytes = int(request.query.get("mb", "50"))
+        response = web.StreamResponse()
+        response.content_length = megabytes * 1024 * 1024
+        await response.prepare(request)
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(megabytes):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    server = Upstream()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(broker_vhost, auth_database_url, project_database_url, redis_test_db,
+       tmp_path_factory, upstream) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("proxy"), UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8",
+                          UPSTREAM_TIMEOUT_S="1", UPSTREAM_CONNECT_TIMEOUT_S="1")
+    running.wait_healthy()
+    yield running
+    stop_stack(running)
+
+
+def call(stack: Stack, method: str, path: str, body=None, token=None, headers=None):
+    all_headers = dict(headers or {})
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
+    return request_json(method, stack.gateway_url + path, body, all_headers, timeout=30)
+
+
+def developer(stack: Stack) -> str:
+    email = f"dev-{uuid.uuid4().hex[:10]}@example.com"
+    status, body, _ = call(stack, "POST", "/api/v1/auth/register",
+                           {"email": email, "password": PASSWORD, "name": "Dev"})
+    assert status == 201, body
+    return body["accessToken"]
+
+
+def project_with_route(stack: Stack, token: str, upstream: Upstream, path: str,
+                       **route) -> tuple[str, dict]:
+    status, project, _ = call(stack, "POST", "/api/v1/projects", {"name": "Proxy test"}, token)
+    assert status == 201, project
+    body = {"path": path, "method": "GET", "upstreamUrl": f"http://127.0.0.1:{upstream.port}/base",
+            "authRequired": False, **route}
+    status, config, _ = call(stack, "POST", f"/api/v1/projects/{project['id']}/routes", body,
+                             token)
+    assert status == 201, config
+    return project["id"], config
+
+
+def eventually(check, within_s: float = 3.0):
+    """Poll `check()` until it returns a truthy value (config events take a moment)."""
+    until = time.monotonic() + within_s
+    while True:
+        result = check()
+        if result or time.monotonic() > until:
+            return result
+        time.sleep(0.05)
+
+
+def test_upstream_route_proxies_with_query_and_clean_headers(gw, upstream):
+    token = developer(gw)
+    _, config = project_with_route(gw, token, upstream, f"/shop-{uuid.uuid4().hex[:6]}/:id")
+    path = config["path"].replace(":id", "7") + "?a=1&b=two"
+
+    def proxied():
+        status, body, headers = call(gw, "GET", path, headers={
+            "Cookie": "session=secret", "X-API-Key": "", "X-Custom": "kept"})
+        return (status, body, headers) if status == 200 else None
+
+    _, body, headers = eventually(proxied)  # the config arrives by event, within 1 s
+    assert body["path_qs"] == "/base" + path
+    sent = {k.lower(): v for k, v in body["headers"].items()}
+    assert "cookie" not in sent and "authorization" not in sent
+    assert sent["x-custom"] == "kept"
+    assert sent["x-forwarded-for"] == "127.0.0.1"
+    assert sent["x-request-id"] == headers["X-Request-Id"]
+    assert headers["X-Upstream"] == "yes"
+    assert "X-RateLimit-Limit" in headers
+
+
+def test_auth_required_upstream_takes_project_keys_and_owner_tokens(gw, upstream):
+    owner, stranger = developer(gw), developer(gw)
+    project_id, config = project_with_route(gw, owner, upstream,
+                                            f"/private-{uuid.uuid4().hex[:6]}",
+                                            authRequired=True)
+    status, key, _ = call(gw, "POST", f"/api/v1/projects/{project_id}/keys", {"name": "k"},
+                          owner)
+    assert status == 201
+    path = config["path"]
+    assert eventually(lambda: call(gw, "GET", path)[0] == 401)
+    assert call(gw, "GET", path, token=owner)[0] == 200
+    assert call(gw, "GET", path, token=stranger)[0] == 401
+    assert call(gw, "GET", path, headers={"X-API-Key": key["key"]})[0] == 200
+    assert call(gw, "GET", path, headers={"X-API-Key": "gw_" + "0" * 64})[0] == 403
+
+    status, _, _ = call(gw, "DELETE", f"/api/v1/keys/{key['id']}", token=owner)
+    assert status == 200
+    started = time.monotonic()
+    refused = eventually(lambda: call(gw, "GET", path, headers={"X-API-Key": key["key"]}),
+                         within_s=0)
+    while refused[0] != 403 and time.monotonic() - started < 5:
+        refused = call(gw, "GET", path, headers={"X-API-Key": key["key"]})
+    assert refused[0] == 403 and refused[1]["message"] == "Key revoked"
+    assert time.monotonic() - started < 1.0
+
+
+def status_of(stack: Stack, path: str) -> int:
+    try:
+        with urllib.request.urlopen(stack.gateway_url + path, timeout=30) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_fifty_megabytes_stream_through_with_flat_memory(gw, upstream):
+    token = developer(gw)
+    project_with_route(gw, token, upstream, "/big")  # the upstream serves /base/big
+    assert eventually(lambda: status_of(gw, "/big?mb=1") == 200)
+    gateway_pid = gw.processes["gateway"].pid
+    before = rss_kb(gateway_pid)
+    received = 0
+    with socket.create_connection(("127.0.0.1", int(gw.env["GATEWAY_PORT"])), timeout=30) as s:
+        s.sendall(b"GET /big?mb=50 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while chunk := s.recv(1 << 20):
+            received += len(chunk)
+    after = rss_kb(gateway_pid)
+    assert received > 50 * 1024 * 1024
+    assert after - before < 30 * 1024, f"gateway RSS grew by {(after - before) // 1024} MiB"
+
+
+def test_upstream_timeout_is_504_and_failures_open_the_breaker(gw, upstream):
+    token = developer(gw)
+    project_with_route(gw, token, upstream, "/slow")
+    eventually(lambda: call(gw, "GET", "/slow")[0] != 404, within_s=3)
+    status, body, _ = call(gw, "GET", "/slow")
+    assert status == 504 and body["error"] == "UPSTREAM_ERROR"
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    path = f"/dead-{uuid.uuid4().hex[:6]}"
+    status, project, _ = call(gw, "POST", "/api/v1/projects", {"name": "dead"}, token)
+    status, _, _ = call(gw, "POST", f"/api/v1/projects/{project['id']}/routes", {
+        "path": path, "method": "GET", "upstreamUrl": f"http://127.0.0.1:{dead_port}",
+        "authRequired": False}, token)
+    assert status == 201
+    eventually(lambda: call(gw, "GET", path)[0] != 404)
+    statuses = [call(gw, "GET", path)[0] for _ in range(7)]
+    assert statuses[:4] == [502] * 4 and statuses[-1] == 503, statuses
+
+
+def test_route_config_rate_limit_overrides_the_tier(gw, upstream):
+    token = developer(gw)
+    path = f"/limited-{uuid.uuid4().hex[:6]}"
+    project_with_route(gw, token, upstream, path, rateLimit=3)
+    assert eventually(lambda: call(gw, "GET", path)[2].get("X-RateLimit-Limit") == "3")
+    statuses = [call(gw, "GET", path)[0] for _ in range(3)]
+    assert statuses[-1] == 429
+
+
+@pytest.fixture
+def completed_events(gw):
+    """Collect request.completed events from a queue of this test, bound to gw.events."""
+    found: list[dict] = []
+    ready = threading.Event()
+    stop = threading.Event()
+
+    async def consume() -> None:
+        connection = await aio_pika.connect(gw.env["AMQP_URL"])
+        channel = await connection.channel()
+        exchange = await channel.get_exchange("gw.events")
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, "request.completed")
+        ready.set()
+        while not stop.is_set():
+            message = await queue.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            found.extend(decode_batch(message.body))
+            await message.ack()
+        await connection.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(consume()), daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield found
+    stop.set()
+    thread.join(10)
+
+
+def raw(stack: Stack, method: str, path: str, data: bytes, headers: dict | None = None):
+    request = urllib.request.Request(stack.gateway_url + path, method=method, data=data,
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), dict(error.headers)
+
+
+def test_bad_inputs_get_envelopes_headers_and_events(gw, completed_events):
+    token = developer(gw)
+    answers = [
+        (raw(gw, "POST", "/api/v1/auth/login", b'{"email": '), 400, "BAD_REQUEST"),
+        (raw(gw, "POST", "/api/v1/auth/register", b"x" * (2 * 1024 * 1024)), 413,
+         "PAYLOAD_TOO_LARGE"),
+        (call(gw, "GET", "/api/v1/definitely-not-here"), 404, "NOT_FOUND"),
+        (call(gw, "GET", "/api/v1/projects?limit=abc", token=token), 400, "VALIDATION_ERROR"),
+        (call(gw, "POST", "/api/v1/auth/login", {"email": 3}), 400, "VALIDATION_ERROR"),
+    ]
+    request_ids = []
+    for (status, body, headers), expected_status, code in answers:
+        assert (status, body["error"]) == (expected_status, code)
+        assert body["statusCode"] == status and body["requestId"] == headers["X-Request-Id"]
+        assert "X-RateLimit-Limit" in headers
+        request_ids.append(headers["X-Request-Id"])
+
+    def all_seen():
+        seen = {e["requestId"]: e["statusCode"] for e in completed_events}
+        return all(r in seen for r in request_ids)
+
+    assert eventually(all_seen, within_s=5), "a response without its request.completed event"
