@@ -24,6 +24,7 @@ from gateway.route_configs import RouteConfigTable
 from gateway.router import add_routes
 from gateway.state import STATE, GatewayState
 from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
+from gateway.steps.response_cache import RESPONSE_CACHE, ResponseCache
 
 LOCAL_HANDLERS = {"health": health}
 CONFIG_FOLLOWER = web.AppKey("config_follower", ConfigFollower)
@@ -49,6 +50,7 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
                                   ClientAddress(settings.trusted_proxies), route_configs,
                                   api_keys)
         app[RATE_LIMITER] = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
+        app[RESPONSE_CACHE] = ResponseCache(redis)
         proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private),
                               connect_timeout_s=settings.upstream_connect_timeout_s,
                               total_timeout_s=settings.upstream_timeout_s)

@@ -10,8 +10,6 @@ Numbers follow DESIGN.md section 6. aiohttp runs middlewares outermost first:
 
 Step 6 (route config resolver) is `gateway.router.route_config_of`, an in-memory lookup
 memoised on the request, because steps 4, 7 and 10 all need its answer.
-
-Not yet here (gateway issue, in progress): 9 response cache.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from gateway.steps.error_handler import error_handler
 from gateway.steps.event_emitter import event_emitter
 from gateway.steps.rate_limiter import rate_limiter
 from gateway.steps.request_context import request_context
+from gateway.steps.response_cache import response_cache
 from gateway.steps.validator import validator
 
 MIDDLEWARES: tuple[web.Middleware, ...] = (
@@ -37,4 +36,5 @@ MIDDLEWARES: tuple[web.Middleware, ...] = (
     rate_limiter,  # 7  sliding window per identity and route template
     access_gate,  # 4' refuse bad credentials; role gate
     validator,  # 8  JSON body, query and path ids against the route's schemas
+    response_cache,  # 9  GET responses of routes with cacheTTL > 0, single flight
 )

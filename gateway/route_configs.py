@@ -25,6 +25,7 @@ class RouteConfig:
     cache_ttl: int | None
     auth_required: bool
     owner_id: str | None
+    updated_at: str | None
 
     @property
     def template(self) -> str:
@@ -37,7 +38,7 @@ class RouteConfig:
             path=wire["path"], segments=_segments(wire["path"]), service=wire.get("service"),
             upstream_url=wire.get("upstreamUrl"), rate_limit=wire.get("rateLimit"),
             cache_ttl=wire.get("cacheTTL"), auth_required=bool(wire.get("authRequired", True)),
-            owner_id=wire.get("ownerId"),
+            owner_id=wire.get("ownerId"), updated_at=wire.get("updatedAt"),
         )
 
     @property

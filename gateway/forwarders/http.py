@@ -29,7 +29,7 @@ from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.route_configs import RouteConfig
 from gateway.router import route_config_of
 from gateway.state import state_of
-from gateway.steps.keys import RATE_LIMIT_HEADERS, REQUEST_ID
+from gateway.steps.keys import BUFFER_RESPONSE, RATE_LIMIT_HEADERS, REQUEST_ID
 
 log = get_logger(__name__)
 
@@ -151,6 +151,8 @@ class UpstreamProxy:
             except aiohttp.ClientError as exc:
                 self.breakers.failure(upstream)
                 raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
+        if request.get(BUFFER_RESPONSE):
+            return await self._buffered(upstream_response, upstream)
         try:
             response = web.StreamResponse(status=upstream_response.status,
                                           reason=upstream_response.reason)
@@ -174,6 +176,24 @@ class UpstreamProxy:
             raise  # headers already sent: the client sees a cut-off response
         finally:
             upstream_response.release()
+        self.breakers.success(upstream)
+        return response
+
+    async def _buffered(self, upstream_response: aiohttp.ClientResponse, upstream: str
+                        ) -> web.Response:
+        """A whole-body answer, for the response cache to store (cacheable GETs only)."""
+        try:
+            body = await upstream_response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self.breakers.failure(upstream)
+            raise UpstreamError(f"Upstream response failed: {type(exc).__name__}") from None
+        finally:
+            upstream_response.release()
+        response = web.Response(status=upstream_response.status, body=body,
+                                reason=upstream_response.reason)
+        for name, value in upstream_response.headers.items():
+            if name.lower() not in HOP_BY_HOP:
+                response.headers.add(name, value)
         self.breakers.success(upstream)
         return response
 

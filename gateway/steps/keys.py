@@ -28,3 +28,5 @@ API_KEY = web.RequestKey("api_key", dict[str, Any])
 IDENTITY = web.RequestKey("identity", object)  # contracts.identity.Identity
 # the active route config matching the request (gateway.route_configs.RouteConfig), if any
 ROUTE_CONFIG = web.RequestKey("route_config", object)
+# set by the response cache: the proxy should hand back a whole body (to be stored)
+BUFFER_RESPONSE = web.RequestKey("buffer_response", bool)

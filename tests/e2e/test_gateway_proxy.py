@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aio_pika
@@ -31,6 +32,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.seen: list[dict] = []
+        self.counts: dict[str, int] = {}
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -43,6 +45,7 @@ class Upstream:
         app = web.Application()
         app.router.add_route("*", "/base/slow", self._slow)
         app.router.add_get("/base/big", self._big)
+        app.router.add_get("/base/counted/{name}", self._counted)
         app.router.add_route("*", "/base/{tail:.*}", self._echo)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -55,6 +58,13 @@ class Upstream:
                   "headers": dict(request.headers), "body": (await request.read()).decode()}
         self.seen.append(record)
         return web.json_response(record, headers={"X-Upstream": "yes"})
+
+    async def _counted(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.counts[name] = self.counts.get(name, 0) + 1
+        await asyncio.sleep(0.3)
+        headers = {"Cache-Control": "no-store"} if name.startswith("nostore") else {}
+        return web.json_response({"calls": self.counts[name]}, headers=headers)
 
     async def _slow(self, _request: web.Request) -> web.Response:
         await asyncio.sleep(3)
@@ -304,3 +314,61 @@ def test_bad_inputs_get_envelopes_headers_and_events(gw, completed_events):
         return all(r in seen for r in request_ids)
 
     assert eventually(all_seen, within_s=5), "a response without its request.completed event"
+
+
+def test_twenty_concurrent_misses_make_one_upstream_call(gw, upstream):
+    token = developer(gw)
+    name = f"sf{uuid.uuid4().hex[:6]}"
+    project_with_route(gw, token, upstream, f"/counted/{name}", cacheTTL=60)
+    # a different query is a different entry: warm-up requests don't touch the tested key
+    assert eventually(lambda: call(gw, "GET", f"/counted/{name}?warm=1")[0] == 200)
+    calls_before = upstream.counts[name]
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: call(gw, "GET", f"/counted/{name}?b=2&a=1"),
+                                range(20)))
+
+    assert [a[0] for a in answers] == [200] * 20
+    assert upstream.counts[name] - calls_before == 1
+    assert sorted(a[2]["X-Cache"] for a in answers) == ["HIT"] * 19 + ["MISS"]
+    again = call(gw, "GET", f"/counted/{name}?a=1&b=2")  # same query, other order
+    assert again[2]["X-Cache"] == "HIT" and "Age" in again[2]
+
+
+def test_no_store_responses_are_never_cached(gw, upstream):
+    token = developer(gw)
+    name = f"nostore{uuid.uuid4().hex[:6]}"
+    project_with_route(gw, token, upstream, f"/counted/{name}", cacheTTL=60)
+    assert eventually(lambda: call(gw, "GET", f"/counted/{name}")[0] == 200)
+    second = call(gw, "GET", f"/counted/{name}")
+    assert second[2]["X-Cache"] == "MISS" and second[1]["calls"] >= 2
+
+
+def test_cached_platform_responses_are_per_user_and_purged_on_change(gw):
+    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    call(gw, "POST", "/api/v1/auth/register",
+         {"email": admin_email, "password": PASSWORD, "name": "Admin"})
+    gw.cli("set-role", admin_email, "ADMIN")
+    admin = call(gw, "POST", "/api/v1/auth/login",
+                 {"email": admin_email, "password": PASSWORD})[1]["accessToken"]
+    status, project, _ = call(gw, "POST", "/api/v1/projects", {"name": "cache"}, admin)
+    status, config, _ = call(gw, "POST", f"/api/v1/projects/{project['id']}/routes", {
+        "path": "/api/v1/auth/profile", "method": "GET", "service": "auth-service",
+        "cacheTTL": 60}, admin)
+    assert status == 201, config
+    alice, bob = developer(gw), developer(gw)
+
+    assert eventually(lambda: call(gw, "GET", "/api/v1/auth/profile", token=alice)[2].get(
+        "X-Cache") == "HIT")
+    first_alice = call(gw, "GET", "/api/v1/auth/profile", token=alice)
+    first_bob = call(gw, "GET", "/api/v1/auth/profile", token=bob)
+    assert first_bob[2]["X-Cache"] == "MISS"
+    assert first_bob[1]["email"] != first_alice[1]["email"]
+    assert call(gw, "GET", "/api/v1/auth/profile", token=bob)[1] == first_bob[1]
+
+    status, _, _ = call(gw, "PATCH", f"/api/v1/routes/{config['id']}", {"cacheTTL": 30}, admin)
+    assert status == 200
+    assert eventually(lambda: call(gw, "GET", "/api/v1/auth/profile", token=alice)[2].get(
+        "X-Cache") == "MISS")
+    status, _, _ = call(gw, "DELETE", f"/api/v1/routes/{config['id']}", token=admin)
+    assert status == 200
