@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.steps.access_log import access_log
 from gateway.steps.api_key_validator import api_key_validator
 from gateway.steps.authenticator import access_gate, authenticator
+from gateway.steps.cors import cors
 from gateway.steps.error_handler import error_handler
 from gateway.steps.event_emitter import event_emitter
 from gateway.steps.rate_limiter import rate_limiter
@@ -28,6 +29,7 @@ from gateway.steps.validator import validator
 
 MIDDLEWARES: tuple[web.Middleware, ...] = (
     request_context,  # 2  X-Request-Id and start time
+    cors,  # -  CORS headers; preflights answered here (API.md section 1.2)
     event_emitter,  # 11 request.completed for every response, published off the path
     error_handler,  # 12 the error envelope, around everything below
     access_log,  # 3  one structured line per request

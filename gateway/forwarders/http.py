@@ -29,7 +29,7 @@ from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.route_configs import RouteConfig
 from gateway.router import route_config_of
 from gateway.state import state_of
-from gateway.steps.keys import BUFFER_RESPONSE, RATE_LIMIT_HEADERS, REQUEST_ID
+from gateway.steps.keys import BUFFER_RESPONSE, REQUEST_ID
 
 log = get_logger(__name__)
 
@@ -161,9 +161,6 @@ class UpstreamProxy:
                     response.headers.add(name, value)
             if upstream_response.content_length is not None:
                 response.content_length = upstream_response.content_length
-            # Headers leave with prepare(): add now what outer steps would add on return.
-            response.headers["X-Request-Id"] = request[REQUEST_ID]
-            response.headers.update(request.get(RATE_LIMIT_HEADERS, {}))
             await response.prepare(request)
             async for chunk in upstream_response.content.iter_chunked(64 * 1024):
                 await response.write(chunk)

@@ -18,7 +18,7 @@ from contracts.errors import (
 )
 from contracts.errors import envelope as error_envelope
 from gateway.responses import json_response
-from gateway.steps.keys import RATE_LIMIT_HEADERS, REQUEST_ID
+from gateway.steps.keys import REQUEST_ID
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ async def error_handler(request: web.Request, handler: web.Handler) -> web.Strea
 
 def render(request: web.Request, error: ApiError) -> web.Response:
     body = error_envelope(error, request.get(REQUEST_ID))
-    headers = {**request.get(RATE_LIMIT_HEADERS, {}), **error.headers}
+    headers = dict(error.headers)
     if error.retry_after is not None and error.status == 429:
         headers["Retry-After"] = str(error.retry_after)
     return json_response(body, status=error.status, headers=headers)

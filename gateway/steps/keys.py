@@ -21,8 +21,9 @@ CLIENT_IP = web.RequestKey("client_ip", str)
 # a credential that failed in steps 4/5: refused at the access gate, after the rate limiter
 # has counted the request under the client's address
 AUTH_ERROR = web.RequestKey("auth_error", Exception)
-# the rate-limit headers of this request (also put on error responses)
-RATE_LIMIT_HEADERS = web.RequestKey("rate_limit_headers", dict[str, str])
+# headers that every response to this request carries, errors and streamed responses
+# included (request id, rate limit, CORS); added when the response is prepared
+RESPONSE_HEADERS = web.RequestKey("response_headers", dict[str, str])
 # the valid API key of the request ({id, projectId, ownerId, ...}), when there is one
 API_KEY = web.RequestKey("api_key", dict[str, Any])
 IDENTITY = web.RequestKey("identity", object)  # contracts.identity.Identity

@@ -26,7 +26,7 @@ from contracts.errors import ServiceUnavailable, TooManyRequests
 from contracts.logging import get_logger
 from gateway.router import route_config_of, route_of
 from gateway.state import state_of
-from gateway.steps.keys import API_KEY, CALLER, RATE_LIMIT_HEADERS
+from gateway.steps.keys import API_KEY, CALLER, RESPONSE_HEADERS
 
 log = get_logger(__name__)
 
@@ -151,12 +151,9 @@ async def rate_limiter(request: web.Request, handler: web.Handler) -> web.Stream
     if decision is None:
         return await handler(request)
     headers = decision.headers()
-    request[RATE_LIMIT_HEADERS] = headers  # the error handler puts them on errors too
+    request[RESPONSE_HEADERS].update(headers)  # on every response, 429 and errors included
     if not decision.allowed:
         raise TooManyRequests(
             f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
             retry_after=decision.retry_after_s)
-    response = await handler(request)
-    if not response.prepared:  # a streamed (proxied) response set them before sending
-        response.headers.update(headers)
-    return response
+    return await handler(request)

@@ -12,7 +12,7 @@ import uuid
 import structlog
 from aiohttp import web
 
-from gateway.steps.keys import REQUEST_ID, STARTED
+from gateway.steps.keys import REQUEST_ID, RESPONSE_HEADERS, STARTED
 
 
 @web.middleware
@@ -22,7 +22,13 @@ async def request_context(request: web.Request, handler: web.Handler) -> web.Str
     request[STARTED] = time.perf_counter()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    response = await handler(request)
-    if not response.prepared:  # a streamed (proxied) response set it before sending
-        response.headers["X-Request-Id"] = request_id
-    return response
+    request[RESPONSE_HEADERS] = {"X-Request-Id": request_id}
+    return await handler(request)
+
+
+async def add_response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the moment before headers leave, for whole and streamed
+    responses alike."""
+    extra = request.get(RESPONSE_HEADERS)
+    if extra:
+        response.headers.update(extra)

@@ -254,3 +254,22 @@ async def test_swagger_ui_is_served_from_the_package(gateway):
     assert script.status == 200 and len(await script.read()) > 100_000
     redirect = await gateway.get("/api-docs", allow_redirects=False)
     assert redirect.status == 301 and redirect.headers["Location"] == "/api-docs/"
+
+
+async def test_cors_preflight_and_reflected_origin(gateway, settings):
+    preflight = await gateway.options("/api/v1/write", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "X-Custom, Authorization"})
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert preflight.headers["Access-Control-Allow-Credentials"] == "true"
+    assert preflight.headers["Access-Control-Allow-Headers"] == "X-Custom, Authorization"
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "X-RateLimit-Limit" not in preflight.headers
+
+    response = await gateway.post("/api/v1/write", json={}, headers={
+        "Origin": "https://app.example", **bearer(settings, "VIEWER")})
+    assert response.status == 403  # errors carry CORS headers too
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "X-Cache" in response.headers["Access-Control-Expose-Headers"]
+    assert "X-RateLimit-Limit" in response.headers and "X-Request-Id" in response.headers
