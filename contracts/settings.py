@@ -41,6 +41,7 @@ class Settings:
     app_url: str
     gateway_host: str
     gateway_port: int
+    gateway_workers: int
     service_host: str
     service_ports: Mapping[str, int]
     rpc_timeout_ms: int
@@ -96,6 +97,9 @@ def _read(env: Env) -> Settings:
         app_url=env.str("APP_URL", "http://localhost:3000"),
         gateway_host=env.str("GATEWAY_HOST", "0.0.0.0"),
         gateway_port=env.int("GATEWAY_PORT", 3000, validate=port),
+        # Processes serving the gateway port together (SO_REUSEPORT); limits, cache and key
+        # revocation are shared through Redis and the broker, so they stay exact.
+        gateway_workers=env.int("GATEWAY_WORKERS", 1, validate=Range(min=1, max=64)),
         service_host=env.str("SERVICE_HOST", "127.0.0.1"),
         service_ports={
             "auth": env.int("AUTH_HTTP_PORT", 4001, validate=port),

@@ -1,15 +1,64 @@
-"""`python -m gateway`: serve the gateway until SIGTERM/SIGINT."""
+"""`python -m gateway`: serve the gateway until SIGTERM/SIGINT.
+
+With GATEWAY_WORKERS > 1 this process forks that many workers that share the port through
+SO_REUSEPORT (the kernel spreads connections); it forwards SIGTERM/SIGINT to them, and if one
+dies the others are stopped too, so a supervisor sees the failure.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import sys
 
 import uvloop
 from aiohttp import web
 
 from contracts.logging import configure_logging
-from contracts.settings import SettingsError, load_settings
+from contracts.settings import Settings, SettingsError, load_settings
 from gateway.app import build_app
+
+
+def serve(settings: Settings, reuse_port: bool) -> None:
+    configure_logging("gateway", settings.log_level)
+    web.run_app(
+        build_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        access_log=None,
+        print=None,
+        reuse_port=reuse_port,
+        shutdown_timeout=settings.shutdown_grace_s,
+        loop=uvloop.new_event_loop(),
+    )
+
+
+def supervise(settings: Settings) -> int:
+    context = multiprocessing.get_context("fork")  # before any event loop exists
+    workers = [context.Process(target=serve, args=(settings, True), name=f"gateway-{n}")
+               for n in range(settings.gateway_workers)]
+    for worker in workers:
+        worker.start()
+
+    def stop(_signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    remaining = list(workers)
+    while remaining:
+        for worker in list(remaining):
+            worker.join(timeout=0.2)
+            if not worker.is_alive():
+                remaining.remove(worker)
+                if worker.exitcode not in (0, -signal.SIGTERM):
+                    status = 1
+                    stop(0, None)
+    return status
 
 
 def main() -> None:
@@ -18,16 +67,9 @@ def main() -> None:
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging("gateway", settings.log_level)
-    web.run_app(
-        build_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.shutdown_grace_s,
-        loop=uvloop.new_event_loop(),
-    )
+    if settings.gateway_workers > 1:
+        raise SystemExit(supervise(settings))
+    serve(settings, reuse_port=False)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from gateway.client_ip import ClientAddress
 from gateway.config_follower import ConfigFollower
 from gateway.docs import add_docs
 from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_found
-from gateway.health import health
+from gateway.health import health, metrics
 from gateway.pipeline import MIDDLEWARES
 from gateway.route_configs import RouteConfigTable
 from gateway.router import add_routes
@@ -27,7 +27,7 @@ from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
 from gateway.steps.request_context import add_response_headers
 from gateway.steps.response_cache import RESPONSE_CACHE, ResponseCache
 
-LOCAL_HANDLERS = {"health": health}
+LOCAL_HANDLERS = {"health": health, "metrics": metrics}
 CONFIG_FOLLOWER = web.AppKey("config_follower", ConfigFollower)
 
 

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts.errors import ApiError
 from contracts.names import SERVICES
@@ -61,6 +62,10 @@ def _probe_broker(state: GatewayState) -> dict[str, Any]:
     if state.connection.is_closed:
         return {"name": "rabbitmq", "status": "error", "error": "connection closed"}
     return {"name": "rabbitmq", "status": "ok"}
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _ms_since(started: float) -> float:

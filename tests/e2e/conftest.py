@@ -130,3 +130,16 @@ def shared_stack(broker_vhost: str, auth_database_url: str, project_database_url
     running.wait_healthy()
     yield running
     stop_stack(running)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator:
+    """A real HTTP server on loopback for upstream route configs."""
+    from tests.e2e.helpers import Upstream
+
+    server = Upstream()
+    server.start()
+    yield server
+    server.stop()
+
+

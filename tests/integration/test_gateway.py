@@ -273,3 +273,14 @@ async def test_cors_preflight_and_reflected_origin(gateway, settings):
     assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert "X-Cache" in response.headers["Access-Control-Expose-Headers"]
     assert "X-RateLimit-Limit" in response.headers and "X-Request-Id" in response.headers
+
+
+async def test_prometheus_metrics(gateway):
+    await gateway.get("/api/v1/missing")
+    response = await gateway.get("/metrics")
+    assert response.status == 200
+    text = await response.text()
+    for name in ("gateway_request_seconds_bucket", "rpc_client_seconds_bucket",
+                 "gateway_rate_limit_decisions_total", "event_buffer_depth"):
+        assert name in text, name
+    assert 'route="GET /api/v1/missing",status="404"' in text
