@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,17 @@ def stop_stack(running: Stack) -> None:
         running.stop(name)
 
 
+@contextmanager
+def healthy_stack(log_dir: Path, **overrides: str) -> Iterator[Stack]:
+    """A started, healthy stack, stopped however the block ends (no orphan processes)."""
+    running = start_stack(log_dir, **overrides)
+    try:
+        running.wait_healthy()
+        yield running
+    finally:
+        stop_stack(running)
+
+
 @pytest.fixture(scope="session")
 def mail_sink() -> Iterator[MailSink]:
     sink = MailSink()
@@ -126,10 +138,8 @@ def shared_stack(broker_vhost: str, auth_database_url: str, project_database_url
                  redis_test_db: str, mail_sink: MailSink, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[Stack]:
     """One healthy stack for a whole test module, mail going to `mail_sink`."""
-    running = start_stack(tmp_path_factory.mktemp("stack"), SMTP_URL=mail_sink.url)
-    running.wait_healthy()
-    yield running
-    stop_stack(running)
+    with healthy_stack(tmp_path_factory.mktemp("stack"), SMTP_URL=mail_sink.url) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ INVALID_LOGIN = "Invalid email or password"
 INVALID_REFRESH = "Invalid or revoked refresh token"
 
 
-# --- helpers -------------------------------------------------------------------------------
+# --- helpers ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -140,9 +140,12 @@ def assert_validation(response: Response, *details: dict[str, str]) -> list[dict
     body = assert_error(response, 400, "VALIDATION_ERROR", "Request validation failed")
     for detail in body["details"]:
         assert set(detail) == {"field", "location", "message", "code"}, detail
-    key = (lambda d: (d["field"], d["message"]))  # noqa: E731
-    assert sorted(body["details"], key=key) == sorted(details, key=key)
+    assert sorted(body["details"], key=_detail_key) == sorted(details, key=_detail_key)
     return body["details"]
+
+
+def _detail_key(entry: dict[str, str]) -> tuple[str, str]:
+    return entry["field"], entry["message"]
 
 
 def detail(field: str, message: str, code: str, location: str = "body") -> dict[str, str]:
@@ -202,7 +205,8 @@ def verification_link(stack: Stack, mail_sink: MailSink, email: str, after: int)
 
 def reset_token(mail_sink: MailSink, email: str, after: int) -> str:
     message = mail_sink.wait_for(email, RESET_SUBJECT, timeout=10, after=after)
-    return token_in(link_in(message, f"{AUTH}/reset-password"))
+    # The mail also names the POST endpoint without a token: take the link that has one.
+    return token_in(link_in(message, f"{AUTH}/reset-password?token="))
 
 
 def registered_with_mail(stack: Stack, mail_sink: MailSink) -> tuple[Account, str]:
@@ -216,7 +220,7 @@ def get_url(url: str) -> Response:
     return request_json("GET", url)
 
 
-# --- register ------------------------------------------------------------------------------
+# --- register --------------------------------------------------------------------------------
 
 
 def test_register_returns_user_and_token_pair_and_mails_a_verification_link(
@@ -311,6 +315,14 @@ def test_register_refuses_an_invalid_email(shared_stack: Stack, email: str):
     assert body["details"][0]["message"]
 
 
+def test_register_refuses_an_email_over_255_characters(shared_stack: Stack):
+    email = "a" * 64 + "@" + ".".join(["b" * 60] * 3) + ".example.com"
+    assert len(email) > 255
+    response = call(shared_stack, "POST", "/register",
+                    {"email": email, "password": PASSWORD, "name": "Valid Name"})
+    assert_validation(response, detail("email", "Email must be at most 255 characters", "too_big"))
+
+
 def test_register_reports_every_missing_or_mistyped_field(shared_stack: Stack):
     details = assert_validation(call(shared_stack, "POST", "/register", {}), *[
         detail(field, "Missing data for required field.", "invalid_type")
@@ -341,7 +353,7 @@ def test_an_oversized_body_is_payload_too_large(shared_stack: Stack):
     assert_error(post_raw(shared_stack, "/register", raw), 413, "PAYLOAD_TOO_LARGE")
 
 
-# --- login ---------------------------------------------------------------------------------
+# --- login -----------------------------------------------------------------------------------
 
 
 def test_login_returns_user_and_a_new_token_pair(shared_stack: Stack):
@@ -418,7 +430,7 @@ def test_ten_failed_logins_lock_the_account_even_for_the_right_password(shared_s
     login(shared_stack, bystander)
 
 
-# --- access tokens -------------------------------------------------------------------------
+# --- access tokens ---------------------------------------------------------------------------
 
 
 def test_access_token_claims(shared_stack: Stack):
@@ -487,7 +499,7 @@ def test_authorization_must_be_exactly_bearer(shared_stack: Stack, value: str | 
     assert_error(response, 401, "UNAUTHORIZED")
 
 
-# --- refresh -------------------------------------------------------------------------------
+# --- refresh ---------------------------------------------------------------------------------
 
 
 def test_refresh_rotates_the_pair(shared_stack: Stack):
@@ -520,7 +532,8 @@ def test_reusing_a_rotated_refresh_token_revokes_its_whole_family(shared_stack: 
     assert refresh(shared_stack, other_session.refresh)[0] == 200
 
 
-@pytest.mark.parametrize("token", ["0" * 80, "not-a-token", sha256("x")])
+@pytest.mark.parametrize("token", ["0" * 80, "not-a-token", sha256("x")],
+                         ids=["well-formed", "short", "64-hex"])
 def test_an_unknown_refresh_token_is_refused(shared_stack: Stack, token: str):
     assert_error(refresh(shared_stack, token), 401, "UNAUTHORIZED", INVALID_REFRESH)
 
@@ -578,7 +591,7 @@ def test_concurrent_refreshes_of_one_token_have_exactly_one_winner(shared_stack:
             assert_error(response, 401, "UNAUTHORIZED", INVALID_REFRESH)
 
 
-# --- logout --------------------------------------------------------------------------------
+# --- logout ----------------------------------------------------------------------------------
 
 
 def test_logout_revokes_the_refresh_token(shared_stack: Stack):
@@ -622,7 +635,7 @@ def test_logout_needs_a_bearer_token_and_a_refresh_token(shared_stack: Stack):
         "refreshToken", "Missing data for required field.", "invalid_type"))
 
 
-# --- profile -------------------------------------------------------------------------------
+# --- profile ---------------------------------------------------------------------------------
 
 
 def test_profile_returns_the_user_with_updated_at(shared_stack: Stack):
@@ -644,7 +657,7 @@ def test_profile_of_a_user_that_no_longer_exists_is_bad_request(shared_stack: St
     assert_error(response, 400, "BAD_REQUEST", "User not found")
 
 
-# --- email verification --------------------------------------------------------------------
+# --- email verification ----------------------------------------------------------------------
 
 
 def test_send_verification_email_answers_alike_and_mails_only_the_unverified(
@@ -728,7 +741,7 @@ def test_email_endpoints_validate_the_email(shared_stack: Stack, path: str):
         "email", "Missing data for required field.", "invalid_type"))
 
 
-# --- password reset ------------------------------------------------------------------------
+# --- password reset --------------------------------------------------------------------------
 
 
 def test_forgot_password_answers_alike_and_mails_a_reset_link(shared_stack: Stack,
@@ -741,7 +754,7 @@ def test_forgot_password_answers_alike_and_mails_a_reset_link(shared_stack: Stac
     expected = (200, {"message": "If email exists, reset link has been sent"})
     assert known[:2] == expected and unknown[:2] == expected
     message = mail_sink.wait_for(account.email, RESET_SUBJECT, timeout=10, after=start)
-    link = link_in(message, f"{AUTH}/reset-password")
+    link = link_in(message, f"{AUTH}/reset-password?token=")
     assert link.startswith(f"{APP_URL}{AUTH}/reset-password?token=")
     token_in(link)
 
@@ -767,6 +780,23 @@ def test_reset_password_sets_the_new_password_and_ends_every_session(shared_stac
     again = call(shared_stack, "POST", "/reset-password",
                  {"token": token, "newPassword": "Another3Password"})
     assert_error(again, 400, "BAD_REQUEST", "Invalid reset token")
+
+
+def test_a_new_reset_mail_replaces_the_previous_token(shared_stack: Stack,
+                                                     mail_sink: MailSink):
+    account, _ = registered_with_mail(shared_stack, mail_sink)
+    tokens = []
+    for _ in range(2):
+        start = mail_sink.count()
+        call(shared_stack, "POST", "/forgot-password", {"email": account.email})
+        tokens.append(reset_token(mail_sink, account.email, start))
+
+    first = call(shared_stack, "POST", "/reset-password",
+                 {"token": tokens[0], "newPassword": NEW_PASSWORD})
+    assert_error(first, 400, "BAD_REQUEST", "Invalid reset token")
+    second = call(shared_stack, "POST", "/reset-password",
+                  {"token": tokens[1], "newPassword": NEW_PASSWORD})
+    assert second[0] == 200, second[1]
 
 
 def test_an_expired_reset_token_is_refused(shared_stack: Stack, mail_sink: MailSink):
@@ -802,7 +832,7 @@ def test_reset_password_validates_the_new_password(shared_stack: Stack):
     assert_error(unknown, 400, "BAD_REQUEST", "Invalid reset token")
 
 
-# --- public endpoints and unknown paths ----------------------------------------------------
+# --- public endpoints and unknown paths ------------------------------------------------------
 
 
 def test_public_endpoints_ignore_any_authorization_header(shared_stack: Stack):
@@ -838,3 +868,11 @@ def test_unknown_auth_paths_and_methods_are_not_found(shared_stack: Stack, metho
                                                       path: str):
     assert_error(call(shared_stack, method, path, {} if method == "POST" else None),
                  404, "NOT_FOUND", "Route not found")
+
+
+
+def test_an_incoming_request_id_is_ignored(shared_stack: Stack):
+    response = call(shared_stack, "GET", "/profile", headers={"X-Request-Id": "chosen-by-me"})
+    body = assert_error(response, 401, "UNAUTHORIZED")
+    assert body["requestId"] != "chosen-by-me"
+

@@ -20,18 +20,16 @@ import aio_pika
 import pytest
 
 from contracts.events import decode_batch
-from tests.e2e.conftest import Stack, start_stack, stop_stack
+from tests.e2e.conftest import Stack, healthy_stack
 from tests.e2e.helpers import PASSWORD, call, developer, eventually, project_with_route
 
 
 @pytest.fixture(scope="module")
 def gw(broker_vhost, auth_database_url, project_database_url, redis_test_db,
        tmp_path_factory, upstream) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("proxy"), UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8",
-                          UPSTREAM_TIMEOUT_S="1", UPSTREAM_CONNECT_TIMEOUT_S="1")
-    running.wait_healthy()
-    yield running
-    stop_stack(running)
+    with healthy_stack(tmp_path_factory.mktemp("proxy"), UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8",
+                       UPSTREAM_TIMEOUT_S="1", UPSTREAM_CONNECT_TIMEOUT_S="1") as running:
+        yield running
 
 
 def test_upstream_route_proxies_with_query_and_clean_headers(gw, upstream):

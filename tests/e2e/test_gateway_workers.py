@@ -9,18 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.conftest import Stack, start_stack, stop_stack
+from tests.e2e.conftest import Stack, healthy_stack
 from tests.e2e.helpers import Upstream, call, developer, eventually, project_with_route
 
 
 @pytest.fixture(scope="module")
 def workers(broker_vhost, auth_database_url, project_database_url, redis_test_db,
             tmp_path_factory, upstream: Upstream) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("workers"), GATEWAY_WORKERS="2",
-                          UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8")
-    running.wait_healthy()
-    yield running
-    stop_stack(running)
+    with healthy_stack(tmp_path_factory.mktemp("workers"), GATEWAY_WORKERS="2",
+                       UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8") as running:
+        yield running
 
 
 def test_forty_concurrent_requests_over_two_workers_let_exactly_ten_through(workers, upstream):
