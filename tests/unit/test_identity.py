@@ -44,7 +44,7 @@ def test_expired_token_with_a_bad_signature_is_unauthorized():
 def claims(**overrides):
     now = int(time.time())
     return {"sub": "u1", "userId": "u1", "email": "a@b.co", "role": "ADMIN", "iat": now,
-            "exp": now + 60, "jti": "j", "iss": ISSUER, "aud": AUDIENCE, **overrides}
+            "exp": now + 86400, "jti": "j", "iss": ISSUER, "aud": AUDIENCE, **overrides}
 
 
 @pytest.mark.parametrize("token", [
