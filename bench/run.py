@@ -1,0 +1,249 @@
+"""`make bench`: throughput and latency of the gateway against baselines measured in the same
+run, printed as one table.
+
+  (a) the upstream directly          (b) a bare aiohttp reverse proxy (bench/ref_proxy.py)
+  (c) gateway, upstream route: JWT + rate limit + forward
+  (d) gateway, cache-hit route       (e) gateway, RPC route (GET /api/v1/auth/profile)
+  plus the p50 of a direct RPC call to the same operation, for (e)'s overhead.
+
+Load comes from wrk on core 1, the servers are pinned to core 0 where possible (2 cores).
+Everything runs on loopback, bounded in time. Targets: (c) >= 0.6 x (b); (d) >= 1.5 x (c);
+(e) p50 - direct RPC p50 <= 1.5 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DURATION_S = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
+VHOST = "gw-bench"
+SERVICES = ("auth_svc", "project_svc", "analytics_svc", "logging_svc")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def api(method: str, url: str, body: object = None, token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, method=method, headers=headers,
+                                     data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def rabbit(method: str, path: str, body: object | None = None) -> None:
+    import base64
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:15672/api{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
+                 "Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=30).read()
+    except urllib.error.HTTPError as error:
+        if not (method == "DELETE" and error.code == 404):
+            raise
+
+
+async def fresh_database(url: str) -> None:
+    import asyncpg
+
+    base, _, name = url.rpartition("/")
+    connection = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+def pinned(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
+
+
+class Processes:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "wb")
+        self.running.append(subprocess.Popen(command, env=env, stdout=log,
+                                             stderr=subprocess.STDOUT, cwd=ROOT))
+
+    def stop(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.running:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_for(url: str, within_s: float = 60) -> None:
+    until = time.monotonic() + within_s
+    while time.monotonic() < until:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise SystemExit(f"bench: {url} did not come up")
+
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, token: str | None = None, connections: int = CONNECTIONS,
+        duration_s: int = DURATION_S) -> dict[str, float]:
+    command = [*pinned(1), "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency"]
+    if token:
+        command += ["-H", f"Authorization: Bearer {token}"]
+    subprocess.run([*command[:-2], "-d2s", url], capture_output=True, timeout=60)  # warm-up
+    output = subprocess.run([*command, url], capture_output=True, text=True,
+                            timeout=duration_s + 60).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    for label, key in (("50%", "p50"), ("99%", "p99")):
+        value, unit = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", output).groups()
+        result[key] = float(value) * UNITS[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    result["errors"] = int(non2xx.group(1)) if non2xx else 0
+    return result
+
+
+async def direct_rpc_p50(env: dict[str, str], caller: dict, calls: int = 2000) -> float:
+    from contracts.amqp import connect
+    from contracts.rpc import RpcClient
+
+    connection = await connect(env["AMQP_URL"], name="bench-direct-rpc")
+    client = RpcClient(connection, default_timeout_ms=5000)
+    await client.start()
+    params = {"body": None, "query": {}, "params": {}, "caller": caller, "requestId": "bench"}
+    timings = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        await client.call("rpc.auth", "auth.profile", params)
+        timings.append((time.perf_counter() - started) * 1000)
+    await client.close()
+    await connection.close()
+    return statistics.median(timings[calls // 10:])
+
+
+def main() -> int:
+    if not shutil.which("wrk"):
+        raise SystemExit("bench: wrk is missing (Debian package wrk; `make bench` installs it)")
+    python = sys.executable
+    ports = {name: free_port() for name in ("upstream", "ref", "gateway", *SERVICES)}
+    env = {
+        **os.environ, "APP_ENV": "test", "LOG_LEVEL": "WARNING",
+        "AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
+        "REDIS_URL": "redis://127.0.0.1:6379/12", "MONGO_DB": "gateway_bench",
+        "AUTH_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_auth_bench",
+        "PROJECT_DATABASE_URL":
+            "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project_bench",
+        "GATEWAY_PORT": str(ports["gateway"]), "UPSTREAM_ALLOW_PRIVATE": "127.0.0.0/8",
+        "RATE_LIMIT_USER": "1000000000", "RATE_LIMIT_IP": "1000000000",
+        "RATE_LIMIT_API_KEY": "1000000000",
+        "AUTH_HTTP_PORT": str(ports["auth_svc"]), "PROJECT_HTTP_PORT": str(ports["project_svc"]),
+        "ANALYTICS_HTTP_PORT": str(ports["analytics_svc"]),
+        "LOGGING_HTTP_PORT": str(ports["logging_svc"]),
+    }
+    rabbit("DELETE", f"/vhosts/{VHOST}")
+    rabbit("PUT", f"/vhosts/{VHOST}", {})
+    rabbit("PUT", f"/permissions/{VHOST}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+    asyncio.run(fresh_database(env["AUTH_DATABASE_URL"]))
+    asyncio.run(fresh_database(env["PROJECT_DATABASE_URL"]))
+    import redis
+
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+
+    log_dir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    processes = Processes(log_dir)
+    upstream = f"http://127.0.0.1:{ports['upstream']}"
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    try:
+        processes.start("upstream", [*pinned(0), python, "bench/upstream.py",
+                                     str(ports["upstream"])], env)
+        processes.start("ref", [*pinned(0), python, "bench/ref_proxy.py", str(ports["ref"]),
+                                upstream], env)
+        for service in SERVICES:
+            processes.start(service, [python, "-m", service], env)
+        processes.start("gateway", [*pinned(0), python, "-m", "gateway"], env)
+        wait_for(upstream + "/item")
+        wait_for(f"http://127.0.0.1:{ports['ref']}/item")
+        wait_for(gateway + "/health", within_s=90)
+
+        email = f"bench-{os.getpid()}@example.com"
+        session = api("POST", gateway + "/api/v1/auth/register",
+                      {"email": email, "password": "Passw0rdX", "name": "Bench"})
+        token = session["accessToken"]
+        project = api("POST", gateway + "/api/v1/projects", {"name": "bench"}, token)
+        for path, ttl in (("/bench/item", None), ("/bench/cached", 3600)):
+            api("POST", f"{gateway}/api/v1/projects/{project['id']}/routes", {
+                "path": path, "method": "GET", "upstreamUrl": upstream, "authRequired": True,
+                "cacheTTL": ttl}, token)
+        time.sleep(1.5)  # route configs reach the gateway by event
+
+        rows = [
+            ("(a) upstream directly", wrk(upstream + "/item")),
+            ("(b) bare reference proxy", wrk(f"http://127.0.0.1:{ports['ref']}/item")),
+            ("(c) gateway, upstream route", wrk(gateway + "/bench/item", token)),
+            ("(d) gateway, cache hit", wrk(gateway + "/bench/cached", token)),
+            ("(e) gateway, RPC route", wrk(gateway + "/api/v1/auth/profile", token)),
+        ]
+        caller = {"userId": session["user"]["id"], "email": email, "role": "DEVELOPER"}
+        rpc_p50 = asyncio.run(direct_rpc_p50(env, caller))
+        rpc_route_c1 = wrk(gateway + "/api/v1/auth/profile", token, connections=1,
+                           duration_s=max(3, DURATION_S // 2))
+    finally:
+        processes.stop()
+
+    reference = rows[1][1]["rps"]
+    print(f"\nwrk -t1 -c{CONNECTIONS} -d{DURATION_S}s on core 1; servers on core 0\n")
+    print(f"{'target':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x (b)':>7} {'non-2xx':>8}")
+    for name, result in rows:
+        print(f"{name:32} {result['rps']:10.0f} {result['p50']:8.2f} {result['p99']:8.2f} "
+              f"{result['rps'] / reference:7.2f} {result['errors']:8d}")
+    c, d = rows[2][1]["rps"], rows[3][1]["rps"]
+    overhead = rpc_route_c1["p50"] - rpc_p50
+    print(f"\ndirect RPC auth.profile p50 {rpc_p50:.2f} ms; gateway RPC route at 1 connection "
+          f"p50 {rpc_route_c1['p50']:.2f} ms -> overhead {overhead:.2f} ms")
+    checks = [
+        (f"(c) >= 0.6 x (b): {c / reference:.2f}", c >= 0.6 * reference),
+        (f"(d) >= 1.5 x (c): {d / c:.2f}", d >= 1.5 * c),
+        (f"(e) overhead <= 1.5 ms: {overhead:.2f} ms", overhead <= 1.5),
+    ]
+    for text, ok in checks:
+        print(f"  {'met ' if ok else 'MISSED'}  {text}")
+    print(f"\nlogs: {log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
