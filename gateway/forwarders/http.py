@@ -41,6 +41,7 @@ NOT_FORWARDED = HOP_BY_HOP | {"authorization", "x-api-key", "cookie", "x-alert-s
                               "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
                               "x-request-id"}
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+SMALL_BODY = 64 * 1024  # answered whole (cheaper than streaming); larger bodies stream
 
 BREAKER_STATE = Gauge("gateway_upstream_breaker_open", "1 while an upstream's breaker is open",
                       ["upstream"])
@@ -151,26 +152,40 @@ class UpstreamProxy:
             except aiohttp.ClientError as exc:
                 self.breakers.failure(upstream)
                 raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
-        if request.get(BUFFER_RESPONSE):
+        length = upstream_response.content_length
+        if request.get(BUFFER_RESPONSE) or (length is not None and length <= SMALL_BODY):
             return await self._buffered(upstream_response, upstream)
+        return await self._streamed(request, upstream_response, upstream)
+
+    async def _streamed(self, request: web.Request, upstream_response: aiohttp.ClientResponse,
+                        upstream: str) -> web.StreamResponse:
+        """Chunks go to the client as they arrive: flat memory for any body size. A client
+        that goes away is not the upstream's fault and does not count against its breaker."""
+        response = web.StreamResponse(status=upstream_response.status,
+                                      reason=upstream_response.reason)
+        for name, value in upstream_response.headers.items():
+            if name.lower() not in HOP_BY_HOP:
+                response.headers.add(name, value)
+        if upstream_response.content_length is not None:
+            response.content_length = upstream_response.content_length
         try:
-            response = web.StreamResponse(status=upstream_response.status,
-                                          reason=upstream_response.reason)
-            for name, value in upstream_response.headers.items():
-                if name.lower() not in HOP_BY_HOP:
-                    response.headers.add(name, value)
-            if upstream_response.content_length is not None:
-                response.content_length = upstream_response.content_length
             await response.prepare(request)
-            async for chunk in upstream_response.content.iter_chunked(64 * 1024):
+            chunks = upstream_response.content.iter_chunked(64 * 1024)
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    self.breakers.failure(upstream)
+                    log.warning("upstream response interrupted", upstream=upstream,
+                                error=repr(exc))
+                    raise  # headers are sent: the client sees a cut-off response
                 await response.write(chunk)
             await response.write_eof()
-        except (TimeoutError, aiohttp.ClientError, ConnectionResetError) as exc:
-            self.breakers.failure(upstream)
-            log.warning("upstream response interrupted", upstream=upstream, error=repr(exc))
-            if not response.prepared:
-                raise UpstreamError("Upstream response failed") from None
-            raise  # headers already sent: the client sees a cut-off response
+        except ConnectionResetError:
+            log.info("client went away during a proxied response", upstream=upstream)
+            return response
         finally:
             upstream_response.release()
         self.breakers.success(upstream)
