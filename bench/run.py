@@ -155,6 +155,34 @@ async def direct_rpc_p50(env: dict[str, str], caller: dict, calls: int = 2000) -
     return statistics.median(timings[calls // 10:])
 
 
+def profile_gateway(pid: int, url: str, token: str) -> None:
+    """BENCH_PROFILE=1: sample the gateway with py-spy under load; print the top self-time
+    frames and the top inclusive ones of our own code."""
+    out = Path(tempfile.mkdtemp()) / "gateway.folded"
+    spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200", "-d",
+                            str(DURATION_S), "-o", str(out), "-p", str(pid), "--nonblocking"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wrk(url, token)
+    spy.wait(60)
+    self_time: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        total += int(count)
+        self_time[frames[-1]] = self_time.get(frames[-1], 0) + int(count)
+        for frame in set(frames):
+            if "/work/" in frame and "site-packages" not in frame:
+                inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    print("\nprofile of (c), top self time:")
+    for frame, count in sorted(self_time.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"  {100 * count / total:5.1f}%  {frame}")
+    print("top inclusive (project code):")
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"  {100 * count / total:5.1f}%  {frame}")
+
+
 def main() -> int:
     if not shutil.which("wrk"):
         raise SystemExit("bench: wrk is missing (Debian package wrk; `make bench` installs it)")
@@ -210,6 +238,8 @@ def main() -> int:
                 "cacheTTL": ttl}, token)
         time.sleep(1.5)  # route configs reach the gateway by event
 
+        if os.environ.get("BENCH_PROFILE"):
+            profile_gateway(processes.running[-1].pid, gateway + "/bench/item", token)
         rows = [
             ("(a) upstream directly", wrk(upstream + "/item")),
             ("(b) bare reference proxy", wrk(f"http://127.0.0.1:{ports['ref']}/item")),

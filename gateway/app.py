@@ -23,6 +23,7 @@ from gateway.pipeline import MIDDLEWARES
 from gateway.route_configs import RouteConfigTable
 from gateway.router import add_routes
 from gateway.state import STATE, GatewayState
+from gateway.steps.authenticator import VERIFIED_TOKENS, VerifiedTokens
 from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
 from gateway.steps.request_context import add_response_headers
 from gateway.steps.response_cache import RESPONSE_CACHE, ResponseCache
@@ -34,6 +35,7 @@ CONFIG_FOLLOWER = web.AppKey("config_follower", ConfigFollower)
 def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(add_response_headers)
+    app[VERIFIED_TOKENS] = VerifiedTokens()
     add_docs(app, routes)
     add_routes(app, routes, LOCAL_HANDLERS)
     app.router.add_route("*", "/{tail:.*}", proxy_or_not_found)  # upstream configs, else 404

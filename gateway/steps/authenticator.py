@@ -12,6 +12,8 @@ routes for developers or admins refuse lower roles.
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from contracts.errors import ApiError, Forbidden, Unauthorized
@@ -84,11 +86,36 @@ def authorize_upstream(request: web.Request, config: RouteConfig) -> None:
     raise Unauthorized("A valid API key of this project or its owner's token is required")
 
 
+class VerifiedTokens:
+    """Tokens already verified, until they expire: a client sends the same token with every
+    request, and decoding plus HMAC-checking it each time is the gateway's largest fixed cost.
+    Bounded; only successes are remembered (a bad token costs a full check every time)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max = max_entries
+        self._entries: dict[str, Identity] = {}
+
+    def verify(self, secret: str, token: str) -> Identity:
+        identity = self._entries.get(token)
+        if identity is not None:
+            if identity.expires_at > time.time():
+                return identity
+            del self._entries[token]
+        identity = verify_access_token(secret, token)
+        if len(self._entries) >= self._max:
+            self._entries.pop(next(iter(self._entries)))  # oldest first (insertion order)
+        self._entries[token] = identity
+        return identity
+
+
+VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
+
+
 def authenticate(request: web.Request, secret: str) -> Identity:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:]:
         raise Unauthorized("Missing or invalid Authorization header")
-    return verify_access_token(secret, header[7:])
+    return request.app[VERIFIED_TOKENS].verify(secret, header[7:])
 
 
 def authorize(identity: Identity, route: Route, method: str) -> None:

@@ -90,3 +90,26 @@ def test_minimum_roles():
     with pytest.raises(Forbidden, match="Insufficient permissions"):
         authorize(who(Role.DEVELOPER), route("GET", Access.ADMIN), "GET")
     authorize(who(Role.ADMIN), route("DELETE", Access.ADMIN), "DELETE")
+
+
+def test_verified_tokens_are_remembered_until_they_expire():
+    from gateway.steps.authenticator import VerifiedTokens
+
+    cache = VerifiedTokens(max_entries=2)
+    token = issue_access_token(SECRET, user_id="u1", email="a@b.co", role="DEVELOPER",
+                               now=time.time() - 900 + 1)  # one second left
+    first = cache.verify(SECRET, token)
+    assert cache.verify(SECRET, token) is first
+    time.sleep(1.2)
+    with pytest.raises(TokenExpired):
+        cache.verify(SECRET, token)
+
+
+def test_verified_tokens_never_remember_failures():
+    from gateway.steps.authenticator import VerifiedTokens
+
+    cache = VerifiedTokens()
+    with pytest.raises(Unauthorized):
+        cache.verify(SECRET, "bad")
+    with pytest.raises(Unauthorized):
+        cache.verify(SECRET, "bad")
