@@ -14,12 +14,13 @@ PYTEST_ARGS ?=
 # mail delivered to the SMTP sink that writes messages to .local/mail/.
 DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail
 
-.PHONY: help setup infra run test test-unit lint stop clean admin
+.PHONY: help setup infra run test test-unit lint stop clean admin bench
 
 help:
 	@echo "make run     start infrastructure and all five services (Ctrl-C stops them)"
 	@echo "make test    start infrastructure, then run every test"
 	@echo "make infra   install (if missing) and start PostgreSQL, Redis, RabbitMQ, FerretDB"
+	@echo "make bench   throughput/latency table of the gateway against baselines"
 	@echo "make lint    ruff"
 	@echo "make stop    stop the servers that make infra started"
 	@echo "make clean   stop them and delete all local state (.local/)"
@@ -57,6 +58,12 @@ test-unit: setup
 admin: setup  ## make admin EMAIL=someone@example.com  (promote an account to ADMIN)
 	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=someone@example.com"; exit 2; }
 	@APP_ENV=$${APP_ENV:-development} $(PY) -m auth_svc set-role "$(EMAIL)" ADMIN
+
+bench: setup infra  ## BENCH_SECONDS=10 BENCH_PROFILE=1 are optional
+	@command -v wrk >/dev/null || { echo "[bench] installing wrk"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null || \
+		{ echo "bench needs wrk (Debian package wrk)"; exit 1; }; }
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/run.py
 
 lint: setup
 	@$(VENV)/bin/ruff check .
