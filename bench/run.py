@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support import rabbit_api, recreate_database  # noqa: E402 - after the path
+
 DURATION_S = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 VHOST = "gw-bench"
@@ -52,33 +54,6 @@ def api(method: str, url: str, body: object = None, token: str | None = None) ->
                                      data=None if body is None else json.dumps(body).encode())
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"null")
-
-
-def rabbit(method: str, path: str, body: object | None = None) -> None:
-    import base64
-
-    request = urllib.request.Request(
-        f"http://127.0.0.1:15672/api{path}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
-                 "Content-Type": "application/json"})
-    try:
-        urllib.request.urlopen(request, timeout=30).read()
-    except urllib.error.HTTPError as error:
-        if not (method == "DELETE" and error.code == 404):
-            raise
-
-
-async def fresh_database(url: str) -> None:
-    import asyncpg
-
-    base, _, name = url.rpartition("/")
-    connection = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
 
 
 def pinned(core: int) -> list[str]:
@@ -202,11 +177,16 @@ def main() -> int:
         "ANALYTICS_HTTP_PORT": str(ports["analytics_svc"]),
         "LOGGING_HTTP_PORT": str(ports["logging_svc"]),
     }
-    rabbit("DELETE", f"/vhosts/{VHOST}")
-    rabbit("PUT", f"/vhosts/{VHOST}", {})
-    rabbit("PUT", f"/permissions/{VHOST}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
-    asyncio.run(fresh_database(env["AUTH_DATABASE_URL"]))
-    asyncio.run(fresh_database(env["PROJECT_DATABASE_URL"]))
+    try:
+        rabbit_api("DELETE", f"/vhosts/{VHOST}")
+    except urllib.error.HTTPError as error:
+        if error.code != 404:
+            raise
+    rabbit_api("PUT", f"/vhosts/{VHOST}", {})
+    rabbit_api("PUT", f"/permissions/{VHOST}/guest",
+               {"configure": ".*", "write": ".*", "read": ".*"})
+    asyncio.run(recreate_database(env["AUTH_DATABASE_URL"]))
+    asyncio.run(recreate_database(env["PROJECT_DATABASE_URL"]))
     import redis
 
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()

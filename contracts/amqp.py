@@ -19,6 +19,7 @@ import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
+    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
@@ -137,3 +138,45 @@ async def publish_dead_letter(
         ),
         routing_key=source_queue,
     )
+
+
+class QueueConsumer:
+    """What RPC servers and event consumers share: consume one queue, track the handlers in
+    flight, and stop gracefully (take nothing more, let those in flight finish, close)."""
+
+    def __init__(self, queue_name: str) -> None:
+        self.queue_name = queue_name
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._channels: list[AbstractChannel] = []
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    async def _consume(self, queue: AbstractQueue, channels: list[AbstractChannel]) -> None:
+        self._queue, self._channels = queue, channels
+        self._consumer_tag = await queue.consume(self._on_delivery)
+
+    async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._process(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        raise NotImplementedError
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except Exception:  # the connection may already be gone
+                log.warning("could not cancel consumer", queue=self.queue_name)
+            self._consumer_tag = None
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace_s)
+        for channel in self._channels:
+            if not channel.is_closed:
+                await channel.close()

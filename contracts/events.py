@@ -20,11 +20,15 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustConnection,
 )
 
-from contracts.amqp import declare_event_queue, declare_events_exchange, publish_dead_letter
+from contracts.amqp import (
+    QueueConsumer,
+    declare_event_queue,
+    declare_events_exchange,
+    publish_dead_letter,
+)
 from contracts.logging import get_logger
 from contracts.metrics import (
     EVENT_BUFFER_DEPTH,
@@ -180,7 +184,7 @@ class EventPublisher:
         )
 
 
-class EventConsumer:
+class EventConsumer(QueueConsumer):
     """Consume a durable event queue: ack only after the handler succeeded; after a failure
     republish with a retry count (after a back-off), and dead-letter after `max_retries`.
 
@@ -198,6 +202,7 @@ class EventConsumer:
         max_retries: int = 5,
         retry_backoff_s: float = 0.2,
     ) -> None:
+        super().__init__(spec.name)
         self._connection = connection
         self._spec = spec
         self._handler = handler
@@ -205,40 +210,13 @@ class EventConsumer:
         self._max_retries = max_retries
         self._retry_backoff_s = retry_backoff_s
         self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
-        self._consumer_tag: str | None = None
-        self._in_flight: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         # Confirms on: a retry copy must be safely queued before the original is acked.
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=self._prefetch)
-        self._queue = await declare_event_queue(
-            self._channel, self._spec.name, self._spec.bindings
-        )
-        self._consumer_tag = await self._queue.consume(self._on_message)
-
-    async def stop(self, grace_s: float = 10.0) -> None:
-        if self._queue is not None and self._consumer_tag is not None:
-            try:
-                await self._queue.cancel(self._consumer_tag)
-            except Exception:
-                log.warning("could not cancel consumer", queue=self._spec.name)
-            self._consumer_tag = None
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=grace_s)
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
-        try:
-            await self._process(message)
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)
+        queue = await declare_event_queue(self._channel, self._spec.name, self._spec.bindings)
+        await self._consume(queue, [self._channel])
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         assert self._channel is not None

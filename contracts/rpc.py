@@ -23,11 +23,10 @@ import orjson
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustConnection,
 )
 
-from contracts.amqp import declare_rpc_queue, publish_dead_letter
+from contracts.amqp import QueueConsumer, declare_rpc_queue, publish_dead_letter
 from contracts.errors import (
     ApiError,
     BadRequest,
@@ -230,7 +229,7 @@ def _result_from_reply(reply: dict[str, Any]) -> RpcResult:
     raise ApiError.from_wire(error if isinstance(error, dict) else {})
 
 
-class RpcServer:
+class RpcServer(QueueConsumer):
     """Consume one service queue; run handlers concurrently up to the prefetch count."""
 
     def __init__(
@@ -241,46 +240,20 @@ class RpcServer:
         *,
         prefetch: int = 64,
     ) -> None:
+        super().__init__(queue)
         self._connection = connection
         self._queue_name = queue
         self._handlers = dict(handlers)
         self._prefetch = prefetch
         self._channel: AbstractChannel | None = None
         self._dead_letter_channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
-        self._consumer_tag: str | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=False)
         await self._channel.set_qos(prefetch_count=self._prefetch)  # per consumer
         self._dead_letter_channel = await self._connection.channel(publisher_confirms=True)
-        self._queue = await declare_rpc_queue(self._channel, self._queue_name)
-        self._consumer_tag = await self._queue.consume(self._on_message)
-
-    async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop taking requests, let the ones in flight finish, then close the channels."""
-        if self._queue is not None and self._consumer_tag is not None:
-            try:
-                await self._queue.cancel(self._consumer_tag)
-            except Exception:  # the connection may already be gone
-                log.warning("could not cancel consumer", queue=self._queue_name)
-            self._consumer_tag = None
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=grace_s)
-        for channel in (self._channel, self._dead_letter_channel):
-            if channel is not None and not channel.is_closed:
-                await channel.close()
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)  # type: ignore[arg-type]
-        try:
-            await self._process(message)
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)  # type: ignore[arg-type]
+        queue = await declare_rpc_queue(self._channel, self._queue_name)
+        await self._consume(queue, [self._channel, self._dead_letter_channel])
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         operation = message.type or ""

@@ -4,17 +4,14 @@ and PostgreSQL databases."""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import urllib.error
-import urllib.request
 
 import pytest
 
+from tests.support import rabbit_api
+
 TEST_VHOST = os.environ.get("TEST_VHOST", "gw-test")
-RABBIT_API = os.environ.get("RABBITMQ_API_URL", "http://127.0.0.1:15672/api")
-RABBIT_API_AUTH = os.environ.get("RABBITMQ_API_AUTH", "guest:guest")
 
 TEST_ENV = {
     "APP_ENV": "test",
@@ -32,21 +29,6 @@ TEST_ENV = {
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
-
-
-def rabbit_api(method: str, path: str, body: object | None = None) -> object:
-    """Call the RabbitMQ management HTTP API (what an operator's UI uses)."""
-    request = urllib.request.Request(
-        f"{RABBIT_API}{path}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={
-            "Authorization": "Basic " + base64.b64encode(RABBIT_API_AUTH.encode()).decode(),
-            "Content-Type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        raw = response.read()
-    return json.loads(raw) if raw else None
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
@@ -21,6 +23,25 @@ def request_json(method: str, url: str, body: Any = None, headers: dict[str, str
     except urllib.error.HTTPError as error:
         status, raw, response_headers = error.code, error.read(), error.headers
     return status, (json.loads(raw) if raw else None), dict(response_headers)
+
+
+RABBIT_API = os.environ.get("RABBITMQ_API_URL", "http://127.0.0.1:15672/api")
+RABBIT_API_AUTH = os.environ.get("RABBITMQ_API_AUTH", "guest:guest")
+
+
+def rabbit_api(method: str, path: str, body: object | None = None) -> object:
+    """Call the RabbitMQ management HTTP API (what an operator's UI uses)."""
+    request = urllib.request.Request(
+        f"{RABBIT_API}{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": "Basic " + base64.b64encode(RABBIT_API_AUTH.encode()).decode(),
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
 
 
 def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:
