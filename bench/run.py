@@ -148,7 +148,7 @@ def profile_gateway(pid: int, url: str, token: str) -> None:
         total += int(count)
         self_time[frames[-1]] = self_time.get(frames[-1], 0) + int(count)
         for frame in set(frames):
-            if "/work/" in frame and "site-packages" not in frame:
+            if ("gateway/" in frame or "contracts/" in frame) and "site-packages" not in frame:
                 inclusive[frame] = inclusive.get(frame, 0) + int(count)
     print("\nprofile of (c), top self time:")
     for frame, count in sorted(self_time.items(), key=lambda kv: -kv[1])[:15]:

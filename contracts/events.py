@@ -65,7 +65,9 @@ class EventPublisher:
     """`publish()` never blocks and never raises: events wait in a bounded buffer and a
     background task sends them with publisher confirms, retrying across reconnects.
 
-    Batching comes for free: while one batch waits for its confirm, the next accumulates.
+    Batches: after the first event of a quiet spell the sender lingers up to `linger_s` (or
+    until `max_batch` events wait), and while one batch waits for its confirm the next
+    accumulates.
     """
 
     def __init__(
@@ -74,11 +76,14 @@ class EventPublisher:
         *,
         max_buffer: int = 100_000,
         max_batch: int = 500,
+        linger_s: float = 0.05,
         shed_log_interval_s: float = 10.0,
     ) -> None:
         self._connection = connection
         self._max_buffer = max_buffer
         self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._full = asyncio.Event()
         self._shed_log_interval_s = shed_log_interval_s
         self._buffer: deque[tuple[str, Event]] = deque()
         self._wakeup = asyncio.Event()
@@ -104,9 +109,10 @@ class EventPublisher:
             self._shed(routing_key)
             return
         self._buffer.append((routing_key, event))
-        EVENT_BUFFER_DEPTH.set(len(self._buffer))
         self._idle.clear()
         self._wakeup.set()
+        if len(self._buffer) >= self._max_batch:
+            self._full.set()
 
     async def flush(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until everything buffered so far is confirmed; False on timeout."""
@@ -152,7 +158,17 @@ class EventPublisher:
                 self._idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                # Linger so one message carries many events: at ~150 µs of Python CPU per
+                # AMQP message, a message per request would cost the gateway a large share
+                # of its throughput. A full batch goes at once.
+                if self._linger_s and len(self._buffer) < self._max_batch:
+                    self._full.clear()
+                    try:
+                        await asyncio.wait_for(self._full.wait(), self._linger_s)
+                    except TimeoutError:
+                        pass
                 continue
+            EVENT_BUFFER_DEPTH.set(len(self._buffer))
             routing_key, batch = self._take_batch()
             try:
                 await self._send(routing_key, batch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from contracts.amqp import connect, declare_topology
 from contracts.events import EventPublisher
@@ -47,7 +47,11 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         await rpc.start()
         publisher = EventPublisher(connection, max_buffer=settings.event_buffer_max)
         await publisher.start()
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        # A blocking pool: under load callers wait a moment for a connection instead of
+        # failing (which would make the rate limiter fail open).
+        redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=64, timeout=2, socket_connect_timeout=1,
+            socket_timeout=1))
         route_configs = RouteConfigTable()
         api_keys = ApiKeys(redis, rpc)
         app[STATE] = GatewayState(settings, connection, rpc, publisher, redis,

@@ -12,15 +12,17 @@ once per interval; RATE_LIMIT_FAIL_CLOSED answers 503 instead. Never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from contracts.errors import ServiceUnavailable, TooManyRequests
 from contracts.logging import get_logger
@@ -92,6 +94,9 @@ class Decision:
 
 
 class RateLimiter:
+    """Decisions of one event-loop tick travel together: one pipeline of EVALSHA calls on one
+    connection, instead of a connection and a round trip each."""
+
     def __init__(self, redis: Redis, *, fail_closed: bool = False,
                  log_interval_s: float = 30.0) -> None:
         self._redis = redis
@@ -99,13 +104,45 @@ class RateLimiter:
         self._fail_closed = fail_closed
         self._log_interval_s = log_interval_s
         self._last_logged = 0.0
+        self._pending: list[tuple[list[Any], asyncio.Future[list[int]]]] = []
+
+    def _submit(self, bucket: str, args: list[Any]) -> asyncio.Future[list[int]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        self._pending.append(([bucket, *args], future))
+        if len(self._pending) == 1:
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        return future
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            results = await self._run(batch)
+            if any(isinstance(r, NoScriptError) for r in results):
+                await self._redis.script_load(SLIDING_WINDOW)  # after a Redis restart
+                results = await self._run(batch)
+        except Exception as exc:  # connection refused, timeout...: every caller hears it
+            results = [exc] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[list[int]]]]
+                   ) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (bucket, *args), _ in batch:
+                pipe.evalsha(self._script.sha, 1, bucket, *args)
+            return await pipe.execute(raise_on_error=False)
 
     async def hit(self, bucket: str, limit: int, now_ms: int | None = None) -> Decision | None:
         """The decision for one request; None when the store is down and we fail open."""
         try:
-            allowed, count, oldest, now = await self._script(
-                keys=[bucket],
-                args=[WINDOW_MS, limit, uuid.uuid4().hex, "" if now_ms is None else now_ms])
+            allowed, count, oldest, now = await self._submit(
+                bucket, [WINDOW_MS, limit, uuid.uuid4().hex, "" if now_ms is None else now_ms])
         except (RedisError, OSError) as exc:
             RATE_LIMIT_DECISIONS.labels("store_unavailable").inc()
             if time.monotonic() - self._last_logged >= self._log_interval_s:

@@ -131,3 +131,20 @@ async def test_bad_tokens_count_under_the_address(aiohttp_client, settings, redi
                                   headers={"Authorization": "Bearer bad"})).status
                 for _ in range(5)]
     assert statuses == [401, 401, 401, 429, 429]
+
+
+async def test_a_burst_is_decided_exactly_in_one_tick(redis):
+    limiter = RateLimiter(redis)
+    bucket = f"rl:test:{uuid.uuid4().hex}"
+    decisions = await asyncio.gather(*(limiter.hit(bucket, 100) for _ in range(1000)))
+    assert None not in decisions  # no fail-open under load
+    assert sum(d.allowed for d in decisions) == 100
+
+
+async def test_survives_a_flushed_script_cache(redis):
+    limiter = RateLimiter(redis)
+    bucket = f"rl:test:{uuid.uuid4().hex}"
+    assert (await limiter.hit(bucket, 5)).allowed
+    await redis.script_flush()  # as after a Redis restart
+    decision = await limiter.hit(bucket, 5)
+    assert decision.allowed and decision.count == 2
