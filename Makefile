@@ -42,7 +42,7 @@ infra:
 run: setup infra
 	@echo ""
 	@echo "  gateway          http://localhost:3000       (health: /health)"
-	@echo "  API docs         http://localhost:3000/api-docs/ (arrives with the gateway issue)"
+	@echo "  API docs         http://localhost:3000/api-docs/"
 	@echo "  RabbitMQ UI      http://localhost:15672      (guest / guest)"
 	@echo "  service ports    4001 auth, 4002 project, 4003 analytics, 4004 logging (/health, /metrics)"
 	@echo "  mail             written to .local/mail/ (SMTP sink on 127.0.0.1:1025)"
