@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from multidict import CIMultiDict
 from prometheus_client import Gauge
 
 from contracts.errors import NotFound, ServiceUnavailable, UpstreamError, UpstreamTimeout
@@ -110,6 +111,7 @@ class UpstreamProxy:
         self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
         self.breakers = breakers or CircuitBreakers()
         self._session: aiohttp.ClientSession | None = None
+        self._verdicts: dict[str, str | None] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(resolver=CheckingResolver(self._policy), limit=0,
@@ -124,14 +126,11 @@ class UpstreamProxy:
 
     async def forward(self, request: web.Request, config: RouteConfig) -> web.StreamResponse:
         assert self._session is not None and config.upstream_url is not None
-        target = config.upstream_url.rstrip("/") + request.path_qs
         upstream = config.upstream_url
-        try:
-            host, _port = self._policy.check_url(target)
-            if _is_ip_literal(host):  # aiohttp does not resolve IP literals
-                self._policy.check_address(host.strip("[]"), host)
-        except TargetRefused as exc:
-            raise UpstreamError(f"Upstream target refused: {exc}") from None
+        refusal = self._refusal_of(upstream)
+        if refusal is not None:
+            raise UpstreamError(f"Upstream target refused: {refusal}")
+        target = upstream.rstrip("/") + request.path_qs
         self.breakers.before(upstream)
         headers = self._request_headers(request)
         body = request.content if request.body_exists else None
@@ -156,6 +155,22 @@ class UpstreamProxy:
         if request.get(BUFFER_RESPONSE) or (length is not None and length <= SMALL_BODY):
             return await self._buffered(upstream_response, upstream)
         return await self._streamed(request, upstream_response, upstream)
+
+    def _refusal_of(self, upstream: str) -> str | None:
+        """The shape rules, and the address rules for an IP-literal host (aiohttp does not
+        resolve those; named hosts are checked by the resolver at each new connection).
+        The answer only depends on the configured URL, so it is remembered."""
+        if upstream not in self._verdicts:
+            if len(self._verdicts) > 10_000:
+                self._verdicts.clear()
+            try:
+                host, _port = self._policy.check_url(upstream)
+                if _is_ip_literal(host):
+                    self._policy.check_address(host.strip("[]"), host)
+                self._verdicts[upstream] = None
+            except TargetRefused as exc:
+                self._verdicts[upstream] = str(exc)
+        return self._verdicts[upstream]
 
     async def _streamed(self, request: web.Request, upstream_response: aiohttp.ClientResponse,
                         upstream: str) -> web.StreamResponse:
@@ -201,13 +216,10 @@ class UpstreamProxy:
             raise UpstreamError(f"Upstream response failed: {type(exc).__name__}") from None
         finally:
             upstream_response.release()
-        response = web.Response(status=upstream_response.status, body=body,
-                                reason=upstream_response.reason)
-        for name, value in upstream_response.headers.items():
-            if name.lower() not in HOP_BY_HOP:
-                response.headers.add(name, value)
+        headers = CIMultiDict((name, value) for name, value in upstream_response.headers.items()
+                              if name.lower() not in HOP_BY_HOP)
         self.breakers.success(upstream)
-        return response
+        return web.Response(status=upstream_response.status, body=body, headers=headers)
 
     def _request_headers(self, request: web.Request) -> dict[str, Any]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
