@@ -53,7 +53,7 @@ class LoginThrottle:
                 retry_after = max(retry_after, ttl if ttl and ttl > 0 else self._window_s)
         if retry_after:
             raise TooManyRequests(
-                f"Too many failed login attempts. Try again in {retry_after} seconds.",
+                f"Rate limit exceeded. Try again in {retry_after} seconds.",
                 retry_after=retry_after,
             )
 

@@ -37,7 +37,7 @@ from contracts.metrics import (
     EVENTS_SHED,
     MESSAGES_DEAD_LETTERED,
 )
-from contracts.names import HEADER_BATCH_SIZE, HEADER_RETRIES, EventQueue
+from contracts.names import HEADER_BATCH_SIZE, HEADER_RETRIES, HEADER_ROUTING_KEY, EventQueue
 
 log = get_logger(__name__)
 
@@ -242,8 +242,11 @@ class EventConsumer(QueueConsumer):
         except ValueError as exc:
             await self._dead_letter(message, f"malformed: {exc}", "malformed")
             return
+        # A retried copy travels through the default exchange: its own key is in a header.
+        routing_key = str((message.headers or {}).get(HEADER_ROUTING_KEY)
+                          or message.routing_key or "")
         try:
-            await self._handler(events, message.routing_key or "")
+            await self._handler(events, routing_key)
         except Exception as exc:
             retries = int((message.headers or {}).get(HEADER_RETRIES, 0) or 0)
             if retries >= self._max_retries:
@@ -255,15 +258,20 @@ class EventConsumer(QueueConsumer):
             log.warning("event handler failed; will retry", queue=queue, retries=retries,
                         error=repr(exc))
             await asyncio.sleep(self._retry_backoff_s * (2**retries))
-            await self._channel.default_exchange.publish(
-                aio_pika.Message(
-                    message.body,
-                    content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    headers={**(message.headers or {}), HEADER_RETRIES: retries + 1},
-                ),
-                routing_key=queue,
-            )
+            try:
+                await self._channel.default_exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        content_type=message.content_type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        headers={**(message.headers or {}), HEADER_RETRIES: retries + 1,
+                                 HEADER_ROUTING_KEY: routing_key},
+                    ),
+                    routing_key=queue,
+                )
+            except Exception:  # the copy is not safely queued: let the broker redeliver
+                await message.nack(requeue=True)
+                return
             await message.ack()
             EVENTS_CONSUMED.labels(queue, "retried").inc()
             return

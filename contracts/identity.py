@@ -68,7 +68,7 @@ def verify_access_token(secret: str, token: str) -> Identity:
         )
     except jwt.ExpiredSignatureError:
         raise TokenExpired("Token expired") from None
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, UnicodeError, ValueError):  # incl. non-ASCII bytes in a header
         raise Unauthorized("Invalid token") from None
     try:
         role = Role(claims["role"])

@@ -73,6 +73,7 @@ def dead_letter_queue(source_queue: str) -> str:
 # Message headers of our own.
 HEADER_DEADLINE = "x-deadline-ms"  # absolute Unix time in ms after which nobody waits for a reply
 HEADER_RETRIES = "x-retries"  # how often an event message was retried after handler failures
+HEADER_ROUTING_KEY = "x-routing-key"  # the original key of a retried event message
 HEADER_DEAD_REASON = "x-dead-reason"
 HEADER_SOURCE_QUEUE = "x-source-queue"
 HEADER_BATCH_SIZE = "x-batch-size"

@@ -74,12 +74,21 @@ AUTH, PROJECT = Service.AUTH, Service.PROJECT
 RESERVED_PREFIXES = (
     "/health", "/api-docs", "/socket.io", "/api/v1/auth", "/api/v1/oauth", "/api/v1/projects",
     "/api/v1/keys", "/api/v1/routes", "/api/v1/logs", "/api/v1/analytics", "/api/v1/alerts",
-    "/api/v1/webhooks", "/api/v1/events",
+    "/api/v1/webhooks", "/api/v1/events", "/metrics",
 )
 
 
 def is_reserved(path: str) -> bool:
-    return any(path == prefix or path.startswith(prefix + "/") for prefix in RESERVED_PREFIXES)
+    """True when the template could match a path under a reserved prefix: literal segments
+    must equal the prefix's, a `:param` segment matches anything (`/:a/:b/:c` could be
+    `/api/v1/projects`)."""
+    segments = [s for s in path.split("/") if s]
+    for prefix in RESERVED_PREFIXES:
+        wanted = [s for s in prefix.split("/") if s]
+        if len(segments) >= len(wanted) and all(
+                s.startswith(":") or s == w for s, w in zip(segments, wanted, strict=False)):
+            return True
+    return False
 
 ROUTES: tuple[Route, ...] = (
     Route(

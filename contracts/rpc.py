@@ -145,7 +145,7 @@ class RpcClient:
         # Known absent: confirm with one passive declare (cheap, and only paid while the
         # service is away) so a service that just came back is not refused from stale memory.
         if self._known_absent(queue) and await self._check_presence(queue) == 0:
-            raise ServiceUnavailable(f"No service is consuming {queue}")
+            raise ServiceUnavailable(f"{_service_of(queue)} is unavailable")
 
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -170,7 +170,7 @@ class RpcClient:
                 reply = await asyncio.wait_for(future, remaining_ms / 1000)
             except TimeoutError:
                 if await self._check_presence(queue) == 0:
-                    raise ServiceUnavailable(f"No service is consuming {queue}") from None
+                    raise ServiceUnavailable(f"{_service_of(queue)} is unavailable") from None
                 raise UpstreamTimeout(
                     f"{operation} did not answer within {remaining_ms} ms"
                 ) from None
@@ -193,16 +193,19 @@ class RpcClient:
         count = 0
         async with self._probe_lock:
             try:
-                if self._probe_channel is None or self._probe_channel.is_closed:
-                    self._probe_channel = await self._connection.channel(
-                        publisher_confirms=False
-                    )
-                channel = await self._probe_channel.get_underlay_channel()
-                count = (await channel.queue_declare(queue, passive=True)).consumer_count or 0
+                async with asyncio.timeout(1.5):  # a stalled broker must not hold callers
+                    count = await self._probe(queue)
             except Exception:  # a missing queue closes the probe channel: nobody consumes it
                 self._probe_channel = None
         self._presence[queue] = (count, time.monotonic())
         return count
+
+    async def _probe(self, queue: str) -> int:
+        if self._probe_channel is None or self._probe_channel.is_closed:
+            self._probe_channel = await self._connection.channel(publisher_confirms=False)
+        channel = await self._probe_channel.get_underlay_channel()
+        declared = await channel.queue_declare(queue, passive=True)
+        return declared.consumer_count or 0
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.get(message.correlation_id or "")
@@ -220,6 +223,11 @@ class RpcClient:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)
+
+
+def _service_of(queue: str) -> str:
+    """`rpc.project` -> `project service`: callers see a service, not the broker's names."""
+    return queue.removeprefix("rpc.") + " service"
 
 
 def _result_from_reply(reply: dict[str, Any]) -> RpcResult:

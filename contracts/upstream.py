@@ -65,7 +65,7 @@ class UpstreamPolicy:
             return
         for embedded in _embedded_ipv4(ip):  # ::ffff:a.b.c.d, NAT64, 6to4, Teredo
             self.check_address(str(embedded), host)
-        if not ip.is_global or ip.is_multicast or ip in _CGNAT:
+        if not ip.is_global or ip.is_multicast or ip in _CGNAT or ip in _SITE_LOCAL:
             raise TargetRefused(f"Target address {ip} is not allowed (private, loopback, "
                                 "link-local or reserved)")
 
@@ -83,13 +83,18 @@ class UpstreamPolicy:
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 
 
 def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
     if not isinstance(ip, ipaddress.IPv6Address):
         return []
     found = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
-    if ip in _NAT64:
+    if ip in _NAT64 or ip in _NAT64_LOCAL or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.ipv4_mapped is None and (int(ip) >> 32) == 0xFFFF0000:  # ::ffff:0:a.b.c.d
         found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return [address for address in found if address is not None]
 
@@ -103,6 +108,6 @@ async def resolve(host: str, port: int) -> list[str]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):  # UnicodeError: an empty or over-long DNS label
         raise TargetRefused(f"Host {host} cannot be resolved") from None
     return sorted({info[4][0] for info in infos})

@@ -129,10 +129,32 @@ def load(schema: Schema, data: Any, location: str) -> dict[str, Any]:
             "field": "", "location": location, "message": "Expected an object",
             "code": "invalid_type",
         }])
+    bad = list(_control_characters(data, ""))
+    if bad:
+        raise ValidationError(details=[{
+            "field": field, "location": location, "code": "invalid_string",
+            "message": "Control characters are not allowed"} for field in bad])
     try:
         return schema.load(data)
     except MarshmallowError as exc:
         raise ValidationError(details=list(_details(exc.messages, location, ""))) from None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _control_characters(value: Any, path: str):
+    """Paths of strings holding control characters (NUL cannot even be stored by PostgreSQL);
+    tab, newline and carriage return stay allowed."""
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _control_characters(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _control_characters(item, f"{path}.{index}" if path else str(index))
 
 
 def _details(messages: Any, location: str, prefix: str):

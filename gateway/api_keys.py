@@ -8,6 +8,7 @@ rather than when its cache entry would have expired.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -22,7 +23,9 @@ from contracts.timeutil import iso_now
 
 log = get_logger(__name__)
 
+KEY_FORMAT = re.compile(r"gw_[0-9a-f]{64}")
 VALID_TTL_S = 300
+REVOKED_TTL_S = 600
 INVALID_TTL_S = 30
 PROJECT_QUEUE = SERVICES[Service.PROJECT].rpc_queue
 
@@ -42,6 +45,8 @@ class ApiKeys:
 
     async def verify(self, raw: str, deadline_ms: int | None = None) -> dict[str, Any]:
         """The key's `{id, projectId, userId, ownerId, expiresAt}`; 403 with the reason."""
+        if not KEY_FORMAT.fullmatch(raw):  # costs no hash, no cache lookup, no RPC
+            raise Forbidden("Key not found")
         digest = key_hash(raw)
         verdict = await self._cached(digest)
         if verdict is None:
@@ -56,11 +61,17 @@ class ApiKeys:
             raise Forbidden("Key expired")
         return key
 
-    async def forget(self, digests: list[str]) -> None:
+    async def forget(self, digests: list[str], reason: str = "Key revoked") -> None:
+        """Replace cached verdicts with a refusal (not a delete: a verify already in flight
+        must not store `valid` again afterwards, and stores never overwrite)."""
         if not digests:
             return
+        refusal = orjson.dumps({"valid": False, "reason": reason})
         try:
-            await self._redis.delete(*(cache_key(d) for d in digests))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for digest in digests:
+                    pipe.set(cache_key(digest), refusal, ex=REVOKED_TTL_S)
+                await pipe.execute()
         except RedisError as exc:
             log.error("could not drop cached key verdicts", error=repr(exc))
 
@@ -73,7 +84,7 @@ class ApiKeys:
 
     async def _store(self, digest: str, verdict: dict[str, Any]) -> None:
         try:
-            await self._redis.set(cache_key(digest), orjson.dumps(verdict),
+            await self._redis.set(cache_key(digest), orjson.dumps(verdict), nx=True,
                                   ex=VALID_TTL_S if verdict.get("valid") else INVALID_TTL_S)
         except RedisError:
             pass

@@ -21,7 +21,7 @@ from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_
 from gateway.health import health, metrics
 from gateway.pipeline import MIDDLEWARES
 from gateway.route_configs import RouteConfigTable
-from gateway.router import add_routes
+from gateway.router import CATCH_ALL, add_routes
 from gateway.state import STATE, GatewayState
 from gateway.steps.authenticator import VERIFIED_TOKENS, VerifiedTokens
 from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
@@ -38,7 +38,8 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
     app[VERIFIED_TOKENS] = VerifiedTokens()
     add_docs(app, routes)
     add_routes(app, routes, LOCAL_HANDLERS)
-    app.router.add_route("*", "/{tail:.*}", proxy_or_not_found)  # upstream configs, else 404
+    # upstream route configs, else the JSON 404
+    app.router.add_route("*", "/{tail:.*}", proxy_or_not_found, name=CATCH_ALL)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         connection = await connect(settings.amqp_url, name="gateway")

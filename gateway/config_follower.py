@@ -42,6 +42,7 @@ class ConfigFollower:
         self._resync_task: asyncio.Task[None] | None = None
         self._resync_now = asyncio.Event()
         self.synced = asyncio.Event()
+        self._route_events = 0  # route changes applied so far (resync compares it)
 
     async def start(self) -> None:
         self._channel = await self._connection.channel()
@@ -62,9 +63,16 @@ class ConfigFollower:
             await self._channel.close()
 
     async def resync(self) -> None:
-        result = await self._rpc.call(PROJECT_QUEUE, "route.active_set", timeout_ms=5000)
-        self._routes.replace_all(result.body["routes"])
-        self.synced.set()
+        """Replace the snapshot; if route events arrived while the snapshot was on its way,
+        it may predate them, so fetch again (a few times) rather than undo a newer change."""
+        for _ in range(3):
+            seen = self._route_events
+            result = await self._rpc.call(PROJECT_QUEUE, "route.active_set", timeout_ms=5000)
+            if self._route_events == seen:
+                self._routes.replace_all(result.body["routes"])
+                self.synced.set()
+                return
+        log.warning("route configs kept changing during resync; keeping the event-fed table")
 
     async def _resync_loop(self) -> None:
         delay = 0.5
@@ -94,11 +102,13 @@ class ConfigFollower:
     async def _apply(self, routing_key: str, event: dict[str, Any]) -> None:
         try:
             if routing_key == RoutingKey.CONFIG_ROUTE_CHANGED:
+                self._route_events += 1
                 self._routes.apply(event["action"], event["route"])
             elif routing_key == RoutingKey.CONFIG_KEY_REVOKED:
                 await self._keys.forget([event["keyHash"]])
             elif routing_key == RoutingKey.CONFIG_PROJECT_DELETED:
-                await self._keys.forget(list(event.get("keyHashes", [])))
+                self._route_events += 1
+                await self._keys.forget(list(event.get("keyHashes", [])), "Key not found")
                 self._routes.remove(list(event.get("routeIds", [])))
         except (KeyError, TypeError) as exc:
             log.error("config event not understood", routing_key=routing_key, error=repr(exc))

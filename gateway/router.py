@@ -33,11 +33,24 @@ def add_routes(
     app[ROUTE_OF] = route_of
 
 
+CATCH_ALL = "upstream_catch_all"
+
+
 def route_config_of(request: web.Request) -> RouteConfig | None:
-    """Step 6: the active route config for this method and path (in memory, memoised)."""
+    """Step 6: the active route config for this method and path (in memory, memoised).
+
+    A config never reaches past its kind: an upstream config only applies to requests no
+    platform or gateway route answers (so no template can shadow `/api/v1/...`, `/health`
+    or `/api-docs`), a service config only to a platform route (elsewhere it is inert)."""
     if ROUTE_CONFIG not in request:
-        table = request.app[STATE].route_configs
-        request[ROUTE_CONFIG] = table.match(request.method, request.path)
+        config = request.app[STATE].route_configs.match(request.method, request.path)
+        if config is not None:
+            on_catch_all = getattr(request.match_info.route, "name", None) == CATCH_ALL
+            if config.upstream_url is not None and not on_catch_all:
+                config = None
+            elif config.upstream_url is None and route_of(request) is None:
+                config = None
+        request[ROUTE_CONFIG] = config
     return request[ROUTE_CONFIG]  # type: ignore[return-value]
 
 

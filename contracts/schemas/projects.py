@@ -60,6 +60,7 @@ PATH_RULES = [
     *length("Path", min=1, max=200),
     pattern(r"^/", "Path must start with /"),
     pattern(r"^[^?#*\s]*$", "Path must not contain ?, #, * or whitespace"),
+    pattern(r"^(?!.*//)", "Path must not contain empty segments (//)"),
     pattern(r"^(/(:[A-Za-z_][A-Za-z0-9_]*|[^/:]*))*$",
             "A path parameter is :name (a letter or _ then letters, digits or _)"),
 ]

@@ -24,12 +24,18 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict
 from prometheus_client import Gauge
 
-from contracts.errors import NotFound, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from contracts.errors import (
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from contracts.logging import get_logger
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.route_configs import RouteConfig
 from gateway.router import route_config_of
-from gateway.state import state_of
+from gateway.state import STATE, state_of
 from gateway.steps.keys import BUFFER_RESPONSE, REQUEST_ID
 
 log = get_logger(__name__)
@@ -82,13 +88,21 @@ class CircuitBreakers:
         self._cool_down_s = cool_down_s
         self._breakers: dict[str, Breaker] = {}
 
-    def before(self, upstream: str) -> None:
+    def before(self, upstream: str) -> bool:
+        """Raise while open; True when this request is the half-open probe."""
         breaker = self._breakers.setdefault(upstream, Breaker())
         if breaker.failures < self._threshold:
-            return
+            return False
         if time.monotonic() < breaker.open_until or breaker.probing:
-            raise ServiceUnavailable(f"Upstream {upstream} is failing; circuit open")
-        breaker.probing = True  # half-open: this request is the probe
+            raise ServiceUnavailable("Upstream is failing; circuit open")
+        breaker.probing = True
+        return True
+
+    def probe_done(self, upstream: str) -> None:
+        """A probe that ended without a verdict (client gone) must not keep the circuit shut."""
+        breaker = self._breakers.get(upstream)
+        if breaker is not None:
+            breaker.probing = False
 
     def success(self, upstream: str) -> None:
         self._breakers[upstream] = Breaker()
@@ -131,14 +145,28 @@ class UpstreamProxy:
         if refusal is not None:
             raise UpstreamError(f"Upstream target refused: {refusal}")
         target = upstream.rstrip("/") + request.path_qs
-        self.breakers.before(upstream)
+        limit = request.app[STATE].settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge()
+        probing = self.breakers.before(upstream)
+        try:
+            return await self._forward(request, target, upstream, limit)
+        finally:
+            if probing:
+                self.breakers.probe_done(upstream)  # even when the client went away
+
+    async def _forward(self, request: web.Request, target: str, upstream: str, limit: int
+                       ) -> web.StreamResponse:
+        assert self._session is not None
         headers = self._request_headers(request)
-        body = request.content if request.body_exists else None
+        body = _capped(request.content, limit) if request.body_exists else None
         attempts = 2 if request.method in IDEMPOTENT and body is None else 1
         for attempt in range(1, attempts + 1):
             try:
                 upstream_response = await self._session.request(
-                    request.method, target, headers=headers, data=body, allow_redirects=False)
+                    request.method, target, headers=headers, data=body, allow_redirects=False,
+                    # the client's own Accept-Encoding (or none) goes through, not aiohttp's
+                    skip_auto_headers=("Accept-Encoding",))
                 break
             except aiohttp.ClientConnectorError as exc:
                 if attempt < attempts:
@@ -149,6 +177,9 @@ class UpstreamProxy:
                 self.breakers.failure(upstream)
                 raise UpstreamTimeout("Upstream did not answer in time") from None
             except aiohttp.ClientError as exc:
+                if isinstance(exc.__cause__, PayloadTooLarge) or isinstance(
+                        exc.__context__, PayloadTooLarge):
+                    raise PayloadTooLarge() from None
                 self.breakers.failure(upstream)
                 raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
         length = upstream_response.content_length
@@ -232,6 +263,16 @@ class UpstreamProxy:
         headers["X-Forwarded-Proto"] = request.scheme
         headers["X-Request-Id"] = request[REQUEST_ID]
         return headers
+
+
+async def _capped(stream: web.StreamReader, limit: int):
+    """The request body, streamed, refusing more than `limit` bytes (chunked uploads too)."""
+    sent = 0
+    async for chunk in stream.iter_chunked(64 * 1024):
+        sent += len(chunk)
+        if sent > limit:
+            raise PayloadTooLarge()
+        yield chunk
 
 
 def _is_ip_literal(host: str) -> bool:

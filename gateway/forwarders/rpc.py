@@ -24,7 +24,7 @@ def rpc_handler(route: Route) -> web.Handler:
             "params": request.get(PARAMS, {}),
             "caller": request.get(CALLER),
             "requestId": request[REQUEST_ID],
-            "clientIp": request.remote,
+            "clientIp": state.client_address.of(request),
         }
         deadline = request.get(DEADLINE_MS) or now_ms() + state.settings.rpc_timeout_ms
         result = await state.rpc.call(queue, route.operation, params, deadline_ms=deadline)

@@ -35,26 +35,31 @@ MINIMUM_ROLES = {
 
 @web.middleware
 async def authenticator(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    if _needs_bearer(request):
+    bearer = _bearer_use(request)
+    if bearer is not None:
         try:
             identity = authenticate(request, state_of(request).settings.access_token_secret)
         except ApiError as exc:
-            request[AUTH_ERROR] = exc
+            if bearer == "required":
+                request[AUTH_ERROR] = exc
+            # "optional": a bad token on an anonymous upstream is simply not an identity
         else:
             request[CALLER] = identity.to_wire()
             request[IDENTITY] = identity
     return await handler(request)
 
 
-def _needs_bearer(request: web.Request) -> bool:
-    """Platform routes that are not public; upstream route configs read a Bearer token when
-    one is sent (it may be the project owner's)."""
+def _bearer_use(request: web.Request) -> str | None:
+    """"required" on non-public platform routes; on upstream route configs a sent token is
+    read (it may be the owner's, and a valid one selects the user's rate-limit tier), and
+    refused when bad only if the config requires auth; None where it is ignored."""
     route = route_of(request)
     if route is not None:
-        return route.access is not Access.PUBLIC
+        return "required" if route.access is not Access.PUBLIC else None
     config = route_config_of(request)
-    return (config is not None and config.upstream_url is not None
-            and "Authorization" in request.headers)
+    if config is None or config.upstream_url is None or "Authorization" not in request.headers:
+        return None
+    return "required" if config.auth_required else "optional"
 
 
 @web.middleware

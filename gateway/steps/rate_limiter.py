@@ -174,12 +174,12 @@ def identity_and_limit(request: web.Request) -> tuple[str, int]:
 
 @web.middleware
 async def rate_limiter(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    if request.method == "OPTIONS" or request.path.startswith("/socket.io/"):
+    if request.method == "OPTIONS":  # the Socket.IO transport joins this exemption with it
         return await handler(request)
     identity, limit = identity_and_limit(request)
     config = route_config_of(request)
     route = route_of(request)
-    if config is not None and (config.upstream_url or route is not None):
+    if config is not None:
         template = config.template
         limit = config.rate_limit or limit
     else:

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts.logging import get_logger
-from gateway.router import route_config_of, route_of
+from gateway.router import route_config_of
 from gateway.steps.keys import API_KEY, BUFFER_RESPONSE, CALLER
 
 log = get_logger(__name__)
@@ -113,11 +113,7 @@ def cache_ttl(request: web.Request) -> int:
     if request.method != "GET":
         return 0
     config = route_config_of(request)
-    if config is None or not config.cache_ttl:
-        return 0
-    if config.upstream_url is None and route_of(request) is None:
-        return 0  # a service config on a path the platform does not serve is inert
-    return config.cache_ttl
+    return config.cache_ttl if config is not None and config.cache_ttl else 0
 
 
 def cache_key(request: web.Request) -> str:
@@ -128,7 +124,8 @@ def cache_key(request: web.Request) -> str:
     identity = (f"user:{caller['userId']}" if caller else
                 f"apikey:{key['id']}" if key else "anonymous")
     query = urlencode(sorted(request.query.items()))
-    raw = f"{config.id}|{config.updated_at}|GET|{request.path}|{query}|{identity}"
+    encoding = request.headers.get("Accept-Encoding", "")
+    raw = f"{config.id}|{config.updated_at}|GET|{request.path}|{query}|{identity}|{encoding}"
     return "gw:cache:" + hashlib.sha256(raw.encode()).hexdigest()
 
 

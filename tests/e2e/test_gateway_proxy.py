@@ -47,6 +47,9 @@ def test_upstream_route_proxies_with_query_and_clean_headers(gw, upstream):
     sent = {k.lower(): v for k, v in body["headers"].items()}
     assert "cookie" not in sent and "authorization" not in sent
     assert sent["x-custom"] == "kept"
+    assert sent.get("accept-encoding") == "identity"  # the client's own, not the proxy's
+    # an anonymous upstream does not refuse a bad token, it just ignores it
+    assert call(gw, "GET", path, headers={"Authorization": "Bearer junk"})[0] == 200
     assert sent["x-forwarded-for"] == "127.0.0.1"
     assert sent["x-request-id"] == headers["X-Request-Id"]
     assert headers["X-Upstream"] == "yes"
@@ -263,3 +266,26 @@ def test_cached_platform_responses_are_per_user_and_purged_on_change(gw):
         "X-Cache") == "MISS")
     status, _, _ = call(gw, "DELETE", f"/api/v1/routes/{config['id']}", token=admin)
     assert status == 200
+
+
+def test_upstream_bodies_over_the_limit_are_413(gw, upstream):
+    token = developer(gw)
+    path = f"/upload-{uuid.uuid4().hex[:6]}"
+    status, project, _ = call(gw, "POST", "/api/v1/projects", {"name": "upload"}, token)
+    status, _, _ = call(gw, "POST", f"/api/v1/projects/{project['id']}/routes", {
+        "path": path, "method": "POST", "upstreamUrl": f"http://127.0.0.1:{upstream.port}/base",
+        "authRequired": False}, token)
+    assert status == 201
+    assert eventually(lambda: raw(gw, "POST", path, b"{}")[0] == 200)
+    status, body, _ = raw(gw, "POST", path, b"x" * (2 * 1024 * 1024))
+    assert status == 413 and body["error"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_templates_that_could_shadow_platform_paths_are_refused(gw, upstream):
+    token = developer(gw)
+    status, project, _ = call(gw, "POST", "/api/v1/projects", {"name": "shadow"}, token)
+    for path in ("/:a/:b/:c", "/metrics", "/api//v1/projects"):
+        status, body, _ = call(gw, "POST", f"/api/v1/projects/{project['id']}/routes", {
+            "path": path, "method": "GET", "upstreamUrl": f"http://127.0.0.1:{upstream.port}",
+            "rateLimit": 1}, token)
+        assert status == 400, (path, body)

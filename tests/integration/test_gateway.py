@@ -284,3 +284,19 @@ async def test_prometheus_metrics(gateway):
                  "gateway_rate_limit_decisions_total", "event_buffer_depth"):
         assert name in text, name
     assert 'route="GET /api/v1/missing",status="404"' in text
+
+
+async def test_non_ascii_credentials_are_refused_not_500(gateway):
+    raw = "Bearer \udcff\udcfe.a.b".encode("utf-8", "surrogateescape").decode("latin-1")
+    response = await gateway.post("/api/v1/write", json={}, headers={"Authorization": raw})
+    assert_envelope(await response.json(), response, 401, "UNAUTHORIZED")
+    response = await gateway.get("/api/v1/missing", headers={"X-API-Key": "gw_\xff"})
+    body = await response.json()
+    assert_envelope(body, response, 403, "FORBIDDEN")
+    assert body["message"] == "Key not found"
+
+
+async def test_control_characters_in_bodies_are_400(gateway):
+    response = await gateway.post("/api/v1/auth/register", json={
+        "email": "a@b.co", "password": "Passw0rdX", "name": "ab\u0000"})
+    assert_envelope(await response.json(), response, 400, "VALIDATION_ERROR")

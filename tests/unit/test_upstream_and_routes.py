@@ -56,3 +56,17 @@ def test_reserved_prefixes():
 async def test_ipv4_embedded_in_ipv6_is_checked_too(url):
     with pytest.raises(TargetRefused):
         await UpstreamPolicy().check(url)
+
+
+@pytest.mark.parametrize("path", ["/:a", "/:a/:b/:c", "/api/:v/projects", "/metrics",
+                                  "/:x/v1/auth/login"])
+def test_templates_that_could_match_platform_paths_are_reserved(path):
+    assert is_reserved(path)
+
+
+@pytest.mark.parametrize("url", ["http://[::127.0.0.1]/", "http://[::ffff:0:7f00:1]/",
+                                 "http://[64:ff9b:1::a9fe:a9fe]/", "http://[fec0::1]/",
+                                 "http://a..b.com/"])
+async def test_more_special_targets_are_refused(url):
+    with pytest.raises(TargetRefused):
+        await UpstreamPolicy().check(url)

@@ -49,3 +49,14 @@ def test_a_body_that_is_not_an_object():
         load(LoginBody(), ["a"], "body")
     assert failed.value.details == [{"field": "", "location": "body",
                                      "message": "Expected an object", "code": "invalid_type"}]
+
+
+def test_control_characters_are_refused_everywhere():
+    with pytest.raises(ValidationError) as failed:
+        load(RegisterBody(), {"email": "a@b.co", "password": "Passw0rdX", "name": "ab\x00"},
+             "body")
+    assert failed.value.details == [{"field": "name", "location": "body",
+                                     "code": "invalid_string",
+                                     "message": "Control characters are not allowed"}]
+    assert load(RegisterBody(), {"email": "a@b.co", "password": "Passw0rdX",
+                                 "name": "Ada\tLovelace"}, "body")["name"] == "Ada\tLovelace"
