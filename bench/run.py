@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import rabbit_api, recreate_database  # noqa: E402 - after the path
+from tests.support import recreate_database, recreate_vhost  # noqa: E402 - after the path
 
 DURATION_S = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
@@ -177,14 +177,7 @@ def main() -> int:
         "ANALYTICS_HTTP_PORT": str(ports["analytics_svc"]),
         "LOGGING_HTTP_PORT": str(ports["logging_svc"]),
     }
-    try:
-        rabbit_api("DELETE", f"/vhosts/{VHOST}")
-    except urllib.error.HTTPError as error:
-        if error.code != 404:
-            raise
-    rabbit_api("PUT", f"/vhosts/{VHOST}", {})
-    rabbit_api("PUT", f"/permissions/{VHOST}/guest",
-               {"configure": ".*", "write": ".*", "read": ".*"})
+    recreate_vhost(VHOST)
     asyncio.run(recreate_database(env["AUTH_DATABASE_URL"]))
     asyncio.run(recreate_database(env["PROJECT_DATABASE_URL"]))
     import redis

@@ -9,7 +9,7 @@ import urllib.error
 
 import pytest
 
-from tests.support import rabbit_api
+from tests.support import recreate_vhost
 
 TEST_VHOST = os.environ.get("TEST_VHOST", "gw-test")
 
@@ -72,14 +72,7 @@ def broker_vhost() -> str:
     """A vhost of the tests' own, created anew for each session through the management API,
     so queues of earlier runs do not pile up."""
     try:
-        try:
-            rabbit_api("DELETE", f"/vhosts/{TEST_VHOST}")
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                raise
-        rabbit_api("PUT", f"/vhosts/{TEST_VHOST}", {})
-        rabbit_api("PUT", f"/permissions/{TEST_VHOST}/guest",
-                   {"configure": ".*", "write": ".*", "read": ".*"})
+        recreate_vhost(TEST_VHOST)
     except urllib.error.URLError as exc:
         pytest.exit(f"RabbitMQ management API not reachable ({exc}); run `make infra` first",
                     returncode=3)

@@ -44,6 +44,18 @@ def rabbit_api(method: str, path: str, body: object | None = None) -> object:
     return json.loads(raw) if raw else None
 
 
+def recreate_vhost(name: str) -> None:
+    """A RabbitMQ vhost created anew (queues of earlier runs gone), guest allowed in it."""
+    try:
+        rabbit_api("DELETE", f"/vhosts/{name}")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+    rabbit_api("PUT", f"/vhosts/{name}", {})
+    rabbit_api("PUT", f"/permissions/{name}/guest",
+               {"configure": ".*", "write": ".*", "read": ".*"})
+
+
 def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:
     status, body, _ = request_json("GET", url, timeout=timeout)
     return status, body
