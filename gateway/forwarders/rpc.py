@@ -6,7 +6,6 @@ from aiohttp import web
 
 from contracts.names import SERVICES
 from contracts.routes import Route
-from contracts.timeutil import now_ms
 from gateway.responses import json_response
 from gateway.state import state_of
 from gateway.steps.keys import BODY, CALLER, DEADLINE_MS, PARAMS, QUERY, REQUEST_ID
@@ -26,8 +25,8 @@ def rpc_handler(route: Route) -> web.Handler:
             "requestId": request[REQUEST_ID],
             "clientIp": state.client_address.of(request),
         }
-        deadline = request.get(DEADLINE_MS) or now_ms() + state.settings.rpc_timeout_ms
-        result = await state.rpc.call(queue, route.operation, params, deadline_ms=deadline)
+        result = await state.rpc.call(queue, route.operation, params,
+                                      deadline_ms=request[DEADLINE_MS])
         if result.status == 204:
             return web.Response(status=204)
         return json_response(result.body, status=result.status)

@@ -20,7 +20,7 @@ async def api_key_validator(request: web.Request, handler: web.Handler) -> web.S
     if raw:
         try:
             request[API_KEY] = await state_of(request).api_keys.verify(
-                raw, deadline_ms=request.get(DEADLINE_MS))
+                raw, deadline_ms=request[DEADLINE_MS])
         except ApiError as exc:
             request.setdefault(AUTH_ERROR, exc)
     return await handler(request)

@@ -12,7 +12,9 @@ import uuid
 import structlog
 from aiohttp import web
 
-from gateway.steps.keys import REQUEST_ID, RESPONSE_HEADERS, STARTED
+from contracts.timeutil import now_ms
+from gateway.state import STATE
+from gateway.steps.keys import DEADLINE_MS, REQUEST_ID, RESPONSE_HEADERS, STARTED
 
 
 @web.middleware
@@ -20,6 +22,8 @@ async def request_context(request: web.Request, handler: web.Handler) -> web.Str
     request_id = str(uuid.uuid4())
     request[REQUEST_ID] = request_id
     request[STARTED] = time.perf_counter()
+    # one time budget for every internal call this request makes (key check, forwarding)
+    request[DEADLINE_MS] = now_ms() + request.app[STATE].settings.rpc_timeout_ms
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     request[RESPONSE_HEADERS] = {"X-Request-Id": request_id}
