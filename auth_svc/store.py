@@ -47,6 +47,12 @@ class User:
         return {**self.public(), "updatedAt": to_iso(self.updated_at)}
 
 
+async def _lock_family(connection: asyncpg.Connection, family_id: uuid.UUID) -> None:
+    """Transaction-scoped advisory lock on one refresh-token family."""
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", str(family_id))
+
+
 class EmailTaken(Exception):
     pass
 
@@ -171,9 +177,16 @@ class AuthStore:
 
         The conditional UPDATE is the whole race: of concurrent presenters exactly one sees
         its row. Presenting a token that was already rotated revokes its entire family.
+        Rotations and revocations of one family hold its advisory lock, so a revocation can
+        never miss a successor that a concurrent rotation is about to commit.
         """
         new_id = uuid.uuid4()
         async with self._pool.acquire() as connection, connection.transaction():
+            family = await connection.fetchval(
+                "SELECT family_id FROM refresh_tokens WHERE token_hash = $1", token_hash)
+            if family is None:
+                return RotationOutcome()
+            await _lock_family(connection, family)
             row = await connection.fetchrow(
                 "UPDATE refresh_tokens SET revoked = true, replaced_by = $2"
                 " WHERE token_hash = $1 AND NOT revoked AND expires_at > now()"
@@ -185,18 +198,22 @@ class AuthStore:
                     new_id, new_token_hash, row["user_id"], row["family_id"], REFRESH_TOKEN_TTL)
                 return RotationOutcome(user_id=row["user_id"], family_id=row["family_id"])
             known = await connection.fetchrow(
-                "SELECT family_id, revoked, replaced_by IS NOT NULL AS rotated,"
+                "SELECT revoked, replaced_by IS NOT NULL AS rotated,"
                 " expires_at <= now() AS expired FROM refresh_tokens WHERE token_hash = $1",
                 token_hash)
-        if known is None:
-            return RotationOutcome()
-        if known["rotated"]:
-            await self.revoke_family(known["family_id"])
-            return RotationOutcome(reused=True)
+            if known["rotated"]:
+                await self._revoke_family(connection, family)
+                return RotationOutcome(reused=True)
         return RotationOutcome(expired=bool(known["expired"] and not known["revoked"]))
 
     async def revoke_family(self, family_id: uuid.UUID) -> int:
-        status = await self._pool.execute(
+        async with self._pool.acquire() as connection, connection.transaction():
+            await _lock_family(connection, family_id)
+            return await self._revoke_family(connection, family_id)
+
+    @staticmethod
+    async def _revoke_family(connection: asyncpg.Connection, family_id: uuid.UUID) -> int:
+        status = await connection.execute(
             "UPDATE refresh_tokens SET revoked = true WHERE family_id = $1 AND NOT revoked",
             family_id)
         return int(status.split()[-1])
