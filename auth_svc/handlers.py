@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
 from auth_svc import secrets
@@ -175,25 +175,36 @@ class AuthHandlers:
             await self._mail_verification(user)
 
     async def _mail_verification(self, user: User) -> None:
-        if not self._mailer.configured:
-            return
-        token = secrets.one_time_token()
-        await self._store.set_verification_token(user.id, secrets.digest(token))
-        link = f"{self._settings.app_url}/api/v1/auth/verify-email?token={token}"
-        self._mailer.send_later(user.email, "Verify your email address", (
-            f"Hello {user.name},\n\nconfirm your email address by opening this link within "
-            f"one hour:\n\n{link}\n\nIf you did not register, ignore this message.\n"))
+        await self._mail_one_time_link(
+            user, self._store.set_verification_token, "verify-email",
+            "Verify your email address",
+            lambda link, _token: (
+                f"Hello {user.name},\n\nconfirm your email address by opening this link "
+                f"within one hour:\n\n{link}\n\nIf you did not register, ignore this "
+                "message.\n"))
 
     async def _mail_reset(self, email: str) -> None:
         user = await self._store.user_by_email(email)
-        if user is None or not user.active or not self._mailer.configured:
+        if user is None or not user.active:
+            return
+        endpoint = f"{self._settings.app_url}/api/v1/auth/reset-password"
+        await self._mail_one_time_link(
+            user, self._store.set_reset_token, "reset-password", "Reset your password",
+            lambda link, token: (
+                f"Hello {user.name},\n\nsomeone asked to reset the password of this account. "
+                f"Within one hour, send the token below with your new password to\n"
+                f"POST {endpoint} "
+                f'({{"token": "{token}", "newPassword": "..."}}):\n\n{link}\n\n'
+                f"Token: {token}\n\nIf this was not you, ignore this message.\n"))
+
+    async def _mail_one_time_link(
+        self, user: User, store: Callable[[uuid.UUID, str], Awaitable[None]], endpoint: str,
+        subject: str, text: Callable[[str, str], str],
+    ) -> None:
+        """Issue a one-time token (stored hashed) and mail its link to the user."""
+        if not self._mailer.configured:
             return
         token = secrets.one_time_token()
-        await self._store.set_reset_token(user.id, secrets.digest(token))
-        link = f"{self._settings.app_url}/api/v1/auth/reset-password?token={token}"
-        self._mailer.send_later(user.email, "Reset your password", (
-            f"Hello {user.name},\n\nsomeone asked to reset the password of this account. "
-            f"Within one hour, send the token below with your new password to\n"
-            f"POST {self._settings.app_url}/api/v1/auth/reset-password "
-            f'({{"token": "{token}", "newPassword": "..."}}):\n\n{link}\n\n'
-            f"Token: {token}\n\nIf this was not you, ignore this message.\n"))
+        await store(user.id, secrets.digest(token))
+        link = f"{self._settings.app_url}/api/v1/auth/{endpoint}?token={token}"
+        self._mailer.send_later(user.email, subject, text(link, token))

@@ -27,10 +27,6 @@ class RouteConfig:
     owner_id: str | None
     updated_at: str | None
 
-    @property
-    def template(self) -> str:
-        return f"{self.method} {self.path}"
-
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> RouteConfig:
         return cls(

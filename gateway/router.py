@@ -54,6 +54,23 @@ def route_config_of(request: web.Request) -> RouteConfig | None:
     return request[ROUTE_CONFIG]  # type: ignore[return-value]
 
 
+def matched_path(request: web.Request) -> str | None:
+    """The template the request matched: its route config's, else the platform route's
+    (API.md section 13.1); None when it matched neither."""
+    config = route_config_of(request)
+    if config is not None:
+        return config.path
+    route = route_of(request)
+    return route.path if route is not None else None
+
+
+def matched_template(request: web.Request) -> str:
+    """Method and matched template, e.g. `GET /api/v1/projects/:id`, or `unmatched`: the
+    rate-limit bucket and the metrics label."""
+    path = matched_path(request)
+    return f"{request.method} {path}" if path is not None else "unmatched"
+
+
 def route_of(request: web.Request) -> Route | None:
     """The table entry the request matched; None when it matched nothing (a 404 is coming)."""
     match_info: AbstractMatchInfo = request.match_info

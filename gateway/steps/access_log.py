@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import Histogram
 
 from contracts.errors import ApiError
-from gateway.router import route_config_of, route_of
+from gateway.router import matched_template
 from gateway.steps.keys import STARTED
 
 log = structlog.get_logger("gateway.access")
@@ -34,9 +34,6 @@ async def access_log(request: web.Request, handler: web.Handler) -> web.StreamRe
         raise
     finally:
         elapsed = time.perf_counter() - request[STARTED]
-        route = route_of(request)
-        config = route_config_of(request) if route is None else None
-        template = route.template if route else config.template if config else "unmatched"
-        REQUEST_SECONDS.labels(template, str(status)).observe(elapsed)
+        REQUEST_SECONDS.labels(matched_template(request), str(status)).observe(elapsed)
         log.info("request", method=request.method, path=request.path, status=status,
                  duration_ms=round(elapsed * 1000, 2), remote=request.remote)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from contracts.names import RoutingKey
 from contracts.timeutil import to_iso
-from gateway.router import route_config_of, route_of
+from gateway.router import matched_path, route_config_of
 from gateway.state import state_of
 from gateway.steps.keys import API_KEY, CALLER, REQUEST_ID, STARTED
 
@@ -38,14 +38,12 @@ async def event_emitter(request: web.Request, handler: web.Handler) -> web.Strea
 
 def completed_event(request: web.Request, status: int) -> dict[str, Any]:
     started = request[STARTED]
-    route = route_of(request)
     config = route_config_of(request)
     caller = request.get(CALLER)
     key = request.get(API_KEY)
     # Attributed to the key's project, else to the matched route config's (API.md 7.1).
     project_id = key["projectId"] if key else config.project_id if config else None
     owner_id = key["ownerId"] if key else config.owner_id if config else None
-    template = route.path if route is not None else config.path if config else None
     error = None
     if status >= 400:
         try:
@@ -60,7 +58,7 @@ def completed_event(request: web.Request, status: int) -> dict[str, Any]:
             time.time() - (time.perf_counter() - started), UTC)),
         "method": request.method,
         "path": request.path_qs,
-        "route": template,
+        "route": matched_path(request),
         "statusCode": status,
         "latency": round((time.perf_counter() - started) * 1000, 3),
         "ip": state_of(request).client_address.of(request),

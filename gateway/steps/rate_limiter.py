@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from contracts.errors import ServiceUnavailable, TooManyRequests
 from contracts.logging import get_logger
-from gateway.router import route_config_of, route_of
+from gateway.router import matched_template, route_config_of
 from gateway.state import state_of
 from gateway.steps.keys import API_KEY, CALLER, RESPONSE_HEADERS
 
@@ -178,17 +178,13 @@ async def rate_limiter(request: web.Request, handler: web.Handler) -> web.Stream
         return await handler(request)
     identity, limit = identity_and_limit(request)
     config = route_config_of(request)
-    route = route_of(request)
-    if config is not None:
-        template = config.template
-        limit = config.rate_limit or limit
-    else:
-        template = route.template if route is not None else "unmatched"
+    if config is not None and config.rate_limit:
+        limit = config.rate_limit
+    template = matched_template(request)
     decision = await request.app[RATE_LIMITER].hit(f"rl:{identity}:{template}", limit)
     if decision is None:
         return await handler(request)
-    headers = decision.headers()
-    request[RESPONSE_HEADERS].update(headers)  # on every response, 429 and errors included
+    request[RESPONSE_HEADERS].update(decision.headers())  # on every response, 429 included
     if not decision.allowed:
         raise TooManyRequests(
             f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
