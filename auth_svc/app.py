@@ -15,8 +15,8 @@ from auth_svc.store import AuthStore
 from auth_svc.throttle import LoginThrottle
 from contracts.logging import get_logger
 from contracts.migrations import open_migrated_pool, read_migrations
-from contracts.rpc import Handler
-from contracts.service import ServiceProcess, late_bound
+from contracts.rpc import operations_of
+from contracts.service import ServiceProcess
 from contracts.settings import Settings
 
 log = get_logger(__name__)
@@ -38,9 +38,6 @@ class AuthComponent:
         self._redis: Redis | None = None
         self._mailer: Mailer | None = None
 
-    def operations(self) -> dict[str, Handler]:
-        return late_bound(lambda: self._handlers, AuthHandlers.OPERATIONS)
-
     async def start(self, process: ServiceProcess) -> None:
         settings = process.settings
         self._pool = await open_database(settings)
@@ -56,6 +53,7 @@ class AuthComponent:
             window_s=settings.login_failure_window_s)
         self._handlers = AuthHandlers(settings, AuthStore(self._pool), passwords, throttle,
                                       self._mailer)
+        process.add_handlers(operations_of(self._handlers))
         if not self._mailer.configured:
             log.info("no SMTP_URL: mail is not sent")
 
@@ -73,6 +71,5 @@ class AuthComponent:
 
 def configure(process: ServiceProcess) -> None:
     component = AuthComponent()
-    process.add_handlers(component.operations())
     process.on_start(component.start)
     process.on_stop(component.stop)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ClassVar
+from typing import Any
 
 from auth_svc import secrets
 from auth_svc.mail import Mailer
@@ -16,7 +16,8 @@ from auth_svc.throttle import LoginThrottle
 from contracts.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from contracts.identity import issue_access_token
 from contracts.logging import get_logger
-from contracts.rpc import Reply
+from contracts.messages import RpcRequest
+from contracts.rpc import Reply, operation
 from contracts.settings import Settings
 
 log = get_logger(__name__)
@@ -37,19 +38,6 @@ class AuthHandlers:
         self._mailer = mailer
         self._background: set[asyncio.Task[None]] = set()
 
-    # operation name (as in contracts.routes) -> method
-    OPERATIONS: ClassVar[dict[str, str]] = {
-        "auth.register": "register",
-        "auth.login": "login",
-        "auth.refresh": "refresh",
-        "auth.logout": "logout",
-        "auth.profile": "profile",
-        "auth.send_verification_email": "send_verification_email",
-        "auth.verify_email": "verify_email",
-        "auth.forgot_password": "forgot_password",
-        "auth.reset_password": "reset_password",
-    }
-
     async def drain(self, grace_s: float) -> None:
         """Let work started after a reply (mail lookups) finish before shutdown."""
         if self._background:
@@ -57,8 +45,9 @@ class AuthHandlers:
 
     # --- operations --------------------------------------------------------------------------
 
-    async def register(self, params: dict[str, Any]) -> Reply:
-        body = params["body"]
+    @operation("auth.register")
+    async def register(self, request: RpcRequest) -> Reply:
+        body = request.body
         password_hash = await self._passwords.hash(body["password"])
         try:
             user = await self._store.create_user(body["email"], password_hash, body["name"])
@@ -71,8 +60,9 @@ class AuthHandlers:
         return Reply({"message": message, "user": user.public(),
                       **await self._new_session(user)}, status=201)
 
-    async def login(self, params: dict[str, Any]) -> dict[str, Any]:
-        body, client_ip = params["body"], params.get("clientIp")
+    @operation("auth.login")
+    async def login(self, request: RpcRequest) -> dict[str, Any]:
+        body, client_ip = request.body, request.client_ip
         email = body["email"]
         await self._throttle.check(email, client_ip)
         user = await self._store.user_by_email(email)
@@ -89,8 +79,9 @@ class AuthHandlers:
                 body["password"]))
         return {"user": user.public(), **await self._new_session(user)}
 
-    async def refresh(self, params: dict[str, Any]) -> dict[str, Any]:
-        presented = secrets.digest(params["body"]["refreshToken"])
+    @operation("auth.refresh")
+    async def refresh(self, request: RpcRequest) -> dict[str, Any]:
+        presented = secrets.digest(request.body["refreshToken"])
         successor = secrets.refresh_token()
         outcome = await self._store.rotate_refresh_token(presented, secrets.digest(successor))
         if outcome.user_id is None:
@@ -104,25 +95,29 @@ class AuthHandlers:
             raise Forbidden("Account not found or deactivated")
         return {"accessToken": self._access_token(user), "refreshToken": successor}
 
-    async def logout(self, params: dict[str, Any]) -> dict[str, str]:
-        caller = params["caller"]
+    @operation("auth.logout")
+    async def logout(self, request: RpcRequest) -> dict[str, str]:
         await self._store.revoke_refresh_token(
-            secrets.digest(params["body"]["refreshToken"]), uuid.UUID(caller["userId"]))
+            secrets.digest(request.body["refreshToken"]),
+            uuid.UUID(request.authenticated.user_id))
         return {"message": "Logged out successfully"}
 
-    async def profile(self, params: dict[str, Any]) -> dict[str, Any]:
-        user = await self._store.user_by_id(uuid.UUID(params["caller"]["userId"]))
+    @operation("auth.profile")
+    async def profile(self, request: RpcRequest) -> dict[str, Any]:
+        user = await self._store.user_by_id(uuid.UUID(request.authenticated.user_id))
         if user is None:
             raise BadRequest("User not found")
         return user.profile()
 
-    async def send_verification_email(self, params: dict[str, Any]) -> dict[str, str]:
+    @operation("auth.send_verification_email")
+    async def send_verification_email(self, request: RpcRequest) -> dict[str, str]:
         # The lookup happens after the reply: same answer and same timing for any address.
-        self._after_reply(self._verification_if_unverified(params["body"]["email"]))
+        self._after_reply(self._verification_if_unverified(request.body["email"]))
         return {"message": "If email exists, verification email sent"}
 
-    async def verify_email(self, params: dict[str, Any]) -> dict[str, str]:
-        outcome = await self._store.verify_email(secrets.digest(params["query"]["token"]))
+    @operation("auth.verify_email")
+    async def verify_email(self, request: RpcRequest) -> dict[str, str]:
+        outcome = await self._store.verify_email(secrets.digest(request.query["token"]))
         if outcome == "invalid":
             raise BadRequest("Invalid verification token")
         if outcome == "already_verified":
@@ -131,12 +126,14 @@ class AuthHandlers:
             raise BadRequest("Verification token expired or invalid")
         return {"message": "Email verified successfully"}
 
-    async def forgot_password(self, params: dict[str, Any]) -> dict[str, str]:
-        self._after_reply(self._mail_reset(params["body"]["email"]))
+    @operation("auth.forgot_password")
+    async def forgot_password(self, request: RpcRequest) -> dict[str, str]:
+        self._after_reply(self._mail_reset(request.body["email"]))
         return {"message": "If email exists, reset link has been sent"}
 
-    async def reset_password(self, params: dict[str, Any]) -> dict[str, str]:
-        body = params["body"]
+    @operation("auth.reset_password")
+    async def reset_password(self, request: RpcRequest) -> dict[str, str]:
+        body = request.body
         password_hash = await self._passwords.hash(body["newPassword"])
         outcome = await self._store.reset_password(secrets.digest(body["token"]), password_hash)
         if outcome == "invalid":

@@ -119,7 +119,10 @@ async def direct_rpc_p50(env: dict[str, str], caller: dict, calls: int = 2000) -
     connection = await connect(env["AMQP_URL"], name="bench-direct-rpc")
     client = RpcClient(connection, default_timeout_ms=5000)
     await client.start()
-    params = {"body": None, "query": {}, "params": {}, "caller": caller, "requestId": "bench"}
+    from contracts.identity import Caller
+    from contracts.messages import RpcRequest
+
+    params = RpcRequest(caller=Caller.from_wire(caller), request_id="bench")
     timings = []
     for _ in range(calls):
         started = time.perf_counter()

@@ -1,17 +1,20 @@
-"""Events on the `gw.events` topic exchange: the batch format, a buffered publisher and a
-consumer helper.
+"""Events on the `gw.events` topic exchange: a buffered publisher, a consumer of a durable
+work queue, and a per-process exclusive subscription.
 
-Every event message is a batch: body `{"events": [...]}`, all of one routing key. One AMQP
-message costs ~150 µs of Python CPU on each side, so per-request events travel many to a
-message; low-volume events use the same format so consumers have one code path.
+Every event message is a batch of typed events of one routing key (`contracts.messages`
+gives the types and the wire format). One AMQP message costs ~150 µs of Python CPU on each
+side, so per-request events travel many to a message; low-volume events use the same format
+so consumers have one code path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aio_pika
@@ -25,11 +28,13 @@ from aio_pika.abc import (
 
 from contracts.amqp import (
     QueueConsumer,
+    declare_dead_letter,
     declare_event_queue,
     declare_events_exchange,
     publish_dead_letter,
 )
 from contracts.logging import get_logger
+from contracts.messages import DecodedBatch, Event, MalformedMessage, decode_events, encode_events
 from contracts.metrics import (
     EVENT_BUFFER_DEPTH,
     EVENTS_CONSUMED,
@@ -41,24 +46,8 @@ from contracts.names import HEADER_BATCH_SIZE, HEADER_RETRIES, HEADER_ROUTING_KE
 
 log = get_logger(__name__)
 
-Event = dict[str, Any]
-BatchHandler = Callable[[list[Event], str], Awaitable[None]]
-
-
-def encode_batch(events: list[Event]) -> bytes:
-    return orjson.dumps({"events": events})
-
-
-def decode_batch(body: bytes) -> list[Event]:
-    """Raise ValueError for anything that is not a batch of JSON objects."""
-    try:
-        decoded = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    events = decoded.get("events") if isinstance(decoded, dict) else None
-    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
-        raise ValueError('an event message is {"events": [object, ...]}')
-    return events
+# A consumer is a typed function: it gets the decoded events of one message (all of one type).
+EventHandler = Callable[[list[Any]], Awaitable[None]]
 
 
 class EventPublisher:
@@ -85,7 +74,7 @@ class EventPublisher:
         self._linger_s = linger_s
         self._full = asyncio.Event()
         self._shed_log_interval_s = shed_log_interval_s
-        self._buffer: deque[tuple[str, Event]] = deque()
+        self._buffer: deque[Event] = deque()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -104,11 +93,11 @@ class EventPublisher:
         self._exchange = await declare_events_exchange(self._channel)
         self._task = asyncio.create_task(self._run(), name="event-publisher")
 
-    def publish(self, routing_key: str, event: Event) -> None:
+    def publish(self, event: Event) -> None:
         if len(self._buffer) >= self._max_buffer:
-            self._shed(routing_key)
+            self._shed(event.ROUTING_KEY)
             return
-        self._buffer.append((routing_key, event))
+        self._buffer.append(event)
         self._idle.clear()
         self._wakeup.set()
         if len(self._buffer) >= self._max_batch:
@@ -143,10 +132,10 @@ class EventPublisher:
 
     def _take_batch(self) -> tuple[str, list[Event]]:
         """The oldest events of one routing key, in order, up to max_batch (not removed)."""
-        routing_key = self._buffer[0][0]
+        routing_key = self._buffer[0].ROUTING_KEY
         batch: list[Event] = []
-        for key, event in self._buffer:
-            if key != routing_key or len(batch) >= self._max_batch:
+        for event in self._buffer:
+            if event.ROUTING_KEY != routing_key or len(batch) >= self._max_batch:
                 break
             batch.append(event)
         return routing_key, batch
@@ -190,7 +179,7 @@ class EventPublisher:
         assert self._exchange is not None
         await self._exchange.publish(
             aio_pika.Message(
-                encode_batch(batch),
+                encode_events(batch),
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 headers={HEADER_BATCH_SIZE: len(batch)},
@@ -201,8 +190,10 @@ class EventPublisher:
 
 
 class EventConsumer(QueueConsumer):
-    """Consume a durable event queue: ack only after the handler succeeded; after a failure
-    republish with a retry count (after a back-off), and dead-letter after `max_retries`.
+    """Consume a durable event queue with a typed handler: ack only after the handler
+    succeeded; after a failure republish with a retry count (after a back-off), and
+    dead-letter after `max_retries`. Events that do not decode are dead-lettered on their
+    own; the rest of their message is still handled.
 
     The retry count travels in a header rather than relying on the broker's delivery count,
     which classic queues on RabbitMQ 3.10 do not have.
@@ -212,7 +203,7 @@ class EventConsumer(QueueConsumer):
         self,
         connection: AbstractRobustConnection,
         spec: EventQueue,
-        handler: BatchHandler,
+        handler: EventHandler,
         *,
         prefetch: int = 16,
         max_retries: int = 5,
@@ -237,54 +228,141 @@ class EventConsumer(QueueConsumer):
     async def _process(self, message: AbstractIncomingMessage) -> None:
         assert self._channel is not None
         queue = self._spec.name
-        try:
-            events = decode_batch(message.body)
-        except ValueError as exc:
-            await self._dead_letter(message, f"malformed: {exc}", "malformed")
-            return
         # A retried copy travels through the default exchange: its own key is in a header.
         routing_key = str((message.headers or {}).get(HEADER_ROUTING_KEY)
                           or message.routing_key or "")
         try:
-            await self._handler(events, routing_key)
-        except Exception as exc:
-            retries = int((message.headers or {}).get(HEADER_RETRIES, 0) or 0)
-            if retries >= self._max_retries:
-                log.exception("event handler failed; dead-lettering", queue=queue,
-                              retries=retries)
-                await self._dead_letter(message, f"failed {retries + 1} times: {exc!r}",
-                                        "failed")
-                return
-            log.warning("event handler failed; will retry", queue=queue, retries=retries,
-                        error=repr(exc))
-            await asyncio.sleep(self._retry_backoff_s * (2**retries))
-            try:
-                await self._channel.default_exchange.publish(
-                    aio_pika.Message(
-                        message.body,
-                        content_type=message.content_type,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        headers={**(message.headers or {}), HEADER_RETRIES: retries + 1,
-                                 HEADER_ROUTING_KEY: routing_key},
-                    ),
-                    routing_key=queue,
-                )
-            except Exception:  # the copy is not safely queued: let the broker redeliver
-                await message.nack(requeue=True)
-                return
+            batch = decode_events(routing_key, message.body)
+        except MalformedMessage as exc:
+            await self._dead_letter(message.body, message, f"malformed: {exc}", "malformed")
             await message.ack()
-            EVENTS_CONSUMED.labels(queue, "retried").inc()
+            return
+        if batch.malformed:
+            await self._dead_letter_events(batch, message)
+        if not batch.events:
+            await message.ack()
+            return
+        try:
+            await self._handler(batch.events)
+        except Exception as exc:
+            await self._retry_or_dead_letter(message, batch, routing_key, exc)
             return
         await message.ack()
         EVENTS_CONSUMED.labels(queue, "ok").inc()
 
-    async def _dead_letter(
-        self, message: AbstractIncomingMessage, reason: str, kind: str
-    ) -> None:
+    async def _retry_or_dead_letter(self, message: AbstractIncomingMessage,
+                                    batch: DecodedBatch, routing_key: str,
+                                    exc: Exception) -> None:
         assert self._channel is not None
-        await publish_dead_letter(
-            self._channel, self._spec.name, message.body, dict(message.headers or {}), reason
-        )
+        queue = self._spec.name
+        # Only the events that decoded travel on: the others are dead-lettered already.
+        body = encode_events(batch.events) if batch.malformed else message.body
+        retries = int((message.headers or {}).get(HEADER_RETRIES, 0) or 0)
+        if retries >= self._max_retries:
+            log.exception("event handler failed; dead-lettering", queue=queue,
+                          retries=retries)
+            await self._dead_letter(body, message, f"failed {retries + 1} times: {exc!r}",
+                                    "failed")
+            await message.ack()
+            return
+        log.warning("event handler failed; will retry", queue=queue, retries=retries,
+                    error=repr(exc))
+        await asyncio.sleep(self._retry_backoff_s * (2**retries))
+        try:
+            await self._channel.default_exchange.publish(
+                aio_pika.Message(
+                    body,
+                    content_type=message.content_type,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers={**(message.headers or {}), HEADER_RETRIES: retries + 1,
+                             HEADER_ROUTING_KEY: routing_key},
+                ),
+                routing_key=queue,
+            )
+        except Exception:  # the copy is not safely queued: let the broker redeliver
+            await message.nack(requeue=True)
+            return
         await message.ack()
+        EVENTS_CONSUMED.labels(queue, "retried").inc()
+
+    async def _dead_letter_events(self, batch: DecodedBatch,
+                                  message: AbstractIncomingMessage) -> None:
+        raw = [event for event, _reason in batch.malformed]
+        reasons = "; ".join(sorted({reason for _event, reason in batch.malformed}))
+        log.warning("dead-lettering malformed events", queue=self._spec.name,
+                    count=len(raw), reasons=reasons)
+        await self._dead_letter(orjson.dumps({"events": raw}), message,
+                                f"malformed events: {reasons}", "malformed")
+
+    async def _dead_letter(self, body: bytes, message: AbstractIncomingMessage, reason: str,
+                           kind: str) -> None:
+        assert self._channel is not None
+        # A retried copy already names its routing key; a first delivery gets it added.
+        headers = {HEADER_ROUTING_KEY: message.routing_key or "", **(message.headers or {})}
+        await publish_dead_letter(self._channel, self._spec.name, body, headers, reason)
         MESSAGES_DEAD_LETTERED.labels(self._spec.name, kind).inc()
         EVENTS_CONSUMED.labels(self._spec.name, "dead_lettered").inc()
+
+
+class ExclusiveSubscription:
+    """This process's own view of `gw.events`: an exclusive, auto-deleted queue bound to
+    `patterns` that lives and dies with the process, so every process sees every event
+    (config followers, monitor relays) and nothing piles up for a process that is gone.
+
+    Delivery is at-most-once per process by design (a process that is not running has
+    nothing to catch up on; config followers resync). A handler error is logged and the
+    message acked; events that do not decode are dead-lettered under `purpose`, so they
+    stay visible in the management UI (`<purpose>.dead`).
+    """
+
+    def __init__(self, connection: AbstractRobustConnection, purpose: str,
+                 patterns: Sequence[str], handler: EventHandler, *,
+                 prefetch: int = 64) -> None:
+        self._connection = connection
+        self._purpose = purpose
+        self._patterns = tuple(patterns)
+        self._handler = handler
+        self._prefetch = prefetch
+        self._channel: AbstractChannel | None = None
+        self.queue_name = f"{purpose}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+    async def start(self) -> None:
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        await self._channel.set_qos(prefetch_count=self._prefetch)
+        exchange = await declare_events_exchange(self._channel)
+        await declare_dead_letter(self._channel, self._purpose)
+        queue = await self._channel.declare_queue(self.queue_name, exclusive=True,
+                                                  auto_delete=True)
+        for pattern in self._patterns:
+            await queue.bind(exchange, pattern)
+        await queue.consume(self._on_message)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            batch = decode_events(message.routing_key or "", message.body)
+        except MalformedMessage as exc:
+            batch = DecodedBatch([], [(None, str(exc))])
+        try:
+            if batch.malformed:
+                assert self._channel is not None
+                reasons = "; ".join(sorted({reason for _event, reason in batch.malformed}))
+                log.error("malformed events dead-lettered", purpose=self._purpose,
+                          routing_key=message.routing_key, reasons=reasons)
+                await publish_dead_letter(
+                    self._channel, self._purpose, message.body,
+                    {**(message.headers or {}), HEADER_ROUTING_KEY: message.routing_key or ""},
+                    f"malformed events: {reasons}")
+                MESSAGES_DEAD_LETTERED.labels(self._purpose, "malformed").inc()
+            if batch.events:
+                await self._handler(batch.events)
+        except Exception:
+            log.exception("event subscription handler failed", purpose=self._purpose,
+                          routing_key=message.routing_key)
+        try:
+            await message.ack()
+        except Exception:  # channel gone: the exclusive queue went with it
+            log.warning("could not ack a subscription message", purpose=self._purpose)

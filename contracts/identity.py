@@ -29,6 +29,30 @@ class Role(StrEnum):
     VIEWER = "VIEWER"
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a service is answering: what the gateway hands to services in every RPC call."""
+
+    user_id: str
+    email: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"userId": self.user_id, "email": self.email, "role": self.role.value}
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Caller:
+        """Raise KeyError, TypeError or ValueError for anything else."""
+        user_id, email = wire["userId"], wire["email"]
+        if not isinstance(user_id, str) or not isinstance(email, str):
+            raise TypeError("userId and email are strings")
+        return cls(user_id, email, Role(wire["role"]))
+
+
 @dataclass(frozen=True)
 class Identity:
     user_id: str
@@ -36,9 +60,9 @@ class Identity:
     role: Role
     expires_at: int  # Unix seconds
 
-    def to_wire(self) -> dict[str, Any]:
-        """The `caller` the gateway hands to services in every RPC call."""
-        return {"userId": self.user_id, "email": self.email, "role": self.role.value}
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.user_id, self.email, self.role)
 
 
 def issue_access_token(

@@ -4,9 +4,9 @@ The gateway's router, its validator and the OpenAPI document are all derived fro
 no route is described anywhere else. A route is served either by a back-end service over RPC
 (`service` set) or by the gateway itself (`service` None, `operation` names a gateway handler).
 
-What the RPC forwarder sends as params (the services' side of the contract):
-`{"body": <parsed JSON or None>, "query": {name: value}, "params": {name: value},
-  "caller": <identity or None>, "requestId": <uuid>}`.
+What the RPC forwarder sends is a `contracts.messages.RpcRequest` (validated body, query and
+path params, the caller's identity, the request id and the client address); its wire format
+is documented there and in `contracts.rpc`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from enum import StrEnum
 from marshmallow import Schema
 
 from contracts.names import Service
-from contracts.schemas import auth, projects
+from contracts.schemas import auth, logs, projects
 from contracts.schemas.common import IdParams, ProjectIdParams
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
@@ -41,6 +41,8 @@ class Route:
     service: Service | None = None
     tags: tuple[str, ...] = ()
     body: type[Schema] | None = None
+    # when set, the body is a JSON array of `body` objects, at most this many
+    body_max_items: int | None = None
     query: type[Schema] | None = None
     params: type[Schema] | None = None
     response: type[Schema] | None = None
@@ -67,7 +69,7 @@ class Route:
 
 PUBLIC, AUTHENTICATED = Access.PUBLIC, Access.AUTHENTICATED
 DEVELOPER, ADMIN = Access.DEVELOPER, Access.ADMIN
-AUTH, PROJECT = Service.AUTH, Service.PROJECT
+AUTH, PROJECT, LOGGING = Service.AUTH, Service.PROJECT, Service.LOGGING
 
 # Paths the platform owns (API.md section 1.5): only admins may attach a service route config
 # under them, and an upstream route config never may.
@@ -175,6 +177,23 @@ ROUTES: tuple[Route, ...] = (
           service=PROJECT, tags=("routes",), params=IdParams, errors=(404,)),
     Route("GET", "/api/v1/routes", "route.list_active", ADMIN,
           "Every active route config (admins only)", service=PROJECT, tags=("routes",)),
+    # --- logs (API.md section 7) ----------------------------------------------------------------
+    Route("POST", "/api/v1/logs", "log.ingest", PUBLIC, "Store one external log entry",
+          service=LOGGING, tags=("logs",), body=logs.LogIngest, success_status=201,
+          errors=(409,)),
+    Route("POST", "/api/v1/logs/batch", "log.ingest_batch", PUBLIC,
+          "Store up to 1000 external log entries (all or nothing)",
+          service=LOGGING, tags=("logs",), body=logs.LogIngest, body_max_items=logs.MAX_BATCH,
+          success_status=201, errors=(409,)),
+    Route("GET", "/api/v1/logs", "log.list", AUTHENTICATED,
+          "Log entries visible to the caller, newest first",
+          service=LOGGING, tags=("logs",), query=logs.LogListQuery),
+    Route("GET", "/api/v1/logs/errors", "log.errors", AUTHENTICATED,
+          "Log entries with status >= 400 visible to the caller, newest first",
+          service=LOGGING, tags=("logs",), query=logs.LogListQuery),
+    Route("GET", "/api/v1/logs/:requestId", "log.get", AUTHENTICATED,
+          "One log entry by its request id", service=LOGGING, tags=("logs",),
+          params=logs.RequestIdParams, errors=(404,)),
 )
 
 

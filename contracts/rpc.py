@@ -2,11 +2,15 @@
 
 Wire format (both sides live here, so they cannot drift):
 
-- request: `type` = operation name, body = JSON params, `correlation_id`, `reply_to` =
+- request: `type` = operation name, body = `contracts.messages.RpcRequest` as JSON
+  (`{"body", "query", "params", "caller", "requestId", "clientIp"}`), `correlation_id`, `reply_to` =
   `amq.rabbitmq.reply-to`, `expiration` = the caller's remaining time, and the absolute
   deadline in a header (the broker drops a request that expires in the queue; the server drops
   one it fetched too late, so a request whose caller gave up is never processed);
 - reply: JSON `{"ok": true, "status": 200, "result": ...}` or `{"ok": false, "error": {...}}`.
+
+A service's operations are methods marked `@operation("<name>")` (names as in the route table,
+`contracts.routes`); `operations_of(obj)` returns them bound, for `ServiceProcess.add_handlers`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import orjson
@@ -36,6 +40,7 @@ from contracts.errors import (
     UpstreamTimeout,
 )
 from contracts.logging import get_logger
+from contracts.messages import MalformedMessage, RpcRequest
 from contracts.metrics import (
     MESSAGES_DEAD_LETTERED,
     RPC_CLIENT_SECONDS,
@@ -65,7 +70,38 @@ class RpcResult:
     body: Any
 
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[RpcRequest], Awaitable[Any]]
+HandlerMethod = TypeVar("HandlerMethod", bound=Callable[..., Awaitable[Any]])
+_OPERATION_ATTR = "__rpc_operation__"
+
+
+def operation(name: str) -> Callable[[HandlerMethod], HandlerMethod]:
+    """Mark a method as the handler of RPC operation `name`."""
+
+    def mark(method: HandlerMethod) -> HandlerMethod:
+        setattr(method, _OPERATION_ATTR, name)
+        return method
+
+    return mark
+
+
+def declared_operations(cls: type) -> dict[str, str]:
+    """Operation name -> method name of every `@operation` method of `cls` (for checks)."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        for attribute, value in vars(klass).items():
+            name = getattr(value, _OPERATION_ATTR, None)
+            if name is not None:
+                if name in found and found[name] != attribute:
+                    raise ValueError(f"operation {name} declared twice in {cls.__name__}")
+                found[name] = attribute
+    return found
+
+
+def operations_of(handlers: object) -> dict[str, Handler]:
+    """The `@operation` methods of `handlers`, bound, by operation name."""
+    return {name: getattr(handlers, attribute)
+            for name, attribute in declared_operations(type(handlers)).items()}
 
 
 class RpcClient:
@@ -104,7 +140,7 @@ class RpcClient:
         self,
         queue: str,
         operation: str,
-        params: Mapping[str, Any] | None = None,
+        request: RpcRequest | None = None,
         *,
         timeout_ms: int | None = None,
         deadline_ms: int | None = None,
@@ -116,7 +152,8 @@ class RpcClient:
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self._call(queue, operation, params, timeout_ms, deadline_ms)
+            result = await self._call(queue, operation, request or RpcRequest(), timeout_ms,
+                                      deadline_ms)
             outcome = "ok"
             return result
         except ApiError as exc:
@@ -129,7 +166,7 @@ class RpcClient:
         self,
         queue: str,
         operation: str,
-        params: Mapping[str, Any] | None,
+        request: RpcRequest,
         timeout_ms: int | None,
         deadline_ms: int | None,
     ) -> RpcResult:
@@ -152,7 +189,7 @@ class RpcClient:
         self._pending[correlation_id] = future
         try:
             message = aio_pika.Message(
-                orjson.dumps(dict(params or {})),
+                orjson.dumps(request.to_wire()),
                 content_type="application/json",
                 type=operation,
                 correlation_id=correlation_id,
@@ -267,12 +304,12 @@ class RpcServer(QueueConsumer):
         operation = message.type or ""
         deadline = (message.headers or {}).get(HEADER_DEADLINE)
         try:
-            params = orjson.loads(message.body)
-            if not isinstance(params, dict) or not operation:
-                raise ValueError("an RPC request is a JSON object with the operation as type")
+            if not operation:
+                raise MalformedMessage("an RPC request names its operation as the type")
             if deadline is not None and not isinstance(deadline, int):
-                raise ValueError(f"{HEADER_DEADLINE} must be an integer")
-        except (orjson.JSONDecodeError, ValueError) as exc:
+                raise MalformedMessage(f"{HEADER_DEADLINE} must be an integer")
+            request = RpcRequest.from_wire(orjson.loads(message.body))
+        except (orjson.JSONDecodeError, MalformedMessage) as exc:
             await self._dead_letter(message, f"malformed: {exc}")
             await self._reply(message, _error_reply(BadRequest("Malformed RPC request")))
             return
@@ -289,7 +326,7 @@ class RpcServer(QueueConsumer):
         try:
             if handler is None:
                 raise NotFound(f"Unknown operation {operation}")
-            result = await handler(params)
+            result = await handler(request)
             reply = _ok_reply(result)
         except ApiError as exc:
             outcome = exc.code.lower()

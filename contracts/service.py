@@ -1,9 +1,13 @@
 """The process skeleton every back-end service shares.
 
-A service module builds a `ServiceProcess`, adds its RPC handlers and start/stop hooks, and
-calls `run_service`. The skeleton connects (retrying until the broker is there), declares the
-shared topology, serves RPC on `rpc.<service>`, serves `/health` and `/metrics` on its small
-HTTP port, and on SIGTERM/SIGINT stops taking requests, finishes those in flight, then exits.
+A service module gives `run_service` a `configure(process)` that adds start/stop hooks. A start
+hook opens the service's resources and registers what the service serves:
+`process.add_handlers(operations_of(handlers))` for RPC operations and
+`process.add_consumer(queue, handler)` for event queues. The skeleton connects (retrying
+until the broker is there), declares the shared topology, runs the start hooks, then serves
+RPC on `rpc.<service>` and consumes the event queues (so nothing arrives before the hooks
+ran), serves `/health` and `/metrics` on its small HTTP port, and on SIGTERM/SIGINT stops
+taking requests and events, finishes those in flight, runs the stop hooks, then exits.
 """
 
 from __future__ import annotations
@@ -20,30 +24,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts.amqp import connect, declare_topology
-from contracts.events import EventPublisher
+from contracts.events import EventConsumer, EventHandler, EventPublisher
 from contracts.logging import configure_logging, get_logger
-from contracts.names import SERVICES, Service, ServiceInfo
-from contracts.rpc import Handler, RpcServer
+from contracts.messages import RpcRequest
+from contracts.names import SERVICES, EventQueue, Service, ServiceInfo
+from contracts.rpc import Handler, RpcClient, RpcServer
 from contracts.settings import Settings, SettingsError, load_settings
 from contracts.timeutil import iso_now
 
 log = get_logger(__name__)
 
 Hook = Callable[["ServiceProcess"], Awaitable[None]]
-
-
-def late_bound(resolve: Callable[[], Any], operations: Mapping[str, str]) -> dict[str, Handler]:
-    """Handlers for `operations` (name -> method name) of an object that exists only after the
-    start hooks ran (it needs the database); `resolve()` returns it. The RPC server consumes
-    only after every start hook, so no call arrives before."""
-
-    def bind(method: str) -> Handler:
-        async def call(params: dict[str, Any]) -> Any:
-            return await getattr(resolve(), method)(params)
-
-        return call
-
-    return {operation: bind(method) for operation, method in operations.items()}
 
 
 class ServiceProcess:
@@ -53,9 +44,12 @@ class ServiceProcess:
         self.handlers: dict[str, Handler] = {"health": self._health}
         self.connection: AbstractRobustConnection | None = None
         self.publisher: EventPublisher | None = None
+        self.rpc: RpcClient | None = None  # calls to other services
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
         self._rpc: RpcServer | None = None
+        self._consumers: list[EventConsumer] = []
+        self._started = False
         self._http: web.AppRunner | None = None
 
     @property
@@ -63,10 +57,24 @@ class ServiceProcess:
         return self.info.public_name
 
     def add_handlers(self, handlers: Mapping[str, Handler]) -> None:
+        """Serve these RPC operations (call before the skeleton starts serving: from
+        `configure` or a start hook)."""
+        if self._started:
+            raise RuntimeError("handlers are added before the service starts serving")
         clash = self.handlers.keys() & handlers.keys()
         if clash:
             raise ValueError(f"operations registered twice: {sorted(clash)}")
         self.handlers.update(handlers)
+
+    def add_consumer(self, queue: EventQueue, handler: EventHandler, *,
+                     prefetch: int = 16) -> None:
+        """Consume the durable event queue `queue` with `handler` (ack after it returns,
+        retries, then dead-lettering: `contracts.events.EventConsumer`)."""
+        if self._started or self.connection is None:
+            raise RuntimeError("consumers are added from a start hook")
+        self._consumers.append(EventConsumer(
+            self.connection, queue, handler, prefetch=prefetch,
+            max_retries=self.settings.event_max_retries))
 
     def on_start(self, hook: Hook) -> None:
         self._on_start.append(hook)
@@ -74,7 +82,7 @@ class ServiceProcess:
     def on_stop(self, hook: Hook) -> None:
         self._on_stop.append(hook)
 
-    async def _health(self, _params: dict[str, Any]) -> dict[str, Any]:
+    async def _health(self, _request: RpcRequest) -> dict[str, Any]:
         return {"status": "ok", "service": self.name, "timestamp": iso_now()}
 
     async def start(self) -> None:
@@ -83,23 +91,31 @@ class ServiceProcess:
         await declare_topology(self.connection)
         self.publisher = EventPublisher(self.connection, max_buffer=settings.event_buffer_max)
         await self.publisher.start()
+        self.rpc = RpcClient(self.connection, default_timeout_ms=settings.rpc_timeout_ms)
+        await self.rpc.start()
         for hook in self._on_start:
             await hook(self)
         self._rpc = RpcServer(
             self.connection, self.info.rpc_queue, self.handlers, prefetch=settings.rpc_prefetch
         )
         await self._rpc.start()
+        for consumer in self._consumers:
+            await consumer.start()
+        self._started = True
         self._http = web.AppRunner(self._http_app(), access_log=None)
         await self._http.setup()
         port = settings.service_ports[self.info.service]
         await web.TCPSite(self._http, settings.service_host, port).start()
         log.info("service ready", queue=self.info.rpc_queue, http_port=port,
-                 operations=sorted(self.handlers))
+                 operations=sorted(self.handlers),
+                 consumes=[consumer.queue_name for consumer in self._consumers])
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace_s
         if self._rpc is not None:
             await self._rpc.stop(grace)
+        for consumer in self._consumers:
+            await consumer.stop(grace)
         if self._http is not None:
             await self._http.cleanup()
         for hook in reversed(self._on_stop):
@@ -107,6 +123,8 @@ class ServiceProcess:
                 await hook(self)
             except Exception:
                 log.exception("stop hook failed")
+        if self.rpc is not None:
+            await self.rpc.close()
         if self.publisher is not None:
             await self.publisher.close(timeout=grace)
         if self.connection is not None:
@@ -121,7 +139,7 @@ class ServiceProcess:
 
     async def _http_health(self, _request: web.Request) -> web.Response:
         broker_ok = self.connection is not None and not self.connection.is_closed
-        body = await self._health({})
+        body = await self._health(RpcRequest())
         if not broker_ok:
             body["status"] = "error"
         return web.json_response(body, status=200 if broker_ok else 503)

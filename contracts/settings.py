@@ -64,6 +64,8 @@ class Settings:
     trusted_proxies: tuple[str, ...]
     upstream_connect_timeout_s: float
     upstream_timeout_s: float
+    log_retention_days: int
+    log_sweep_interval_s: float
 
     @property
     def is_production(self) -> bool:
@@ -136,6 +138,10 @@ def _read(env: Env) -> Settings:
                                              validate=Range(min=0.1, max=120)),
         upstream_timeout_s=env.float("UPSTREAM_TIMEOUT_S", 30.0, validate=Range(min=0.1,
                                                                                 max=3600)),
+        # Log entries older than this are deleted by the logging service's sweeper.
+        log_retention_days=env.int("LOG_RETENTION_DAYS", 30, validate=Range(min=1, max=3650)),
+        log_sweep_interval_s=env.float("LOG_SWEEP_INTERVAL_S", 3600.0,
+                                       validate=Range(min=1, max=86_400)),
     )
     try:
         env.seal()

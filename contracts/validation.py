@@ -9,6 +9,7 @@ here with its code; an undeclared message is reported as `custom`.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
@@ -83,6 +84,15 @@ class WholeNumber(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class JsonNumber(fields.Float):
+    """A JSON number (integer or fraction, finite); never a string or a boolean."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MarshmallowError("Not a valid number.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def between(field: str, low: int, high: int) -> list[validate.Validator]:
     """Range with the zod codes: too_small below, too_big above."""
     return [
@@ -120,6 +130,30 @@ def pattern(regex: str, text: str) -> validate.Validator:
     return _Contains(regex, message("invalid_string", text))
 
 
+class UtcDateTime(fields.Field):
+    """ISO-8601 date-time in UTC ending in `Z`, fractional seconds allowed, offsets refused
+    (API.md section 1.1, as zod's `datetime()`); loads as an aware datetime."""
+
+    _FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
+    INVALID = message("invalid_string",
+                      "Invalid datetime (ISO-8601 in UTC ending in Z expected)")
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str):
+            raise MarshmallowError("Not a valid string.")
+        if not self._FORMAT.fullmatch(value):
+            raise MarshmallowError(self.INVALID)
+        whole, _, fraction = value[:-1].partition(".")
+        try:
+            moment = datetime.fromisoformat(whole).replace(tzinfo=UTC)
+        except ValueError:
+            raise MarshmallowError(self.INVALID) from None
+        return moment.replace(microsecond=int((fraction + "000000")[:6]))
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
 def load(schema: Schema, data: Any, location: str) -> dict[str, Any]:
     """Validate one part of a request; raise the VALIDATION_ERROR envelope with details."""
     if data is None:
@@ -138,6 +172,30 @@ def load(schema: Schema, data: Any, location: str) -> dict[str, Any]:
         return schema.load(data)
     except MarshmallowError as exc:
         raise ValidationError(details=list(_details(exc.messages, location, ""))) from None
+
+
+def load_list(schema: Schema, data: Any, location: str, max_items: int) -> list[dict[str, Any]]:
+    """Validate a JSON array of objects against `schema` (at most `max_items`); details name
+    the item index first, e.g. `3.statusCode`."""
+    if not isinstance(data, list):
+        raise ValidationError(details=[{
+            "field": "", "location": location, "message": "Expected an array",
+            "code": "invalid_type"}])
+    if len(data) > max_items:
+        raise ValidationError(details=[{
+            "field": "", "location": location, "code": "too_big",
+            "message": f"At most {max_items} items are accepted"}])
+    details: list[dict[str, Any]] = []
+    loaded: list[dict[str, Any]] = []
+    for index, item in enumerate(data):
+        try:
+            loaded.append(load(schema, item, location))
+        except ValidationError as exc:
+            details += [{**d, "field": f"{index}.{d['field']}" if d["field"] else str(index)}
+                        for d in exc.details or []]
+    if details:
+        raise ValidationError(details=details[:100])  # enough to fix a batch, not a flood
+    return loaded
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

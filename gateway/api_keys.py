@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from contracts.errors import Forbidden
 from contracts.logging import get_logger
+from contracts.messages import RpcRequest
 from contracts.names import SERVICES, Service
 from contracts.rpc import RpcClient
 from contracts.timeutil import iso_now
@@ -51,7 +52,8 @@ class ApiKeys:
         verdict = await self._cached(digest)
         if verdict is None:
             result = await self._rpc.call(PROJECT_QUEUE, "key.verify",
-                                          {"query": {"hash": digest}}, deadline_ms=deadline_ms)
+                                          RpcRequest(query={"hash": digest}),
+                                          deadline_ms=deadline_ms)
             verdict = result.body
             await self._store(digest, verdict)
         if not verdict.get("valid"):

@@ -2,25 +2,29 @@
 
 - loads every active route config over RPC at start (retrying until the project service
   answers), and again every RESYNC_S as a safety net and after a broker reconnect;
-- consumes `config.*` events on a queue of its own (exclusive: it lives and dies with this
-  process) and applies them: route configs change in memory, cached API key verdicts of
-  revoked keys and deleted projects are dropped from Redis.
+- follows `config.*` events through this process's own exclusive subscription
+  (`contracts.events.ExclusiveSubscription`) and applies them: route configs change in
+  memory, cached API key verdicts of revoked keys and deleted projects are dropped from Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 
-from contracts.amqp import declare_events_exchange
 from contracts.errors import ApiError
-from contracts.events import decode_batch
+from contracts.events import ExclusiveSubscription
 from contracts.logging import get_logger
-from contracts.names import SERVICES, RoutingKey, Service
+from contracts.messages import (
+    ConfigEvent,
+    KeyRevoked,
+    MalformedMessage,
+    ProjectDeleted,
+    RouteChanged,
+    RouteConfigData,
+)
+from contracts.names import SERVICES, Service
 from contracts.rpc import RpcClient
 from gateway.api_keys import ApiKeys
 from gateway.route_configs import RouteConfigTable
@@ -38,20 +42,15 @@ class ConfigFollower:
         self._rpc = rpc
         self._routes = routes
         self._keys = keys
-        self._channel: AbstractChannel | None = None
+        self._subscription = ExclusiveSubscription(connection, "gateway.config", ["config.#"],
+                                                   self._apply_all)
         self._resync_task: asyncio.Task[None] | None = None
         self._resync_now = asyncio.Event()
         self.synced = asyncio.Event()
         self._route_events = 0  # route changes applied so far (resync compares it)
 
     async def start(self) -> None:
-        self._channel = await self._connection.channel()
-        exchange = await declare_events_exchange(self._channel)
-        queue = await self._channel.declare_queue(
-            f"gateway.config.{os.getpid()}.{uuid.uuid4().hex[:8]}", exclusive=True,
-            auto_delete=True)
-        await queue.bind(exchange, "config.#")
-        await queue.consume(self._on_message)
+        await self._subscription.start()
         self._connection.reconnect_callbacks.add(lambda *_: self._resync_now.set())
         self._resync_task = asyncio.create_task(self._resync_loop(), name="config-resync")
 
@@ -59,8 +58,7 @@ class ConfigFollower:
         if self._resync_task is not None:
             self._resync_task.cancel()
             await asyncio.gather(self._resync_task, return_exceptions=True)
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
+        await self._subscription.close()
 
     async def resync(self) -> None:
         """Replace the snapshot; if route events arrived while the snapshot was on its way,
@@ -69,7 +67,12 @@ class ConfigFollower:
             seen = self._route_events
             result = await self._rpc.call(PROJECT_QUEUE, "route.active_set", timeout_ms=5000)
             if self._route_events == seen:
-                self._routes.replace_all(result.body["routes"])
+                try:
+                    configs = [RouteConfigData.from_wire(c) for c in result.body["routes"]]
+                except (MalformedMessage, KeyError, TypeError) as exc:
+                    log.error("route config snapshot not understood", error=repr(exc))
+                    return
+                self._routes.replace_all(configs)
                 self.synced.set()
                 return
         log.warning("route configs kept changing during resync; keeping the event-fed table")
@@ -89,26 +92,18 @@ class ConfigFollower:
             except TimeoutError:
                 pass
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        async with message.process(requeue=False, ignore_processed=True):
-            try:
-                events = decode_batch(message.body)
-            except ValueError:
-                log.error("malformed config event dropped", routing_key=message.routing_key)
-                return
-            for event in events:
-                await self._apply(message.routing_key or "", event)
+    async def _apply_all(self, events: list[ConfigEvent]) -> None:
+        for event in events:
+            await self._apply(event)
 
-    async def _apply(self, routing_key: str, event: dict[str, Any]) -> None:
-        try:
-            if routing_key == RoutingKey.CONFIG_ROUTE_CHANGED:
+    async def _apply(self, event: ConfigEvent) -> None:
+        match event:
+            case RouteChanged():
                 self._route_events += 1
-                self._routes.apply(event["action"], event["route"])
-            elif routing_key == RoutingKey.CONFIG_KEY_REVOKED:
-                await self._keys.forget([event["keyHash"]])
-            elif routing_key == RoutingKey.CONFIG_PROJECT_DELETED:
+                self._routes.apply(event)
+            case KeyRevoked():
+                await self._keys.forget([event.key_hash])
+            case ProjectDeleted():
                 self._route_events += 1
-                await self._keys.forget(list(event.get("keyHashes", [])), "Key not found")
-                self._routes.remove(list(event.get("routeIds", [])))
-        except (KeyError, TypeError) as exc:
-            log.error("config event not understood", routing_key=routing_key, error=repr(exc))
+                await self._keys.forget(list(event.key_hashes), "Key not found")
+                self._routes.remove(list(event.route_ids))

@@ -89,8 +89,11 @@ def _operation(route: Route) -> dict[str, Any]:
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
+        schema: Any = route.body
+        if route.body_max_items is not None:
+            schema = {"type": "array", "items": route.body, "maxItems": route.body_max_items}
         operation["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": route.body}}}
+            "application/json": {"schema": schema}}}
     success: dict[str, Any] = {"description": "Success"}
     if route.response is not None:
         success["content"] = {"application/json": {"schema": route.response}}

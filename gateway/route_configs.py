@@ -9,7 +9,8 @@ before parameters (API.md section 6.3).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from contracts.messages import RouteChanged, RouteConfigData
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,13 @@ class RouteConfig:
     updated_at: str | None
 
     @classmethod
-    def from_wire(cls, wire: dict[str, Any]) -> RouteConfig:
+    def of(cls, data: RouteConfigData) -> RouteConfig:
         return cls(
-            id=wire["id"], project_id=wire["projectId"], method=wire["method"],
-            path=wire["path"], segments=_segments(wire["path"]), service=wire.get("service"),
-            upstream_url=wire.get("upstreamUrl"), rate_limit=wire.get("rateLimit"),
-            cache_ttl=wire.get("cacheTTL"), auth_required=bool(wire.get("authRequired", True)),
-            owner_id=wire.get("ownerId"), updated_at=wire.get("updatedAt"),
+            id=data.id, project_id=data.project_id, method=data.method, path=data.path,
+            segments=_segments(data.path), service=data.service,
+            upstream_url=data.upstream_url, rate_limit=data.rate_limit,
+            cache_ttl=data.cache_ttl, auth_required=data.auth_required,
+            owner_id=data.owner_id, updated_at=data.updated_at,
         )
 
     @property
@@ -67,16 +68,15 @@ class RouteConfigTable:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def replace_all(self, configs: list[dict[str, Any]]) -> None:
-        self._by_id = {c["id"]: RouteConfig.from_wire(c) for c in configs if c.get("active", True)}
+    def replace_all(self, configs: list[RouteConfigData]) -> None:
+        self._by_id = {c.id: RouteConfig.of(c) for c in configs if c.active}
         self._reindex()
 
-    def apply(self, action: str, wire: dict[str, Any]) -> None:
-        """One `config.route.changed` event."""
-        if action == "deleted" or not wire.get("active", True):
-            self._by_id.pop(wire["id"], None)
+    def apply(self, event: RouteChanged) -> None:
+        if event.action == "deleted" or not event.route.active:
+            self._by_id.pop(event.route.id, None)
         else:
-            self._by_id[wire["id"]] = RouteConfig.from_wire(wire)
+            self._by_id[event.route.id] = RouteConfig.of(event.route)
         self._reindex()
 
     def remove(self, config_ids: list[str]) -> None:

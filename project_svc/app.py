@@ -7,8 +7,8 @@ from pathlib import Path
 import asyncpg
 
 from contracts.migrations import open_migrated_pool, read_migrations
-from contracts.rpc import Handler
-from contracts.service import ServiceProcess, late_bound
+from contracts.rpc import operations_of
+from contracts.service import ServiceProcess
 from contracts.settings import Settings
 from contracts.upstream import UpstreamPolicy
 from project_svc.handlers import KeyUsage, ProjectHandlers
@@ -27,9 +27,6 @@ class ProjectComponent:
         self._pool: asyncpg.Pool | None = None
         self._usage: KeyUsage | None = None
 
-    def operations(self) -> dict[str, Handler]:
-        return late_bound(lambda: self._handlers, ProjectHandlers.OPERATIONS)
-
     async def start(self, process: ServiceProcess) -> None:
         assert process.publisher is not None
         self._pool = await open_database(process.settings)
@@ -39,6 +36,7 @@ class ProjectComponent:
         self._handlers = ProjectHandlers(
             store, process.publisher, self._usage,
             UpstreamPolicy(process.settings.upstream_allow_private))
+        process.add_handlers(operations_of(self._handlers))
 
     async def stop(self, _process: ServiceProcess) -> None:
         if self._usage is not None:
@@ -49,6 +47,5 @@ class ProjectComponent:
 
 def configure(process: ServiceProcess) -> None:
     component = ProjectComponent()
-    process.add_handlers(component.operations())
     process.on_start(component.start)
     process.on_stop(component.stop)

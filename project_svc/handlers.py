@@ -12,19 +12,27 @@ import hashlib
 import math
 import secrets
 import uuid
-from typing import Any, ClassVar
+from typing import Any
 
 import asyncpg
 
 from contracts.errors import Conflict, Forbidden, NotFound, ValidationError
 from contracts.events import EventPublisher
+from contracts.identity import Caller
 from contracts.logging import get_logger
-from contracts.names import RoutingKey
+from contracts.messages import (
+    KeyRevoked,
+    ProjectDeleted,
+    RouteAction,
+    RouteChanged,
+    RouteConfigData,
+    RpcRequest,
+)
 from contracts.routes import is_reserved
-from contracts.rpc import Reply
+from contracts.rpc import Reply, operation
 from contracts.timeutil import iso_now, to_iso
 from contracts.upstream import TargetRefused, UpstreamPolicy
-from project_svc.store import Caller, ProjectStore, key_out, project_out, route_out
+from project_svc.store import ProjectStore, key_out, project_out, route_out
 
 log = get_logger(__name__)
 
@@ -79,25 +87,6 @@ class KeyUsage:
 
 
 class ProjectHandlers:
-    OPERATIONS: ClassVar[dict[str, str]] = {
-        "project.create": "create_project",
-        "project.list": "list_projects",
-        "project.get": "get_project",
-        "project.update": "update_project",
-        "project.delete": "delete_project",
-        "key.create": "create_key",
-        "key.list": "list_keys",
-        "key.revoke": "revoke_key",
-        "key.verify": "verify_key",
-        "route.create": "create_route",
-        "route.list": "list_routes",
-        "route.get": "get_route",
-        "route.update": "update_route",
-        "route.delete": "delete_route",
-        "route.list_active": "list_active_routes",
-        "route.active_set": "active_route_set",  # internal: the gateway's snapshot
-    }
-
     def __init__(self, store: ProjectStore, publisher: EventPublisher, usage: KeyUsage,
                  upstreams: UpstreamPolicy) -> None:
         self._store = store
@@ -107,57 +96,63 @@ class ProjectHandlers:
 
     # --- projects ----------------------------------------------------------------------------
 
-    async def create_project(self, params: dict[str, Any]) -> Reply:
-        caller, body = Caller.from_wire(params["caller"]), params["body"]
+    @operation("project.create")
+    async def create_project(self, request: RpcRequest) -> Reply:
+        caller, body = request.authenticated, request.body
         row = await self._store.create_project(caller.user_id, body["name"],
                                                body.get("description"))
         return Reply(project_out(row), status=201)
 
-    async def list_projects(self, params: dict[str, Any]) -> dict[str, Any]:
-        query = params["query"]
+    @operation("project.list")
+    async def list_projects(self, request: RpcRequest) -> dict[str, Any]:
+        query = request.query
         rows, total = await self._store.list_projects(
-            Caller.from_wire(params["caller"]), page=query["page"], limit=query["limit"],
+            request.authenticated, page=query["page"], limit=query["limit"],
             sort=query["sort"], order=query["order"])
         return {"projects": [project_out(r) for r in rows], "total": total,
                 "page": query["page"], "limit": query["limit"],
                 "totalPages": math.ceil(total / query["limit"])}
 
-    async def get_project(self, params: dict[str, Any]) -> dict[str, Any]:
-        return project_out(await self._project(params, "id"))
+    @operation("project.get")
+    async def get_project(self, request: RpcRequest) -> dict[str, Any]:
+        return project_out(await self._project(request, "id"))
 
-    async def update_project(self, params: dict[str, Any]) -> dict[str, Any]:
+    @operation("project.update")
+    async def update_project(self, request: RpcRequest) -> dict[str, Any]:
         row = await self._store.update_project(
-            Caller.from_wire(params["caller"]), uuid.UUID(params["params"]["id"]),
-            params["body"] or {})
+            request.authenticated, uuid.UUID(request.params["id"]),
+            request.body or {})
         if row is None:
             raise NotFound("Project not found")
         return project_out(row)
 
-    async def delete_project(self, params: dict[str, Any]) -> dict[str, str]:
-        project_id = uuid.UUID(params["params"]["id"])
-        gone = await self._store.delete_project(Caller.from_wire(params["caller"]), project_id)
+    @operation("project.delete")
+    async def delete_project(self, request: RpcRequest) -> dict[str, str]:
+        project_id = uuid.UUID(request.params["id"])
+        gone = await self._store.delete_project(request.authenticated, project_id)
         if gone is None:
             raise NotFound("Project not found")
         keys, routes = gone
-        self._publisher.publish(RoutingKey.CONFIG_PROJECT_DELETED, {
-            "projectId": str(project_id),
-            "keyIds": [str(k["id"]) for k in keys],
-            "keyHashes": [k["key_hash"] for k in keys],
-            "routeIds": [str(r["id"]) for r in routes],
-            "at": iso_now(),
-        })
+        self._publisher.publish(ProjectDeleted(
+            project_id=str(project_id),
+            key_ids=tuple(str(k["id"]) for k in keys),
+            key_hashes=tuple(k["key_hash"] for k in keys),
+            route_ids=tuple(str(r["id"]) for r in routes),
+            at=iso_now(),
+        ))
         for route in routes:
             await self._route_changed("deleted", route)
         return {"message": "Project deleted"}
 
     # --- API keys ----------------------------------------------------------------------------
 
-    async def create_key(self, params: dict[str, Any]) -> Reply:
-        project = await self._project(params, "projectId")
-        body = params["body"]
+    @operation("key.create")
+    async def create_key(self, request: RpcRequest) -> Reply:
+        project = await self._project(request, "projectId")
+        body = request.body
         raw = new_raw_key()
         row = await self._store.create_key(
-            project, params["caller"]["userId"], body["name"], key_digest(raw),
+            project, request.authenticated.user_id, body["name"], key_digest(raw),
             raw[:10] + "...", body.get("expiresInDays"))
         out = key_out(row)
         return Reply({
@@ -166,23 +161,25 @@ class ProjectHandlers:
             "expiresAt": out["expiresAt"], "createdAt": out["createdAt"],
         }, status=201)
 
-    async def list_keys(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        project = await self._project(params, "projectId")
+    @operation("key.list")
+    async def list_keys(self, request: RpcRequest) -> list[dict[str, Any]]:
+        project = await self._project(request, "projectId")
         return [key_out(r) for r in await self._store.list_keys(project["id"])]
 
-    async def revoke_key(self, params: dict[str, Any]) -> dict[str, str]:
-        row = await self._store.revoke_key(Caller.from_wire(params["caller"]),
-                                           uuid.UUID(params["params"]["id"]))
+    @operation("key.revoke")
+    async def revoke_key(self, request: RpcRequest) -> dict[str, str]:
+        row = await self._store.revoke_key(request.authenticated,
+                                           uuid.UUID(request.params["id"]))
         if row is None:
             raise NotFound("API key not found")
-        self._publisher.publish(RoutingKey.CONFIG_KEY_REVOKED, {
-            "keyId": str(row["id"]), "keyHash": row["key_hash"],
-            "projectId": str(row["project_id"]), "reason": "revoked", "at": iso_now(),
-        })
+        self._publisher.publish(KeyRevoked(
+            key_id=str(row["id"]), key_hash=row["key_hash"],
+            project_id=str(row["project_id"]), reason="revoked", at=iso_now()))
         return {"message": "API key revoked"}
 
-    async def verify_key(self, params: dict[str, Any]) -> dict[str, Any]:
-        row = await self._store.key_by_hash(params["query"]["hash"])
+    @operation("key.verify")
+    async def verify_key(self, request: RpcRequest) -> dict[str, Any]:
+        row = await self._store.key_by_hash(request.query["hash"])
         if row is None:
             return {"valid": False, "reason": "Key not found"}
         if not row["active"] or row["revoked_at"] is not None:
@@ -200,12 +197,13 @@ class ProjectHandlers:
 
     # --- route configs -----------------------------------------------------------------------
 
-    async def create_route(self, params: dict[str, Any]) -> Reply:
-        project = await self._project(params, "projectId")
-        body = params["body"]
+    @operation("route.create")
+    async def create_route(self, request: RpcRequest) -> Reply:
+        project = await self._project(request, "projectId")
+        body = request.body
         fields = {"authRequired": True, "service": None, "upstreamUrl": None,
                   "rateLimit": None, "cacheTTL": None, **body}
-        await self._check_target(Caller.from_wire(params["caller"]), fields)
+        await self._check_target(request.authenticated, fields)
         try:
             row = await self._store.create_route(project["id"], fields)
         except asyncpg.UniqueViolationError as exc:
@@ -213,16 +211,19 @@ class ProjectHandlers:
         await self._route_changed("created", row)
         return Reply(route_out(row), status=201)
 
-    async def list_routes(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        project = await self._project(params, "projectId")
+    @operation("route.list")
+    async def list_routes(self, request: RpcRequest) -> list[dict[str, Any]]:
+        project = await self._project(request, "projectId")
         return [route_out(r) for r in await self._store.list_routes(project["id"])]
 
-    async def get_route(self, params: dict[str, Any]) -> dict[str, Any]:
-        return route_out(await self._route(params))
+    @operation("route.get")
+    async def get_route(self, request: RpcRequest) -> dict[str, Any]:
+        return route_out(await self._route(request))
 
-    async def update_route(self, params: dict[str, Any]) -> dict[str, Any]:
-        current = route_out(await self._route(params))
-        changes = params["body"] or {}
+    @operation("route.update")
+    async def update_route(self, request: RpcRequest) -> dict[str, Any]:
+        current = route_out(await self._route(request))
+        changes = request.body or {}
         merged = {**current, **changes}
         if "service" in changes and changes["service"] and "upstreamUrl" not in changes:
             merged["upstreamUrl"] = None  # switching kind: the old target goes
@@ -232,7 +233,7 @@ class ProjectHandlers:
             raise ValidationError(details=[{
                 "field": "service", "location": "body", "code": "custom",
                 "message": "Exactly one of service and upstreamUrl is required"}])
-        await self._check_target(Caller.from_wire(params["caller"]), merged)
+        await self._check_target(request.authenticated, merged)
         try:
             row = await self._store.replace_route(uuid.UUID(current["id"]), merged)
         except asyncpg.UniqueViolationError as exc:
@@ -240,34 +241,37 @@ class ProjectHandlers:
         await self._route_changed("updated", row)
         return route_out(row)
 
-    async def delete_route(self, params: dict[str, Any]) -> dict[str, str]:
-        route = await self._route(params)
+    @operation("route.delete")
+    async def delete_route(self, request: RpcRequest) -> dict[str, str]:
+        route = await self._route(request)
         await self._store.delete_route(route["id"])
         await self._route_changed("deleted", route)
         return {"message": "Route config deleted"}
 
-    async def list_active_routes(self, _params: dict[str, Any]) -> list[dict[str, Any]]:
+    @operation("route.list_active")
+    async def list_active_routes(self, _request: RpcRequest) -> list[dict[str, Any]]:
         keys = ("id", "projectId", "path", "method", "service", "upstreamUrl", "rateLimit",
                 "cacheTTL", "authRequired")
         return [{k: route_out(r)[k] for k in keys} for r in await self._store.active_routes()]
 
-    async def active_route_set(self, _params: dict[str, Any]) -> dict[str, Any]:
+    @operation("route.active_set")
+    async def active_route_set(self, _request: RpcRequest) -> dict[str, Any]:
         rows = await self._store.active_routes()
         return {"routes": [{**route_out(r), "ownerId": r["owner_id"]} for r in rows],
                 "at": iso_now()}
 
     # --- helpers -----------------------------------------------------------------------------
 
-    async def _project(self, params: dict[str, Any], name: str) -> asyncpg.Record:
+    async def _project(self, request: RpcRequest, name: str) -> asyncpg.Record:
         row = await self._store.visible_project(
-            Caller.from_wire(params["caller"]), uuid.UUID(params["params"][name]))
+            request.authenticated, uuid.UUID(request.params[name]))
         if row is None:
             raise NotFound("Project not found")
         return row
 
-    async def _route(self, params: dict[str, Any]) -> asyncpg.Record:
+    async def _route(self, request: RpcRequest) -> asyncpg.Record:
         row = await self._store.visible_route(
-            Caller.from_wire(params["caller"]), uuid.UUID(params["params"]["id"]))
+            request.authenticated, uuid.UUID(request.params["id"]))
         if row is None:
             raise NotFound("Route config not found")
         return row
@@ -297,8 +301,8 @@ class ProjectHandlers:
         return Conflict(
             f"Another active route config already serves {fields['method']} {fields['path']}")
 
-    async def _route_changed(self, action: str, row: asyncpg.Record) -> None:
+    async def _route_changed(self, action: RouteAction, row: asyncpg.Record) -> None:
         # Gateways need the owner to let the project owner through an authRequired upstream.
         owner = None if action == "deleted" else await self._store.owner_of(row["project_id"])
-        self._publisher.publish(RoutingKey.CONFIG_ROUTE_CHANGED, {
-            "action": action, "route": {**route_out(row), "ownerId": owner}, "at": iso_now()})
+        self._publisher.publish(RouteChanged(
+            action, RouteConfigData.from_wire({**route_out(row), "ownerId": owner}), iso_now()))

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from contracts.identity import Caller
 from contracts.timeutil import to_iso
 
 SORT_COLUMNS = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at"}
@@ -22,15 +22,6 @@ def template_of(path: str) -> str:
     reduced = _PARAM_SEGMENT.sub("/:", path)
     return reduced.rstrip("/") or "/"
 
-
-@dataclass(frozen=True)
-class Caller:
-    user_id: str
-    is_admin: bool
-
-    @classmethod
-    def from_wire(cls, caller: dict[str, Any]) -> Caller:
-        return cls(str(caller["userId"]), caller.get("role") == "ADMIN")
 
 
 def _iso(value: datetime | None) -> str | None:

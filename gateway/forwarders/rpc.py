@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from contracts.messages import RpcRequest
 from contracts.names import SERVICES
 from contracts.routes import Route
 from gateway.responses import json_response
@@ -17,15 +18,11 @@ def rpc_handler(route: Route) -> web.Handler:
 
     async def forward(request: web.Request) -> web.StreamResponse:
         state = state_of(request)
-        params = {
-            "body": request.get(BODY),
-            "query": request.get(QUERY, {}),
-            "params": request.get(PARAMS, {}),
-            "caller": request.get(CALLER),
-            "requestId": request[REQUEST_ID],
-            "clientIp": state.client_address.of(request),
-        }
-        result = await state.rpc.call(queue, route.operation, params,
+        call = RpcRequest(
+            body=request.get(BODY), query=request.get(QUERY, {}),
+            params=request.get(PARAMS, {}), caller=request.get(CALLER),
+            request_id=request[REQUEST_ID], client_ip=state.client_address.of(request))
+        result = await state.rpc.call(queue, route.operation, call,
                                       deadline_ms=request[DEADLINE_MS])
         if result.status == 204:
             return web.Response(status=204)

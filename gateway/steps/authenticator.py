@@ -44,7 +44,7 @@ async def authenticator(request: web.Request, handler: web.Handler) -> web.Strea
                 request[AUTH_ERROR] = exc
             # "optional": a bad token on an anonymous upstream is simply not an identity
         else:
-            request[CALLER] = identity.to_wire()
+            request[CALLER] = identity.caller
             request[IDENTITY] = identity
     return await handler(request)
 

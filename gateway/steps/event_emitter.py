@@ -10,11 +10,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
 
 from aiohttp import web
 
-from contracts.names import RoutingKey
+from contracts.messages import RequestCompleted, RequestError
 from contracts.timeutil import to_iso
 from gateway.router import matched_path, route_config_of
 from gateway.state import state_of
@@ -32,11 +31,10 @@ async def event_emitter(request: web.Request, handler: web.Handler) -> web.Strea
         status = exc.status
         raise
     finally:
-        state_of(request).publisher.publish(RoutingKey.REQUEST_COMPLETED,
-                                            completed_event(request, status))
+        state_of(request).publisher.publish(completed_event(request, status))
 
 
-def completed_event(request: web.Request, status: int) -> dict[str, Any]:
+def completed_event(request: web.Request, status: int) -> RequestCompleted:
     started = request[STARTED]
     config = route_config_of(request)
     caller = request.get(CALLER)
@@ -50,24 +48,22 @@ def completed_event(request: web.Request, status: int) -> dict[str, Any]:
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = "Error"
-        error = {"code": "CLIENT_ERROR" if status < 500 else "INTERNAL", "message": reason,
-                 "stack": None}
-    return {
-        "requestId": request[REQUEST_ID],
-        "timestamp": to_iso(datetime.fromtimestamp(
-            time.time() - (time.perf_counter() - started), UTC)),
-        "method": request.method,
-        "path": request.path_qs,
-        "route": matched_path(request),
-        "statusCode": status,
-        "latency": round((time.perf_counter() - started) * 1000, 3),
-        "ip": state_of(request).client_address.of(request),
-        "userId": caller["userId"] if caller else None,
-        "apiKeyId": key["id"] if key else None,
-        "projectId": project_id,
-        "ownerId": owner_id,
-        "userAgent": request.headers.get("User-Agent", ""),
-        "contentLength": request.content_length or 0,
-        "error": error,
-        "source": "gateway",
-    }
+        error = RequestError("CLIENT_ERROR" if status < 500 else "INTERNAL", reason)
+    elapsed = time.perf_counter() - started
+    return RequestCompleted(
+        request_id=request[REQUEST_ID],
+        timestamp=to_iso(datetime.fromtimestamp(time.time() - elapsed, UTC)),
+        method=request.method,
+        path=request.path_qs,
+        route=matched_path(request),
+        status_code=status,
+        latency=round(elapsed * 1000, 3),
+        ip=state_of(request).client_address.of(request),
+        user_id=caller.user_id if caller else None,
+        api_key_id=key["id"] if key else None,
+        project_id=project_id,
+        owner_id=owner_id,
+        user_agent=request.headers.get("User-Agent", ""),
+        content_length=request.content_length or 0,
+        error=error,
+    )

@@ -6,13 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
+from contracts.identity import Caller
+
 REQUEST_ID = web.RequestKey("request_id", str)
 # time.perf_counter() when the request entered the gateway
 STARTED = web.RequestKey("started", float)
 # absolute Unix ms after which nobody waits for the answer
 DEADLINE_MS = web.RequestKey("deadline_ms", int)
 # the authenticated identity, when there is one
-CALLER = web.RequestKey("caller", dict[str, Any])
+CALLER = web.RequestKey("caller", Caller)
 # the validated (or, without a schema, parsed) JSON body and query
 BODY = web.RequestKey("body", object)
 QUERY = web.RequestKey("query", dict[str, Any])

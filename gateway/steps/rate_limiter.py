@@ -168,7 +168,7 @@ def identity_and_limit(request: web.Request) -> tuple[str, int]:
         return f"apikey:{key['id']}", settings.rate_limit_api_key
     caller = request.get(CALLER)
     if caller is not None:
-        return f"user:{caller['userId']}", settings.rate_limit_user
+        return f"user:{caller.user_id}", settings.rate_limit_user
     return f"ip:{state_of(request).client_address.of(request)}", settings.rate_limit_ip
 
 

@@ -121,7 +121,7 @@ def cache_key(request: web.Request) -> str:
     assert config is not None
     caller = request.get(CALLER)
     key = request.get(API_KEY)
-    identity = (f"user:{caller['userId']}" if caller else
+    identity = (f"user:{caller.user_id}" if caller else
                 f"apikey:{key['id']}" if key else "anonymous")
     query = urlencode(sorted(request.query.items()))
     encoding = request.headers.get("Accept-Encoding", "")

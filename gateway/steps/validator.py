@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from contracts.validation import load
+from contracts.validation import load, load_list
 from gateway.body import read_json
 from gateway.router import route_of
 from gateway.steps.keys import BODY, PARAMS, QUERY
@@ -21,7 +21,9 @@ async def validator(request: web.Request, handler: web.Handler) -> web.StreamRes
     route = route_of(request)
     if route is not None:
         body = await read_json(request) if request.method in BODY_METHODS else None
-        if route.body is not None:
+        if route.body is not None and route.body_max_items is not None:
+            body = load_list(route.body(), body, "body", route.body_max_items)
+        elif route.body is not None:
             body = load(route.body(), body, "body")
         request[BODY] = body
         query = dict(request.query)

@@ -41,3 +41,15 @@ async def amqp(settings: Settings) -> AsyncIterator[Connect]:
 def unique() -> str:
     """A name no other test uses, for queues of one test."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def log_entries(settings: Settings, unique: str) -> AsyncIterator:
+    """A log entry collection of this test's own, in a database dropped afterwards."""
+    from contracts.mongo import open_mongo
+
+    mongo = await open_mongo(settings.mongo_url, f"{settings.mongo_db}_{unique}",
+                             app_name="tests", give_up_after_s=10)
+    yield mongo.db["logentries"]
+    await mongo.client.drop_database(mongo.db.name)
+    await mongo.close()

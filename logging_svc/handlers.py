@@ -1,0 +1,89 @@
+"""The logging service's RPC operations (API.md section 7.2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from contracts.errors import Conflict, NotFound
+from contracts.logging import get_logger
+from contracts.messages import RpcRequest
+from contracts.names import SERVICES, Service
+from contracts.rpc import Reply, RpcClient, operation
+from logging_svc.consumer import LOG_ENTRIES_STORED
+from logging_svc.store import DuplicateRequestId, LogFilter, LogStore, parse_timestamp
+
+log = get_logger(__name__)
+
+PROJECT_QUEUE = SERVICES[Service.PROJECT].rpc_queue
+NOT_FOUND = "Log entry not found"
+
+
+
+class LogHandlers:
+    def __init__(self, store: LogStore, rpc: RpcClient) -> None:
+        self._store = store
+        self._rpc = rpc
+
+    # --- operations ----------------------------------------------------------------------------
+
+    @operation("log.ingest")
+    async def ingest(self, request: RpcRequest) -> Reply:
+        await self._store_external([request.body])
+        LOG_ENTRIES_STORED.labels("external", "new").inc()
+        return Reply({"message": "Log ingested"}, status=201)
+
+    @operation("log.ingest_batch")
+    async def ingest_batch(self, request: RpcRequest) -> Reply:
+        entries = list(request.body or [])
+        if entries:
+            await self._store_external(entries)
+        LOG_ENTRIES_STORED.labels("external", "new").inc(len(entries))
+        return Reply({"message": f"{len(entries)} logs ingested"}, status=201)
+
+    @operation("log.list")
+    async def list_entries(self, request: RpcRequest) -> dict:
+        return await self._page(request, errors_only=False)
+
+    @operation("log.errors")
+    async def list_errors(self, request: RpcRequest) -> dict:
+        return await self._page(request, errors_only=True)
+
+    @operation("log.get")
+    async def get_entry(self, request: RpcRequest) -> dict:
+        entry = await self._store.by_request_id(request.authenticated,
+                                                str(request.params["requestId"]))
+        if entry is None:
+            raise NotFound(NOT_FOUND)
+        return entry
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _store_external(self, entries: list[dict]) -> None:
+        try:
+            await self._store.store_external(entries)
+        except DuplicateRequestId as exc:
+            raise Conflict(f"A log entry with requestId {exc.request_id} already exists "
+                           "(nothing of this request was stored)") from None
+
+    async def _page(self, request: RpcRequest, *, errors_only: bool) -> dict:
+        caller = request.authenticated
+        query = request.query
+        project_id = query.get("projectId")
+        if project_id is not None:
+            # 404 "Project not found" when the caller cannot see it (API.md section 7.2)
+            await self._rpc.call(PROJECT_QUEUE, "project.get", RpcRequest(
+                params={"id": str(project_id)}, caller=caller,
+                request_id=request.request_id))
+        where = LogFilter(
+            user_id=query.get("userId"), status_code=query.get("statusCode"),
+            method=query.get("method"), since=_moment(query.get("from")),
+            until=_moment(query.get("to")),
+            source=query.get("source"),
+            project_id=str(project_id) if project_id is not None else None,
+            errors_only=errors_only)
+        page = await self._store.page(caller, where, page=query["page"], limit=query["limit"])
+        return page.to_wire()
+
+
+def _moment(value: str | None) -> datetime | None:
+    return parse_timestamp(value) if value else None

@@ -1,0 +1,173 @@
+"""The logging service's consumer against the real broker and the real MongoDB-protocol server:
+every gateway event stored exactly once, whatever the broker or the consumer does."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from datetime import UTC, datetime
+
+import aio_pika
+
+from contracts.amqp import declare_event_queue
+from contracts.events import EventConsumer, EventPublisher
+from contracts.messages import RequestCompleted, RequestError, encode_events
+from contracts.names import HEADER_DEAD_REASON, EventQueue, RoutingKey, dead_letter_queue
+from contracts.timeutil import to_iso
+from logging_svc.consumer import RequestLogWriter
+from logging_svc.store import LogStore, entry_id
+from tests.conftest import TEST_VHOST
+
+
+def completed(index: int = 0, **overrides) -> RequestCompleted:
+    fields = dict(
+        request_id=str(uuid.uuid4()), timestamp=to_iso(datetime.now(UTC)), method="GET",
+        path=f"/things/{index}", route="/things/:id", status_code=200 if index % 7 else 503,
+        latency=1.5, ip="127.0.0.1", user_id="u-1", api_key_id=None, project_id=None,
+        owner_id=None, user_agent="test", content_length=0,
+        error=None if index % 7 else RequestError("INTERNAL", "Service Unavailable"))
+    fields.update(overrides)
+    return RequestCompleted(**fields)
+
+
+def spec(unique: str) -> EventQueue:
+    return EventQueue(unique, (RoutingKey.REQUEST_COMPLETED,))
+
+
+async def stored_count(mongo, expected: int, within_s: float = 30.0) -> int:
+    """The number of entries once it reached `expected` (or the deadline passed)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + within_s
+    count = await mongo.count_documents({})
+    while count < expected and loop.time() < until:
+        await asyncio.sleep(0.1)
+        count = await mongo.count_documents({})
+    await asyncio.sleep(0.3)  # anything extra (a duplicate) would show up now
+    return await mongo.count_documents({})
+
+
+async def test_a_batch_redelivered_after_a_kill_between_write_and_ack_is_stored_once(
+        amqp, unique, log_entries):
+    store = LogStore(log_entries)
+    written = asyncio.Event()
+
+    async def write_then_die(events: list[RequestCompleted]) -> None:
+        await store.store_gateway_events(events)
+        written.set()
+        await asyncio.Event().wait()  # never returns, so never acks: killed mid-message
+
+    doomed = await amqp("doomed-consumer")
+    first = EventConsumer(doomed, spec(unique), write_then_die, prefetch=1)
+    await first.start()
+    events = [completed(i) for i in range(50)]
+    publisher = EventPublisher(await amqp("publisher"))
+    await publisher.start()
+    for event in events:
+        publisher.publish(event)
+    assert await publisher.flush(timeout=10)
+    await asyncio.wait_for(written.wait(), 10)
+    assert await log_entries.count_documents({}) == 50
+    await doomed.close()  # the broker requeues the unacked message
+
+    seen: list[int] = []
+
+    async def count_and_store(batch: list[RequestCompleted]) -> None:
+        seen.append(len(batch))
+        await store.store_gateway_events(batch)
+
+    second = EventConsumer(await amqp("second-consumer"), spec(unique), count_and_store)
+    await second.start()
+    assert await stored_count(log_entries, 50) == 50
+    assert sum(seen) == 50  # the whole batch came again, and none of it was stored twice
+    stored_ids = {d["requestId"] async for d in log_entries.find({}, {"requestId": 1})}
+    assert stored_ids == {e.request_id for e in events}
+    await second.stop()
+    await publisher.close()
+
+
+def close_all_connections() -> None:
+    subprocess.run(
+        ["rabbitmqctl", "close_all_connections", "-p", TEST_VHOST, "test: drop connections"],
+        check=True, capture_output=True, timeout=60)
+
+
+async def test_closing_every_broker_connection_mid_stream_loses_nothing(
+        amqp, unique, log_entries):
+    writer = RequestLogWriter(LogStore(log_entries))
+    consumer = EventConsumer(await amqp("consumer"), spec(unique), writer.on_requests)
+    await consumer.start()
+    publisher = EventPublisher(await amqp("publisher"), max_batch=50, linger_s=0.01)
+    await publisher.start()
+    total = 2000
+
+    async def keep_publishing() -> None:
+        for i in range(total):
+            publisher.publish(completed(i))
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)
+
+    publishing = asyncio.create_task(keep_publishing())
+    await asyncio.sleep(0.15)
+    await asyncio.to_thread(close_all_connections)
+    await publishing
+    assert await publisher.flush(timeout=60)
+    assert await stored_count(log_entries, total, within_s=60) == total
+    await consumer.stop()
+    await publisher.close()
+
+
+async def test_ten_thousand_events_through_the_gateway_publisher_are_stored_exactly_once(
+        amqp, unique, log_entries):
+    writer = RequestLogWriter(LogStore(log_entries))
+    consumer = EventConsumer(await amqp("consumer"), spec(unique), writer.on_requests,
+                             prefetch=8)
+    await consumer.start()
+    publisher = EventPublisher(await amqp("publisher"))
+    await publisher.start()
+    events = [completed(i) for i in range(10_000)]
+    for event in events:
+        publisher.publish(event)
+    # the publisher is at-least-once: a resend after a lost confirm must not count twice
+    for event in events[:500]:
+        publisher.publish(event)
+    assert await publisher.flush(timeout=60)
+    assert await stored_count(log_entries, 10_000, within_s=120) == 10_000
+    errors = await log_entries.count_documents({"statusCode": 503})
+    assert errors == sum(1 for e in events if e.status_code == 503)
+    await consumer.stop()
+    await publisher.close()
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_next_good_one_is_stored(
+        amqp, unique, log_entries):
+    writer = RequestLogWriter(LogStore(log_entries))
+    connection = await amqp("consumer")
+    consumer = EventConsumer(connection, spec(unique), writer.on_requests)
+    await consumer.start()
+    channel = await (await amqp("raw-publisher")).channel(publisher_confirms=True)
+    await declare_event_queue(channel, unique, (RoutingKey.REQUEST_COMPLETED,))
+    poison = b'{"events": [{"requestId": 42}]}'
+    good = completed(1)
+    for body in (b"not json at all", poison, encode_events([good])):
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, headers={"x-routing-key": RoutingKey.REQUEST_COMPLETED}),
+            routing_key=unique)
+
+    assert await stored_count(log_entries, 1) == 1
+    assert await log_entries.find_one({"_id": entry_id("gateway", good.request_id)})
+    dead = await channel.declare_queue(dead_letter_queue(unique), passive=True)
+    reasons = []
+    for _ in range(50):
+        message = await dead.get(fail=False)
+        if message is None:
+            if len(reasons) >= 2:
+                break
+            await asyncio.sleep(0.1)
+            continue
+        reasons.append(message.headers[HEADER_DEAD_REASON])
+        await message.ack()
+    assert len(reasons) == 2
+    assert any("not JSON" in r for r in reasons)
+    assert any("requestId" in r for r in reasons)
+    await consumer.stop()
