@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from contracts.mongo import Index, Mongo, ensure_indexes, open_mongo
+from contracts.mongo import Index, Mongo, open_mongo
 from contracts.names import LOGGING_REQUESTS
 from contracts.rpc import operations_of
 from contracts.service import ServiceProcess
@@ -30,7 +30,7 @@ class LoggingComponent:
                                        app_name=process.name)
         collection = self._mongo.db[COLLECTION]
         retention = timedelta(days=settings.log_retention_days)
-        await ensure_indexes(collection, tuple(
+        await self._mongo.ensure_indexes(collection, tuple(
             Index(index.keys, index.name, index.unique,
                   {"expireAfterSeconds": int(retention.total_seconds())})
             if index.name == RETENTION_INDEX else index for index in INDEXES))

@@ -1,9 +1,9 @@
 """Keeps log entries for `LOG_RETENTION_DAYS` (API.md section 7.1: 30 days).
 
-FerretDB has no TTL indexes, so a sweeper deletes expired entries in bounded batches every
-`LOG_SWEEP_INTERVAL_S` (also on real MongoDB, where it finds little: the TTL index there is
-created too and usually got there first). Any number of replicas may sweep: deleting by `_id`
-is idempotent.
+FerretDB has no TTL indexes, so a sweeper deletes expired entries every
+`LOG_SWEEP_INTERVAL_S`: one pass finds them, and they go in bounded chunks by `_id`. It runs on
+real MongoDB too, where it finds little: the TTL index on `timestamp` usually got there first.
+Any number of replicas may sweep: deleting by `_id` is idempotent.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ log = get_logger(__name__)
 
 LOG_ENTRIES_EXPIRED = Counter("log_entries_expired_total", "Log entries deleted by retention")
 
-BATCH = 1000
-PAUSE_BETWEEN_BATCHES_S = 0.05  # lets consumer writes through between delete batches
+PAUSE_BETWEEN_CHUNKS_S = 0.05  # lets consumer writes through between delete statements
 
 
 class RetentionSweeper:
@@ -35,13 +34,12 @@ class RetentionSweeper:
         """Delete every entry older than the retention period; returns how many."""
         cutoff = datetime.now(UTC) - self._retention
         total = 0
-        while True:
-            deleted = await self._store.delete_older_than(cutoff, batch=BATCH)
+        for ids in await self._store.expired_ids(cutoff):
+            deleted = await self._store.delete(ids)
             total += deleted
             LOG_ENTRIES_EXPIRED.inc(deleted)
-            if deleted < BATCH:
-                return total
-            await asyncio.sleep(PAUSE_BETWEEN_BATCHES_S)
+            await asyncio.sleep(PAUSE_BETWEEN_CHUNKS_S)
+        return total
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="log-retention")

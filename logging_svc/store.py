@@ -35,6 +35,8 @@ log = get_logger(__name__)
 COLLECTION = "logentries"
 GATEWAY, EXTERNAL = "gateway", "external"
 RETENTION_INDEX = "timestamp_desc"
+# Entries deleted per statement (FerretDB on SQLite fails past 32,766 bound variables).
+DELETE_CHUNK = 5000
 
 INDEXES = (
     # newest first everywhere; the retention TTL where the server supports one
@@ -254,11 +256,14 @@ class LogStore:
                 return entry_out(document)
         return None
 
-    async def delete_older_than(self, cutoff: datetime, *, batch: int = 1000) -> int:
-        """Delete one bounded batch of expired entries; returns how many went."""
-        cursor = self._entries.find({"timestamp": {"$lt": cutoff}}, {"_id": 1}).limit(batch)
+    async def expired_ids(self, cutoff: datetime) -> list[list[ObjectId]]:
+        """The ids of entries older than `cutoff`, in chunks of DELETE_CHUNK: read in one
+        pass (FerretDB scans the collection for any filter) and read before any delete, so no
+        cursor is open while deleting."""
+        cursor = self._entries.find({"timestamp": {"$lt": cutoff}}, {"_id": 1})
         ids = [document["_id"] async for document in cursor]
-        if not ids:
-            return 0
+        return [ids[i:i + DELETE_CHUNK] for i in range(0, len(ids), DELETE_CHUNK)]
+
+    async def delete(self, ids: list[ObjectId]) -> int:
         result = await self._entries.delete_many({"_id": {"$in": ids}})
         return result.deleted_count

@@ -5,46 +5,34 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import uuid
-from datetime import UTC, datetime
 
 import aio_pika
 
 from contracts.amqp import declare_event_queue
 from contracts.events import EventConsumer, EventPublisher
-from contracts.messages import RequestCompleted, RequestError, encode_events
+from contracts.messages import RequestCompleted, encode_events
 from contracts.names import HEADER_DEAD_REASON, EventQueue, RoutingKey, dead_letter_queue
-from contracts.timeutil import to_iso
 from logging_svc.consumer import RequestLogWriter
 from logging_svc.store import LogStore, entry_id
 from tests.conftest import TEST_VHOST
-
-
-def completed(index: int = 0, **overrides) -> RequestCompleted:
-    fields = dict(
-        request_id=str(uuid.uuid4()), timestamp=to_iso(datetime.now(UTC)), method="GET",
-        path=f"/things/{index}", route="/things/:id", status_code=200 if index % 7 else 503,
-        latency=1.5, ip="127.0.0.1", user_id="u-1", api_key_id=None, project_id=None,
-        owner_id=None, user_agent="test", content_length=0,
-        error=None if index % 7 else RequestError("INTERNAL", "Service Unavailable"))
-    fields.update(overrides)
-    return RequestCompleted(**fields)
+from tests.factories import request_completed
 
 
 def spec(unique: str) -> EventQueue:
     return EventQueue(unique, (RoutingKey.REQUEST_COMPLETED,))
 
 
-async def stored_count(mongo, expected: int, within_s: float = 30.0) -> int:
-    """The number of entries once it reached `expected` (or the deadline passed)."""
+async def stored_count(mongo, expected: int, within_s: float = 30.0, *, marker: str) -> int:
+    """The number of this test's entries (user agent `marker`: the queue is bound to every
+    request.completed of the vhost) once it reached `expected` (or the deadline passed)."""
     loop = asyncio.get_running_loop()
     until = loop.time() + within_s
-    count = await mongo.count_documents({})
+    count = await mongo.count_documents({"userAgent": marker})
     while count < expected and loop.time() < until:
         await asyncio.sleep(0.1)
-        count = await mongo.count_documents({})
+        count = await mongo.count_documents({"userAgent": marker})
     await asyncio.sleep(0.3)  # anything extra (a duplicate) would show up now
-    return await mongo.count_documents({})
+    return await mongo.count_documents({"userAgent": marker})
 
 
 async def test_a_batch_redelivered_after_a_kill_between_write_and_ack_is_stored_once(
@@ -60,27 +48,27 @@ async def test_a_batch_redelivered_after_a_kill_between_write_and_ack_is_stored_
     doomed = await amqp("doomed-consumer")
     first = EventConsumer(doomed, spec(unique), write_then_die, prefetch=1)
     await first.start()
-    events = [completed(i) for i in range(50)]
+    events = [request_completed(i, user_agent=unique) for i in range(50)]
     publisher = EventPublisher(await amqp("publisher"))
     await publisher.start()
     for event in events:
         publisher.publish(event)
     assert await publisher.flush(timeout=10)
     await asyncio.wait_for(written.wait(), 10)
-    assert await log_entries.count_documents({}) == 50
+    assert await log_entries.count_documents({"userAgent": unique}) == 50
     await doomed.close()  # the broker requeues the unacked message
 
     seen: list[int] = []
 
     async def count_and_store(batch: list[RequestCompleted]) -> None:
-        seen.append(len(batch))
+        seen.append(sum(event.user_agent == unique for event in batch))
         await store.store_gateway_events(batch)
 
     second = EventConsumer(await amqp("second-consumer"), spec(unique), count_and_store)
     await second.start()
-    assert await stored_count(log_entries, 50) == 50
+    assert await stored_count(log_entries, 50, marker=unique) == 50
     assert sum(seen) == 50  # the whole batch came again, and none of it was stored twice
-    stored_ids = {d["requestId"] async for d in log_entries.find({}, {"requestId": 1})}
+    stored_ids = {d["requestId"] async for d in log_entries.find({"userAgent": unique}, {"requestId": 1})}
     assert stored_ids == {e.request_id for e in events}
     await second.stop()
     await publisher.close()
@@ -103,7 +91,7 @@ async def test_closing_every_broker_connection_mid_stream_loses_nothing(
 
     async def keep_publishing() -> None:
         for i in range(total):
-            publisher.publish(completed(i))
+            publisher.publish(request_completed(i, user_agent=unique))
             if i % 50 == 0:
                 await asyncio.sleep(0.01)
 
@@ -112,7 +100,7 @@ async def test_closing_every_broker_connection_mid_stream_loses_nothing(
     await asyncio.to_thread(close_all_connections)
     await publishing
     assert await publisher.flush(timeout=60)
-    assert await stored_count(log_entries, total, within_s=60) == total
+    assert await stored_count(log_entries, total, within_s=60, marker=unique) == total
     await consumer.stop()
     await publisher.close()
 
@@ -125,15 +113,15 @@ async def test_ten_thousand_events_through_the_gateway_publisher_are_stored_exac
     await consumer.start()
     publisher = EventPublisher(await amqp("publisher"))
     await publisher.start()
-    events = [completed(i) for i in range(10_000)]
+    events = [request_completed(i, user_agent=unique) for i in range(10_000)]
     for event in events:
         publisher.publish(event)
     # the publisher is at-least-once: a resend after a lost confirm must not count twice
     for event in events[:500]:
         publisher.publish(event)
     assert await publisher.flush(timeout=60)
-    assert await stored_count(log_entries, 10_000, within_s=120) == 10_000
-    errors = await log_entries.count_documents({"statusCode": 503})
+    assert await stored_count(log_entries, 10_000, within_s=120, marker=unique) == 10_000
+    errors = await log_entries.count_documents({"statusCode": 503, "userAgent": unique})
     assert errors == sum(1 for e in events if e.status_code == 503)
     await consumer.stop()
     await publisher.close()
@@ -148,13 +136,13 @@ async def test_a_poison_message_is_dead_lettered_and_the_next_good_one_is_stored
     channel = await (await amqp("raw-publisher")).channel(publisher_confirms=True)
     await declare_event_queue(channel, unique, (RoutingKey.REQUEST_COMPLETED,))
     poison = b'{"events": [{"requestId": 42}]}'
-    good = completed(1)
+    good = request_completed(1, user_agent=unique)
     for body in (b"not json at all", poison, encode_events([good])):
         await channel.default_exchange.publish(
             aio_pika.Message(body, headers={"x-routing-key": RoutingKey.REQUEST_COMPLETED}),
             routing_key=unique)
 
-    assert await stored_count(log_entries, 1) == 1
+    assert await stored_count(log_entries, 1, marker=unique) == 1
     assert await log_entries.find_one({"_id": entry_id("gateway", good.request_id)})
     dead = await channel.declare_queue(dead_letter_queue(unique), passive=True)
     reasons = []
