@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aio_pika
-import orjson
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -189,6 +188,16 @@ class EventPublisher:
         )
 
 
+def dead_letter_headers(message: AbstractIncomingMessage,
+                        count: int | None = None) -> dict[str, Any]:
+    """The message's headers, naming its routing key (a retried copy already does) and, when
+    only some of its events are dead-lettered, how many."""
+    headers = {HEADER_ROUTING_KEY: message.routing_key or "", **(message.headers or {})}
+    if count is not None:
+        headers[HEADER_BATCH_SIZE] = count
+    return headers
+
+
 class EventConsumer(QueueConsumer):
     """Consume a durable event queue with a typed handler: ack only after the handler
     succeeded; after a failure republish with a retry count (after a back-off), and
@@ -238,7 +247,10 @@ class EventConsumer(QueueConsumer):
             await message.ack()
             return
         if batch.malformed:
-            await self._dead_letter_events(batch, message)
+            log.warning("dead-lettering malformed events", queue=queue,
+                        count=len(batch.malformed), reason=batch.malformed_reason())
+            await self._dead_letter(batch.malformed_body(), message, batch.malformed_reason(),
+                                    "malformed", len(batch.malformed))
         if not batch.events:
             await message.ack()
             return
@@ -262,7 +274,7 @@ class EventConsumer(QueueConsumer):
             log.exception("event handler failed; dead-lettering", queue=queue,
                           retries=retries)
             await self._dead_letter(body, message, f"failed {retries + 1} times: {exc!r}",
-                                    "failed")
+                                    "failed", len(batch.events))
             await message.ack()
             return
         log.warning("event handler failed; will retry", queue=queue, retries=retries,
@@ -275,7 +287,8 @@ class EventConsumer(QueueConsumer):
                     content_type=message.content_type,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     headers={**(message.headers or {}), HEADER_RETRIES: retries + 1,
-                             HEADER_ROUTING_KEY: routing_key},
+                             HEADER_ROUTING_KEY: routing_key,
+                             HEADER_BATCH_SIZE: len(batch.events)},
                 ),
                 routing_key=queue,
             )
@@ -285,20 +298,10 @@ class EventConsumer(QueueConsumer):
         await message.ack()
         EVENTS_CONSUMED.labels(queue, "retried").inc()
 
-    async def _dead_letter_events(self, batch: DecodedBatch,
-                                  message: AbstractIncomingMessage) -> None:
-        raw = [event for event, _reason in batch.malformed]
-        reasons = "; ".join(sorted({reason for _event, reason in batch.malformed}))
-        log.warning("dead-lettering malformed events", queue=self._spec.name,
-                    count=len(raw), reasons=reasons)
-        await self._dead_letter(orjson.dumps({"events": raw}), message,
-                                f"malformed events: {reasons}", "malformed")
-
     async def _dead_letter(self, body: bytes, message: AbstractIncomingMessage, reason: str,
-                           kind: str) -> None:
+                           kind: str, count: int | None = None) -> None:
         assert self._channel is not None
-        # A retried copy already names its routing key; a first delivery gets it added.
-        headers = {HEADER_ROUTING_KEY: message.routing_key or "", **(message.headers or {})}
+        headers = dead_letter_headers(message, count)
         await publish_dead_letter(self._channel, self._spec.name, body, headers, reason)
         MESSAGES_DEAD_LETTERED.labels(self._spec.name, kind).inc()
         EVENTS_CONSUMED.labels(self._spec.name, "dead_lettered").inc()
@@ -325,6 +328,7 @@ class ExclusiveSubscription:
         self._prefetch = prefetch
         self._channel: AbstractChannel | None = None
         self.queue_name = f"{purpose}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self._in_order = asyncio.Lock()
 
     async def start(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
@@ -342,20 +346,31 @@ class ExclusiveSubscription:
             await self._channel.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # aio-pika runs each delivery as a task of its own: without the lock a handler that
+        # awaits would be overtaken by later events (a route created, then deleted, applied
+        # in the other order).
+        async with self._in_order:
+            await self._handle(message)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        assert self._channel is not None
         try:
-            batch = decode_events(message.routing_key or "", message.body)
-        except MalformedMessage as exc:
-            batch = DecodedBatch([], [(None, str(exc))])
-        try:
+            try:
+                batch = decode_events(message.routing_key or "", message.body)
+            except MalformedMessage as exc:
+                log.error("malformed message dead-lettered", purpose=self._purpose,
+                          routing_key=message.routing_key, reason=str(exc))
+                await publish_dead_letter(self._channel, self._purpose, message.body,
+                                          dead_letter_headers(message), f"malformed: {exc}")
+                MESSAGES_DEAD_LETTERED.labels(self._purpose, "malformed").inc()
+                batch = DecodedBatch([])
             if batch.malformed:
-                assert self._channel is not None
-                reasons = "; ".join(sorted({reason for _event, reason in batch.malformed}))
                 log.error("malformed events dead-lettered", purpose=self._purpose,
-                          routing_key=message.routing_key, reasons=reasons)
+                          routing_key=message.routing_key, reason=batch.malformed_reason())
                 await publish_dead_letter(
-                    self._channel, self._purpose, message.body,
-                    {**(message.headers or {}), HEADER_ROUTING_KEY: message.routing_key or ""},
-                    f"malformed events: {reasons}")
+                    self._channel, self._purpose, batch.malformed_body(),
+                    dead_letter_headers(message, len(batch.malformed)),
+                    batch.malformed_reason())
                 MESSAGES_DEAD_LETTERED.labels(self._purpose, "malformed").inc()
             if batch.events:
                 await self._handler(batch.events)

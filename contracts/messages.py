@@ -69,7 +69,7 @@ def _bool(wire: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def _str_list(wire: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    value = wire.get(name, [])
+    value = wire.get(name)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise MalformedMessage(f"{name}: a list of strings expected")
     return tuple(value)
@@ -179,6 +179,7 @@ class RouteConfigData:
     auth_required: bool
     active: bool
     owner_id: str | None
+    created_at: str | None
     updated_at: str | None
 
     def to_wire(self) -> dict[str, Any]:
@@ -187,7 +188,8 @@ class RouteConfigData:
             "method": self.method, "service": self.service, "upstreamUrl": self.upstream_url,
             "rateLimit": self.rate_limit, "cacheTTL": self.cache_ttl,
             "authRequired": self.auth_required, "active": self.active,
-            "ownerId": self.owner_id, "updatedAt": self.updated_at,
+            "ownerId": self.owner_id, "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
         }
 
     @classmethod
@@ -203,6 +205,7 @@ class RouteConfigData:
             auth_required=_bool(wire, "authRequired", True),
             active=_bool(wire, "active", True),
             owner_id=_opt_str(wire, "ownerId", max_len=100),
+            created_at=_opt_str(wire, "createdAt", max_len=40),
             updated_at=_opt_str(wire, "updatedAt", max_len=40),
         )
 
@@ -295,6 +298,13 @@ class DecodedBatch:
     events: list[Any]
     malformed: list[tuple[Any, str]] = field(default_factory=list)
 
+    def malformed_body(self) -> bytes:
+        """The events that did not decode, as a message body of their own."""
+        return orjson.dumps({"events": [raw for raw, _reason in self.malformed]})
+
+    def malformed_reason(self) -> str:
+        return "malformed events: " + "; ".join(sorted({r for _raw, r in self.malformed}))
+
 
 def decode_events(routing_key: str, body: bytes) -> DecodedBatch:
     """Decode a message body published under `routing_key`. Raise MalformedMessage when the
@@ -350,8 +360,9 @@ class RpcRequest:
     def from_wire(cls, wire: Any) -> Self:
         if not isinstance(wire, dict):
             raise MalformedMessage("an RPC request is a JSON object")
-        query, params, caller = wire.get("query") or {}, wire.get("params") or {}, \
-            wire.get("caller")
+        query, params, caller = wire.get("query"), wire.get("params"), wire.get("caller")
+        query = {} if query is None else query
+        params = {} if params is None else params
         if not isinstance(query, dict) or not isinstance(params, dict):
             raise MalformedMessage("query and params are objects")
         return cls(

@@ -19,7 +19,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from contracts.events import decode_batch
+from contracts.messages import RequestCompleted, decode_events
 from tests.e2e.conftest import Stack, healthy_stack
 from tests.e2e.helpers import PASSWORD, call, developer, eventually, project_with_route
 
@@ -146,8 +146,10 @@ def test_route_config_rate_limit_overrides_the_tier(gw, upstream):
 
 @pytest.fixture
 def completed_events(gw):
-    """Collect request.completed events from a queue of this test, bound to gw.events."""
-    found: list[dict] = []
+    """Collect request.completed events from a queue of this test, bound to gw.events, decoded
+    as their consumers decode them (an event that does not decode fails the test)."""
+    found: list[RequestCompleted] = []
+    malformed: list = []
     ready = threading.Event()
     stop = threading.Event()
 
@@ -163,7 +165,9 @@ def completed_events(gw):
             if message is None:
                 await asyncio.sleep(0.05)
                 continue
-            found.extend(decode_batch(message.body))
+            batch = decode_events(message.routing_key, message.body)
+            malformed.extend(batch.malformed)
+            found.extend(batch.events)
             await message.ack()
         await connection.close()
 
@@ -173,6 +177,7 @@ def completed_events(gw):
     yield found
     stop.set()
     thread.join(10)
+    assert malformed == [], "the gateway published events its consumers cannot decode"
 
 
 def raw(stack: Stack, method: str, path: str, data: bytes, headers: dict | None = None):
@@ -201,11 +206,11 @@ def test_bad_inputs_get_envelopes_headers_and_events(gw, completed_events):
         assert (status, body["error"]) == (expected_status, code)
         assert body["statusCode"] == status and body["requestId"] == headers["X-Request-Id"]
         assert "X-RateLimit-Limit" in headers
-        request_ids.append(headers["X-Request-Id"])
+        request_ids.append((headers["X-Request-Id"], status))
 
     def all_seen():
-        seen = {e["requestId"]: e["statusCode"] for e in completed_events}
-        return all(r in seen for r in request_ids)
+        seen = {e.request_id: e.status_code for e in completed_events}
+        return all(seen.get(r) == status for r, status in request_ids)
 
     assert eventually(all_seen, within_s=5), "a response without its request.completed event"
 

@@ -19,15 +19,21 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import aio_pika
 import asyncpg
 import pytest
 
-from contracts.events import decode_batch
-from contracts.names import EVENTS_EXCHANGE, RoutingKey
+from contracts.messages import (
+    ConfigEvent,
+    KeyRevoked,
+    ProjectDeleted,
+    RouteChanged,
+    decode_events,
+)
+from contracts.names import EVENTS_EXCHANGE
 from tests.e2e.conftest import Stack
 from tests.support import request_json
 
@@ -954,28 +960,34 @@ def test_delete_route_and_list_order(owner):
 # --- config events on gw.events ------------------------------------------------------------
 
 
+E = TypeVar("E")
+
+
 class EventTap:
-    """Reads the batches that reach a private queue bound to `gw.events` with `config.#`."""
+    """Reads the batches that reach a private queue bound to `gw.events` with `config.#`,
+    decoded as a gateway decodes them (so every event the service publishes must decode)."""
 
     def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
         self._queue = queue
-        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.seen: list[ConfigEvent] = []
 
     async def _drain(self) -> None:
         while (message := await self._queue.get(no_ack=True, fail=False)) is not None:
-            self.seen.extend((message.routing_key, event) for event in decode_batch(message.body))
+            batch = decode_events(message.routing_key, message.body)
+            assert not batch.malformed, batch.malformed
+            self.seen.extend(batch.events)
 
-    async def wait_for(self, routing_key: str, match: Callable[[dict[str, Any]], bool],
-                       within: float = 5.0) -> dict[str, Any]:
-        """The first event under `routing_key` for which `match` holds, polled for `within` s."""
+    async def wait_for(self, event_type: type[E], match: Callable[[E], bool],
+                       within: float = 5.0) -> E:
+        """The first `event_type` event for which `match` holds, polled for `within` s."""
         deadline = time.monotonic() + within
         while True:
             await self._drain()
-            for key, event in self.seen:
-                if key == routing_key and match(event):
+            for event in self.seen:
+                if isinstance(event, event_type) and match(event):
                     return event
             if time.monotonic() > deadline:
-                raise AssertionError(f"no matching {routing_key} event in {within} s; "
+                raise AssertionError(f"no matching {event_type.__name__} event in {within} s; "
                                      f"seen: {self.seen}")
             await asyncio.sleep(0.05)
 
@@ -995,14 +1007,23 @@ async def config_events(shared_stack: Stack) -> AsyncIterator[EventTap]:
         await connection.close()
 
 
-def route_event(action: str, route_id: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda event: event["action"] == action and event["route"]["id"] == route_id
+def route_event(action: str, route_id: str) -> Callable[[RouteChanged], bool]:
+    return lambda event: event.action == action and event.route.id == route_id
 
 
-def config_of(event: dict[str, Any]) -> dict[str, Any]:
-    """The RouteConfig an event carries (it may add fields for gateways, such as the owner)."""
-    assert ROUTE_FIELDS <= set(event["route"]), event
-    return {name: event["route"][name] for name in ROUTE_FIELDS}
+# A route config event carries the whole API RouteConfig (and adds the owner for gateways).
+EVENT_ROUTE_FIELDS = ROUTE_FIELDS
+
+
+def config_of(event: RouteChanged) -> dict[str, Any]:
+    """The RouteConfig an event carries, in the API's wire form."""
+    wire = event.route.to_wire()
+    assert EVENT_ROUTE_FIELDS <= set(wire), wire
+    return {name: wire[name] for name in EVENT_ROUTE_FIELDS}
+
+
+def api_config(route: dict[str, Any]) -> dict[str, Any]:
+    return {name: route[name] for name in EVENT_ROUTE_FIELDS}
 
 
 async def test_route_changes_are_published(config_events: EventTap, owner):
@@ -1011,12 +1032,14 @@ async def test_route_changes_are_published(config_events: EventTap, owner):
     updated = owner.ok("PATCH", f"/api/v1/routes/{route['id']}", {"rateLimit": 12})
     owner.ok("DELETE", f"/api/v1/routes/{route['id']}")
 
-    changed = RoutingKey.CONFIG_ROUTE_CHANGED
     for action, expected in (("created", route), ("updated", updated), ("deleted", updated)):
-        event = await config_events.wait_for(changed, route_event(action, route["id"]))
-        assert config_of(event) == expected, action
-    actions = [e["action"] for k, e in config_events.seen
-               if k == changed and e["route"]["id"] == route["id"]]
+        event = await config_events.wait_for(RouteChanged, route_event(action, route["id"]))
+        assert config_of(event) == api_config(expected), action
+        assert ISO_MS.match(event.at)
+        if action != "deleted":  # gateways need the owner to let them through
+            assert event.route.owner_id == owner.user_id, action
+    actions = [e.action for e in config_events.seen
+               if isinstance(e, RouteChanged) and e.route.id == route["id"]]
     assert actions == ["created", "updated", "deleted"]
 
 
@@ -1025,10 +1048,9 @@ async def test_key_revocation_is_published(config_events: EventTap, owner):
     key = new_key(owner, project["id"])
     owner.ok("DELETE", f"/api/v1/keys/{key['id']}")
 
-    event = await config_events.wait_for(RoutingKey.CONFIG_KEY_REVOKED,
-                                         lambda e: e["keyId"] == key["id"])
-    assert event["keyHash"] == sha256(key["rawKey"])
-    assert event["projectId"] == project["id"]
+    event = await config_events.wait_for(KeyRevoked, lambda e: e.key_id == key["id"])
+    assert event.key_hash == sha256(key["rawKey"])
+    assert event.project_id == project["id"]
 
 
 async def test_project_deletion_is_published_with_its_keys_and_routes(
@@ -1038,14 +1060,13 @@ async def test_project_deletion_is_published_with_its_keys_and_routes(
     routes = [new_route(owner, project["id"]) for _ in range(2)]
     owner.ok("DELETE", f"/api/v1/projects/{project['id']}")
 
-    event = await config_events.wait_for(RoutingKey.CONFIG_PROJECT_DELETED,
-                                         lambda e: e["projectId"] == project["id"])
-    assert sorted(event["keyIds"]) == sorted(k["id"] for k in keys)
-    assert sorted(event["keyHashes"]) == sorted(sha256(k["rawKey"]) for k in keys)
-    assert sorted(event["routeIds"]) == sorted(r["id"] for r in routes)
+    event = await config_events.wait_for(ProjectDeleted,
+                                         lambda e: e.project_id == project["id"])
+    assert sorted(event.key_ids) == sorted(k["id"] for k in keys)
+    assert sorted(event.key_hashes) == sorted(sha256(k["rawKey"]) for k in keys)
+    assert sorted(event.route_ids) == sorted(r["id"] for r in routes)
     for route in routes:
-        gone = await config_events.wait_for(RoutingKey.CONFIG_ROUTE_CHANGED,
-                                            route_event("deleted", route["id"]))
-        assert config_of(gone) == route
+        gone = await config_events.wait_for(RouteChanged, route_event("deleted", route["id"]))
+        assert config_of(gone) == api_config(route)
 
 

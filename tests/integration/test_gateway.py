@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from contracts.errors import NotFound
-from contracts.identity import issue_access_token
+from contracts.identity import Caller, issue_access_token
+from contracts.messages import RpcRequest
 from contracts.names import SERVICES, Service
 from contracts.routes import ROUTES, Access, Route
 from contracts.rpc import Reply, RpcServer
@@ -32,20 +33,27 @@ ADMIN_ONLY = Route("GET", "/api/v1/admin-only", "test.echo", Access.ADMIN, "admi
 TABLE = (*ROUTES, ECHO, MISSING, SLOW, NOBODY, WRITE, ADMIN_ONLY)
 
 
-async def echo(params: dict[str, Any]) -> Reply:
-    return Reply(params, status=201)
+async def echo(request: RpcRequest) -> Reply:
+    """What the service was handed, serialised back (the caller by its own wire form)."""
+    assert isinstance(request, RpcRequest)
+    assert request.caller is None or isinstance(request.caller, Caller)
+    return Reply({
+        "body": request.body, "query": dict(request.query), "params": dict(request.params),
+        "caller": request.caller.to_wire() if request.caller is not None else None,
+        "requestId": request.request_id, "clientIp": request.client_ip,
+    }, status=201)
 
 
-async def missing(_params: dict[str, Any]) -> None:
+async def missing(_request: RpcRequest) -> None:
     raise NotFound("Thing not found")
 
 
-async def slow(_params: dict[str, Any]) -> str:
+async def slow(_request: RpcRequest) -> str:
     await asyncio.sleep(2)
     return "late"
 
 
-async def health(_params: dict[str, Any]) -> dict[str, str]:
+async def health(_request: RpcRequest) -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -111,6 +119,8 @@ async def test_forwarder_passes_params_query_and_body(gateway):
     assert body["query"] == {"page": "2", "q": "x"}
     assert body["body"] == {"name": "Ada"}
     assert body["requestId"] == response.headers["X-Request-Id"]
+    assert body["clientIp"] == "127.0.0.1"
+    assert body["caller"] is None  # a public route
 
 
 async def test_service_errors_become_envelopes(gateway):

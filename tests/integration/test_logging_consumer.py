@@ -68,7 +68,8 @@ async def test_a_batch_redelivered_after_a_kill_between_write_and_ack_is_stored_
     await second.start()
     assert await stored_count(log_entries, 50, marker=unique) == 50
     assert sum(seen) == 50  # the whole batch came again, and none of it was stored twice
-    stored_ids = {d["requestId"] async for d in log_entries.find({"userAgent": unique}, {"requestId": 1})}
+    mine = log_entries.find({"userAgent": unique}, {"requestId": 1})
+    stored_ids = {document["requestId"] async for document in mine}
     assert stored_ids == {e.request_id for e in events}
     await second.stop()
     await publisher.close()

@@ -11,6 +11,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from contracts.messages import RpcRequest
 from contracts.names import Service
 from contracts.routes import ROUTES, Access, Route
 from contracts.rpc import RpcServer
@@ -21,7 +22,7 @@ PING = Route("GET", "/api/v1/ping", "test.ping", Access.PUBLIC, "ping", service=
 TABLE = (*ROUTES, PING)
 
 
-async def ping(_params):
+async def ping(_request: RpcRequest):
     return {"pong": True}
 
 

@@ -6,35 +6,80 @@ import asyncio
 from typing import Any
 
 import aio_pika
+import orjson
 import pytest
 
-from contracts.errors import NotFound, ServiceUnavailable, UpstreamTimeout
-from contracts.names import HEADER_DEAD_REASON, dead_letter_queue, rpc_queue
+from contracts.errors import NotFound, ServiceUnavailable, Unauthorized, UpstreamTimeout
+from contracts.identity import Caller, Role
+from contracts.messages import RpcRequest
+from contracts.names import DIRECT_REPLY_TO, HEADER_DEAD_REASON, dead_letter_queue, rpc_queue
 from contracts.rpc import Reply, RpcClient, RpcServer
 
 
-async def echo(params: dict[str, Any]) -> Reply:
-    return Reply({"echo": params}, status=201)
+async def echo(request: RpcRequest) -> Reply:
+    return Reply({"echo": request.body}, status=201)
+
+
+def body(value: Any) -> RpcRequest:
+    return RpcRequest(body=value)
 
 
 async def test_round_trip(amqp, unique):
-    server = RpcServer(await amqp("server"), rpc_queue(unique), {"echo": echo})
+    received: list[RpcRequest] = []
+
+    async def record(request: RpcRequest) -> Reply:
+        received.append(request)
+        return Reply({"echo": request.body}, status=201)
+
+    server = RpcServer(await amqp("server"), rpc_queue(unique), {"echo": record})
     await server.start()
     client = RpcClient(await amqp("client"), default_timeout_ms=3000)
     await client.start()
 
-    result = await client.call(rpc_queue(unique), "echo", {"a": 1})
+    sent = RpcRequest(body={"a": 1, "list": [1, "x", None]}, query={"page": 2},
+                      params={"id": "p-1"}, caller=Caller("u-1", "a@b.co", Role.VIEWER),
+                      request_id="r-1", client_ip="10.0.0.9")
+    result = await client.call(rpc_queue(unique), "echo", sent)
 
-    assert (result.status, result.body) == (201, {"echo": {"a": 1}})
+    assert (result.status, result.body) == (201, {"echo": {"a": 1, "list": [1, "x", None]}})
+    assert received == [sent]  # the handler gets the request typed, caller included
+    assert isinstance(received[0].caller, Caller) and received[0].caller.role is Role.VIEWER
+    await server.stop()
+    await client.close()
+
+
+async def test_a_call_without_a_request_sends_an_empty_one(amqp, unique):
+    received: list[RpcRequest] = []
+
+    async def record(request: RpcRequest) -> None:
+        received.append(request)
+
+    async def whoami(request: RpcRequest) -> str:
+        return request.authenticated.user_id
+
+    server = RpcServer(await amqp("server"), rpc_queue(unique),
+                       {"record": record, "whoami": whoami})
+    await server.start()
+    client = RpcClient(await amqp("client"), default_timeout_ms=3000)
+    await client.start()
+
+    result = await client.call(rpc_queue(unique), "record")
+    assert (result.status, result.body) == (200, None)
+    assert received == [RpcRequest()]
+    with pytest.raises(Unauthorized):  # no caller where one is required: a 401, not a crash
+        await client.call(rpc_queue(unique), "whoami")
+    caller = Caller("u-7", "a@b.co", Role.ADMIN)
+    assert (await client.call(rpc_queue(unique), "whoami", RpcRequest(caller=caller))).body \
+        == "u-7"
     await server.stop()
     await client.close()
 
 
 async def test_errors_cross_the_wire_as_envelopes(amqp, unique):
-    async def missing(_params: dict[str, Any]) -> None:
+    async def missing(_request: RpcRequest) -> None:
         raise NotFound("Project not found")
 
-    async def broken(_params: dict[str, Any]) -> None:
+    async def broken(_request: RpcRequest) -> None:
         raise RuntimeError("secret internals")
 
     server = RpcServer(await amqp("server"), rpc_queue(unique),
@@ -57,9 +102,9 @@ async def test_errors_cross_the_wire_as_envelopes(amqp, unique):
 
 
 async def test_hundred_concurrent_calls_each_get_their_own_reply(amqp, unique):
-    async def slow_echo(params: dict[str, Any]) -> dict[str, Any]:
-        await asyncio.sleep(0.01 * (params["i"] % 7))  # replies come back out of order
-        return params
+    async def slow_echo(request: RpcRequest) -> dict[str, Any]:
+        await asyncio.sleep(0.01 * (request.body["i"] % 7))  # replies come back out of order
+        return request.body
 
     server = RpcServer(await amqp("server"), rpc_queue(unique), {"echo": slow_echo})
     await server.start()
@@ -67,7 +112,7 @@ async def test_hundred_concurrent_calls_each_get_their_own_reply(amqp, unique):
     await client.start()
 
     results = await asyncio.gather(
-        *(client.call(rpc_queue(unique), "echo", {"i": i}) for i in range(100))
+        *(client.call(rpc_queue(unique), "echo", body({"i": i})) for i in range(100))
     )
 
     assert [r.body["i"] for r in results] == list(range(100))
@@ -79,11 +124,11 @@ async def test_call_past_its_deadline_is_504_and_never_processed(amqp, unique):
     ran: list[int] = []
     release = asyncio.Event()
 
-    async def blocking(params: dict[str, Any]) -> int:
-        ran.append(params["i"])
-        if params["i"] == 0:
+    async def blocking(request: RpcRequest) -> int:
+        ran.append(request.body["i"])
+        if request.body["i"] == 0:
             await release.wait()
-        return params["i"]
+        return request.body["i"]
 
     # prefetch 1: while call 0 blocks, call 1 waits in the broker's queue past its deadline
     server = RpcServer(await amqp("server"), rpc_queue(unique), {"op": blocking}, prefetch=1)
@@ -91,10 +136,10 @@ async def test_call_past_its_deadline_is_504_and_never_processed(amqp, unique):
     client = RpcClient(await amqp("client"), default_timeout_ms=5000)
     await client.start()
 
-    first = asyncio.create_task(client.call(rpc_queue(unique), "op", {"i": 0}))
+    first = asyncio.create_task(client.call(rpc_queue(unique), "op", body({"i": 0})))
     await asyncio.sleep(0.2)
     with pytest.raises(UpstreamTimeout) as timed_out:
-        await client.call(rpc_queue(unique), "op", {"i": 1}, timeout_ms=300)
+        await client.call(rpc_queue(unique), "op", body({"i": 1}), timeout_ms=300)
     assert timed_out.value.status == 504
     release.set()
     assert (await first).body == 0
@@ -139,7 +184,8 @@ async def test_service_restarted_mid_traffic_loses_no_call(amqp, unique):
     async def traffic() -> list[Any]:
         calls = []
         for i in range(60):
-            calls.append(asyncio.create_task(client.call(rpc_queue(unique), "echo", {"i": i})))
+            call = client.call(rpc_queue(unique), "echo", body({"i": i}))
+            calls.append(asyncio.create_task(call))
             await asyncio.sleep(0.01)
         return await asyncio.gather(*calls)
 
@@ -171,7 +217,7 @@ async def test_poison_message_is_dead_lettered_and_consumer_keeps_going(amqp, un
         aio_pika.Message(b'{"a": 1}'), routing_key=rpc_queue(unique)  # no operation
     )
 
-    result = await client.call(rpc_queue(unique), "echo", {"still": "alive"})
+    result = await client.call(rpc_queue(unique), "echo", body({"still": "alive"}))
     assert result.body == {"echo": {"still": "alive"}}
 
     dead = await raw.declare_queue(dead_letter_queue(rpc_queue(unique)), passive=True)
@@ -193,7 +239,7 @@ async def test_poison_message_is_dead_lettered_and_consumer_keeps_going(amqp, un
 
 
 async def test_graceful_stop_finishes_in_flight_calls(amqp, unique):
-    async def slow(_params: dict[str, Any]) -> str:
+    async def slow(_request: RpcRequest) -> str:
         await asyncio.sleep(0.5)
         return "done"
 
@@ -207,4 +253,57 @@ async def test_graceful_stop_finishes_in_flight_calls(amqp, unique):
     await server.stop(grace_s=5)
 
     assert [(await c).body for c in calls] == ["done"] * 5
+    await client.close()
+
+
+@pytest.mark.parametrize("payload", [
+    b"[1, 2]", b'"echo"', b"null", b"3",
+    b'{"caller": "u-1"}',
+    b'{"caller": {"userId": "u-1", "email": "a@b.co", "role": "ROOT"}}',
+    b'{"caller": {"userId": 1, "email": "a@b.co", "role": "ADMIN"}}',
+    b'{"caller": {"email": "a@b.co", "role": "ADMIN"}}',
+    b'{"query": "page=2"}',
+])
+async def test_malformed_requests_are_dead_lettered_and_answered_400(amqp, unique, payload):
+    calls: list[RpcRequest] = []
+
+    async def record(request: RpcRequest) -> str:
+        calls.append(request)
+        return "handled"
+
+    server = RpcServer(await amqp("server"), rpc_queue(unique), {"echo": record})
+    await server.start()
+
+    raw = await (await amqp("raw")).channel()
+    replies: asyncio.Queue = asyncio.Queue()
+    reply_queue = await raw.declare_queue(DIRECT_REPLY_TO, passive=True)
+    await reply_queue.consume(replies.put, no_ack=True)
+    await raw.default_exchange.publish(
+        aio_pika.Message(payload, type="echo", correlation_id="c-1", reply_to=DIRECT_REPLY_TO),
+        routing_key=rpc_queue(unique))
+
+    reply = await asyncio.wait_for(replies.get(), 5)
+    assert reply.correlation_id == "c-1"
+    answer = orjson.loads(reply.body)
+    assert answer["ok"] is False
+    assert (answer["error"]["status"], answer["error"]["code"]) == (400, "BAD_REQUEST")
+    assert calls == []
+
+    dead = await raw.declare_queue(dead_letter_queue(rpc_queue(unique)), passive=True)
+    message = None
+    for _ in range(50):
+        message = await dead.get(fail=False)
+        if message is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert message is not None, "nothing dead-lettered"
+    await message.ack()
+    assert message.body == payload
+    assert message.headers[HEADER_DEAD_REASON].startswith("malformed")
+
+    # The server keeps serving well-formed requests.
+    client = RpcClient(await amqp("client"), default_timeout_ms=3000)
+    await client.start()
+    assert (await client.call(rpc_queue(unique), "echo")).body == "handled"
+    await server.stop()
     await client.close()

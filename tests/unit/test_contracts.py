@@ -1,20 +1,53 @@
 import pytest
 
-from contracts.events import decode_batch, encode_batch
-from contracts.names import SERVICES, Service, rpc_queue
+from contracts.messages import (
+    KeyRevoked,
+    MalformedMessage,
+    RequestCompleted,
+    decode_events,
+    encode_events,
+)
+from contracts.names import SERVICES, RoutingKey, Service, rpc_queue
 from contracts.routes import ROUTES, Access, Route, check_table
 from contracts.timeutil import to_iso
 
 
+def completed(request_id: str, status: int = 200) -> RequestCompleted:
+    return RequestCompleted(
+        request_id=request_id, timestamp="2026-05-10T00:00:00.123Z", method="GET",
+        path="/x", route=None, status_code=status, latency=1.5, ip="127.0.0.1", user_id=None,
+        api_key_id=None, project_id=None, owner_id=None, user_agent="t", content_length=0,
+        error=None)
+
+
 def test_batch_round_trip():
-    events = [{"requestId": "a", "statusCode": 200}, {"requestId": "b"}]
-    assert decode_batch(encode_batch(events)) == events
+    events = [completed("a"), completed("b", 404)]
+    batch = decode_events(RoutingKey.REQUEST_COMPLETED, encode_events(events))
+    assert batch.events == events
+    assert batch.malformed == []
 
 
-@pytest.mark.parametrize("body", [b"nope", b"[]", b'{"events": 3}', b'{"events": [1]}'])
+def test_a_batch_decodes_as_the_type_of_its_routing_key():
+    revoked = KeyRevoked("k", "h", "p", "revoked", "2026-05-10T00:00:00.000Z")
+    body = encode_events([revoked])
+    assert decode_events(RoutingKey.CONFIG_KEY_REVOKED, body).events == [revoked]
+    # The same body under another key does not fit that key's type.
+    batch = decode_events(RoutingKey.REQUEST_COMPLETED, body)
+    assert batch.events == [] and [raw for raw, _ in batch.malformed] == [revoked.to_wire()]
+
+
+@pytest.mark.parametrize("body", [b"nope", b"[]", b'{"events": 3}', b"{}"])
 def test_malformed_batches_are_refused(body):
-    with pytest.raises(ValueError):
-        decode_batch(body)
+    with pytest.raises(MalformedMessage):
+        decode_events(RoutingKey.REQUEST_COMPLETED, body)
+
+
+def test_malformed_events_are_set_apart():
+    good = completed("a")
+    body = b'{"events": [1, ' + encode_events([good])[len(b'{"events":['):]
+    batch = decode_events(RoutingKey.REQUEST_COMPLETED, body)
+    assert batch.events == [good]
+    assert [raw for raw, _ in batch.malformed] == [1]
 
 
 def test_services_have_their_queue_and_port():

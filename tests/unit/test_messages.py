@@ -1,0 +1,271 @@
+"""Every message type through its wire form, and what does not fit it."""
+
+import dataclasses
+
+import orjson
+import pytest
+
+from contracts.errors import Unauthorized
+from contracts.identity import Caller, Role
+from contracts.messages import (
+    EVENT_TYPES,
+    DecodedBatch,
+    KeyRevoked,
+    MalformedMessage,
+    ProjectDeleted,
+    RequestCompleted,
+    RequestError,
+    RouteChanged,
+    RouteConfigData,
+    RpcRequest,
+    decode_events,
+    encode_events,
+)
+from contracts.names import RoutingKey
+
+AT = "2026-05-10T00:00:00.123Z"
+
+
+def completed(**changes) -> RequestCompleted:
+    event = RequestCompleted(
+        request_id="r-1", timestamp=AT, method="POST", path="/api/v1/things?x=1",
+        route="POST /api/v1/things", status_code=503, latency=12.345, ip="10.0.0.7",
+        user_id="u-1", api_key_id="k-1", project_id="p-1", owner_id="o-1",
+        user_agent="curl/8", content_length=42,
+        error=RequestError("INTERNAL", "Service Unavailable", "trace"))
+    return dataclasses.replace(event, **changes)
+
+
+def route_data(**changes) -> RouteConfigData:
+    data = RouteConfigData(
+        id="rc-1", project_id="p-1", path="/shop/:id", method="GET", service=None,
+        upstream_url="https://93.184.216.34", rate_limit=10, cache_ttl=60,
+        auth_required=False, active=True, owner_id="o-1", created_at=AT, updated_at=AT)
+    return dataclasses.replace(data, **changes)
+
+
+EVENTS = [
+    completed(),
+    completed(route=None, user_id=None, api_key_id=None, project_id=None, owner_id=None,
+              error=None, status_code=200, latency=0.0),
+    completed(error=RequestError("CLIENT_ERROR", "Not Found")),
+    RouteChanged("created", route_data(), AT),
+    RouteChanged("updated", route_data(service="auth", upstream_url=None, rate_limit=None,
+                                       cache_ttl=None, owner_id=None, updated_at=None), AT),
+    RouteChanged("deleted", route_data(active=False), AT),
+    KeyRevoked("k-1", "abc123", "p-1", "revoked by owner", AT),
+    ProjectDeleted("p-1", ("k-1", "k-2"), ("h-1", "h-2"), ("rc-1",), AT),
+    ProjectDeleted("p-2", (), (), (), AT),
+]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_every_event_round_trips_through_its_wire_form(event):
+    wire = event.to_wire()
+    assert orjson.loads(orjson.dumps(wire)) == wire  # plain JSON, nothing lost on the way
+    assert type(event).from_wire(wire) == event
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_every_event_round_trips_through_a_message(event):
+    batch = decode_events(event.ROUTING_KEY, encode_events([event, event]))
+    assert batch == DecodedBatch([event, event], [])
+
+
+def test_every_routing_key_of_an_event_type_is_known():
+    assert set(EVENT_TYPES) == {RoutingKey.REQUEST_COMPLETED, RoutingKey.CONFIG_ROUTE_CHANGED,
+                                RoutingKey.CONFIG_KEY_REVOKED, RoutingKey.CONFIG_PROJECT_DELETED}
+    for key, event_type in EVENT_TYPES.items():
+        assert event_type.ROUTING_KEY == key
+
+
+def test_wire_names_are_those_of_the_api():
+    wire = completed().to_wire()
+    assert set(wire) == {"requestId", "timestamp", "method", "path", "route", "statusCode",
+                         "latency", "ip", "userId", "apiKeyId", "projectId", "ownerId",
+                         "userAgent", "contentLength", "error", "source"}
+    assert wire["source"] == "gateway"
+    assert wire["error"] == {"code": "INTERNAL", "message": "Service Unavailable",
+                             "stack": "trace"}
+    assert set(route_data().to_wire()) == {
+        "id", "projectId", "path", "method", "service", "upstreamUrl", "rateLimit", "cacheTTL",
+        "authRequired", "active", "ownerId", "createdAt", "updatedAt"}
+
+
+def test_optional_route_config_fields_have_defaults():
+    wire = route_data().to_wire()
+    for name in ("authRequired", "active", "ownerId", "updatedAt", "rateLimit", "cacheTTL"):
+        del wire[name]
+    data = RouteConfigData.from_wire(wire)
+    assert (data.auth_required, data.active, data.owner_id, data.updated_at, data.rate_limit,
+            data.cache_ttl) == (True, True, None, None, None, None)
+
+
+def _completed_wire(**changes):
+    return {**completed().to_wire(), **changes}
+
+
+def _without(wire, name):
+    return {k: v for k, v in wire.items() if k != name}
+
+
+@pytest.mark.parametrize("wire", [
+    _completed_wire(statusCode=99),
+    _completed_wire(statusCode=600),
+    _completed_wire(statusCode="200"),
+    _completed_wire(statusCode=200.0),
+    _completed_wire(statusCode=True),
+    _completed_wire(statusCode=None),
+    _without(_completed_wire(), "statusCode"),
+    _without(_completed_wire(), "requestId"),
+    _without(_completed_wire(), "ip"),
+    _completed_wire(requestId=7),
+    _completed_wire(requestId="r" * 101),
+    _completed_wire(method=None),
+    _completed_wire(latency=-1),
+    _completed_wire(latency="1"),
+    _completed_wire(latency=False),
+    _completed_wire(contentLength=-1),
+    _completed_wire(contentLength=1.5),
+    _completed_wire(userId=3),
+    _completed_wire(route=["GET /x"]),
+    _completed_wire(error="boom"),
+    _completed_wire(error={"code": "X"}),
+    _completed_wire(error={"code": "X", "message": 1}),
+], ids=lambda wire: repr(wire)[:60])
+def test_request_completed_refuses_what_does_not_fit(wire):
+    with pytest.raises(MalformedMessage):
+        RequestCompleted.from_wire(wire)
+
+
+def _route_changed_wire(**changes):
+    return {**RouteChanged("updated", route_data(), AT).to_wire(), **changes}
+
+
+@pytest.mark.parametrize("wire", [
+    _route_changed_wire(action="renamed"),
+    _route_changed_wire(action=None),
+    _without(_route_changed_wire(), "action"),
+    _without(_route_changed_wire(), "at"),
+    _route_changed_wire(route=None),
+    _route_changed_wire(route=["rc-1"]),
+    _route_changed_wire(route=_without(route_data().to_wire(), "id")),
+    _route_changed_wire(route={**route_data().to_wire(), "rateLimit": "10"}),
+    _route_changed_wire(route={**route_data().to_wire(), "rateLimit": -1}),
+    _route_changed_wire(route={**route_data().to_wire(), "cacheTTL": 1.5}),
+    _route_changed_wire(route={**route_data().to_wire(), "active": "yes"}),
+    _route_changed_wire(route={**route_data().to_wire(), "authRequired": 1}),
+    _route_changed_wire(route={**route_data().to_wire(), "upstreamUrl": 5}),
+], ids=lambda wire: repr(wire)[:60])
+def test_route_changed_refuses_what_does_not_fit(wire):
+    with pytest.raises(MalformedMessage):
+        RouteChanged.from_wire(wire)
+
+
+@pytest.mark.parametrize(("event_type", "wire"), [
+    (KeyRevoked, _without(KeyRevoked("k", "h", "p", "r", AT).to_wire(), "keyHash")),
+    (KeyRevoked, {**KeyRevoked("k", "h", "p", "r", AT).to_wire(), "keyId": None}),
+    (ProjectDeleted, _without(ProjectDeleted("p", (), (), (), AT).to_wire(), "projectId")),
+    (ProjectDeleted, {**ProjectDeleted("p", (), (), (), AT).to_wire(), "keyHashes": "h"}),
+    (ProjectDeleted, {**ProjectDeleted("p", (), (), (), AT).to_wire(), "routeIds": [1]}),
+    (ProjectDeleted, {**ProjectDeleted("p", (), (), (), AT).to_wire(), "at": None}),
+])
+def test_config_events_refuse_what_does_not_fit(event_type, wire):
+    with pytest.raises(MalformedMessage):
+        event_type.from_wire(wire)
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"not json", b"{", b"[]", b"null", b'"events"', b"{}", b'{"events": null}',
+    b'{"events": {"requestId": "r"}}', b'{"events": "[]"}',
+])
+def test_bodies_that_are_not_a_batch_are_refused_whole(body):
+    with pytest.raises(MalformedMessage):
+        decode_events(RoutingKey.REQUEST_COMPLETED, body)
+
+
+@pytest.mark.parametrize("routing_key", ["", "request", "request.completed.extra",
+                                         RoutingKey.ALERT_TRIGGERED, "config.#"])
+def test_a_routing_key_without_a_message_type_is_refused(routing_key):
+    with pytest.raises(MalformedMessage, match="routing key"):
+        decode_events(routing_key, encode_events([completed()]))
+
+
+def test_an_empty_batch_decodes_to_nothing():
+    assert decode_events(RoutingKey.REQUEST_COMPLETED, b'{"events": []}') == DecodedBatch([])
+
+
+def test_events_that_do_not_decode_are_set_apart_from_the_good_ones():
+    good_1, good_2 = completed(request_id="a"), completed(request_id="b")
+    bad = [1, "event", None, [], {"requestId": "c"}, _completed_wire(statusCode=700)]
+    raw = [good_1.to_wire(), *bad[:3], good_2.to_wire(), *bad[3:]]
+    batch = decode_events(RoutingKey.REQUEST_COMPLETED, orjson.dumps({"events": raw}))
+    assert batch.events == [good_1, good_2]
+    assert [event for event, _reason in batch.malformed] == bad
+    reasons = [reason for _event, reason in batch.malformed]
+    assert all(isinstance(reason, str) and reason for reason in reasons)
+    assert "statusCode" in reasons[-1]
+
+
+def test_events_of_another_type_do_not_decode_under_a_key():
+    deleted = ProjectDeleted("p", ("k",), ("h",), (), AT)
+    batch = decode_events(RoutingKey.CONFIG_KEY_REVOKED, encode_events([deleted]))
+    assert batch.events == [] and [e for e, _ in batch.malformed] == [deleted.to_wire()]
+
+
+# --- RPC requests ------------------------------------------------------------------------------
+
+CALLER = Caller("u-1", "dev@example.com", Role.DEVELOPER)
+
+
+def test_rpc_request_round_trips():
+    request = RpcRequest(body={"name": "x", "tags": [1, 2]}, query={"page": 2},
+                         params={"id": "p-1"}, caller=CALLER, request_id="r-1",
+                         client_ip="10.0.0.7")
+    wire = orjson.loads(orjson.dumps(request.to_wire()))
+    assert wire["caller"] == {"userId": "u-1", "email": "dev@example.com", "role": "DEVELOPER"}
+    assert RpcRequest.from_wire(wire) == request
+
+
+def test_an_empty_rpc_request_round_trips_and_has_no_caller():
+    request = RpcRequest()
+    wire = request.to_wire()
+    assert wire == {"body": None, "query": {}, "params": {}, "caller": None,
+                    "requestId": None, "clientIp": None}
+    assert RpcRequest.from_wire(wire) == request
+    assert RpcRequest.from_wire({}) == request
+    with pytest.raises(Unauthorized):
+        _ = request.authenticated
+
+
+def test_authenticated_gives_the_caller():
+    caller = RpcRequest.from_wire({"caller": CALLER.to_wire()}).authenticated
+    assert caller == CALLER and isinstance(caller.role, Role)
+
+
+@pytest.mark.parametrize("wire", [None, [], "body", 3, True, [{"body": 1}]])
+def test_rpc_request_must_be_an_object(wire):
+    with pytest.raises(MalformedMessage):
+        RpcRequest.from_wire(wire)
+
+
+@pytest.mark.parametrize("caller", [
+    "u-1", 7, ["u-1"], {}, {"userId": "u-1", "email": "e@x.co"},
+    {"userId": "u-1", "email": "e@x.co", "role": "ROOT"},
+    {"userId": "u-1", "email": "e@x.co", "role": "developer"},
+    {"userId": 1, "email": "e@x.co", "role": "ADMIN"},
+    {"userId": "u-1", "email": None, "role": "ADMIN"},
+    {"userId": "u-1", "email": "e@x.co", "role": ["ADMIN"]},
+], ids=repr)
+def test_rpc_request_refuses_a_bad_caller(caller):
+    with pytest.raises(MalformedMessage, match="caller"):
+        RpcRequest.from_wire({"caller": caller})
+
+
+@pytest.mark.parametrize("wire", [
+    {"query": "page=2"}, {"query": ["page"]}, {"params": "id"}, {"params": [1]},
+    {"requestId": 5}, {"clientIp": ["10.0.0.1"]},
+], ids=repr)
+def test_rpc_request_refuses_bad_fields(wire):
+    with pytest.raises(MalformedMessage):
+        RpcRequest.from_wire(wire)
