@@ -56,6 +56,18 @@ def project_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def mongo_test_db() -> str:
+    """The tests' MongoDB database, dropped once per session: the local server scans a
+    collection for every query, so entries of earlier runs would slow every run down."""
+    import pymongo
+
+    client = pymongo.MongoClient(os.environ["MONGO_URL"], serverSelectionTimeoutMS=10_000)
+    client.drop_database(os.environ["MONGO_DB"])
+    client.close()
+    return os.environ["MONGO_DB"]
+
+
+@pytest.fixture(scope="session")
 def redis_test_db() -> str:
     """The tests' Redis database, emptied once per session (login throttle counters...)."""
     import redis
@@ -65,6 +77,12 @@ def redis_test_db() -> str:
     client.flushdb()
     client.close()
     return url
+
+
+@pytest.fixture(scope="session")
+def backends(broker_vhost: str, auth_database_url: str, project_database_url: str,
+             redis_test_db: str, mongo_test_db: str) -> None:
+    """Every server a stack of the five processes uses, made fresh once per session."""
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from http import HTTPStatus
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 
@@ -34,14 +35,37 @@ async def event_emitter(request: web.Request, handler: web.Handler) -> web.Strea
         state_of(request).publisher.publish(completed_event(request, status))
 
 
+# Query parameters whose values are secrets (one-time links, tokens, keys): logged as REDACTED
+# (API.md section 7.1), so they never reach the logs, analytics or monitor clients.
+SECRET_PARAMETERS = frozenset({
+    "token", "access_token", "refresh_token", "id_token", "api_key", "apikey", "key",
+    "password", "secret", "client_secret", "code", "signature", "sig",
+})
+
+
+def redacted_path(request: web.Request) -> str:
+    path_qs = request.path_qs
+    path, question, query = path_qs.partition("?")
+    if not question:
+        return path_qs
+    parts = []
+    for pair in query.split("&"):
+        name, equals, _value = pair.partition("=")
+        if equals and unquote_plus(name).lower() in SECRET_PARAMETERS:
+            pair = f"{name}=REDACTED"
+        parts.append(pair)
+    return f"{path}?{'&'.join(parts)}"
+
+
 def completed_event(request: web.Request, status: int) -> RequestCompleted:
     started = request[STARTED]
     config = route_config_of(request)
     caller = request.get(CALLER)
     key = request.get(API_KEY)
-    # Attributed to the key's project, else to the matched route config's (API.md 7.1).
-    project_id = key["projectId"] if key else config.project_id if config else None
-    owner_id = key["ownerId"] if key else config.owner_id if config else None
+    # Attributed to the matched route config's project, else to the key's (API.md 7.1): a
+    # key of another project must not move a request out of the route owner's view.
+    project_id = config.project_id if config else key["projectId"] if key else None
+    owner_id = config.owner_id if config else key["ownerId"] if key else None
     error = None
     if status >= 400:
         try:
@@ -54,7 +78,7 @@ def completed_event(request: web.Request, status: int) -> RequestCompleted:
         request_id=request[REQUEST_ID],
         timestamp=to_iso(datetime.fromtimestamp(time.time() - elapsed, UTC)),
         method=request.method,
-        path=request.path_qs,
+        path=redacted_path(request),
         route=matched_path(request),
         status_code=status,
         latency=round(elapsed * 1000, 3),

@@ -125,8 +125,7 @@ def mail_sink() -> Iterator[MailSink]:
 
 
 @pytest.fixture
-def stack(broker_vhost: str, auth_database_url: str, project_database_url: str,
-          redis_test_db: str, tmp_path: Path) -> Iterator[Stack]:
+def stack(backends: None, tmp_path: Path) -> Iterator[Stack]:
     """A stack of one test (for tests that stop or restart processes)."""
     running = start_stack(tmp_path)
     yield running
@@ -134,9 +133,8 @@ def stack(broker_vhost: str, auth_database_url: str, project_database_url: str,
 
 
 @pytest.fixture(scope="module")
-def shared_stack(broker_vhost: str, auth_database_url: str, project_database_url: str,
-                 redis_test_db: str, mail_sink: MailSink, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[Stack]:
+def shared_stack(backends: None, mail_sink: MailSink,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One healthy stack for a whole test module, mail going to `mail_sink`."""
     with healthy_stack(tmp_path_factory.mktemp("stack"), SMTP_URL=mail_sink.url) as running:
         yield running

@@ -25,8 +25,7 @@ from tests.e2e.helpers import PASSWORD, call, developer, eventually, project_wit
 
 
 @pytest.fixture(scope="module")
-def gw(broker_vhost, auth_database_url, project_database_url, redis_test_db,
-       tmp_path_factory, upstream) -> Iterator[Stack]:
+def gw(backends, tmp_path_factory, upstream) -> Iterator[Stack]:
     with healthy_stack(tmp_path_factory.mktemp("proxy"), UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8",
                        UPSTREAM_TIMEOUT_S="1", UPSTREAM_CONNECT_TIMEOUT_S="1") as running:
         yield running

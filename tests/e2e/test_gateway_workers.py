@@ -14,8 +14,7 @@ from tests.e2e.helpers import Upstream, call, developer, eventually, project_wit
 
 
 @pytest.fixture(scope="module")
-def workers(broker_vhost, auth_database_url, project_database_url, redis_test_db,
-            tmp_path_factory, upstream: Upstream) -> Iterator[Stack]:
+def workers(backends, tmp_path_factory, upstream: Upstream) -> Iterator[Stack]:
     with healthy_stack(tmp_path_factory.mktemp("workers"), GATEWAY_WORKERS="2",
                        UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8") as running:
         yield running
