@@ -6,8 +6,11 @@ run, printed as one table.
   (d) gateway, cache-hit route       (e) gateway, RPC route (GET /api/v1/auth/profile)
   plus the p50 of a direct RPC call to the same operation, for (e)'s overhead;
   then the logging rows (bench/logs.py): events/s from the gateway's publisher to stored log
-  entries, and GET /api/v1/logs p95 over BENCH_LOG_ENTRIES (1,000,000) stored entries.
-  BENCH_LOGS=0 skips the logging rows.
+  entries, and GET /api/v1/logs p95 over BENCH_LOG_ENTRIES (default 100,000) stored entries.
+  The issue's figure is at 1,000,000: on the local FerretDB every log query reads the whole
+  collection, so at that size each request takes about a minute (and FerretDB ~3.6 GB of
+  memory); set BENCH_LOG_ENTRIES=1000000 BENCH_LOG_SAMPLES=1 to see it. BENCH_LOGS=0 skips
+  the logging rows.
 
 Load comes from wrk on core 1, the servers are pinned to core 0 where possible (2 cores).
 Everything runs on loopback, bounded in time. Targets: (c) >= 0.6 x (b); (d) >= 1.5 x (c);
@@ -39,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench import logs  # noqa: E402 - after the path
 from tests.support import recreate_database, recreate_vhost  # noqa: E402
 
-LOG_ENTRIES = int(os.environ.get("BENCH_LOG_ENTRIES", "1000000"))
+LOG_ENTRIES = int(os.environ.get("BENCH_LOG_ENTRIES", "100000"))
 LOG_SAMPLES = int(os.environ.get("BENCH_LOG_SAMPLES", "3"))
 WITH_LOGS = os.environ.get("BENCH_LOGS", "1") != "0"
 LOG_QUERY_DB = "gateway_bench_logs"  # seeded once, kept for later runs

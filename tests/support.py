@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import urllib.error
 import urllib.request
 from typing import Any
@@ -54,6 +55,14 @@ def recreate_vhost(name: str) -> None:
     rabbit_api("PUT", f"/vhosts/{name}", {})
     rabbit_api("PUT", f"/permissions/{name}/guest",
                {"configure": ".*", "write": ".*", "read": ".*"})
+
+
+def close_all_connections(vhost: str) -> None:
+    """Make the broker drop every connection to `vhost` (as a broker restart would)."""
+    subprocess.run(
+        ["rabbitmqctl", "close_all_connections", "-p", vhost, "test: drop connections"],
+        check=True, capture_output=True, timeout=60,
+    )
 
 
 def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:

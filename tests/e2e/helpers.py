@@ -1,18 +1,34 @@
-"""Helpers of the end-to-end tests: a real local upstream server and small API calls."""
+"""Helpers of the end-to-end tests: a real local upstream server, API calls and users, and
+the assertions on the API's answers (API.md section 2) that every module shares."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
 
+import asyncpg
 from aiohttp import web
 
 from tests.e2e.conftest import Stack
 from tests.support import request_json
 
 PASSWORD = "Passw0rdX"
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+ZOD_CODES = {"invalid_type", "too_small", "too_big", "invalid_string", "invalid_enum_value",
+             "custom"}
+
+Response = tuple[int, Any, dict[str, str]]
 
 
 class Upstream:
@@ -74,19 +90,147 @@ class Upstream:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
-def call(stack: Stack, method: str, path: str, body=None, token=None, headers=None):
+# --- calls and users -----------------------------------------------------------------------
+
+
+def call(stack: Stack, method: str, path: str, body: Any = None, token: str | None = None,
+         headers: dict[str, str] | None = None) -> Response:
+    """One request through the gateway (`token` as a bearer token)."""
     all_headers = dict(headers or {})
     if token:
         all_headers["Authorization"] = f"Bearer {token}"
     return request_json(method, stack.gateway_url + path, body, all_headers, timeout=30)
 
 
-def developer(stack: Stack) -> str:
-    email = f"dev-{uuid.uuid4().hex[:10]}@example.com"
+def raw(stack: Stack, method: str, path: str, data: bytes,
+        headers: dict[str, str] | None = None) -> Response:
+    """A request whose body is sent byte for byte (malformed or oversized JSON)."""
+    request = urllib.request.Request(stack.gateway_url + path, method=method, data=data,
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), dict(error.headers)
+
+
+@dataclass
+class Client:
+    """One caller of the gateway: a user with an access token (or nobody, token None)."""
+
+    base_url: str
+    token: str | None = None
+    user_id: str = ""
+    email: str = ""
+
+    def call(self, method: str, path: str, body: Any = None,
+             query: dict[str, Any] | None = None) -> Response:
+        url = f"{self.base_url}{path}" + (f"?{urlencode(query)}" if query else "")
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return request_json(method, url, body, headers)
+
+    def ok(self, method: str, path: str, body: Any = None, status: int = 200,
+           query: dict[str, Any] | None = None) -> Any:
+        """The body of a call that must succeed with `status`."""
+        got, answer, _ = self.call(method, path, body, query)
+        assert got == status, (method, path, got, answer)
+        return answer
+
+
+def register(stack: Stack, tag: str = "dev") -> Client:
+    """A new developer (a unique email starting with `tag`)."""
+    email = f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
     status, body, _ = call(stack, "POST", "/api/v1/auth/register",
-                           {"email": email, "password": PASSWORD, "name": "Dev"})
+                           {"email": email, "password": PASSWORD, "name": "E2E User"})
     assert status == 201, body
-    return body["accessToken"]
+    return Client(stack.gateway_url, body["accessToken"], body["user"]["id"], email)
+
+
+def with_role(stack: Stack, client: Client, role: str) -> Client:
+    """Set the role with the operator CLI, then log in again for a token that carries it."""
+    stack.cli("set-role", client.email, role)
+    status, body, _ = call(stack, "POST", "/api/v1/auth/login",
+                           {"email": client.email, "password": PASSWORD})
+    assert status == 200 and body["user"]["role"] == role, body
+    return Client(stack.gateway_url, body["accessToken"], client.user_id, client.email)
+
+
+def developer(stack: Stack) -> str:
+    """The access token of a new developer."""
+    token = register(stack).token
+    assert token is not None
+    return token
+
+
+def sql(stack: Stack, database: str, statement: str, *args: Any) -> str:
+    """Run one statement on the stack's `database` ("auth" or "project"), as an operator could;
+    returns its status (e.g. `UPDATE 1`)."""
+    async def run() -> str:
+        connection = await asyncpg.connect(stack.env[f"{database.upper()}_DATABASE_URL"])
+        try:
+            return await connection.execute(statement, *args)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+# --- assertions ----------------------------------------------------------------------------
+
+
+def header(headers: dict[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
+def parse_time(value: str) -> datetime:
+    assert ISO_MS.match(value), value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def assert_error(response: Response, status: int, code: str, message: str | None = None
+                 ) -> dict[str, Any]:
+    """The error envelope of API.md section 2, with its request id echoed in the header;
+    returns its body."""
+    got, body, headers = response
+    assert got == status, body
+    assert body["error"] == code and body["statusCode"] == status, body
+    if message is not None:
+        assert body["message"] == message, body
+    assert isinstance(body["message"], str) and body["message"], body
+    assert ISO_MS.match(body["timestamp"]), body
+    assert UUID4.match(body["requestId"]), body
+    assert body["requestId"] == header(headers, "X-Request-Id")
+    allowed = {"error", "message", "statusCode", "timestamp", "requestId"}
+    if code == "VALIDATION_ERROR":
+        allowed.add("details")
+    if status == 429:
+        allowed.add("retryAfter")
+    assert set(body) <= allowed, body
+    return body
+
+
+def assert_invalid(response: Response, location: str, *fields: str,
+                   code: str | None = None) -> list[dict[str, str]]:
+    """400 VALIDATION_ERROR whose details name exactly `fields`, all in `location` (and all
+    with the zod `code` when given)."""
+    body = assert_error(response, 400, "VALIDATION_ERROR", "Request validation failed")
+    details = body["details"]
+    for item in details:
+        assert set(item) == {"field", "location", "message", "code"}, item
+        assert item["code"] in ZOD_CODES and item["message"], item
+        if code is not None:
+            assert item["code"] == code, item
+    assert {(d["field"], d["location"]) for d in details} == {(f, location) for f in fields}, \
+        details
+    return details
+
+
+def assert_not_found(response: Response, message: str) -> None:
+    assert_error(response, 404, "NOT_FOUND", message)
+
+
+# --- upstream route configs and polling ----------------------------------------------------
 
 
 def project_with_route(stack: Stack, token: str, upstream: Upstream, path: str,

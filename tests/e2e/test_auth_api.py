@@ -8,28 +8,25 @@ the module as a whole stays well below that: mind it when adding wrong-password 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import jwt
 import pytest
 
 from contracts.identity import AUDIENCE, ISSUER
 from contracts.settings import DEV_SECRETS
 from tests.e2e.conftest import Stack
+from tests.e2e.helpers import ISO_MS, UUID4, Response, assert_error, header, raw, sql
 from tests.support import MailSink, link_in, request_json
 
 AUTH = "/api/v1/auth"
@@ -41,8 +38,6 @@ RESET_SUBJECT = "Reset your password"
 APP_URL = "http://localhost:3000"
 
 USER_FIELDS = {"id", "email", "name", "role", "active", "createdAt"}
-ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 REFRESH_TOKEN = re.compile(r"^[0-9a-f]{80}$")
 ONE_TIME_TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -62,9 +57,6 @@ class Account:
     refresh: str
 
 
-Response = tuple[int, Any, dict[str, str]]
-
-
 def new_email(tag: str = "user") -> str:
     return f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
 
@@ -76,22 +68,6 @@ def call(stack: Stack, method: str, path: str, body: Any = None, *, token: str |
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
     return request_json(method, f"{stack.gateway_url}{AUTH}{path}", body, sent)
-
-
-def post_raw(stack: Stack, path: str, data: bytes) -> Response:
-    """A POST whose body is sent byte for byte (malformed or oversized JSON)."""
-    request = urllib.request.Request(f"{stack.gateway_url}{AUTH}{path}", method="POST",
-                                     data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status, raw, headers = response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        status, raw, headers = error.code, error.read(), error.headers
-    return status, json.loads(raw), dict(headers)
-
-
-def header(headers: dict[str, str], name: str) -> str | None:
-    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
 
 
 def register(stack: Stack, email: str | None = None, password: str = PASSWORD,
@@ -113,26 +89,6 @@ def login(stack: Stack, account: Account, password: str | None = None) -> Accoun
 
 def refresh(stack: Stack, token: str) -> Response:
     return call(stack, "POST", "/refresh", {"refreshToken": token})
-
-
-def assert_error(response: Response, status: int, code: str, message: str | None = None
-                 ) -> dict[str, Any]:
-    """The response is the error envelope of API.md section 2; returns its body."""
-    got_status, body, headers = response
-    assert got_status == status, body
-    assert body["error"] == code
-    assert body["statusCode"] == status
-    if message is not None:
-        assert body["message"] == message
-    assert isinstance(body["message"], str) and body["message"]
-    assert ISO_MS.match(body["timestamp"]), body["timestamp"]
-    assert UUID4.match(body["requestId"]), body["requestId"]
-    assert body["requestId"] == header(headers, "X-Request-Id")
-    optional = {"details"} if code == "VALIDATION_ERROR" else set()
-    if status == 429:
-        optional.add("retryAfter")
-    assert set(body) - {"error", "message", "statusCode", "timestamp", "requestId"} <= optional
-    return body
 
 
 def assert_validation(response: Response, *details: dict[str, str]) -> list[dict[str, str]]:
@@ -167,18 +123,6 @@ def valid_claims(account: Account, **changes: Any) -> dict[str, Any]:
               "iss": ISSUER, "aud": AUDIENCE}
     claims.update(changes)
     return claims
-
-
-def sql(stack: Stack, statement: str, *args: Any) -> str:
-    """Run one statement on the auth database; returns its status (e.g. `UPDATE 1`)."""
-    async def run() -> str:
-        connection = await asyncpg.connect(stack.env["AUTH_DATABASE_URL"])
-        try:
-            return await connection.execute(statement, *args)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
 
 
 def sha256(token: str) -> str:
@@ -342,15 +286,15 @@ def test_register_refuses_a_body_that_is_not_an_object(shared_stack: Stack, body
     assert details[0]["location"] == "body" and details[0]["code"] == "invalid_type"
 
 
-@pytest.mark.parametrize("raw", [b"{", b'{"email": "a@b.c",}', b"not json", b"\xff\xfe"])
-def test_malformed_json_is_bad_request(shared_stack: Stack, raw: bytes):
-    assert_error(post_raw(shared_stack, "/register", raw), 400, "BAD_REQUEST")
+@pytest.mark.parametrize("data", [b"{", b'{"email": "a@b.c",}', b"not json", b"\xff\xfe"])
+def test_malformed_json_is_bad_request(shared_stack: Stack, data: bytes):
+    assert_error(raw(shared_stack, "POST", f"{AUTH}/register", data), 400, "BAD_REQUEST")
 
 
 def test_an_oversized_body_is_payload_too_large(shared_stack: Stack):
     padding = "x" * (1024 * 1024)
-    raw = json.dumps({"email": new_email(), "password": PASSWORD, "name": padding}).encode()
-    assert_error(post_raw(shared_stack, "/register", raw), 413, "PAYLOAD_TOO_LARGE")
+    data = json.dumps({"email": new_email(), "password": PASSWORD, "name": padding}).encode()
+    assert_error(raw(shared_stack, "POST", f"{AUTH}/register", data), 413, "PAYLOAD_TOO_LARGE")
 
 
 # --- login -----------------------------------------------------------------------------------
@@ -547,7 +491,8 @@ def test_refresh_validates_its_body(shared_stack: Stack):
 
 def test_an_expired_refresh_token_is_refused(shared_stack: Stack):
     account = register(shared_stack)
-    assert sql(shared_stack, "UPDATE refresh_tokens SET expires_at = now() - interval '1 minute'"
+    assert sql(shared_stack, "auth",
+               "UPDATE refresh_tokens SET expires_at = now() - interval '1 minute'"
                " WHERE token_hash = $1", sha256(account.refresh)) == "UPDATE 1"
     assert_error(refresh(shared_stack, account.refresh), 401, "UNAUTHORIZED",
                  "Refresh token expired")
@@ -652,7 +597,8 @@ def test_profile_returns_the_user_with_updated_at(shared_stack: Stack):
 
 def test_profile_of_a_user_that_no_longer_exists_is_bad_request(shared_stack: Stack):
     account = register(shared_stack)
-    assert sql(shared_stack, "DELETE FROM users WHERE id = $1", uuid.UUID(account.id)) == "DELETE 1"
+    assert sql(shared_stack, "auth", "DELETE FROM users WHERE id = $1",
+               uuid.UUID(account.id)) == "DELETE 1"
     response = call(shared_stack, "GET", "/profile", token=account.access)
     assert_error(response, 400, "BAD_REQUEST", "User not found")
 
@@ -703,7 +649,7 @@ def test_a_new_verification_mail_replaces_the_previous_link(shared_stack: Stack,
 
 def test_an_expired_verification_link_is_refused(shared_stack: Stack, mail_sink: MailSink):
     account, link = registered_with_mail(shared_stack, mail_sink)
-    assert sql(shared_stack, "UPDATE users SET verification_token_expires_at ="
+    assert sql(shared_stack, "auth", "UPDATE users SET verification_token_expires_at ="
                " now() - interval '1 minute' WHERE email = $1", account.email) == "UPDATE 1"
     assert_error(get_url(link), 400, "BAD_REQUEST", "Verification token expired or invalid")
 
@@ -715,7 +661,7 @@ def test_a_verification_token_of_a_verified_user_is_refused(shared_stack: Stack,
     account, link = registered_with_mail(shared_stack, mail_sink)
     assert get_url(link)[0] == 200
     token = uuid.uuid4().hex
-    assert sql(shared_stack, "UPDATE users SET verification_token_hash = $2,"
+    assert sql(shared_stack, "auth", "UPDATE users SET verification_token_hash = $2,"
                " verification_token_expires_at = now() + interval '1 hour' WHERE email = $1",
                account.email, sha256(token)) == "UPDATE 1"
     response = get_url(f"{shared_stack.gateway_url}{AUTH}/verify-email?token={token}")
@@ -804,7 +750,7 @@ def test_an_expired_reset_token_is_refused(shared_stack: Stack, mail_sink: MailS
     start = mail_sink.count()
     call(shared_stack, "POST", "/forgot-password", {"email": account.email})
     token = reset_token(mail_sink, account.email, start)
-    assert sql(shared_stack, "UPDATE users SET reset_token_expires_at ="
+    assert sql(shared_stack, "auth", "UPDATE users SET reset_token_expires_at ="
                " now() - interval '1 minute' WHERE email = $1", account.email) == "UPDATE 1"
 
     response = call(shared_stack, "POST", "/reset-password",

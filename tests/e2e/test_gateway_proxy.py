@@ -5,7 +5,6 @@ rate-limit overrides, and a request.completed event for every answer."""
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import threading
 import time
@@ -21,7 +20,15 @@ import pytest
 
 from contracts.messages import RequestCompleted, decode_events
 from tests.e2e.conftest import Stack, healthy_stack
-from tests.e2e.helpers import PASSWORD, call, developer, eventually, project_with_route
+from tests.e2e.helpers import (
+    call,
+    developer,
+    eventually,
+    project_with_route,
+    raw,
+    register,
+    with_role,
+)
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +131,7 @@ def test_upstream_timeout_is_504_and_failures_open_the_breaker(gw, upstream):
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
     path = f"/dead-{uuid.uuid4().hex[:6]}"
-    status, project, _ = call(gw, "POST", "/api/v1/projects", {"name": "dead"}, token)
-    status, _, _ = call(gw, "POST", f"/api/v1/projects/{project['id']}/routes", {
-        "path": path, "method": "GET", "upstreamUrl": f"http://127.0.0.1:{dead_port}",
-        "authRequired": False}, token)
-    assert status == 201
+    project_with_route(gw, token, upstream, path, upstreamUrl=f"http://127.0.0.1:{dead_port}")
     eventually(lambda: call(gw, "GET", path)[0] != 404)
     statuses = [call(gw, "GET", path)[0] for _ in range(7)]
     assert statuses[:4] == [502] * 4 and statuses[-1] == 503, statuses
@@ -177,17 +180,6 @@ def completed_events(gw):
     stop.set()
     thread.join(10)
     assert malformed == [], "the gateway published events its consumers cannot decode"
-
-
-def raw(stack: Stack, method: str, path: str, data: bytes, headers: dict | None = None):
-    request = urllib.request.Request(stack.gateway_url + path, method=method, data=data,
-                                     headers={"Content-Type": "application/json",
-                                              **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), dict(error.headers)
 
 
 def test_bad_inputs_get_envelopes_headers_and_events(gw, completed_events):
@@ -243,12 +235,7 @@ def test_no_store_responses_are_never_cached(gw, upstream):
 
 
 def test_cached_platform_responses_are_per_user_and_purged_on_change(gw):
-    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
-    call(gw, "POST", "/api/v1/auth/register",
-         {"email": admin_email, "password": PASSWORD, "name": "Admin"})
-    gw.cli("set-role", admin_email, "ADMIN")
-    admin = call(gw, "POST", "/api/v1/auth/login",
-                 {"email": admin_email, "password": PASSWORD})[1]["accessToken"]
+    admin = with_role(gw, register(gw, "admin"), "ADMIN").token
     status, project, _ = call(gw, "POST", "/api/v1/projects", {"name": "cache"}, admin)
     status, config, _ = call(gw, "POST", f"/api/v1/projects/{project['id']}/routes", {
         "path": "/api/v1/auth/profile", "method": "GET", "service": "auth-service",
@@ -275,11 +262,7 @@ def test_cached_platform_responses_are_per_user_and_purged_on_change(gw):
 def test_upstream_bodies_over_the_limit_are_413(gw, upstream):
     token = developer(gw)
     path = f"/upload-{uuid.uuid4().hex[:6]}"
-    status, project, _ = call(gw, "POST", "/api/v1/projects", {"name": "upload"}, token)
-    status, _, _ = call(gw, "POST", f"/api/v1/projects/{project['id']}/routes", {
-        "path": path, "method": "POST", "upstreamUrl": f"http://127.0.0.1:{upstream.port}/base",
-        "authRequired": False}, token)
-    assert status == 201
+    project_with_route(gw, token, upstream, path, method="POST")
     assert eventually(lambda: raw(gw, "POST", path, b"{}")[0] == 200)
     status, body, _ = raw(gw, "POST", path, b"x" * (2 * 1024 * 1024))
     assert status == 413 and body["error"] == "PAYLOAD_TOO_LARGE"

@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +30,21 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.e2e.conftest import Stack, healthy_stack
-from tests.e2e.helpers import PASSWORD, call, eventually, project_with_route
+from tests.e2e.helpers import (
+    UUID4,
+    Client,
+    Response,
+    assert_error,
+    assert_invalid,
+    assert_not_found,
+    call,
+    eventually,
+    header,
+    parse_time,
+    project_with_route,
+    register,
+    with_role,
+)
 
 LOGS = "/api/v1/logs"
 NOT_FOUND = "Log entry not found"
@@ -39,10 +52,6 @@ LOG_FIELDS = {"_id", "requestId", "timestamp", "method", "path", "route", "statu
               "latency", "ip", "userId", "apiKeyId", "projectId", "ownerId", "userAgent",
               "contentLength", "error", "source"}
 PAGE_FIELDS = {"entries", "total", "page", "limit", "totalPages"}
-ZOD_CODES = {"invalid_type", "too_small", "too_big", "invalid_string", "invalid_enum_value",
-             "custom"}
-ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 TAG_PREFIX = "logs-e2e-"
 # How long a gateway entry may take to become readable in these tests. The contract is
@@ -50,8 +59,6 @@ TAG_PREFIX = "logs-e2e-"
 # machine gets twice that, so a single scheduling hiccup does not fail the module, while a
 # pipeline that loses or holds back events still does.
 GATEWAY_ENTRY_WITHIN_S = 2.0
-
-Response = tuple[int, Any, dict[str, str]]
 
 
 # --- stack and users -----------------------------------------------------------------------
@@ -64,48 +71,24 @@ def gw(backends, tmp_path_factory) -> Iterator[Stack]:
         yield running
 
 
-@dataclass
-class User:
-    token: str
-    id: str
-    email: str
-
-
-def register(stack: Stack, tag: str) -> User:
-    email = f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
-    status, body, _ = call(stack, "POST", "/api/v1/auth/register",
-                           {"email": email, "password": PASSWORD, "name": "Logs E2E"})
-    assert status == 201, body
-    return User(body["accessToken"], body["user"]["id"], email)
-
-
-def with_role(stack: Stack, user: User, role: str) -> User:
-    """Set the role with the operator CLI, then log in again for a token that carries it."""
-    stack.cli("set-role", user.email, role)
-    status, body, _ = call(stack, "POST", "/api/v1/auth/login",
-                           {"email": user.email, "password": PASSWORD})
-    assert status == 200 and body["user"]["role"] == role, body
-    return User(body["accessToken"], user.id, user.email)
-
-
 @pytest.fixture(scope="module")
-def alice(gw: Stack) -> User:
+def alice(gw: Stack) -> Client:
     return register(gw, "alice")
 
 
 @pytest.fixture(scope="module")
-def bob(gw: Stack) -> User:
+def bob(gw: Stack) -> Client:
     """A second developer, who must never see alice's gateway entries (and vice versa)."""
     return register(gw, "bob")
 
 
 @pytest.fixture(scope="module")
-def admin(gw: Stack) -> User:
+def admin(gw: Stack) -> Client:
     return with_role(gw, register(gw, "admin"), "ADMIN")
 
 
 @pytest.fixture(scope="module")
-def viewer(gw: Stack) -> User:
+def viewer(gw: Stack) -> Client:
     return with_role(gw, register(gw, "viewer"), "VIEWER")
 
 
@@ -123,17 +106,8 @@ def ok(response: Response, status: int = 200) -> Any:
     return body
 
 
-def header(headers: dict[str, str], name: str) -> str | None:
-    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-
-
 def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_time(value: str) -> datetime:
-    assert ISO_MS.match(value), value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def recent(seconds_ago: float = 3600) -> datetime:
@@ -194,55 +168,17 @@ def gateway_request(stack: Stack, method: str, path: str, token: str | None = No
     return request_id
 
 
-def visible_to(user: User, item: dict[str, Any]) -> bool:
-    return item["source"] == "external" or user.id in (item["userId"], item["ownerId"])
+def visible_to(user: Client, item: dict[str, Any]) -> bool:
+    return item["source"] == "external" or user.user_id in (item["userId"], item["ownerId"])
 
 
 # --- assertions ----------------------------------------------------------------------------
 
 
-def assert_error(response: Response, status: int, code: str, message: str | None = None
-                 ) -> dict[str, Any]:
-    """The error envelope of API.md section 2, with its request id echoed in the header."""
-    got, body, headers = response
-    assert got == status, body
-    assert body["error"] == code and body["statusCode"] == status, body
-    if message is not None:
-        assert body["message"] == message, body
-    assert ISO_MS.match(body["timestamp"]), body
-    assert UUID4.match(body["requestId"]), body
-    assert body["requestId"] == header(headers, "X-Request-Id")
-    allowed = {"error", "message", "statusCode", "timestamp", "requestId"}
-    if code == "VALIDATION_ERROR":
-        allowed.add("details")
-    assert set(body) <= allowed, body
-    return body
-
-
-def assert_invalid(response: Response, location: str, *fields: str,
-                   code: str | None = None) -> list[dict[str, str]]:
-    """400 VALIDATION_ERROR whose details name exactly `fields`, all in `location` (and all
-    with the zod `code` when given)."""
-    body = assert_error(response, 400, "VALIDATION_ERROR", "Request validation failed")
-    details = body["details"]
-    for item in details:
-        assert set(item) == {"field", "location", "message", "code"}, item
-        assert item["code"] in ZOD_CODES and item["message"], item
-        if code is not None:
-            assert item["code"] == code, item
-    assert {(d["field"], d["location"]) for d in details} == {(f, location) for f in fields}, \
-        details
-    return details
-
-
-def assert_not_found(response: Response, message: str = NOT_FOUND) -> None:
-    assert_error(response, 404, "NOT_FOUND", message)
-
-
-def assert_absent(stack: Stack, admin: User, *request_ids: str) -> None:
+def assert_absent(stack: Stack, admin: Client, *request_ids: str) -> None:
     """Nobody, not even an admin, can read these entries: they were never stored."""
     for request_id in request_ids:
-        assert_not_found(entry(stack, admin.token, request_id))
+        assert_not_found(entry(stack, admin.token, request_id), NOT_FOUND)
 
 
 # --- POST /logs ----------------------------------------------------------------------------
@@ -252,7 +188,7 @@ def test_ingest_stores_an_external_entry_with_defaults(gw, alice):
     user = tag()
     sent = ingest(userId=user, apiKeyId="claimed-key",
                   # never accepted from clients (API.md 7.2): ignored, not refused
-                  source="gateway", projectId=str(uuid.uuid4()), ownerId=alice.id,
+                  source="gateway", projectId=str(uuid.uuid4()), ownerId=alice.user_id,
                   route="/orders/:id", _id="0" * 24)
     before = datetime.now(UTC) - timedelta(seconds=1)
     status, body, _ = call(gw, "POST", LOGS, sent)
@@ -606,7 +542,7 @@ def test_every_filter(gw, alice):
 def test_get_by_request_id_validates_and_hides_unknown_ids(gw, alice):
     for bad in ("not-a-uuid", "1234", "0" * 24):
         assert_invalid(entry(gw, alice.token, bad), "params", "requestId")
-    assert_not_found(entry(gw, alice.token, str(uuid.uuid4())))
+    assert_not_found(entry(gw, alice.token, str(uuid.uuid4())), NOT_FOUND)
     # the literal /logs/errors is the list, not a malformed request id
     assert set(ok(get(gw, f"{LOGS}/errors", alice.token))) == PAGE_FIELDS
 
@@ -630,9 +566,9 @@ def test_a_gateway_request_is_logged_with_its_fields(gw, alice):
     assert {k: v for k, v in stored.items() if k not in ("_id", "timestamp", "latency")} == {
         "requestId": request_id, "method": "GET", "path": "/api/v1/auth/profile?probe=1",
         "route": "/api/v1/auth/profile", "statusCode": 200, "ip": "127.0.0.1",
-        "userId": alice.id, "apiKeyId": None, "projectId": None, "ownerId": None,
+        "userId": alice.user_id, "apiKeyId": None, "projectId": None, "ownerId": None,
         "userAgent": "logs-e2e/1.0", "contentLength": 0, "error": None, "source": "gateway"}
-    mine = ids(ok(get(gw, LOGS, alice.token, userId=alice.id, source="gateway",
+    mine = ids(ok(get(gw, LOGS, alice.token, userId=alice.user_id, source="gateway",
                       limit=100))["entries"])
     assert request_id in mine
 
@@ -643,7 +579,7 @@ def test_error_responses_are_logged_too(gw, alice, admin):
     stored = wait_for_entry(gw, alice.token, not_found)
     assert stored is not None
     assert (stored["route"], stored["statusCode"], stored["userId"], stored["source"]) == \
-        ("/api/v1/projects/:id", 404, alice.id, "gateway")
+        ("/api/v1/projects/:id", 404, alice.user_id, "gateway")
     assert stored["error"] == {"code": "CLIENT_ERROR", "message": "Not Found", "stack": None}
 
     unauthorized = gateway_request(gw, "GET", f"{LOGS}?page=1", status=401)
@@ -653,7 +589,8 @@ def test_error_responses_are_logged_too(gw, alice, admin):
             stored["ownerId"]) == (LOGS, f"{LOGS}?page=1", 401, None, None)
     assert stored["error"] == {"code": "CLIENT_ERROR", "message": "Unauthorized",
                                "stack": None}
-    assert_not_found(entry(gw, alice.token, unauthorized))  # nobody's: admins only
+    # nobody's: admins only
+    assert_not_found(entry(gw, alice.token, unauthorized), NOT_FOUND)
 
     body = {"name": "x"}  # too short: 400 from the validator, with a request body
     status, _, headers = call(gw, "POST", "/api/v1/projects", body, token=alice.token)
@@ -673,12 +610,12 @@ def test_error_responses_are_logged_too(gw, alice, admin):
     assert (stored["route"], stored["statusCode"]) == (None, 404)
     assert stored["error"]["code"] == "CLIENT_ERROR"
 
-    errors = ids(list_all(gw, alice.token, f"{LOGS}/errors", userId=alice.id,
+    errors = ids(list_all(gw, alice.token, f"{LOGS}/errors", userId=alice.user_id,
                           source="gateway"))
     assert not_found in errors and invalid in errors
     ok_request = gateway_request(gw, "GET", "/api/v1/auth/profile", alice.token)
     assert wait_for_entry(gw, alice.token, ok_request) is not None
-    assert ok_request not in ids(list_all(gw, alice.token, f"{LOGS}/errors", userId=alice.id))
+    assert ok_request not in ids(list_all(gw, alice.token, f"{LOGS}/errors", userId=alice.user_id))
 
 
 def test_one_time_tokens_are_redacted_from_logged_paths(gw, admin):
@@ -696,7 +633,7 @@ def test_one_time_tokens_are_redacted_from_logged_paths(gw, admin):
 
 
 def test_developers_never_see_each_others_gateway_entries(gw, alice, bob, admin):
-    def not_found_by(user: User) -> str:  # a 404, so it is in /logs/errors too
+    def not_found_by(user: Client) -> str:  # a 404, so it is in /logs/errors too
         return gateway_request(gw, "GET", f"/api/v1/projects/{uuid.uuid4()}", user.token,
                                status=404)
 
@@ -704,9 +641,9 @@ def test_developers_never_see_each_others_gateway_entries(gw, alice, bob, admin)
     for user, request_id in ((bob, early_bob), (alice, from_alice), (bob, from_bob)):
         assert wait_for_entry(gw, user.token, request_id) is not None  # stored, and its own
 
-    assert_not_found(entry(gw, alice.token, from_bob))
-    assert_not_found(entry(gw, alice.token, early_bob))
-    assert_not_found(entry(gw, bob.token, from_alice))
+    assert_not_found(entry(gw, alice.token, from_bob), NOT_FOUND)
+    assert_not_found(entry(gw, alice.token, early_bob), NOT_FOUND)
+    assert_not_found(entry(gw, bob.token, from_alice), NOT_FOUND)
     # Unfiltered, newest first: each page holds an own request made before the other's, so
     # the other's request, if it leaked, would be on that page too (this holds even when
     # the database has external entries dated in the future at the top of every list).
@@ -718,15 +655,15 @@ def test_developers_never_see_each_others_gateway_entries(gw, alice, bob, admin)
             assert own_earlier in ids(newest), (path, user)
             assert all(visible_to(user, e) for e in newest), newest
             assert not foreign_requests & set(ids(newest))
-        filtered = ok(get(gw, LOGS, user.token, userId=foreign.id, limit=100))["entries"]
+        filtered = ok(get(gw, LOGS, user.token, userId=foreign.user_id, limit=100))["entries"]
         assert all(e["source"] == "external" for e in filtered), filtered
         gateway = ok(get(gw, LOGS, user.token, source="gateway", limit=100))["entries"]
         assert own_earlier in ids(gateway), user
-        assert all(user.id in (e["userId"], e["ownerId"]) for e in gateway), gateway
+        assert all(user.user_id in (e["userId"], e["ownerId"]) for e in gateway), gateway
 
     # an admin sees everyone's
-    assert ok(entry(gw, admin.token, from_alice))["userId"] == alice.id
-    assert ok(entry(gw, admin.token, from_bob))["userId"] == bob.id
+    assert ok(entry(gw, admin.token, from_alice))["userId"] == alice.user_id
+    assert ok(entry(gw, admin.token, from_bob))["userId"] == bob.user_id
     errors = ok(get(gw, f"{LOGS}/errors", admin.token, source="gateway", limit=100))["entries"]
     assert {from_alice, from_bob, early_bob} <= set(ids(errors))
 
@@ -748,7 +685,7 @@ def test_a_viewer_reads_its_own_traffic_and_nobody_elses(gw, viewer, alice):
     others = gateway_request(gw, "GET", "/api/v1/auth/profile", alice.token)
     assert wait_for_entry(gw, viewer.token, own) is not None
     assert wait_for_entry(gw, alice.token, others) is not None
-    assert_not_found(entry(gw, viewer.token, others))
+    assert_not_found(entry(gw, viewer.token, others), NOT_FOUND)
     newest = ok(get(gw, LOGS, viewer.token, limit=100))["entries"]
     assert own in ids(newest)  # made before alice's: hers would be on this page if leaked
     assert all(visible_to(viewer, e) for e in newest) and others not in ids(newest)
@@ -774,15 +711,16 @@ def test_project_traffic_belongs_to_the_project_owner(gw, alice, bob, admin, ali
     assert (stored["route"], stored["path"], stored["statusCode"], stored["source"]) == \
         (path, path, 200, "gateway")
     assert (stored["projectId"], stored["ownerId"], stored["userId"]) == \
-        (project_id, alice.id, None)
+        (project_id, alice.user_id, None)
     stored = wait_for_entry(gw, alice.token, by_bob)
     assert stored is not None
     assert (stored["projectId"], stored["ownerId"], stored["userId"]) == \
-        (project_id, alice.id, bob.id)
+        (project_id, alice.user_id, bob.user_id)
     # bob sees his own request to alice's route, not the anonymous one
-    assert ok(entry(gw, bob.token, by_bob))["userId"] == bob.id
-    assert_not_found(entry(gw, bob.token, anonymous))
-    assert by_bob in ids(ok(get(gw, LOGS, bob.token, userId=bob.id, limit=100))["entries"])
+    assert ok(entry(gw, bob.token, by_bob))["userId"] == bob.user_id
+    assert_not_found(entry(gw, bob.token, anonymous), NOT_FOUND)
+    assert by_bob in ids(ok(get(gw, LOGS, bob.token, userId=bob.user_id,
+                                limit=100))["entries"])
 
     # the projectId filter: alice gets exactly her project's entries
     own_profile = gateway_request(gw, "GET", "/api/v1/auth/profile", alice.token)
@@ -790,8 +728,8 @@ def test_project_traffic_belongs_to_the_project_owner(gw, alice, bob, admin, ali
     in_project = list_all(gw, alice.token, projectId=project_id)
     assert {anonymous, by_bob} <= set(ids(in_project))
     assert own_profile not in ids(in_project)
-    assert all(e["projectId"] == project_id and e["ownerId"] == alice.id for e in in_project)
-    assert ids(list_all(gw, alice.token, projectId=project_id, userId=bob.id)) == [by_bob]
+    assert all(e["projectId"] == project_id and e["ownerId"] == alice.user_id for e in in_project)
+    assert ids(list_all(gw, alice.token, projectId=project_id, userId=bob.user_id)) == [by_bob]
     assert ok(get(gw, f"{LOGS}/errors", alice.token, projectId=project_id))["total"] == 0
     assert set(ids(list_all(gw, admin.token, projectId=project_id))) >= {anonymous, by_bob}
 
@@ -812,4 +750,4 @@ def test_a_foreign_api_key_does_not_take_the_route_owners_traffic(gw, alice, bob
     request_id = gateway_request(gw, "GET", path, **{"X-API-Key": key["rawKey"]})
     stored = wait_for_entry(gw, alice.token, request_id)
     assert stored is not None, "alice cannot see a request to her own route"
-    assert (stored["projectId"], stored["ownerId"]) == (project_id, alice.id)
+    assert (stored["projectId"], stored["ownerId"]) == (project_id, alice.user_id)

@@ -17,13 +17,10 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
 import aio_pika
-import asyncpg
 import pytest
 
 from contracts.messages import (
@@ -35,9 +32,19 @@ from contracts.messages import (
 )
 from contracts.names import EVENTS_EXCHANGE
 from tests.e2e.conftest import Stack
-from tests.support import request_json
+from tests.e2e.helpers import (
+    ISO_MS,
+    UUID4,
+    Client,
+    assert_error,
+    assert_invalid,
+    assert_not_found,
+    parse_time,
+    register,
+    sql,
+    with_role,
+)
 
-PASSWORD = "Passw0rdX"
 VIEWER_REFUSAL = ("Read-only role cannot perform {} operations. "
                   "View only roles cannot modify resources.")
 SAME_PROJECT_CLASH = "Route config already exists for this project, path, and method"
@@ -52,57 +59,11 @@ ROUTE_FIELDS = {"id", "path", "method", "service", "upstreamUrl", "projectId", "
                 "cacheTTL", "authRequired", "active", "createdAt", "updatedAt"}
 ACTIVE_ROUTE_FIELDS = {"id", "projectId", "path", "method", "service", "upstreamUrl",
                        "rateLimit", "cacheTTL", "authRequired"}
-ZOD_CODES = {"invalid_type", "too_small", "too_big", "invalid_string", "invalid_enum_value",
-             "custom"}
 
-ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 RAW_KEY = re.compile(r"^gw_[0-9a-f]{64}$")
 
-Response = tuple[int, Any, dict[str, str]]
 
-
-# --- clients and users ---------------------------------------------------------------------
-
-
-@dataclass
-class Client:
-    """One caller of the gateway: a user with an access token (or nobody, token None)."""
-
-    base_url: str
-    token: str | None = None
-    user_id: str = ""
-    email: str = ""
-
-    def call(self, method: str, path: str, body: Any = None,
-             query: dict[str, Any] | None = None) -> Response:
-        url = f"{self.base_url}{path}" + (f"?{urlencode(query)}" if query else "")
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return request_json(method, url, body, headers)
-
-    def ok(self, method: str, path: str, body: Any = None, status: int = 200,
-           query: dict[str, Any] | None = None) -> Any:
-        """The body of a call that must succeed with `status`."""
-        got, answer, _ = self.call(method, path, body, query)
-        assert got == status, (method, path, got, answer)
-        return answer
-
-
-def register(stack: Stack, tag: str = "dev") -> Client:
-    email = f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
-    status, body, _ = request_json("POST", f"{stack.gateway_url}/api/v1/auth/register",
-                                   {"email": email, "password": PASSWORD, "name": "E2E User"})
-    assert status == 201, body
-    return Client(stack.gateway_url, body["accessToken"], body["user"]["id"], email)
-
-
-def with_role(stack: Stack, client: Client, role: str) -> Client:
-    """Set the role with the operator CLI, then log in again for a token that carries it."""
-    stack.cli("set-role", client.email, role)
-    status, body, _ = request_json("POST", f"{stack.gateway_url}/api/v1/auth/login",
-                                   {"email": client.email, "password": PASSWORD})
-    assert status == 200 and body["user"]["role"] == role, body
-    return Client(stack.gateway_url, body["accessToken"], client.user_id, client.email)
+# --- users ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -173,23 +134,6 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def parse_time(value: str) -> datetime:
-    assert ISO_MS.match(value), value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def project_sql(stack: Stack, statement: str, *args: Any) -> str:
-    """Run one statement on the project database (what an operator could do)."""
-    async def run() -> str:
-        connection = await asyncpg.connect(stack.env["PROJECT_DATABASE_URL"])
-        try:
-            return await connection.execute(statement, *args)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
-
-
 def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float) -> Any:
     """Call `read` until `done` holds for its value (returned) or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
@@ -198,47 +142,6 @@ def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float) -
         if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(0.1)
-
-
-# --- assertions ----------------------------------------------------------------------------
-
-
-def header(headers: dict[str, str], name: str) -> str | None:
-    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-
-
-def assert_error(response: Response, status: int, code: str, message: str | None = None
-                 ) -> dict[str, Any]:
-    """The error envelope of API.md section 2, with its request id echoed in the header."""
-    got, body, headers = response
-    assert got == status, body
-    assert body["error"] == code and body["statusCode"] == status, body
-    if message is not None:
-        assert body["message"] == message, body
-    assert ISO_MS.match(body["timestamp"]), body
-    assert UUID4.match(body["requestId"]), body
-    assert body["requestId"] == header(headers, "X-Request-Id")
-    allowed = {"error", "message", "statusCode", "timestamp", "requestId"}
-    if code == "VALIDATION_ERROR":
-        allowed.add("details")
-    assert set(body) <= allowed, body
-    return body
-
-
-def assert_invalid(response: Response, location: str, *fields: str) -> list[dict[str, str]]:
-    """400 VALIDATION_ERROR whose details name exactly `fields`, all in `location`."""
-    body = assert_error(response, 400, "VALIDATION_ERROR", "Request validation failed")
-    details = body["details"]
-    for item in details:
-        assert set(item) == {"field", "location", "message", "code"}, item
-        assert item["code"] in ZOD_CODES and item["message"], item
-    assert {(d["field"], d["location"]) for d in details} == {(f, location) for f in fields}, \
-        details
-    return details
-
-
-def assert_not_found(response: Response, message: str) -> None:
-    assert_error(response, 404, "NOT_FOUND", message)
 
 
 # --- projects ------------------------------------------------------------------------------
@@ -656,9 +559,9 @@ def test_revoke_is_soft_immediate_and_idempotent(owner):
 def test_an_expired_key_is_reported_expired(shared_stack, owner):
     project = new_project(owner, "Expired")
     key = new_key(owner, project["id"], expiresInDays=1)
-    status = project_sql(shared_stack,
-                         "UPDATE api_keys SET expires_at = now() - interval '1 minute'"
-                         " WHERE id = $1", uuid.UUID(key["id"]))
+    status = sql(shared_stack, "project",
+                 "UPDATE api_keys SET expires_at = now() - interval '1 minute'"
+                 " WHERE id = $1", uuid.UUID(key["id"]))
     assert status == "UPDATE 1"
     assert verify(owner, key["rawKey"]) == {"valid": False, "reason": "Key expired"}
 

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from redis.asyncio import Redis
 
 from contracts.amqp import connect
 from contracts.settings import Settings, load_settings
@@ -35,6 +36,14 @@ async def amqp(settings: Settings) -> AsyncIterator[Connect]:
     yield open_connection
     for connection in opened:
         await connection.close()
+
+
+@pytest.fixture
+async def redis(redis_test_db: str) -> AsyncIterator[Redis]:
+    """A client of the tests' Redis database, closed at the end."""
+    client = Redis.from_url(redis_test_db)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

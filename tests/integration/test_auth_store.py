@@ -156,13 +156,6 @@ async def test_duplicate_email_is_refused_by_the_database(store):
     assert not isinstance(taken.value, asyncpg.PostgresError)
 
 
-@pytest.fixture
-async def redis(redis_test_db):
-    client = Redis.from_url(redis_test_db)
-    yield client
-    await client.aclose()
-
-
 async def test_login_throttle_locks_an_account_and_an_address(redis):
     throttle = LoginThrottle(redis, max_per_account=3, max_per_ip=5, window_s=60)
     account, ip = f"{uuid.uuid4().hex}@example.com", f"10.9.{uuid.uuid4().int % 250}.1"

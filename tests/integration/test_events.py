@@ -8,7 +8,6 @@ counts those."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import urllib.error
 
 import aio_pika
@@ -36,7 +35,7 @@ from contracts.names import (
     dead_letter_queue,
 )
 from tests.conftest import TEST_VHOST
-from tests.support import rabbit_api
+from tests.support import close_all_connections, rabbit_api
 
 COMPLETED = RoutingKey.REQUEST_COMPLETED
 AT = "2026-05-10T00:00:00.000Z"
@@ -144,13 +143,6 @@ async def test_events_of_different_types_travel_in_separate_messages(amqp, uniqu
     await publisher.close()
 
 
-def close_all_connections() -> None:
-    subprocess.run(
-        ["rabbitmqctl", "close_all_connections", "-p", TEST_VHOST, "test: drop connections"],
-        check=True, capture_output=True, timeout=60,
-    )
-
-
 async def test_buffer_drains_after_the_broker_drops_every_connection(amqp, unique):
     connection = await amqp("publisher")
     publisher = EventPublisher(connection)
@@ -165,7 +157,7 @@ async def test_buffer_drains_after_the_broker_drops_every_connection(amqp, uniqu
 
     publishing = asyncio.create_task(keep_publishing())
     await asyncio.sleep(0.3)
-    await asyncio.to_thread(close_all_connections)
+    await asyncio.to_thread(close_all_connections, TEST_VHOST)
     await publishing  # the caller never noticed: publish() neither blocked nor raised
 
     assert await publisher.flush(timeout=30), f"{publisher.pending} events still buffered"

@@ -4,7 +4,6 @@ every gateway event stored exactly once, whatever the broker or the consumer doe
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
 import aio_pika
 
@@ -16,6 +15,7 @@ from logging_svc.consumer import RequestLogWriter
 from logging_svc.store import LogStore, entry_id
 from tests.conftest import TEST_VHOST
 from tests.factories import request_completed
+from tests.support import close_all_connections
 
 
 def spec(unique: str) -> EventQueue:
@@ -75,12 +75,6 @@ async def test_a_batch_redelivered_after_a_kill_between_write_and_ack_is_stored_
     await publisher.close()
 
 
-def close_all_connections() -> None:
-    subprocess.run(
-        ["rabbitmqctl", "close_all_connections", "-p", TEST_VHOST, "test: drop connections"],
-        check=True, capture_output=True, timeout=60)
-
-
 async def test_closing_every_broker_connection_mid_stream_loses_nothing(
         amqp, unique, log_entries):
     writer = RequestLogWriter(LogStore(log_entries))
@@ -98,7 +92,7 @@ async def test_closing_every_broker_connection_mid_stream_loses_nothing(
 
     publishing = asyncio.create_task(keep_publishing())
     await asyncio.sleep(0.15)
-    await asyncio.to_thread(close_all_connections)
+    await asyncio.to_thread(close_all_connections, TEST_VHOST)
     await publishing
     assert await publisher.flush(timeout=60)
     assert await stored_count(log_entries, total, within_s=60, marker=unique) == total

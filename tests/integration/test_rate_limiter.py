@@ -9,7 +9,6 @@ import time
 import uuid
 
 import pytest
-from redis.asyncio import Redis
 
 from contracts.messages import RpcRequest
 from contracts.names import Service
@@ -33,13 +32,6 @@ async def ping_service(amqp):
     await server.start()
     yield
     await server.stop()
-
-
-@pytest.fixture
-async def redis(redis_test_db):
-    client = Redis.from_url(redis_test_db)
-    yield client
-    await client.aclose()
 
 
 def limited(settings, **changes):
