@@ -90,7 +90,8 @@ class JsonNumber(fields.Float):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise MarshmallowError("Not a valid number.")
-        return super()._deserialize(value, attr, data, **kwargs)
+        number = super()._deserialize(value, attr, data, **kwargs)
+        return value if isinstance(value, int) else number  # 42 stays 42, not 42.0
 
 
 def between(field: str, low: int, high: int) -> list[validate.Validator]:
