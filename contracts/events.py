@@ -198,6 +198,28 @@ def dead_letter_headers(message: AbstractIncomingMessage,
     return headers
 
 
+async def decode_or_dead_letter(channel: AbstractChannel, source: str, routing_key: str,
+                                message: AbstractIncomingMessage) -> DecodedBatch:
+    """The message's events that decode. The rest go to `<source>.dead` as a message of
+    their own, with the reason; a body that is no batch at all goes there whole."""
+    try:
+        batch = decode_events(routing_key, message.body)
+    except MalformedMessage as exc:
+        body, reason, count = message.body, f"malformed: {exc}", None
+        batch = DecodedBatch([])
+    else:
+        if not batch.malformed:
+            return batch
+        body, reason = batch.malformed_body(), batch.malformed_reason()
+        count = len(batch.malformed)
+    log.warning("dead-lettering malformed events", source=source, routing_key=routing_key,
+                reason=reason)
+    await publish_dead_letter(channel, source, body, dead_letter_headers(message, count),
+                              reason)
+    MESSAGES_DEAD_LETTERED.labels(source, "malformed").inc()
+    return batch
+
+
 class EventConsumer(QueueConsumer):
     """Consume a durable event queue with a typed handler: ack only after the handler
     succeeded; after a failure republish with a retry count (after a back-off), and
@@ -240,19 +262,10 @@ class EventConsumer(QueueConsumer):
         # A retried copy travels through the default exchange: its own key is in a header.
         routing_key = str((message.headers or {}).get(HEADER_ROUTING_KEY)
                           or message.routing_key or "")
-        try:
-            batch = decode_events(routing_key, message.body)
-        except MalformedMessage as exc:
-            await self._dead_letter(message.body, message, f"malformed: {exc}", "malformed")
-            await message.ack()
-            return
-        if batch.malformed:
-            log.warning("dead-lettering malformed events", queue=queue,
-                        count=len(batch.malformed), reason=batch.malformed_reason())
-            await self._dead_letter(batch.malformed_body(), message, batch.malformed_reason(),
-                                    "malformed", len(batch.malformed))
+        batch = await decode_or_dead_letter(self._channel, queue, routing_key, message)
         if not batch.events:
             await message.ack()
+            EVENTS_CONSUMED.labels(queue, "dead_lettered").inc()
             return
         try:
             await self._handler(batch.events)
@@ -274,7 +287,7 @@ class EventConsumer(QueueConsumer):
             log.exception("event handler failed; dead-lettering", queue=queue,
                           retries=retries)
             await self._dead_letter(body, message, f"failed {retries + 1} times: {exc!r}",
-                                    "failed", len(batch.events))
+                                    len(batch.events))
             await message.ack()
             return
         log.warning("event handler failed; will retry", queue=queue, retries=retries,
@@ -299,11 +312,11 @@ class EventConsumer(QueueConsumer):
         EVENTS_CONSUMED.labels(queue, "retried").inc()
 
     async def _dead_letter(self, body: bytes, message: AbstractIncomingMessage, reason: str,
-                           kind: str, count: int | None = None) -> None:
+                           count: int) -> None:
         assert self._channel is not None
         headers = dead_letter_headers(message, count)
         await publish_dead_letter(self._channel, self._spec.name, body, headers, reason)
-        MESSAGES_DEAD_LETTERED.labels(self._spec.name, kind).inc()
+        MESSAGES_DEAD_LETTERED.labels(self._spec.name, "failed").inc()
         EVENTS_CONSUMED.labels(self._spec.name, "dead_lettered").inc()
 
 
@@ -355,23 +368,8 @@ class ExclusiveSubscription:
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         assert self._channel is not None
         try:
-            try:
-                batch = decode_events(message.routing_key or "", message.body)
-            except MalformedMessage as exc:
-                log.error("malformed message dead-lettered", purpose=self._purpose,
-                          routing_key=message.routing_key, reason=str(exc))
-                await publish_dead_letter(self._channel, self._purpose, message.body,
-                                          dead_letter_headers(message), f"malformed: {exc}")
-                MESSAGES_DEAD_LETTERED.labels(self._purpose, "malformed").inc()
-                batch = DecodedBatch([])
-            if batch.malformed:
-                log.error("malformed events dead-lettered", purpose=self._purpose,
-                          routing_key=message.routing_key, reason=batch.malformed_reason())
-                await publish_dead_letter(
-                    self._channel, self._purpose, batch.malformed_body(),
-                    dead_letter_headers(message, len(batch.malformed)),
-                    batch.malformed_reason())
-                MESSAGES_DEAD_LETTERED.labels(self._purpose, "malformed").inc()
+            batch = await decode_or_dead_letter(self._channel, self._purpose,
+                                                message.routing_key or "", message)
             if batch.events:
                 await self._handler(batch.events)
         except Exception:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from contracts.mongo import Index, Mongo, open_mongo
+from contracts.mongo import Mongo, open_mongo
 from contracts.names import LOGGING_REQUESTS
 from contracts.rpc import operations_of
 from contracts.service import ServiceProcess
 from logging_svc.consumer import RequestLogWriter
 from logging_svc.handlers import LogHandlers
 from logging_svc.retention import RetentionSweeper
-from logging_svc.store import COLLECTION, INDEXES, RETENTION_INDEX, LogStore
+from logging_svc.store import COLLECTION, LogStore, indexes
 
 # Prefetch of the consumer: messages (each up to 500 events) being written at once.
 CONSUMER_PREFETCH = 8
@@ -30,10 +30,7 @@ class LoggingComponent:
                                        app_name=process.name)
         collection = self._mongo.db[COLLECTION]
         retention = timedelta(days=settings.log_retention_days)
-        await self._mongo.ensure_indexes(collection, tuple(
-            Index(index.keys, index.name, index.unique,
-                  {"expireAfterSeconds": int(retention.total_seconds())})
-            if index.name == RETENTION_INDEX else index for index in INDEXES))
+        await self._mongo.ensure_indexes(collection, indexes(retention))
         store = LogStore(collection)
         handlers = LogHandlers(store, process.rpc)
         process.add_handlers(operations_of(handlers))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -34,19 +34,21 @@ log = get_logger(__name__)
 
 COLLECTION = "logentries"
 GATEWAY, EXTERNAL = "gateway", "external"
-RETENTION_INDEX = "timestamp_desc"
 # Entries deleted per statement (FerretDB on SQLite fails past 32,766 bound variables).
 DELETE_CHUNK = 5000
 
-INDEXES = (
-    # newest first everywhere; the retention TTL where the server supports one
-    Index((("timestamp", -1),), RETENTION_INDEX),
-    Index((("statusCode", 1), ("timestamp", -1)), "status_timestamp"),
-    Index((("userId", 1), ("timestamp", -1)), "user_timestamp"),
-    Index((("ownerId", 1), ("timestamp", -1)), "owner_timestamp"),
-    Index((("source", 1), ("timestamp", -1)), "source_timestamp"),
-    Index((("requestId", 1),), "request_id"),
-)
+def indexes(retention: timedelta) -> tuple[Index, ...]:
+    """API.md section 12.2; newest first everywhere, and the retention TTL where the server
+    has TTL indexes."""
+    return (
+        Index((("timestamp", -1),), "timestamp_desc",
+              options={"expireAfterSeconds": int(retention.total_seconds())}),
+        Index((("statusCode", 1), ("timestamp", -1)), "status_timestamp"),
+        Index((("userId", 1), ("timestamp", -1)), "user_timestamp"),
+        Index((("ownerId", 1), ("timestamp", -1)), "owner_timestamp"),
+        Index((("source", 1), ("timestamp", -1)), "source_timestamp"),
+        Index((("requestId", 1),), "request_id"),
+    )
 
 
 def entry_id(source: str, request_id: str) -> ObjectId:
@@ -249,10 +251,9 @@ class LogStore:
     async def by_request_id(self, caller: Caller, request_id: str) -> dict[str, Any] | None:
         """The gateway's entry for this request if visible, else an external one."""
         for source in (GATEWAY, EXTERNAL):
-            document = await self._entries.find_one({"_id": entry_id(source, request_id)})
-            if document is not None and (caller.is_admin or source == EXTERNAL
-                                         or caller.user_id in (document.get("userId"),
-                                                               document.get("ownerId"))):
+            document = await self._entries.find_one(
+                {"_id": entry_id(source, request_id), **visible_to(caller)})
+            if document is not None:
                 return entry_out(document)
         return None
 
