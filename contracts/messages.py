@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal, Self
 
 import orjson
@@ -24,6 +25,7 @@ import orjson
 from contracts.errors import Unauthorized
 from contracts.identity import Caller
 from contracts.names import RoutingKey
+from contracts.timeutil import parse_iso
 
 
 class MalformedMessage(ValueError):
@@ -59,6 +61,16 @@ def _number(wire: Mapping[str, Any], name: str) -> float:
             or value < 0:
         raise MalformedMessage(f"{name}: a finite number >= 0 expected")
     return float(value)
+
+
+def _moment(wire: Mapping[str, Any], name: str) -> str:
+    """An ISO-8601 date-time string (kept as sent; `parse_iso` reads it)."""
+    value = _str(wire, name, max_len=40)
+    try:
+        parse_iso(value)
+    except ValueError:
+        raise MalformedMessage(f"{name}: an ISO-8601 date-time expected") from None
+    return value
 
 
 def _bool(wire: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -129,6 +141,11 @@ class RequestCompleted:
     content_length: int
     error: RequestError | None
 
+    @property
+    def moment(self) -> datetime:
+        """`timestamp` as an aware UTC datetime (checked when the event was decoded)."""
+        return parse_iso(self.timestamp)
+
     def to_wire(self) -> dict[str, Any]:
         return {
             "requestId": self.request_id, "timestamp": self.timestamp, "method": self.method,
@@ -144,7 +161,7 @@ class RequestCompleted:
     def from_wire(cls, wire: Mapping[str, Any]) -> Self:
         return cls(
             request_id=_str(wire, "requestId", max_len=100),
-            timestamp=_str(wire, "timestamp", max_len=40),
+            timestamp=_moment(wire, "timestamp"),
             method=_str(wire, "method", max_len=20),
             path=_str(wire, "path", max_len=20_000),
             route=_opt_str(wire, "route", max_len=2000),

@@ -18,7 +18,7 @@ from enum import StrEnum
 from marshmallow import Schema
 
 from contracts.names import Service
-from contracts.schemas import auth, logs, projects
+from contracts.schemas import analytics, auth, logs, projects
 from contracts.schemas.common import IdParams, ProjectIdParams
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
@@ -70,6 +70,7 @@ class Route:
 PUBLIC, AUTHENTICATED = Access.PUBLIC, Access.AUTHENTICATED
 DEVELOPER, ADMIN = Access.DEVELOPER, Access.ADMIN
 AUTH, PROJECT, LOGGING = Service.AUTH, Service.PROJECT, Service.LOGGING
+ANALYTICS = Service.ANALYTICS
 
 # Paths the platform owns (API.md section 1.5): only admins may attach a service route config
 # under them, and an upstream route config never may.
@@ -194,6 +195,19 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/logs/:requestId", "log.get", AUTHENTICATED,
           "One log entry by its request id", service=LOGGING, tags=("logs",),
           params=logs.RequestIdParams, errors=(404,)),
+    # --- analytics (API.md section 8) -----------------------------------------------------------
+    *(Route("GET", f"/api/v1/analytics/{name}", f"analytics.{name.replace('-', '_')}",
+            AUTHENTICATED, summary, service=ANALYTICS, tags=("analytics",),
+            query=analytics.AnalyticsQuery, errors=(404,))
+      for name, summary in (
+          ("summary", "Totals, latency, errors, unique users and endpoints of visible traffic"),
+          ("requests-over-time", "Requests per hour or day, ascending"),
+          ("error-rate", "Client and server errors and their share"),
+          ("latency", "Latency percentiles, average, minimum and maximum"),
+          ("top-endpoints", "Busiest endpoints (method and route template)"),
+          ("top-users", "Users with the most requests"),
+          ("api-key-usage", "API keys with the most requests"),
+      )),
 )
 
 

@@ -36,6 +36,7 @@ class Settings:
     mongo_db: str
     auth_database_url: str
     project_database_url: str
+    analytics_database_url: str
     access_token_secret: str
     alert_secret: str
     app_url: str
@@ -66,6 +67,7 @@ class Settings:
     upstream_timeout_s: float
     log_retention_days: int
     log_sweep_interval_s: float
+    analytics_ledger_hours: int
 
     @property
     def is_production(self) -> bool:
@@ -94,6 +96,9 @@ def _read(env: Env) -> Settings:
             "AUTH_DATABASE_URL", "postgresql://gateway:gateway@127.0.0.1:5432/gateway_auth"),
         project_database_url=env.str(
             "PROJECT_DATABASE_URL", "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project"),
+        analytics_database_url=env.str(
+            "ANALYTICS_DATABASE_URL",
+            "postgresql://gateway:gateway@127.0.0.1:5432/gateway_analytics"),
         access_token_secret=_secret(env, app_env, "ACCESS_TOKEN_SECRET", min_length=32),
         alert_secret=_secret(env, app_env, "ALERT_SECRET", min_length=16),
         app_url=env.str("APP_URL", "http://localhost:3000"),
@@ -142,6 +147,10 @@ def _read(env: Env) -> Settings:
         log_retention_days=env.int("LOG_RETENTION_DAYS", 30, validate=Range(min=1, max=3650)),
         log_sweep_interval_s=env.float("LOG_SWEEP_INTERVAL_S", 3600.0,
                                        validate=Range(min=1, max=86_400)),
+        # How long the analytics service remembers a folded request id: a copy of the event
+        # arriving later (a message requeued while no consumer ran) would count again.
+        analytics_ledger_hours=env.int("ANALYTICS_LEDGER_HOURS", 24,
+                                       validate=Range(min=1, max=24 * 30)),
     )
     try:
         env.seal()

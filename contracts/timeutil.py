@@ -18,5 +18,11 @@ def to_iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def parse_iso(value: str) -> datetime:
+    """An ISO-8601 moment as an aware UTC datetime (a value without an offset is UTC)."""
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)

@@ -7,14 +7,14 @@ from datetime import datetime
 from contracts.errors import Conflict, NotFound
 from contracts.logging import get_logger
 from contracts.messages import RpcRequest
-from contracts.names import SERVICES, Service
 from contracts.rpc import Reply, RpcClient, operation
+from contracts.tenancy import ensure_project_visible
+from contracts.timeutil import parse_iso
 from logging_svc.consumer import LOG_ENTRIES_STORED
-from logging_svc.store import DuplicateRequestId, LogFilter, LogStore, parse_timestamp
+from logging_svc.store import DuplicateRequestId, LogFilter, LogStore
 
 log = get_logger(__name__)
 
-PROJECT_QUEUE = SERVICES[Service.PROJECT].rpc_queue
 NOT_FOUND = "Log entry not found"
 
 
@@ -71,9 +71,7 @@ class LogHandlers:
         project_id = query.get("projectId")
         if project_id is not None:
             # 404 "Project not found" when the caller cannot see it (API.md section 7.2)
-            await self._rpc.call(PROJECT_QUEUE, "project.get", RpcRequest(
-                params={"id": str(project_id)}, caller=caller,
-                request_id=request.request_id))
+            await ensure_project_visible(self._rpc, caller, str(project_id), request.request_id)
         where = LogFilter(
             user_id=query.get("userId"), status_code=query.get("statusCode"),
             method=query.get("method"), since=_moment(query.get("from")),
@@ -86,4 +84,4 @@ class LogHandlers:
 
 
 def _moment(value: str | None) -> datetime | None:
-    return parse_timestamp(value) if value else None
+    return parse_iso(value) if value else None

@@ -28,7 +28,7 @@ from contracts.identity import Caller
 from contracts.logging import get_logger
 from contracts.messages import RequestCompleted
 from contracts.mongo import DUPLICATE_KEY, Index, derived_id
-from contracts.timeutil import to_iso
+from contracts.timeutil import parse_iso, to_iso
 
 log = get_logger(__name__)
 
@@ -55,15 +55,10 @@ def entry_id(source: str, request_id: str) -> ObjectId:
     return derived_id(source, request_id.lower())
 
 
-def parse_timestamp(value: str) -> datetime:
-    moment = datetime.fromisoformat(value)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def gateway_document(event: RequestCompleted) -> dict[str, Any]:
     return {
         "_id": entry_id(GATEWAY, event.request_id), "requestId": event.request_id,
-        "timestamp": parse_timestamp(event.timestamp), "method": event.method,
+        "timestamp": parse_iso(event.timestamp), "method": event.method,
         "path": event.path, "route": event.route, "statusCode": event.status_code,
         "latency": event.latency, "ip": event.ip, "userId": event.user_id,
         "apiKeyId": event.api_key_id, "projectId": event.project_id,
@@ -81,7 +76,7 @@ def external_document(entry: dict[str, Any], now: datetime) -> dict[str, Any]:
     timestamp = entry.get("timestamp")
     return {
         "_id": entry_id(EXTERNAL, request_id), "requestId": request_id,
-        "timestamp": parse_timestamp(timestamp) if timestamp else now, "method": entry["method"],
+        "timestamp": parse_iso(timestamp) if timestamp else now, "method": entry["method"],
         "path": entry["path"], "route": None, "statusCode": entry["statusCode"],
         "latency": entry["latency"], "ip": entry["ip"], "userId": entry.get("userId"),
         "apiKeyId": entry.get("apiKeyId"), "projectId": None, "ownerId": None,

@@ -22,6 +22,8 @@ TEST_ENV = {
     "MONGO_DB": "gateway_test",
     "AUTH_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_auth_test",
     "PROJECT_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project_test",
+    "ANALYTICS_DATABASE_URL":
+        "postgresql://gateway:gateway@127.0.0.1:5432/gateway_analytics_test",
     # Many tests share 127.0.0.1: the limiter's own tests set small limits explicitly.
     "RATE_LIMIT_IP": "1000000",
     "RATE_LIMIT_USER": "1000000",
@@ -56,6 +58,18 @@ def project_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def analytics_database_url() -> str:
+    """A freshly created analytics database for this session."""
+    import asyncio
+
+    from tests.support import recreate_database
+
+    url = os.environ["ANALYTICS_DATABASE_URL"]
+    asyncio.run(recreate_database(url))
+    return url
+
+
+@pytest.fixture(scope="session")
 def mongo_test_db() -> str:
     """The tests' MongoDB database, dropped once per session: the local server scans a
     collection for every query, so entries of earlier runs would slow every run down."""
@@ -81,7 +95,7 @@ def redis_test_db() -> str:
 
 @pytest.fixture(scope="session")
 def backends(broker_vhost: str, auth_database_url: str, project_database_url: str,
-             redis_test_db: str, mongo_test_db: str) -> None:
+             analytics_database_url: str, redis_test_db: str, mongo_test_db: str) -> None:
     """Every server a stack of the five processes uses, made fresh once per session."""
 
 

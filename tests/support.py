@@ -83,6 +83,17 @@ async def recreate_database(url: str) -> None:
         await connection.close()
 
 
+async def drop_database(url: str) -> None:
+    import asyncpg
+
+    base, _, name = url.rpartition("/")
+    connection = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
 class MailSink:
     """A real SMTP server (aiosmtpd) in a thread, keeping every message it receives."""
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Creates the application role and its two databases in the postgres container.
+# Creates the application role and its three databases in the postgres container.
 #
 # Mounted into /docker-entrypoint-initdb.d by compose.yaml, so the official postgres image
 # runs it exactly once: on the first start, when the data volume is still empty. Changing
 # GATEWAY_DB_PASSWORD later has no effect on an existing volume (use ALTER ROLE, or
 # `docker compose down -v` to start over).
 #
-# The role `gateway` is an ordinary login role, not a superuser: it owns gateway_auth and
-# gateway_project (so it can create its tables there) and nothing else. The superuser
+# The role `gateway` is an ordinary login role, not a superuser: it owns gateway_auth,
+# gateway_project and gateway_analytics (so it can create its tables there) and nothing else. The superuser
 # `postgres` keeps the image's POSTGRES_PASSWORD and is used by nobody in the stack.
 #
 # Same options as the image's entrypoint, so this is safe whether it is executed or sourced
@@ -24,8 +24,11 @@ psql --no-psqlrc -v ON_ERROR_STOP=1 \
 CREATE ROLE gateway LOGIN PASSWORD :'gateway_password';
 CREATE DATABASE gateway_auth OWNER gateway;
 CREATE DATABASE gateway_project OWNER gateway;
+CREATE DATABASE gateway_analytics OWNER gateway;
 REVOKE ALL ON DATABASE gateway_auth FROM PUBLIC;
 REVOKE ALL ON DATABASE gateway_project FROM PUBLIC;
+REVOKE ALL ON DATABASE gateway_analytics FROM PUBLIC;
 GRANT ALL ON DATABASE gateway_auth TO gateway;
 GRANT ALL ON DATABASE gateway_project TO gateway;
+GRANT ALL ON DATABASE gateway_analytics TO gateway;
 SQL

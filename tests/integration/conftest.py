@@ -62,3 +62,27 @@ async def log_entries(settings: Settings, unique: str) -> AsyncIterator:
     yield mongo.db["logentries"]
     await mongo.client.drop_database(mongo.db.name)
     await mongo.close()
+
+
+@pytest.fixture
+async def analytics_url(analytics_database_url: str, unique: str) -> AsyncIterator[str]:
+    """A migrated analytics database of this test's own (a running stack's consumer writes
+    to the shared one), dropped afterwards."""
+    from analytics_svc.app import MIGRATIONS
+    from contracts.migrations import open_migrated_pool
+    from tests.support import drop_database, recreate_database
+
+    url = f"{analytics_database_url}_{unique}"
+    await recreate_database(url)
+    await (await open_migrated_pool(url, MIGRATIONS)).close()
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture
+async def analytics_pool(analytics_url: str) -> AsyncIterator:
+    import asyncpg
+
+    pool = await asyncpg.create_pool(analytics_url, min_size=1, max_size=10)
+    yield pool
+    await pool.close()

@@ -1,0 +1,97 @@
+"""Time buckets: the three rollup resolutions, their retention, and how a query range is cut
+into whole buckets of the coarsest resolutions that fit (O(buckets), exact over the range)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Stand-ins for unbounded ends: any bucket start is between them.
+FAR_PAST = EPOCH
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    seconds: int
+    retention: timedelta  # rows of older buckets are deleted (analytics_svc.pruning)
+
+    def floor(self, moment: datetime) -> datetime:
+        offset = int((moment - EPOCH).total_seconds()) // self.seconds * self.seconds
+        return EPOCH + timedelta(seconds=offset)
+
+    def ceil(self, moment: datetime) -> datetime:
+        start = self.floor(moment)
+        return start if start == moment else start + timedelta(seconds=self.seconds)
+
+    def keeps(self, bucket: datetime, now: datetime) -> bool:
+        return bucket >= now - self.retention
+
+
+# Finest first. 10 s buckets serve the alert engine's windows and the edges of ranges; minute
+# and hour buckets serve longer ranges with few rows.
+TEN_SECONDS = Resolution(10, timedelta(days=2))
+MINUTE = Resolution(60, timedelta(days=14))
+HOUR = Resolution(3600, timedelta(days=400))
+RESOLUTIONS: tuple[Resolution, ...] = (TEN_SECONDS, MINUTE, HOUR)
+FINEST = TEN_SECONDS
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Buckets of one resolution whose start is in [start, end)."""
+
+    resolution: int
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The bucket-aligned range a query covers: [start, end), None for an unbounded end."""
+
+    start: datetime | None
+    end: datetime | None
+
+    @classmethod
+    def inclusive(cls, since: datetime | None, until: datetime | None,
+                  now: datetime) -> TimeRange:
+        """API.md section 8: `from` rounded down, `to` rounded up (the bucket holding `to` is
+        in). A bound older than the 10 s retention aligns to the finest resolution still kept
+        there, so no bucket the range needs has been deleted."""
+        start = _kept(since, now).floor(since) if since is not None else None
+        if until is None:
+            end = None
+        else:
+            resolution = _kept(until, now)
+            end = resolution.floor(until) + timedelta(seconds=resolution.seconds)
+        return cls(start, end)
+
+    def pieces(self) -> list[Piece]:
+        return _cover(self.start, self.end, len(RESOLUTIONS) - 1)
+
+
+def _kept(moment: datetime, now: datetime) -> Resolution:
+    for resolution in RESOLUTIONS:
+        if resolution.keeps(resolution.floor(moment), now):
+            return resolution
+    return RESOLUTIONS[-1]
+
+
+def _cover(start: datetime | None, end: datetime | None, level: int) -> list[Piece]:
+    """Whole buckets of RESOLUTIONS[level] in the middle, finer ones at the edges. `start` and
+    `end` are aligned to the finest resolution the caller needs (TimeRange.inclusive)."""
+    if start is not None and end is not None and start >= end:
+        return []
+    resolution = RESOLUTIONS[level]
+    if level == 0:
+        return [Piece(resolution.seconds, start or FAR_PAST, end or FAR_FUTURE)]
+    inner_start = resolution.ceil(start) if start is not None else None
+    inner_end = resolution.floor(end) if end is not None else None
+    if inner_start is not None and inner_end is not None and inner_start >= inner_end:
+        return _cover(start, end, level - 1)
+    middle = Piece(resolution.seconds, inner_start or FAR_PAST, inner_end or FAR_FUTURE)
+    left = _cover(start, inner_start, level - 1) if start is not None else []
+    right = _cover(inner_end, end, level - 1) if end is not None else []
+    return [*left, middle, *right]

@@ -1,0 +1,74 @@
+"""Deletes what the analytics service no longer needs, every few minutes, in small chunks so
+no long lock holds up the consumer: ledger rows past the redelivery horizon, and rollup rows
+past their resolution's retention (analytics_svc.buckets)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from analytics_svc.buckets import RESOLUTIONS
+from contracts.logging import get_logger
+
+log = get_logger(__name__)
+
+CHUNK = 10_000
+# Rows are deleted a little after their retention ends, so a query aligned to a resolution
+# just inside it never finds them gone (buckets.TimeRange.inclusive).
+SLACK = timedelta(hours=1)
+ROLLUP_TABLES = ("traffic", "endpoint_traffic", "user_traffic", "key_traffic")
+
+
+class Pruner:
+    def __init__(self, pool: asyncpg.Pool, *, ledger_horizon: timedelta,
+                 interval_s: float = 300.0) -> None:
+        self._pool = pool
+        self._ledger_horizon = ledger_horizon
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="analytics-pruner")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def prune(self, now: datetime | None = None) -> int:
+        """One pass; returns the number of rows deleted."""
+        now = now or datetime.now(UTC)
+        deleted = await self._delete_chunks(
+            "DELETE FROM folded_requests WHERE ctid = ANY (ARRAY(SELECT ctid FROM"
+            " folded_requests WHERE folded_at < $1 LIMIT $2))", now - self._ledger_horizon)
+        for resolution in RESOLUTIONS:
+            cutoff = now - resolution.retention - SLACK
+            for table in ROLLUP_TABLES:
+                deleted += await self._delete_chunks(
+                    f"DELETE FROM {table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table}"
+                    f" WHERE resolution = {resolution.seconds} AND bucket < $1 LIMIT $2))",
+                    cutoff)
+        return deleted
+
+    async def _delete_chunks(self, statement: str, cutoff: datetime) -> int:
+        total = 0
+        while True:
+            status = await self._pool.execute(statement, cutoff, CHUNK)
+            count = int(status.rsplit(" ", 1)[-1])
+            total += count
+            if count < CHUNK:
+                return total
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                deleted = await self.prune()
+                if deleted:
+                    log.info("analytics rows pruned", rows=deleted)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("analytics pruning failed; next pass retries", error=repr(exc))
+            await asyncio.sleep(self._interval_s)

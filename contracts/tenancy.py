@@ -1,0 +1,27 @@
+"""Tenancy rules that more than one service applies (API.md section 1.3)."""
+
+from __future__ import annotations
+
+from contracts.identity import Caller
+from contracts.messages import RpcRequest
+from contracts.names import SERVICES, Service
+from contracts.rpc import RpcClient
+
+PROJECT_QUEUE = SERVICES[Service.PROJECT].rpc_queue
+
+# The analytics view of all traffic: an admin's. Every other view is named by a user id.
+ALL_TRAFFIC = "*"
+
+
+async def ensure_project_visible(rpc: RpcClient, caller: Caller, project_id: str,
+                                 request_id: str) -> None:
+    """Raise NotFound (`Project not found`) unless `caller` may see the project: the project
+    service owns that rule, so it is asked rather than repeated here."""
+    await rpc.call(PROJECT_QUEUE, "project.get", RpcRequest(
+        params={"id": project_id}, caller=caller, request_id=request_id))
+
+
+def analytics_view(caller: Caller) -> str:
+    """Whose traffic the caller's analytics cover: all of it for an admin, else the requests
+    whose userId or ownerId is the caller (one view per user id)."""
+    return ALL_TRAFFIC if caller.is_admin else caller.user_id
