@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from ddsketch.mapping import LogarithmicMapping
 
 RELATIVE_ACCURACY = 0.01
-SMALLEST_MS = 1e-3
+SMALLEST_MS = 1e-6  # 1 ns: anything smaller (0 included) is counted as this
 
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 

@@ -18,6 +18,7 @@ import statistics
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -51,25 +52,33 @@ def stored_by_service(metrics_url: str) -> int:
 
 
 @dataclass
+class Sink:
+    """A consumer of the published events: how far it got, read from its service."""
+
+    name: str
+    read: Callable[[], int]  # a cumulative counter of the service
+    before: int = 0
+    done: int = 0
+    elapsed_s: float = 0.0  # from the first publish to the last change of the counter
+
+
+@dataclass
 class IngestResult:
     published: int
     publish_s: float
-    stored: int
-    stored_per_s: float
-    lost: int
+    sinks: dict[str, Sink]
 
 
-async def ingest(amqp_url: str, mongo_url: str, mongo_db: str, metrics_url: str,
-                 seconds: float) -> IngestResult:
-    from pymongo import AsyncMongoClient
-
+async def ingest(amqp_url: str, sinks: list[Sink], seconds: float) -> IngestResult:
+    """Publish for `seconds`, then wait until every sink counted them all (or stalled 30 s)."""
     from contracts.amqp import connect
     from contracts.events import EventPublisher
 
     connection = await connect(amqp_url, name="bench-ingest")
     publisher = EventPublisher(connection)
     await publisher.start()
-    before = stored_by_service(metrics_url)
+    for sink in sinks:
+        sink.before = sink.read()
     started = time.perf_counter()
     published = 0
     while time.perf_counter() - started < seconds:
@@ -83,21 +92,32 @@ async def ingest(amqp_url: str, mongo_url: str, mongo_db: str, metrics_url: str,
         await asyncio.sleep(0)
     await publisher.flush(timeout=120)
     publish_s = time.perf_counter() - started
-    stored, last_change, last_seen = 0, time.perf_counter(), -1
-    while stored < published and time.perf_counter() - last_change < 30:
-        stored = stored_by_service(metrics_url) - before
-        if stored != last_seen:
-            last_seen, last_change = stored, time.perf_counter()
+    waiting = {sink.name: time.perf_counter() for sink in sinks}
+    while waiting:
+        for sink in sinks:
+            if sink.name not in waiting:
+                continue
+            count = sink.read() - sink.before
+            if count != sink.done:
+                sink.done, waiting[sink.name] = count, time.perf_counter()
+                sink.elapsed_s = waiting[sink.name] - started
+            if sink.done >= published or time.perf_counter() - waiting[sink.name] > 30:
+                del waiting[sink.name]
         await asyncio.sleep(0.05)
-    elapsed = last_change - started
     await publisher.close()
     await connection.close()
+    return IngestResult(published, publish_s, {sink.name: sink for sink in sinks})
+
+
+async def stored_in_database(mongo_url: str, mongo_db: str) -> int:
+    from pymongo import AsyncMongoClient
+
     client: AsyncMongoClient = AsyncMongoClient(mongo_url)
-    in_database = await client[mongo_db]["logentries"].count_documents(
-        {"userAgent": MARKER_AGENT})
-    await client.close()
-    return IngestResult(published, publish_s, in_database, in_database / elapsed,
-                        published - in_database)
+    try:
+        return await client[mongo_db]["logentries"].count_documents(
+            {"userAgent": MARKER_AGENT})
+    finally:
+        await client.close()
 
 
 def seed(mongo_url: str, mongo_db: str, entries: int) -> float:
