@@ -31,8 +31,8 @@ class Resolution:
 
 # Finest first. 10 s buckets serve the alert engine's windows and the edges of ranges; minute
 # and hour buckets serve longer ranges with few rows.
-TEN_SECONDS = Resolution(10, timedelta(days=2))
-MINUTE = Resolution(60, timedelta(days=14))
+TEN_SECONDS = Resolution(10, timedelta(days=1))
+MINUTE = Resolution(60, timedelta(days=7))
 HOUR = Resolution(3600, timedelta(days=400))
 RESOLUTIONS: tuple[Resolution, ...] = (TEN_SECONDS, MINUTE, HOUR)
 FINEST = TEN_SECONDS

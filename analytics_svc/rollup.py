@@ -1,22 +1,19 @@
 """Folding events into rollup cells, in memory: what one consumed message adds to the rollup
 tables (analytics_svc.store writes it in one transaction).
 
-Each event is added once to a 10 s cell per slice it belongs to; minute and hour cells are
-then built by merging 10 s cells, so the per-event work does not grow with the number of
-resolutions. A cell of a bucket older than its resolution's retention is left out (it would
-be deleted anyway).
+Each event is added to one cell per slice it belongs to: each distinct viewer of it, its
+project and any project, at each resolution whose retention still holds its bucket (a cell
+that would be deleted at once is left out). Events of one message mostly share their
+buckets, so a message of hundreds of events becomes a few dozen rows.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
 
-from analytics_svc.buckets import FINEST, RESOLUTIONS
+from analytics_svc.buckets import RESOLUTIONS
 from analytics_svc.histogram import bin_of
 from contracts.messages import RequestCompleted
 from contracts.tenancy import ALL_TRAFFIC
@@ -25,11 +22,9 @@ UNMATCHED = "(unmatched)"  # the one endpoint of every request no route template
 ANY_PROJECT = "*"
 
 
-class Slice(NamedTuple):
-    viewer: str
-    project: str
-    resolution: int
-    bucket: int  # Unix seconds of the bucket's start
+# (viewer, project, resolution in seconds, bucket start in Unix seconds): a plain tuple, as
+# one is built per event and slice.
+Slice = tuple[str, str, int, int]
 
 
 @dataclass(slots=True)
@@ -37,26 +32,19 @@ class TrafficCell:
     requests: int = 0
     by_class: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])  # 1xx..5xx
     latency_sum: float = 0.0
-    latency_min: float = math.inf
-    latency_max: float = -math.inf
-    bins: Counter[int] = field(default_factory=Counter)
+    latency_min: float = float("inf")
+    latency_max: float = float("-inf")
+    bins: dict[int, int] = field(default_factory=dict)  # histogram bin -> requests
 
     def add(self, status_class: int, latency: float, latency_bin: int) -> None:
         self.requests += 1
         self.by_class[status_class] += 1
         self.latency_sum += latency
-        self.latency_min = min(self.latency_min, latency)
-        self.latency_max = max(self.latency_max, latency)
-        self.bins[latency_bin] += 1
-
-    def merge(self, other: TrafficCell) -> None:
-        self.requests += other.requests
-        for index, count in enumerate(other.by_class):
-            self.by_class[index] += count
-        self.latency_sum += other.latency_sum
-        self.latency_min = min(self.latency_min, other.latency_min)
-        self.latency_max = max(self.latency_max, other.latency_max)
-        self.bins.update(other.bins)
+        if latency < self.latency_min:
+            self.latency_min = latency
+        if latency > self.latency_max:
+            self.latency_max = latency
+        self.bins[latency_bin] = self.bins.get(latency_bin, 0) + 1
 
 
 @dataclass(slots=True)
@@ -71,12 +59,8 @@ class CountCell:
     def add(self, latency: float, seen: float) -> None:
         self.requests += 1
         self.latency_sum += latency
-        self.last_seen = max(self.last_seen, seen)
-
-    def merge(self, other: CountCell) -> None:
-        self.requests += other.requests
-        self.latency_sum += other.latency_sum
-        self.last_seen = max(self.last_seen, other.last_seen)
+        if seen > self.last_seen:
+            self.last_seen = seen
 
 
 @dataclass
@@ -88,63 +72,49 @@ class Rollup:
 
     @classmethod
     def of(cls, events: Iterable[RequestCompleted], now: datetime) -> Rollup:
-        finest = cls()
-        for event in events:
-            finest._add(event)
         rollup = cls()
         now_s = now.timestamp()
-        for resolution in RESOLUTIONS:
-            horizon = now_s - resolution.retention.total_seconds()
-            rollup._merge_into(finest, resolution.seconds, horizon)
+        horizons = [(r.seconds, now_s - r.retention.total_seconds()) for r in RESOLUTIONS]
+        for event in events:
+            rollup._add(event, horizons)
         return rollup
 
     @property
     def empty(self) -> bool:
         return not self.traffic
 
-    def _add(self, event: RequestCompleted) -> None:
+    def _add(self, event: RequestCompleted, horizons: list[tuple[int, float]]) -> None:
         seen = event.moment.timestamp()
-        bucket = int(seen // FINEST.seconds) * FINEST.seconds
+        buckets = []
+        for width, horizon in horizons:
+            bucket = int(seen // width) * width
+            if bucket >= horizon:
+                buckets.append((width, bucket))
         latency = event.latency
         latency_bin = bin_of(latency)
         status_class = min(max(event.status_code // 100, 1), 5) - 1
-        endpoint = (event.method, event.route or UNMATCHED)
+        method, route = event.method, event.route or UNMATCHED
+        user, key = event.user_id, event.api_key_id
         viewers = {ALL_TRAFFIC}
-        for person in (event.user_id, event.owner_id):
+        for person in (user, event.owner_id):
             if person is not None:
                 viewers.add(person)
         projects = (ANY_PROJECT,) if event.project_id is None else (ANY_PROJECT,
                                                                      event.project_id)
+        traffic, endpoints, users, keys = self.traffic, self.endpoints, self.users, self.keys
         for viewer in viewers:
             for project in projects:
-                where = Slice(viewer, project, FINEST.seconds, bucket)
-                cell = self.traffic.get(where)
-                if cell is None:
-                    cell = self.traffic[where] = TrafficCell()
-                cell.add(status_class, latency, latency_bin)
-                _count(self.endpoints, (where, *endpoint), latency, seen)
-                if event.user_id is not None:
-                    _count(self.users, (where, event.user_id), latency, seen)
-                if event.api_key_id is not None:
-                    _count(self.keys, (where, event.api_key_id), latency, seen)
-
-    def _merge_into(self, finest: Rollup, resolution: int, horizon: float) -> None:
-        def coarse(where: Slice) -> Slice | None:
-            bucket = where.bucket // resolution * resolution
-            if bucket < horizon:
-                return None
-            return Slice(where.viewer, where.project, resolution, bucket)
-
-        for where, cell in finest.traffic.items():
-            target = coarse(where)
-            if target is not None:
-                self.traffic.setdefault(target, TrafficCell()).merge(cell)
-        for table, source in ((self.endpoints, finest.endpoints), (self.users, finest.users),
-                              (self.keys, finest.keys)):
-            for (where, *rest), cell in source.items():
-                target = coarse(where)
-                if target is not None:
-                    table.setdefault((target, *rest), CountCell()).merge(cell)
+                for width, bucket in buckets:
+                    where = (viewer, project, width, bucket)
+                    cell = traffic.get(where)
+                    if cell is None:
+                        cell = traffic[where] = TrafficCell()
+                    cell.add(status_class, latency, latency_bin)
+                    _count(endpoints, (where, method, route), latency, seen)
+                    if user is not None:
+                        _count(users, (where, user), latency, seen)
+                    if key is not None:
+                        _count(keys, (where, key), latency, seen)
 
 
 def _count(table: dict, key: tuple, latency: float, seen: float) -> None:

@@ -74,12 +74,15 @@ class Ranked:
     last_seen: datetime | None
 
 
-# $1 viewer, $2 project, $3..$5 the pieces; the pieces' nested loop uses the primary key.
+# $1 viewer, $2 project, $3..$5 the pieces. Each piece is one range scan of the primary key
+# (viewer, project, resolution, bucket): the lateral subquery with OFFSET 0 keeps the planner
+# from flattening it into one hash join over every row of the view.
 def _in_scope(table: str) -> str:
-    return (f"FROM unnest($3::int[], $4::timestamptz[], $5::timestamptz[]) "
-            f"AS p(resolution, start_at, end_at) JOIN {table} t "
-            f"ON t.viewer = $1 AND t.project = $2 AND t.resolution = p.resolution "
-            f"AND t.bucket >= p.start_at AND t.bucket < p.end_at")
+    return (f"FROM unnest($3::int[], $4::timestamptz[], $5::timestamptz[])"
+            f" AS p(resolution, start_at, end_at)"
+            f" CROSS JOIN LATERAL (SELECT * FROM {table} r WHERE r.viewer = $1"
+            f" AND r.project = $2 AND r.resolution = p.resolution AND r.bucket >= p.start_at"
+            f" AND r.bucket < p.end_at OFFSET 0) t")
 
 
 _UPSERT_TRAFFIC = """
@@ -243,9 +246,9 @@ async def _write(connection: asyncpg.Connection, rollup: Rollup) -> None:
 
 
 def _slice_columns(slices: Sequence[Slice]) -> tuple[list, list, list, list]:
-    return ([s.viewer for s in slices], [s.project for s in slices],
-            [s.resolution for s in slices],
-            [datetime.fromtimestamp(s.bucket, UTC) for s in slices])
+    viewers, projects, resolutions, buckets = zip(*slices, strict=True)
+    return (list(viewers), list(projects), list(resolutions),
+            [datetime.fromtimestamp(bucket, UTC) for bucket in buckets])
 
 
 def _seen_columns(rows: Sequence[tuple[tuple[Slice, str], CountCell]]) -> tuple:

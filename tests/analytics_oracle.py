@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from analytics_svc.buckets import TEN_SECONDS
+from analytics_svc.buckets import HOUR, MINUTE, TEN_SECONDS, Resolution
 from contracts.messages import RequestCompleted
 from contracts.timeutil import to_iso
 
@@ -25,12 +25,25 @@ def visible(events: Iterable[RequestCompleted], viewer: str | None,
 
 
 def within(events: Iterable[RequestCompleted], since: datetime | None,
-           until: datetime | None) -> list[RequestCompleted]:
-    """Events in the 10 s-aligned inclusive range (from rounded down, to rounded up)."""
-    start = TEN_SECONDS.floor(since) if since is not None else None
-    end = TEN_SECONDS.floor(until) + timedelta(seconds=10) if until is not None else None
+           until: datetime | None, now: datetime | None = None) -> list[RequestCompleted]:
+    """Events in the aligned inclusive range (API.md section 8): `from` rounded down, `to`
+    rounded up, each to 10 s, or to the minute or hour where no finer rows are kept any
+    more (README: resolutions and their retention)."""
+    now = now or datetime.now(UTC)
+    start = _step(since, now).floor(since) if since is not None else None
+    end = None
+    if until is not None:
+        step = _step(until, now)
+        end = step.floor(until) + timedelta(seconds=step.seconds)
     return [e for e in events if (start is None or e.moment >= start)
             and (end is None or e.moment < end)]
+
+
+def _step(moment: datetime, now: datetime) -> Resolution:
+    for step in (TEN_SECONDS, MINUTE, HOUR):
+        if step.floor(moment) >= now - step.retention:
+            return step
+    return HOUR
 
 
 def quantile(values: Sequence[float], q: float) -> float:

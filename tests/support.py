@@ -77,7 +77,7 @@ async def recreate_database(url: str) -> None:
     base, _, name = url.rpartition("/")
     connection = await asyncpg.connect(f"{base}/postgres")
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _drop(connection, name)
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
@@ -89,9 +89,26 @@ async def drop_database(url: str) -> None:
     base, _, name = url.rpartition("/")
     connection = await asyncpg.connect(f"{base}/postgres")
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _drop(connection, name)
     finally:
         await connection.close()
+
+
+async def _drop(connection, name: str) -> None:
+    """DROP ... WITH (FORCE) cannot end an autovacuum worker (a superuser's process) for an
+    ordinary role: one may have started on a database just written to, so wait for it."""
+    import asyncio
+
+    import asyncpg
+
+    for attempt in range(50):
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.2)
 
 
 class MailSink:

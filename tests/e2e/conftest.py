@@ -151,3 +151,37 @@ def upstream() -> Iterator:
     server.stop()
 
 
+
+
+# --- a stack whose tenants route to loopback upstreams, and its users -------------------------
+
+
+@pytest.fixture(scope="module")
+def gw(backends: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One healthy stack for a module whose route configs point at a loopback upstream
+    (`UPSTREAM_ALLOW_PRIVATE`); a module needing other settings defines its own `gw`."""
+    with healthy_stack(tmp_path_factory.mktemp("gw"),
+                       UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def alice(gw: Stack):
+    from tests.e2e.helpers import register
+
+    return register(gw, "alice")
+
+
+@pytest.fixture(scope="module")
+def bob(gw: Stack):
+    """A second developer, who must never see alice's resources and traffic (nor she his)."""
+    from tests.e2e.helpers import register
+
+    return register(gw, "bob")
+
+
+@pytest.fixture(scope="module")
+def admin(gw: Stack):
+    from tests.e2e.helpers import register, with_role
+
+    return with_role(gw, register(gw, "admin"), "ADMIN")

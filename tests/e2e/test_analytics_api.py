@@ -10,12 +10,11 @@ calls the test makes to its route, or look at a past range where nothing can be.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack, healthy_stack
+from tests.e2e.conftest import Stack
 from tests.e2e.helpers import (
     Client,
     assert_error,
@@ -26,7 +25,6 @@ from tests.e2e.helpers import (
     parse_time,
     project_with_route,
     register,
-    with_role,
 )
 
 ANALYTICS = "/api/v1/analytics"
@@ -36,28 +34,6 @@ PAST = {"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"}
 # Gateway event -> broker -> analytics consumer -> PostgreSQL takes well under a second;
 # polling allows for a loaded test machine.
 FOLDED_WITHIN_S = 15.0
-
-
-@pytest.fixture(scope="module")
-def gw(backends, tmp_path_factory) -> Iterator[Stack]:
-    with healthy_stack(tmp_path_factory.mktemp("analytics"),
-                       UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def alice(gw: Stack) -> Client:
-    return register(gw, "alice")
-
-
-@pytest.fixture(scope="module")
-def bob(gw: Stack) -> Client:
-    return register(gw, "bob")
-
-
-@pytest.fixture(scope="module")
-def admin(gw: Stack) -> Client:
-    return with_role(gw, register(gw, "admin"), "ADMIN")
 
 
 def analytics(client: Client, name: str, **query: Any) -> Any:

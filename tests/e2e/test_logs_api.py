@@ -21,7 +21,6 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +28,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.e2e.conftest import Stack, healthy_stack
+from tests.e2e.conftest import Stack
 from tests.e2e.helpers import (
     UUID4,
     Client,
@@ -62,29 +61,6 @@ GATEWAY_ENTRY_WITHIN_S = 2.0
 
 
 # --- stack and users -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gw(backends, tmp_path_factory) -> Iterator[Stack]:
-    with healthy_stack(tmp_path_factory.mktemp("logs"),
-                       UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def alice(gw: Stack) -> Client:
-    return register(gw, "alice")
-
-
-@pytest.fixture(scope="module")
-def bob(gw: Stack) -> Client:
-    """A second developer, who must never see alice's gateway entries (and vice versa)."""
-    return register(gw, "bob")
-
-
-@pytest.fixture(scope="module")
-def admin(gw: Stack) -> Client:
-    return with_role(gw, register(gw, "admin"), "ADMIN")
 
 
 @pytest.fixture(scope="module")

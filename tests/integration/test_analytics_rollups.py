@@ -152,7 +152,7 @@ async def test_pruning_drops_expired_buckets_and_old_ledger_rows_only(analytics_
     store = RollupStore(analytics_pool)
     now = datetime.now(UTC)
     three_days_ago = now - timedelta(days=3)
-    # folded back then: its 10 s rows were written and have expired since (2 days)
+    # folded back then: its 10 s rows were written and have expired since (1 day)
     await store.fold([request_completed(i, timestamp=to_iso(three_days_ago))
                       for i in range(5)], now=three_days_ago)
     await store.fold([request_completed(9)], now=now)
