@@ -1,5 +1,6 @@
-"""Wires the analytics service: PostgreSQL (migrated at start), the `request.completed`
-consumer folding into rollups, the RPC operations of API.md section 8 and the pruner."""
+"""Wires the analytics service: PostgreSQL (rollups, migrated at start) and MongoDB (alert
+rules and events), the `request.completed` consumer folding into rollups, the RPC operations
+of API.md sections 8 and 9, the alert engine and the pruner."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+from redis.asyncio import Redis
 
+from analytics_svc.alert_engine import LEASE_KEY, AlertEngine, Lease
+from analytics_svc.alert_handlers import AlertHandlers
+from analytics_svc.alert_store import EVENT_INDEXES, EVENTS, RULE_INDEXES, RULES, AlertStore
 from analytics_svc.consumer import RollupWriter
 from analytics_svc.handlers import AnalyticsHandlers
 from analytics_svc.pruning import Pruner
 from analytics_svc.store import RollupStore
 from contracts.migrations import open_migrated_pool, read_migrations
+from contracts.mongo import Mongo, open_mongo
 from contracts.names import ANALYTICS_REQUESTS
 from contracts.rpc import operations_of
 from contracts.service import ServiceProcess
@@ -23,6 +29,8 @@ MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
 # Messages (each up to 500 events) folded at once; their transactions queue on the hot rows
 # of the all-traffic view, so more would only wait.
 CONSUMER_PREFETCH = 4
+# A lease outlives its holder by this many intervals (the hand-over time after a crash).
+LEASE_INTERVALS = 3
 
 
 async def open_database(settings: Settings) -> asyncpg.Pool:
@@ -32,23 +40,45 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
 class AnalyticsComponent:
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
+        self._mongo: Mongo | None = None
+        self._redis: Redis | None = None
         self._pruner: Pruner | None = None
+        self._engine: AlertEngine | None = None
 
     async def start(self, process: ServiceProcess) -> None:
-        assert process.rpc is not None
+        assert process.rpc is not None and process.publisher is not None
         settings = process.settings
         self._pool = await open_database(settings)
-        store = RollupStore(self._pool)
-        process.add_handlers(operations_of(AnalyticsHandlers(store, process.rpc)))
-        process.add_consumer(ANALYTICS_REQUESTS, RollupWriter(store).on_requests,
+        rollups = RollupStore(self._pool)
+        self._mongo = await open_mongo(settings.mongo_url, settings.mongo_db,
+                                       app_name=process.name)
+        rules, events = self._mongo.db[RULES], self._mongo.db[EVENTS]
+        await self._mongo.ensure_indexes(rules, RULE_INDEXES)
+        await self._mongo.ensure_indexes(events, EVENT_INDEXES)
+        alerts = AlertStore(rules, events)
+        process.add_handlers(operations_of(AnalyticsHandlers(rollups, process.rpc)))
+        process.add_handlers(operations_of(AlertHandlers(alerts, process.rpc)))
+        process.add_consumer(ANALYTICS_REQUESTS, RollupWriter(rollups).on_requests,
                              prefetch=CONSUMER_PREFETCH)
         self._pruner = Pruner(
             self._pool, ledger_horizon=timedelta(hours=settings.analytics_ledger_hours))
         self._pruner.start()
+        self._redis = Redis.from_url(settings.redis_url)
+        lease = Lease(self._redis, LEASE_KEY,
+                      ttl_ms=max(1000, LEASE_INTERVALS * settings.alert_interval_ms))
+        self._engine = AlertEngine(alerts, rollups, process.publisher, lease,
+                                   settings.alert_interval_ms)
+        self._engine.start()
 
     async def stop(self, _process: ServiceProcess) -> None:
+        if self._engine is not None:
+            await self._engine.close()
         if self._pruner is not None:
             await self._pruner.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._mongo is not None:
+            await self._mongo.close()
         if self._pool is not None:
             await self._pool.close()
 

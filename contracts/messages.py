@@ -294,11 +294,114 @@ class ProjectDeleted:
                    _str(wire, "at", max_len=40))
 
 
-Event = RequestCompleted | RouteChanged | KeyRevoked | ProjectDeleted
+# --- alert.* (alert engine and the gateway's alert bridge -> monitor relays) --------------------
+
+
+def _opt_number(wire: Mapping[str, Any], name: str) -> float | None:
+    value = wire.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MalformedMessage(f"{name}: a finite number or null expected")
+    return value
+
+
+def _severity(wire: Mapping[str, Any]) -> str:
+    value = wire.get("severity")
+    if value not in SEVERITIES:
+        raise MalformedMessage(f"severity: one of {', '.join(SEVERITIES)} expected")
+    return value
+
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTriggered:
+    """An alert event the engine stored (API.md sections 9.2, 11 `alert:new`), with the rule
+    owner's `userId` and the rule's `projectId` so relays can route it to who may see it."""
+
+    ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.ALERT_TRIGGERED
+
+    id: str
+    rule_id: str
+    rule_name: str
+    service: str
+    metric: str
+    value: float
+    threshold: float
+    operator: str
+    message: str
+    severity: str
+    timestamp: str
+    user_id: str
+    project_id: str | None
+
+    def monitor_payload(self) -> dict[str, Any]:
+        """What monitor clients receive as `alert:new` (no routing fields)."""
+        return {"id": self.id, "ruleId": self.rule_id, "ruleName": self.rule_name,
+                "service": self.service, "metric": self.metric, "value": self.value,
+                "threshold": self.threshold, "operator": self.operator,
+                "message": self.message, "severity": self.severity,
+                "timestamp": self.timestamp}
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self.monitor_payload(), "userId": self.user_id, "projectId": self.project_id}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> Self:
+        value, threshold = _opt_number(wire, "value"), _opt_number(wire, "threshold")
+        if value is None or threshold is None:
+            raise MalformedMessage("value and threshold: numbers expected")
+        return cls(
+            id=_str(wire, "id", max_len=100), rule_id=_str(wire, "ruleId", max_len=100),
+            rule_name=_str(wire, "ruleName", max_len=200),
+            service=_str(wire, "service", max_len=100), metric=_str(wire, "metric", max_len=50),
+            value=value, threshold=threshold, operator=_str(wire, "operator", max_len=10),
+            message=_str(wire, "message", max_len=2000), severity=_severity(wire),
+            timestamp=_moment(wire, "timestamp"), user_id=_str(wire, "userId", max_len=100),
+            project_id=_opt_str(wire, "projectId", max_len=100))
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEmitted:
+    """An alert from an external source through `POST /api/v1/alerts/emit` (API.md 9.3):
+    not stored, relayed to admin monitor clients only (it has no owner)."""
+
+    ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.ALERT_EMITTED
+
+    type: str | None
+    severity: str
+    message: str
+    value: float | None
+    threshold: float | None
+    service: str | None
+    timestamp: str
+
+    def monitor_payload(self) -> dict[str, Any]:
+        return {"type": self.type, "severity": self.severity, "message": self.message,
+                "value": self.value, "threshold": self.threshold, "service": self.service,
+                "source": "external", "timestamp": self.timestamp}
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.monitor_payload()
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> Self:
+        return cls(type=_opt_str(wire, "type", max_len=100), severity=_severity(wire),
+                   message=_str(wire, "message", max_len=1000),
+                   value=_opt_number(wire, "value"), threshold=_opt_number(wire, "threshold"),
+                   service=_opt_str(wire, "service", max_len=100),
+                   timestamp=_moment(wire, "timestamp"))
+
+
+Event = (RequestCompleted | RouteChanged | KeyRevoked | ProjectDeleted | AlertTriggered
+         | AlertEmitted)
 ConfigEvent = RouteChanged | KeyRevoked | ProjectDeleted
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    t.ROUTING_KEY: t for t in (RequestCompleted, RouteChanged, KeyRevoked, ProjectDeleted)
+    t.ROUTING_KEY: t for t in (RequestCompleted, RouteChanged, KeyRevoked, ProjectDeleted,
+                               AlertTriggered, AlertEmitted)
 }
 
 

@@ -47,6 +47,7 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 class RoutingKey(StrEnum):
     REQUEST_COMPLETED = "request.completed"
     ALERT_TRIGGERED = "alert.triggered"
+    ALERT_EMITTED = "alert.emitted"
     CONFIG_ROUTE_CHANGED = "config.route.changed"
     CONFIG_KEY_REVOKED = "config.key.revoked"
     CONFIG_PROJECT_DELETED = "config.project.deleted"

@@ -18,7 +18,7 @@ from enum import StrEnum
 from marshmallow import Schema
 
 from contracts.names import Service
-from contracts.schemas import analytics, auth, logs, projects
+from contracts.schemas import alerts, analytics, auth, logs, projects
 from contracts.schemas.common import IdParams, ProjectIdParams
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
@@ -29,6 +29,8 @@ class Access(StrEnum):
     AUTHENTICATED = "authenticated"  # any role with a valid Bearer token
     DEVELOPER = "developer"  # DEVELOPER or ADMIN
     ADMIN = "admin"
+    # no identity: the X-Alert-Secret header must equal ALERT_SECRET (API.md section 9.3)
+    ALERT_SECRET = "alert-secret"
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,31 @@ ROUTES: tuple[Route, ...] = (
           ("top-users", "Users with the most requests"),
           ("api-key-usage", "API keys with the most requests"),
       )),
+    # --- alerts (API.md section 9) --------------------------------------------------------------
+    Route("POST", "/api/v1/alerts/rules", "alert.rule_create", DEVELOPER,
+          "Create an alert rule (owned by the caller)", service=ANALYTICS, tags=("alerts",),
+          body=alerts.AlertRuleBody, success_status=201, errors=(404,)),
+    Route("GET", "/api/v1/alerts/rules", "alert.rule_list", AUTHENTICATED,
+          "The caller's alert rules (all rules for an admin), newest first",
+          service=ANALYTICS, tags=("alerts",)),
+    Route("GET", "/api/v1/alerts/rules/:id", "alert.rule_get", AUTHENTICATED,
+          "Get an alert rule", service=ANALYTICS, tags=("alerts",),
+          params=alerts.MongoIdParams, errors=(404,)),
+    Route("PUT", "/api/v1/alerts/rules/:id", "alert.rule_update", DEVELOPER,
+          "Update an alert rule (partial)", service=ANALYTICS, tags=("alerts",),
+          params=alerts.MongoIdParams, body=alerts.AlertRulePatch, errors=(404,)),
+    Route("DELETE", "/api/v1/alerts/rules/:id", "alert.rule_delete", DEVELOPER,
+          "Delete an alert rule", service=ANALYTICS, tags=("alerts",),
+          params=alerts.MongoIdParams, success_status=204, errors=(404,)),
+    Route("GET", "/api/v1/alerts/events", "alert.event_list", AUTHENTICATED,
+          "Alert events visible to the caller, newest first", service=ANALYTICS,
+          tags=("alerts",), query=alerts.AlertEventQuery),
+    Route("PUT", "/api/v1/alerts/events/:id/acknowledge", "alert.event_acknowledge",
+          DEVELOPER, "Acknowledge an alert event", service=ANALYTICS, tags=("alerts",),
+          params=alerts.MongoIdParams, body=alerts.AcknowledgeBody, errors=(404,)),
+    Route("POST", "/api/v1/alerts/emit", "alert.emit", Access.ALERT_SECRET,
+          "Relay an external alert to admin monitor clients (not stored)",
+          tags=("alerts",), body=alerts.AlertEmitBody),
 )
 
 

@@ -68,6 +68,7 @@ class Settings:
     log_retention_days: int
     log_sweep_interval_s: float
     analytics_ledger_hours: int
+    alert_interval_ms: int
 
     @property
     def is_production(self) -> bool:
@@ -151,6 +152,9 @@ def _read(env: Env) -> Settings:
         # arriving later (a message requeued while no consumer ran) would count again.
         analytics_ledger_hours=env.int("ANALYTICS_LEDGER_HOURS", 24,
                                        validate=Range(min=1, max=24 * 30)),
+        # How often the alert engine evaluates every enabled rule (API.md section 9.1).
+        alert_interval_ms=env.int("ALERT_INTERVAL_MS", 30_000,
+                                  validate=Range(min=100, max=3_600_000)),
     )
     try:
         env.seal()

@@ -13,6 +13,7 @@ from contracts.routes import ROUTES, Route
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
 from contracts.upstream import UpstreamPolicy
+from gateway.alert_bridge import emit_alert
 from gateway.api_keys import ApiKeys
 from gateway.client_ip import ClientAddress
 from gateway.config_follower import ConfigFollower
@@ -28,7 +29,7 @@ from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
 from gateway.steps.request_context import add_response_headers
 from gateway.steps.response_cache import RESPONSE_CACHE, ResponseCache
 
-LOCAL_HANDLERS = {"health": health, "metrics": metrics}
+LOCAL_HANDLERS = {"health": health, "metrics": metrics, "alert.emit": emit_alert}
 CONFIG_FOLLOWER = web.AppKey("config_follower", ConfigFollower)
 
 

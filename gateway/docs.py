@@ -65,6 +65,8 @@ def build_openapi(routes: tuple[Route, ...]) -> dict[str, Any]:
     spec.components.schema("Error", schema=ErrorEnvelope)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
                                                "bearerFormat": "JWT"})
+    spec.components.security_scheme("alertSecret", {"type": "apiKey", "in": "header",
+                                                    "name": "X-Alert-Secret"})
     operations: dict[str, dict[str, Any]] = {}
     for route in routes:
         operations.setdefault(route.openapi_path, {})[route.method.lower()] = _operation(route)
@@ -101,7 +103,10 @@ def _operation(route: Route) -> dict[str, Any]:
     errors = set(route.errors) | {429, 500}
     if route.body is not None or route.query is not None or route.params is not None:
         errors.add(400)
-    if route.access is not Access.PUBLIC:
+    if route.access is Access.ALERT_SECRET:
+        errors.add(401)
+        operation["security"] = [{"alertSecret": []}]
+    elif route.access is not Access.PUBLIC:
         errors |= {401, 403}
         operation["security"] = [{"bearer": []}]
     if route.service is not None:

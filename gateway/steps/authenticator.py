@@ -7,11 +7,13 @@ audience checked (contracts.identity).
 A bad credential is not refused here but remembered: the rate limiter (7) must first count
 the request under the client's address (API.md section 13.1), then the access gate refuses it
 and applies the role gate of API.md section 1.3: a viewer may not write (except log out), and
-routes for developers or admins refuse lower roles.
+routes for developers or admins refuse lower roles. The alert bridge takes no identity but
+a shared secret, checked by the gate too (before the body is validated).
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from aiohttp import web
@@ -55,7 +57,7 @@ def _bearer_use(request: web.Request) -> str | None:
     refused when bad only if the config requires auth; None where it is ignored."""
     route = route_of(request)
     if route is not None:
-        return "required" if route.access is not Access.PUBLIC else None
+        return "required" if route.access in MINIMUM_ROLES else None
     config = route_config_of(request)
     if config is None or config.upstream_url is None or "Authorization" not in request.headers:
         return None
@@ -69,13 +71,23 @@ async def access_gate(request: web.Request, handler: web.Handler) -> web.StreamR
         raise failure
     route = route_of(request)
     if route is not None:
-        if route.access is not Access.PUBLIC:
+        if route.access is Access.ALERT_SECRET:
+            check_alert_secret(request)
+        elif route.access is not Access.PUBLIC:
             authorize(request[IDENTITY], route, request.method)
     else:
         config = route_config_of(request)
         if config is not None and config.upstream_url and config.auth_required:
             authorize_upstream(request, config)
     return await handler(request)
+
+
+def check_alert_secret(request: web.Request) -> None:
+    """Constant-time comparison, so the time taken says nothing about how much matched."""
+    sent = request.headers.get("X-Alert-Secret", "").encode()
+    expected = state_of(request).settings.alert_secret.encode()
+    if not hmac.compare_digest(sent, expected):
+        raise Unauthorized("Invalid alert secret")
 
 
 def authorize_upstream(request: web.Request, config: RouteConfig) -> None:

@@ -157,11 +157,18 @@ def upstream() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def gw(backends: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def gw_settings() -> dict[str, str]:
+    """Settings of a module's `gw` stack beyond the defaults (a module overrides this)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def gw(backends: None, tmp_path_factory: pytest.TempPathFactory,
+       gw_settings: dict[str, str]) -> Iterator[Stack]:
     """One healthy stack for a module whose route configs point at a loopback upstream
-    (`UPSTREAM_ALLOW_PRIVATE`); a module needing other settings defines its own `gw`."""
-    with healthy_stack(tmp_path_factory.mktemp("gw"),
-                       UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8") as running:
+    (`UPSTREAM_ALLOW_PRIVATE`), with the module's `gw_settings`."""
+    with healthy_stack(tmp_path_factory.mktemp("gw"), UPSTREAM_ALLOW_PRIVATE="127.0.0.0/8",
+                       **gw_settings) as running:
         yield running
 
 

@@ -255,3 +255,34 @@ def eventually(check, within_s: float = 3.0):
         time.sleep(0.05)
 
 
+
+
+# --- events on the broker ------------------------------------------------------------------
+
+
+class BrokerTap:
+    """A queue of the test's own bound to `gw.events` under `routing_key`, read through the
+    management API (what a monitor relay would receive)."""
+
+    def __init__(self, stack: Stack, routing_key: str) -> None:
+        from urllib.parse import quote
+
+        from tests.support import rabbit_api
+
+        self._api = rabbit_api
+        vhost = quote(stack.env["AMQP_URL"].rsplit("/", 1)[1], safe="")
+        self._queue = f"/queues/{vhost}/tap-{uuid.uuid4().hex[:12]}"
+        rabbit_api("PUT", self._queue, {"durable": False, "auto_delete": False})
+        name = self._queue.rsplit("/", 1)[1]
+        rabbit_api("POST", f"/bindings/{vhost}/e/gw.events/q/{name}",
+                   {"routing_key": routing_key})
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events of every message that arrived since the last call."""
+        messages = self._api("POST", f"{self._queue}/get", {
+            "count": 1000, "ackmode": "ack_requeue_false", "encoding": "auto"})
+        return [event for message in messages  # type: ignore[union-attr]
+                for event in json.loads(message["payload"])["events"]]
+
+    def close(self) -> None:
+        self._api("DELETE", self._queue)

@@ -86,3 +86,16 @@ async def analytics_pool(analytics_url: str) -> AsyncIterator:
     pool = await asyncpg.create_pool(analytics_url, min_size=1, max_size=10)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+async def alert_store(settings: Settings, unique: str) -> AsyncIterator:
+    """Alert rules and events in a MongoDB database of this test's own, dropped afterwards."""
+    from analytics_svc.alert_store import EVENTS, RULES, AlertStore
+    from contracts.mongo import open_mongo
+
+    mongo = await open_mongo(settings.mongo_url, f"{settings.mongo_db}_{unique}",
+                             app_name="tests", give_up_after_s=10)
+    yield AlertStore(mongo.db[RULES], mongo.db[EVENTS])
+    await mongo.client.drop_database(mongo.db.name)
+    await mongo.close()

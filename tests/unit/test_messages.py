@@ -9,6 +9,8 @@ from contracts.errors import Unauthorized
 from contracts.identity import Caller, Role
 from contracts.messages import (
     EVENT_TYPES,
+    AlertEmitted,
+    AlertTriggered,
     DecodedBatch,
     KeyRevoked,
     MalformedMessage,
@@ -56,6 +58,14 @@ EVENTS = [
     KeyRevoked("k-1", "abc123", "p-1", "revoked by owner", AT),
     ProjectDeleted("p-1", ("k-1", "k-2"), ("h-1", "h-2"), ("rc-1",), AT),
     ProjectDeleted("p-2", (), (), (), AT),
+    AlertTriggered("e-1", "r-1", "Errors", "gateway", "error_rate", 12.5, 5, "gt",
+                   "[CRITICAL] Errors: error_rate = 12.5 (threshold: 5)", "critical", AT,
+                   "u-1", "p-1"),
+    AlertTriggered("e-2", "r-1", "Count", "gateway", "request_count", 10, 5, "gte",
+                   "[WARNING] Count: request_count = 10 (threshold: 5)", "warning", AT,
+                   "u-1", None),
+    AlertEmitted("disk", "warning", "Disk almost full", 91.5, 90, "db", AT),
+    AlertEmitted(None, "info", "hello", None, None, None, AT),
 ]
 
 
@@ -74,7 +84,8 @@ def test_every_event_round_trips_through_a_message(event):
 
 def test_every_routing_key_of_an_event_type_is_known():
     assert set(EVENT_TYPES) == {RoutingKey.REQUEST_COMPLETED, RoutingKey.CONFIG_ROUTE_CHANGED,
-                                RoutingKey.CONFIG_KEY_REVOKED, RoutingKey.CONFIG_PROJECT_DELETED}
+                                RoutingKey.CONFIG_KEY_REVOKED, RoutingKey.CONFIG_PROJECT_DELETED,
+                                RoutingKey.ALERT_TRIGGERED, RoutingKey.ALERT_EMITTED}
     for key, event_type in EVENT_TYPES.items():
         assert event_type.ROUTING_KEY == key
 
@@ -185,7 +196,7 @@ def test_bodies_that_are_not_a_batch_are_refused_whole(body):
 
 
 @pytest.mark.parametrize("routing_key", ["", "request", "request.completed.extra",
-                                         RoutingKey.ALERT_TRIGGERED, "config.#"])
+                                         "alert.*", "config.#"])
 def test_a_routing_key_without_a_message_type_is_refused(routing_key):
     with pytest.raises(MalformedMessage, match="routing key"):
         decode_events(routing_key, encode_events([completed()]))

@@ -12,12 +12,13 @@ from contracts.names import Service
 from contracts.routes import ROUTES
 from contracts.rpc import declared_operations, operation, operations_of
 
-# Where each service's operations are declared: (module, class).
-HANDLER_CLASSES: dict[Service, tuple[str, str]] = {
-    Service.AUTH: ("auth_svc.handlers", "AuthHandlers"),
-    Service.PROJECT: ("project_svc.handlers", "ProjectHandlers"),
-    Service.LOGGING: ("logging_svc.handlers", "LogHandlers"),
-    Service.ANALYTICS: ("analytics_svc.handlers", "AnalyticsHandlers"),
+# Where each service's operations are declared: (module, class) pairs.
+HANDLER_CLASSES: dict[Service, tuple[tuple[str, str], ...]] = {
+    Service.AUTH: (("auth_svc.handlers", "AuthHandlers"),),
+    Service.PROJECT: (("project_svc.handlers", "ProjectHandlers"),),
+    Service.LOGGING: (("logging_svc.handlers", "LogHandlers"),),
+    Service.ANALYTICS: (("analytics_svc.handlers", "AnalyticsHandlers"),
+                        ("analytics_svc.alert_handlers", "AlertHandlers")),
 }
 
 # Operations that a service serves to other processes, not to a public route.
@@ -26,64 +27,64 @@ INTERNAL: dict[Service, set[str]] = {
 }
 
 
-def handler_class(service: Service) -> type:
-    if service not in HANDLER_CLASSES:
-        pytest.skip(f"no handler class known for the {service} service")
-    module_name, class_name = HANDLER_CLASSES[service]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:  # the module exists but is broken: that is a failure
-            raise
-        pytest.skip(f"{module_name} does not exist yet")
-    return getattr(module, class_name)
+def handler_classes(service: Service) -> list[type]:
+    return [getattr(importlib.import_module(module), name)
+            for module, name in HANDLER_CLASSES[service]]
+
+
+def declared(service: Service) -> dict[str, str]:
+    """Operation name -> method name over the service's handler classes (each name once)."""
+    found: dict[str, str] = {}
+    for cls in handler_classes(service):
+        operations = declared_operations(cls)
+        assert not found.keys() & operations.keys(), f"{service}: declared twice"
+        found.update(operations)
+    return found
 
 
 def routed_operations(service: Service) -> set[str]:
     return {route.operation for route in ROUTES if route.service is service}
 
 
-def test_every_service_with_routes_has_a_handler_class_listed_here():
-    # Otherwise its routes would be skipped below instead of checked.
+def test_every_service_with_routes_has_its_handler_classes_listed_here():
     served = {route.service for route in ROUTES if route.service is not None}
-    assert {Service.AUTH, Service.PROJECT, Service.LOGGING, Service.ANALYTICS} <= served
-    assert served <= HANDLER_CLASSES.keys()
+    assert served == set(Service) == HANDLER_CLASSES.keys()
 
 
 @pytest.mark.parametrize("service", list(Service))
 def test_every_route_has_its_operation_declared(service):
-    routed = routed_operations(service)
-    if not routed and service not in HANDLER_CLASSES:
-        pytest.skip(f"no route is served by the {service} service")
-    declared = declared_operations(handler_class(service))
-    missing = sorted(routed - declared.keys())
+    missing = sorted(routed_operations(service) - declared(service).keys())
     assert not missing, f"{service}: routes name operations nobody declares: {missing}"
 
 
 @pytest.mark.parametrize("service", list(Service))
 def test_no_operation_is_declared_that_no_route_uses(service):
-    declared = declared_operations(handler_class(service))
-    unused = sorted(declared.keys() - routed_operations(service) - INTERNAL.get(service, set()))
+    unused = sorted(declared(service).keys() - routed_operations(service)
+                    - INTERNAL.get(service, set()))
     assert not unused, f"{service}: operations no route uses: {unused}"
 
 
 def test_internal_operations_are_declared_and_not_routed():
     for service, names in INTERNAL.items():
-        assert names <= declared_operations(handler_class(service)).keys()
+        assert names <= declared(service).keys()
         assert not names & routed_operations(service)
+
+
+def test_routes_the_gateway_answers_itself_have_its_handlers():
+    from gateway.app import LOCAL_HANDLERS
+
+    assert {route.operation for route in ROUTES if route.service is None} == \
+        LOCAL_HANDLERS.keys()
 
 
 def test_operation_methods_are_coroutines_taking_a_request():
     for service in HANDLER_CLASSES:
-        try:
-            cls = handler_class(service)
-        except pytest.skip.Exception:
-            continue
-        for name, attribute in declared_operations(cls).items():
-            method = getattr(cls, attribute)
-            assert inspect.iscoroutinefunction(method), f"{name} is not async"
-            assert len(inspect.signature(method).parameters) == 2, \
-                f"{name} should take (self, request)"
+        for cls in handler_classes(service):
+            for name, attribute in declared_operations(cls).items():
+                method = getattr(cls, attribute)
+                assert inspect.iscoroutinefunction(method), f"{name} is not async"
+                assert len(inspect.signature(method).parameters) == 2, \
+                    f"{name} should take (self, request)"
 
 
 # --- the decorator itself ----------------------------------------------------------------------
