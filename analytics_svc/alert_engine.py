@@ -118,7 +118,7 @@ class AlertEngine:
     async def evaluate(self, rule: AlertRule, now: datetime, slot: int) -> AlertTriggered | None:
         span = TimeRange.inclusive(now - timedelta(seconds=rule.window_s), now, now)
         scope = Scope(ALL_TRAFFIC if rule.owner_is_admin else rule.user_id,
-                      rule.project_id or ANY_PROJECT, span.pieces())
+                      rule.project_id or ANY_PROJECT, span)
         totals = await self._rollups.totals(scope)
         bins = await self._rollups.latency_bins(scope) if needs_histogram(rule.metric) else {}
         value = measure(rule.metric, totals, bins, rule.window_s)

@@ -20,7 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from contracts.identity import Caller
 from contracts.messages import AlertTriggered
-from contracts.mongo import Index, derived_id
+from contracts.mongo import Index, derived_id, inclusive_range
 from contracts.timeutil import to_iso
 
 RULES = "alertrules"
@@ -113,11 +113,7 @@ class EventFilter:
                             ("service", self.service)):
             if value is not None:
                 query[name] = value
-        moment: dict[str, datetime] = {}
-        if self.since is not None:
-            moment["$gte"] = self.since
-        if self.until is not None:
-            moment["$lte"] = self.until
+        moment = inclusive_range(self.since, self.until)
         if moment:
             query["timestamp"] = moment
         return query

@@ -30,11 +30,15 @@ class Resolution:
 
 
 # Finest first. 10 s buckets serve the alert engine's windows and the edges of ranges; minute
-# and hour buckets serve longer ranges with few rows.
+# and hour buckets serve longer ranges with few rows. The traffic table, whose rows carry the
+# latency histograms (a few hundred counters each), also has day buckets, so a week is read
+# from about 30 rows rather than 168.
 TEN_SECONDS = Resolution(10, timedelta(days=1))
 MINUTE = Resolution(60, timedelta(days=7))
 HOUR = Resolution(3600, timedelta(days=400))
-RESOLUTIONS: tuple[Resolution, ...] = (TEN_SECONDS, MINUTE, HOUR)
+DAY = Resolution(86_400, timedelta(days=400))
+RESOLUTIONS: tuple[Resolution, ...] = (TEN_SECONDS, MINUTE, HOUR)  # every rollup table
+TRAFFIC_RESOLUTIONS: tuple[Resolution, ...] = (*RESOLUTIONS, DAY)  # the traffic table
 FINEST = TEN_SECONDS
 
 
@@ -68,8 +72,9 @@ class TimeRange:
             end = resolution.floor(until) + timedelta(seconds=resolution.seconds)
         return cls(start, end)
 
-    def pieces(self) -> list[Piece]:
-        return _cover(self.start, self.end, len(RESOLUTIONS) - 1)
+    def pieces(self, resolutions: tuple[Resolution, ...] = RESOLUTIONS) -> list[Piece]:
+        """Whole buckets of the coarsest of `resolutions` that fit, finer ones at the edges."""
+        return _cover(self.start, self.end, resolutions, len(resolutions) - 1)
 
 
 def _kept(moment: datetime, now: datetime) -> Resolution:
@@ -79,19 +84,20 @@ def _kept(moment: datetime, now: datetime) -> Resolution:
     return RESOLUTIONS[-1]
 
 
-def _cover(start: datetime | None, end: datetime | None, level: int) -> list[Piece]:
-    """Whole buckets of RESOLUTIONS[level] in the middle, finer ones at the edges. `start` and
+def _cover(start: datetime | None, end: datetime | None,
+           resolutions: tuple[Resolution, ...], level: int) -> list[Piece]:
+    """Whole buckets of resolutions[level] in the middle, finer ones at the edges. `start` and
     `end` are aligned to the finest resolution the caller needs (TimeRange.inclusive)."""
     if start is not None and end is not None and start >= end:
         return []
-    resolution = RESOLUTIONS[level]
+    resolution = resolutions[level]
     if level == 0:
         return [Piece(resolution.seconds, start or FAR_PAST, end or FAR_FUTURE)]
     inner_start = resolution.ceil(start) if start is not None else None
     inner_end = resolution.floor(end) if end is not None else None
     if inner_start is not None and inner_end is not None and inner_start >= inner_end:
-        return _cover(start, end, level - 1)
+        return _cover(start, end, resolutions, level - 1)
     middle = Piece(resolution.seconds, inner_start or FAR_PAST, inner_end or FAR_FUTURE)
-    left = _cover(start, inner_start, level - 1) if start is not None else []
-    right = _cover(inner_end, end, level - 1) if end is not None else []
+    left = _cover(start, inner_start, resolutions, level - 1) if start is not None else []
+    right = _cover(inner_end, end, resolutions, level - 1) if end is not None else []
     return [*left, middle, *right]

@@ -125,7 +125,7 @@ class AnalyticsHandlers:
         since, until = query.get("from"), query.get("to")
         span = TimeRange.inclusive(parse_iso(since) if since else None,
                                    parse_iso(until) if until else None, datetime.now(UTC))
-        return Scope(analytics_view(caller), project, span.pieces())
+        return Scope(analytics_view(caller), project, span)
 
 
 def _average(totals: Totals) -> float:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from analytics_svc.buckets import RESOLUTIONS
+from analytics_svc.buckets import RESOLUTIONS, TRAFFIC_RESOLUTIONS
 from contracts.logging import get_logger
 
 log = get_logger(__name__)
@@ -19,7 +19,8 @@ CHUNK = 10_000
 # Rows are deleted a little after their retention ends, so a query aligned to a resolution
 # just inside it never finds them gone (buckets.TimeRange.inclusive).
 SLACK = timedelta(hours=1)
-ROLLUP_TABLES = ("traffic", "endpoint_traffic", "user_traffic", "key_traffic")
+ROLLUP_TABLES = {"traffic": TRAFFIC_RESOLUTIONS, "endpoint_traffic": RESOLUTIONS,
+                 "user_traffic": RESOLUTIONS, "key_traffic": RESOLUTIONS}
 
 
 class Pruner:
@@ -45,9 +46,9 @@ class Pruner:
         deleted = await self._delete_chunks(
             "DELETE FROM folded_requests WHERE ctid = ANY (ARRAY(SELECT ctid FROM"
             " folded_requests WHERE folded_at < $1 LIMIT $2))", now - self._ledger_horizon)
-        for resolution in RESOLUTIONS:
-            cutoff = now - resolution.retention - SLACK
-            for table in ROLLUP_TABLES:
+        for table, resolutions in ROLLUP_TABLES.items():
+            for resolution in resolutions:
+                cutoff = now - resolution.retention - SLACK
                 deleted += await self._delete_chunks(
                     f"DELETE FROM {table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table}"
                     f" WHERE resolution = {resolution.seconds} AND bucket < $1 LIMIT $2))",

@@ -3,8 +3,8 @@ tables (analytics_svc.store writes it in one transaction).
 
 Each event is added to one cell per slice it belongs to: each distinct viewer of it, its
 project and any project, at each resolution whose retention still holds its bucket (a cell
-that would be deleted at once is left out). Events of one message mostly share their
-buckets, so a message of hundreds of events becomes a few dozen rows.
+that would be deleted at once is left out); traffic cells also by day. Events of one message
+mostly share their buckets, so a message of hundreds of events becomes a few dozen rows.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from analytics_svc.buckets import RESOLUTIONS
+from analytics_svc.buckets import DAY, RESOLUTIONS
 from analytics_svc.histogram import bin_of
 from contracts.messages import RequestCompleted
 from contracts.tenancy import ALL_TRAFFIC
@@ -75,21 +75,26 @@ class Rollup:
         rollup = cls()
         now_s = now.timestamp()
         horizons = [(r.seconds, now_s - r.retention.total_seconds()) for r in RESOLUTIONS]
+        day_horizon = now_s - DAY.retention.total_seconds()
         for event in events:
-            rollup._add(event, horizons)
+            rollup._add(event, horizons, day_horizon)
         return rollup
 
     @property
     def empty(self) -> bool:
         return not self.traffic
 
-    def _add(self, event: RequestCompleted, horizons: list[tuple[int, float]]) -> None:
+    def _add(self, event: RequestCompleted, horizons: list[tuple[int, float]],
+             day_horizon: float) -> None:
         seen = event.moment.timestamp()
         buckets = []
         for width, horizon in horizons:
             bucket = int(seen // width) * width
             if bucket >= horizon:
                 buckets.append((width, bucket))
+        day = int(seen // DAY.seconds) * DAY.seconds
+        if day < day_horizon:
+            day = -1
         latency = event.latency
         latency_bin = bin_of(latency)
         status_class = min(max(event.status_code // 100, 1), 5) - 1
@@ -115,6 +120,12 @@ class Rollup:
                         _count(users, (where, user), latency, seen)
                     if key is not None:
                         _count(keys, (where, key), latency, seen)
+                if day >= 0:  # day buckets: the traffic table only
+                    where = (viewer, project, DAY.seconds, day)
+                    cell = traffic.get(where)
+                    if cell is None:
+                        cell = traffic[where] = TrafficCell()
+                    cell.add(status_class, latency, latency_bin)
 
 
 def _count(table: dict, key: tuple, latency: float, seen: float) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from analytics_svc.buckets import Piece
+from analytics_svc.buckets import RESOLUTIONS, TRAFFIC_RESOLUTIONS, Resolution, TimeRange
 from analytics_svc.rollup import CountCell, Rollup, Slice
 from contracts.logging import get_logger
 from contracts.messages import RequestCompleted
@@ -43,16 +43,17 @@ class Folded:
 
 @dataclass(frozen=True)
 class Scope:
-    """Which rows a query reads: one view, one project key, the pieces of its range."""
+    """Which rows a query reads: one view, one project key, the buckets of an aligned range
+    (cut into the pieces of each table's own resolutions)."""
 
     viewer: str
     project: str
-    pieces: Sequence[Piece]
+    span: TimeRange
 
-    @property
-    def arguments(self) -> tuple[Any, ...]:
-        return (self.viewer, self.project, [p.resolution for p in self.pieces],
-                [p.start for p in self.pieces], [p.end for p in self.pieces])
+    def arguments(self, resolutions: tuple[Resolution, ...] = RESOLUTIONS) -> tuple[Any, ...]:
+        pieces = self.span.pieces(resolutions)
+        return (self.viewer, self.project, [p.resolution for p in pieces],
+                [p.start for p in pieces], [p.end for p in pieces])
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ class RollupStore:
             " coalesce(sum(status_2xx), 0), coalesce(sum(status_3xx), 0),"
             " coalesce(sum(status_4xx), 0), coalesce(sum(status_5xx), 0),"
             " coalesce(sum(latency_sum), 0), coalesce(min(latency_min), 0),"
-            " coalesce(max(latency_max), 0) " + _in_scope("traffic"), *scope.arguments)
+            " coalesce(max(latency_max), 0) " + _in_scope("traffic"),
+            *scope.arguments(TRAFFIC_RESOLUTIONS))
         return Totals(int(row[0]), (int(row[1]), int(row[2]), int(row[3]), int(row[4]),
                                     int(row[5])), row[6], row[7], row[8])
 
@@ -181,31 +183,33 @@ class RollupStore:
         rows = await self._pool.fetch(
             "SELECT b.key::int, sum(b.value::bigint) " + _in_scope("traffic")
             + " CROSS JOIN LATERAL jsonb_each_text(t.latency_bins) AS b GROUP BY 1",
-            *scope.arguments)
+            *scope.arguments(TRAFFIC_RESOLUTIONS))
         return {row[0]: int(row[1]) for row in rows}
 
     async def over_time(self, scope: Scope, unit: str) -> list[tuple[datetime, int]]:
+        """Requests per hour or day; day rows only serve whole days."""
+        resolutions = TRAFFIC_RESOLUTIONS if unit == "day" else RESOLUTIONS
         rows = await self._pool.fetch(
             "SELECT date_trunc($6, t.bucket, 'UTC') AS start, sum(requests) "
             + _in_scope("traffic") + " GROUP BY start ORDER BY start",
-            *scope.arguments, unit)
+            *scope.arguments(resolutions), unit)
         return [(row[0], int(row[1])) for row in rows]
 
     async def distinct_users(self, scope: Scope) -> int:
         return await self._pool.fetchval(
-            "SELECT count(DISTINCT user_id) " + _in_scope("user_traffic"), *scope.arguments)
+            "SELECT count(DISTINCT user_id) " + _in_scope("user_traffic"), *scope.arguments())
 
     async def distinct_endpoints(self, scope: Scope) -> int:
         return await self._pool.fetchval(
             "SELECT count(*) FROM (SELECT DISTINCT method, route " + _in_scope(
-                "endpoint_traffic") + ") AS endpoints", *scope.arguments)
+                "endpoint_traffic") + ") AS endpoints", *scope.arguments())
 
     async def top_endpoints(self, scope: Scope, limit: int) -> list[Ranked]:
         rows = await self._pool.fetch(
             "SELECT method, route, sum(requests) AS n, sum(latency_sum) "
             + _in_scope("endpoint_traffic")
             + " GROUP BY method, route ORDER BY n DESC, method, route LIMIT $6",
-            *scope.arguments, limit)
+            *scope.arguments(), limit)
         return [Ranked((row[0], row[1]), int(row[2]), row[3], None) for row in rows]
 
     async def top_users(self, scope: Scope, limit: int) -> list[Ranked]:
@@ -219,7 +223,7 @@ class RollupStore:
         rows = await self._pool.fetch(
             f"SELECT {column}, sum(requests) AS n, max(last_seen) " + _in_scope(table)
             + f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT $6",
-            *scope.arguments, limit)
+            *scope.arguments(), limit)
         return [Ranked((row[0],), int(row[1]), 0.0, row[2]) for row in rows]
 
 

@@ -35,7 +35,7 @@ from contracts.timeutil import to_iso
 TENANTS = 20
 ROUTES = ("/shop/items", "/shop/items/:id", "/shop/orders", "/shop/orders/:id", "/shop/cart")
 SEED_BATCH = 5000
-DATASET = "analytics-v1"  # bump when the generated traffic changes
+DATASET = "analytics-v2"  # bump when the generated traffic or the rollup tables change
 
 
 # --- the traffic -----------------------------------------------------------------------------

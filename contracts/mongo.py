@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bson import ObjectId
 from pymongo import AsyncMongoClient
@@ -78,6 +79,16 @@ async def open_mongo(url: str, database: str, *, app_name: str,
             await asyncio.sleep(delay)
             delay = min(delay * 2, 3.0)
     return Mongo(client, client[database], ferretdb="ferretdbVersion" in build)
+
+
+def inclusive_range(since: datetime | None, until: datetime | None) -> dict[str, datetime]:
+    """The condition of a field between two optional inclusive bounds ({} when unbounded)."""
+    bounds: dict[str, datetime] = {}
+    if since is not None:
+        bounds["$gte"] = since
+    if until is not None:
+        bounds["$lte"] = until
+    return bounds
 
 
 def derived_id(*parts: str) -> ObjectId:

@@ -27,7 +27,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from contracts.identity import Caller
 from contracts.logging import get_logger
 from contracts.messages import RequestCompleted
-from contracts.mongo import DUPLICATE_KEY, Index, derived_id
+from contracts.mongo import DUPLICATE_KEY, Index, derived_id, inclusive_range
 from contracts.timeutil import parse_iso, to_iso
 
 log = get_logger(__name__)
@@ -138,11 +138,7 @@ class LogFilter:
             clauses.append({"method": self.method.upper()})
         if self.errors_only:
             clauses.append({"statusCode": {"$gte": 400}})
-        moment: dict[str, datetime] = {}
-        if self.since is not None:
-            moment["$gte"] = self.since
-        if self.until is not None:
-            moment["$lte"] = self.until
+        moment = inclusive_range(self.since, self.until)
         if moment:
             clauses.append({"timestamp": moment})
         if not clauses:

@@ -29,7 +29,7 @@ def spec(unique: str) -> EventQueue:
 
 
 def everything_of(viewer: str) -> Scope:
-    return Scope(viewer, ANY_PROJECT, TimeRange(None, None).pieces())
+    return Scope(viewer, ANY_PROJECT, TimeRange(None, None))
 
 
 async def counted(store: RollupStore, viewer: str, expected: int,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from analytics_svc.buckets import HOUR, MINUTE, TEN_SECONDS, TimeRange
+from analytics_svc.buckets import DAY, HOUR, MINUTE, TEN_SECONDS, TRAFFIC_RESOLUTIONS, TimeRange
 from analytics_svc.histogram import histogram, quantiles
 from analytics_svc.rollup import ANY_PROJECT, UNMATCHED, Rollup
 from contracts.tenancy import ALL_TRAFFIC
@@ -43,8 +43,8 @@ def test_an_empty_histogram_answers_zero_and_zero_latency_stays_zero():
     assert quantiles(histogram([0.0, 0.0]), (0.5,), low=0.0, high=0.0) == [0.0]
 
 
-def covered_seconds(span: TimeRange) -> list[tuple[datetime, datetime]]:
-    pieces = sorted(span.pieces(), key=lambda p: p.start)
+def covered_seconds(span: TimeRange, *resolutions) -> list[tuple[datetime, datetime]]:
+    pieces = sorted(span.pieces(*resolutions), key=lambda p: p.start)
     for before, after in itertools.pairwise(pieces):
         assert before.end == after.start  # no gap, no overlap
     for piece in pieces:
@@ -61,8 +61,9 @@ def test_a_range_is_cut_into_aligned_pieces_that_cover_it_exactly(seed):
     assert span.start == TEN_SECONDS.floor(since)
     assert span.end == TEN_SECONDS.floor(until) + timedelta(seconds=10)
     assert covered_seconds(span) == [(span.start, span.end)]
-    for piece in span.pieces():  # whole buckets of the piece's own width
-        resolution = {10: TEN_SECONDS, 60: MINUTE, 3600: HOUR}[piece.resolution]
+    assert covered_seconds(span, TRAFFIC_RESOLUTIONS) == [(span.start, span.end)]
+    for piece in [*span.pieces(), *span.pieces(TRAFFIC_RESOLUTIONS)]:  # whole buckets
+        resolution = {10: TEN_SECONDS, 60: MINUTE, 3600: HOUR, 86_400: DAY}[piece.resolution]
         assert resolution.floor(piece.start) == piece.start
         assert resolution.floor(piece.end) == piece.end
     # few rows however long the range: at most 5 + 59 + 5 + 59 edge buckets besides hours
@@ -75,6 +76,9 @@ def test_a_long_range_reads_hours_in_the_middle_and_finer_rows_at_the_edges():
     assert [p.resolution for p in span.pieces()] == [60, 3600, 60, 10]
     hours = [p for p in span.pieces() if p.resolution == 3600]
     assert hours[0].end - hours[0].start > timedelta(days=5)
+    # the traffic table reads whole days in the middle
+    widths = [p.resolution for p in span.pieces(TRAFFIC_RESOLUTIONS)]
+    assert widths == [60, 3600, 86_400, 3600, 60, 10]
     # past the minute rows' retention (7 days) too: the hour
     week = TimeRange.inclusive(NOW - timedelta(days=7, minutes=5), None, NOW)
     assert week.start == HOUR.floor(NOW - timedelta(days=7, minutes=5))
@@ -94,7 +98,8 @@ def test_folding_counts_a_request_once_per_distinct_viewer_and_project():
     slices = {(viewer, project) for viewer, project, _, _ in rollup.traffic}
     assert slices == {(ALL_TRAFFIC, ANY_PROJECT), (ALL_TRAFFIC, "p"), ("dev", ANY_PROJECT),
                       ("dev", "p")}
-    assert len(rollup.traffic) == 4 * 3  # three resolutions
+    assert len(rollup.traffic) == 4 * 4  # 10 s, minute, hour and day
+    assert len(rollup.endpoints) == 4 * 3  # no day rows
     assert all(cell.requests == 1 for cell in rollup.traffic.values())
 
 
@@ -104,7 +109,7 @@ def test_coarse_cells_are_the_sums_of_their_ten_second_cells():
         0, 7200))), latency=rng.uniform(0, 100), route=rng.choice(["/a", None]))
         for i in range(500)]
     rollup = Rollup.of(events, NOW)
-    for resolution in (10, 60, 3600):
+    for resolution in (10, 60, 3600, 86_400):
         cells = [c for s, c in rollup.traffic.items()
                  if s[2] == resolution and s[0] == ALL_TRAFFIC]
         assert sum(c.requests for c in cells) == 500
@@ -117,6 +122,6 @@ def test_coarse_cells_are_the_sums_of_their_ten_second_cells():
 def test_buckets_past_their_retention_are_not_folded():
     old = request_completed(1, timestamp=to_iso(NOW - timedelta(days=20)))
     rollup = Rollup.of([old], NOW)
-    assert {resolution for _, _, resolution, _ in rollup.traffic} == {3600}
+    assert {resolution for _, _, resolution, _ in rollup.traffic} == {3600, 86_400}
     assert Rollup.of([request_completed(2, timestamp=to_iso(NOW - timedelta(days=500)))],
                      NOW).empty
