@@ -26,9 +26,8 @@ from contracts.settings import Settings
 
 MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
 
-# Messages (each up to 500 events) folded at once; their transactions queue on the hot rows
-# of the all-traffic view, so more would only wait.
-CONSUMER_PREFETCH = 4
+# Messages (each up to 500 events) held at once: the writer folds them together.
+CONSUMER_PREFETCH = 8
 # A lease outlives its holder by this many intervals (the hand-over time after a crash).
 LEASE_INTERVALS = 3
 
@@ -44,6 +43,7 @@ class AnalyticsComponent:
         self._redis: Redis | None = None
         self._pruner: Pruner | None = None
         self._engine: AlertEngine | None = None
+        self._writer: RollupWriter | None = None
 
     async def start(self, process: ServiceProcess) -> None:
         assert process.rpc is not None and process.publisher is not None
@@ -58,7 +58,9 @@ class AnalyticsComponent:
         alerts = AlertStore(rules, events)
         process.add_handlers(operations_of(AnalyticsHandlers(rollups, process.rpc)))
         process.add_handlers(operations_of(AlertHandlers(alerts, process.rpc)))
-        process.add_consumer(ANALYTICS_REQUESTS, RollupWriter(rollups).on_requests,
+        self._writer = RollupWriter(rollups)
+        self._writer.start()
+        process.add_consumer(ANALYTICS_REQUESTS, self._writer.on_requests,
                              prefetch=CONSUMER_PREFETCH)
         self._pruner = Pruner(
             self._pool, ledger_horizon=timedelta(hours=settings.analytics_ledger_hours))
@@ -75,6 +77,8 @@ class AnalyticsComponent:
             await self._engine.close()
         if self._pruner is not None:
             await self._pruner.close()
+        if self._writer is not None:
+            await self._writer.close()
         if self._redis is not None:
             await self._redis.aclose()
         if self._mongo is not None:

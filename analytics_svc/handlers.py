@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analytics_svc.buckets import TimeRange
-from analytics_svc.histogram import quantiles
 from analytics_svc.rollup import ANY_PROJECT
 from analytics_svc.store import Ranked, RollupStore, Scope, Totals
+from contracts.histogram import quantiles
 from contracts.messages import RpcRequest
 from contracts.rpc import RpcClient, operation
 from contracts.tenancy import analytics_view, ensure_project_visible

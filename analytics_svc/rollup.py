@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from analytics_svc.buckets import DAY, RESOLUTIONS
-from analytics_svc.histogram import bin_of
+from contracts.histogram import bin_of
 from contracts.messages import RequestCompleted
 from contracts.tenancy import ALL_TRAFFIC
 

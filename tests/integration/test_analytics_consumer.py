@@ -88,8 +88,10 @@ async def test_a_message_redelivered_after_a_kill_between_commit_and_ack_counts_
 async def test_events_published_twice_in_different_messages_count_once(
         amqp, unique, analytics_pool):
     store = RollupStore(analytics_pool)
-    consumer = EventConsumer(await amqp("consumer"), spec(unique),
-                             RollupWriter(store).on_requests, prefetch=CONSUMER_PREFETCH)
+    writer = RollupWriter(store)
+    writer.start()
+    consumer = EventConsumer(await amqp("consumer"), spec(unique), writer.on_requests,
+                             prefetch=CONSUMER_PREFETCH)
     await consumer.start()
     events = [request_completed(i, user_id=unique) for i in range(3000)]
     first = EventPublisher(await amqp("publisher-a"), max_batch=500)
@@ -103,6 +105,7 @@ async def test_events_published_twice_in_different_messages_count_once(
     errors = (await store.totals(everything_of(unique))).by_class[4]
     assert errors == sum(event.status_code >= 500 for event in events)
     await consumer.stop()
+    await writer.close()
     await first.close()
     await second.close()
 
@@ -115,11 +118,13 @@ async def test_two_consumers_on_one_queue_give_the_totals_of_brute_force(
               for event in random_traffic(rng, 6000, end=now, span_s=3 * 3600)]
     mine = [event for event in events if event.user_id == unique]
     pools: list[asyncpg.Pool] = []
+    writers: list[RollupWriter] = []
     for name in ("replica-a", "replica-b"):
         pool = await asyncpg.create_pool(analytics_url, min_size=1, max_size=4)
         pools.append(pool)
-        await EventConsumer(await amqp(name), spec(unique),
-                            RollupWriter(RollupStore(pool)).on_requests,
+        writers.append(RollupWriter(RollupStore(pool)))
+        writers[-1].start()
+        await EventConsumer(await amqp(name), spec(unique), writers[-1].on_requests,
                             prefetch=CONSUMER_PREFETCH).start()
     publisher = EventPublisher(await amqp("publisher"), max_batch=100)
     await publisher.start()
@@ -133,6 +138,8 @@ async def test_two_consumers_on_one_queue_give_the_totals_of_brute_force(
     oracle.assert_matches(await answers.summary(where), oracle.summary(seen))
     oracle.assert_matches(await answers.latency(where), oracle.latency(seen))
     assert await answers.top_users(where, 100) == oracle.top_users(seen, 100)
+    for writer in writers:
+        await writer.close()
     for pool in pools:
         await pool.close()
     await publisher.close()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from analytics_svc.alerting import breached, js_number, measure, message_of, severity_of
-from analytics_svc.histogram import histogram
 from analytics_svc.store import Totals
+from contracts.histogram import histogram
 
 LATENCIES = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 1000.0]
 # 10 requests: 6 x 2xx, 3 x 4xx, 1 x 5xx

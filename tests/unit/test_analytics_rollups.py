@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from analytics_svc.buckets import DAY, HOUR, MINUTE, TEN_SECONDS, TRAFFIC_RESOLUTIONS, TimeRange
-from analytics_svc.histogram import histogram, quantiles
 from analytics_svc.rollup import ANY_PROJECT, UNMATCHED, Rollup
+from contracts.histogram import histogram, quantiles
 from contracts.tenancy import ALL_TRAFFIC
 from contracts.timeutil import to_iso
 from tests.analytics_oracle import quantile
