@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # mail delivered to the SMTP sink that writes messages to .local/mail/.
 DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail
 
-.PHONY: help setup infra run test test-unit lint stop clean admin bench
+.PHONY: help setup infra run test test-unit lint stop clean admin bench browser
 
 help:
 	@echo "make run     start infrastructure and all five services (Ctrl-C stops them)"
@@ -49,8 +49,16 @@ run: setup infra
 	@echo ""
 	@$(DEV_ENV) exec $(PY) infra/stack.py
 
-test: setup infra
+test: setup infra browser
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's chromium through Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null || { echo "[setup] installing chromium (Debian package)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y chromium >/dev/null 2>&1 || \
+		{ apt-get update >/dev/null && apt-get install -y chromium >/dev/null; } || \
+		{ echo "the browser tests need the Debian package chromium"; exit 1; }; }
 
 test-unit: setup
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)

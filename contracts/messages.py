@@ -395,13 +395,30 @@ class AlertEmitted:
                    timestamp=_moment(wire, "timestamp"))
 
 
+@dataclass(frozen=True, slots=True)
+class MonitorConnectionsChanged:
+    """A monitor socket connected to or left some gateway process: every process recounts
+    (from Redis) and tells its own sockets (API.md section 11 `connections:active`)."""
+
+    ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.MONITOR_CONNECTIONS
+
+    at: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"at": self.at}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> Self:
+        return cls(_moment(wire, "at"))
+
+
 Event = (RequestCompleted | RouteChanged | KeyRevoked | ProjectDeleted | AlertTriggered
-         | AlertEmitted)
+         | AlertEmitted | MonitorConnectionsChanged)
 ConfigEvent = RouteChanged | KeyRevoked | ProjectDeleted
 
 EVENT_TYPES: dict[str, type[Event]] = {
     t.ROUTING_KEY: t for t in (RequestCompleted, RouteChanged, KeyRevoked, ProjectDeleted,
-                               AlertTriggered, AlertEmitted)
+                               AlertTriggered, AlertEmitted, MonitorConnectionsChanged)
 }
 
 

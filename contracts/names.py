@@ -48,6 +48,7 @@ class RoutingKey(StrEnum):
     REQUEST_COMPLETED = "request.completed"
     ALERT_TRIGGERED = "alert.triggered"
     ALERT_EMITTED = "alert.emitted"
+    MONITOR_CONNECTIONS = "monitor.connections"
     CONFIG_ROUTE_CHANGED = "config.route.changed"
     CONFIG_KEY_REVOKED = "config.key.revoked"
     CONFIG_PROJECT_DELETED = "config.project.deleted"

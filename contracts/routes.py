@@ -77,9 +77,9 @@ ANALYTICS = Service.ANALYTICS
 # Paths the platform owns (API.md section 1.5): only admins may attach a service route config
 # under them, and an upstream route config never may.
 RESERVED_PREFIXES = (
-    "/health", "/api-docs", "/socket.io", "/api/v1/auth", "/api/v1/oauth", "/api/v1/projects",
-    "/api/v1/keys", "/api/v1/routes", "/api/v1/logs", "/api/v1/analytics", "/api/v1/alerts",
-    "/api/v1/webhooks", "/api/v1/events", "/metrics",
+    "/health", "/api-docs", "/socket.io", "/monitor", "/api/v1/auth", "/api/v1/oauth",
+    "/api/v1/projects", "/api/v1/keys", "/api/v1/routes", "/api/v1/logs", "/api/v1/analytics",
+    "/api/v1/alerts", "/api/v1/webhooks", "/api/v1/events", "/metrics",
 )
 
 

@@ -69,6 +69,8 @@ class Settings:
     log_sweep_interval_s: float
     analytics_ledger_hours: int
     alert_interval_ms: int
+    monitor_max_events_per_s: int
+    monitor_max_sockets_per_user: int
 
     @property
     def is_production(self) -> bool:
@@ -155,6 +157,12 @@ def _read(env: Env) -> Settings:
         # How often the alert engine evaluates every enabled rule (API.md section 9.1).
         alert_interval_ms=env.int("ALERT_INTERVAL_MS", 30_000,
                                   validate=Range(min=100, max=3_600_000)),
+        # Live monitor (API.md section 11): log events per socket per second (the rest are
+        # dropped and counted), and sockets per user across all gateways.
+        monitor_max_events_per_s=env.int("MONITOR_MAX_EVENTS_PER_S", 50,
+                                         validate=Range(min=1, max=10_000)),
+        monitor_max_sockets_per_user=env.int("MONITOR_MAX_SOCKETS_PER_USER", 10,
+                                             validate=Range(min=1, max=1000)),
     )
     try:
         env.seal()

@@ -20,6 +20,8 @@ from gateway.config_follower import ConfigFollower
 from gateway.docs import add_docs
 from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_found
 from gateway.health import health, metrics
+from gateway.monitor.hub import MONITOR_HUB, MonitorHub
+from gateway.monitor.page import add_monitor_page
 from gateway.pipeline import MIDDLEWARES
 from gateway.route_configs import RouteConfigTable
 from gateway.router import CATCH_ALL, add_routes
@@ -38,6 +40,10 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
     app.on_response_prepare.append(add_response_headers)
     app[VERIFIED_TOKENS] = VerifiedTokens()
     add_docs(app, routes)
+    monitor = MonitorHub(settings)
+    monitor.attach(app)  # /socket.io/
+    app[MONITOR_HUB] = monitor
+    add_monitor_page(app)
     add_routes(app, routes, LOCAL_HANDLERS)
     # upstream route configs, else the JSON 404
     app.router.add_route("*", "/{tail:.*}", proxy_or_not_found, name=CATCH_ALL)
@@ -69,7 +75,9 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         follower = ConfigFollower(connection, rpc, route_configs, api_keys)
         await follower.start()
         app[CONFIG_FOLLOWER] = follower
+        await monitor.start(redis, connection, publisher)
         yield
+        await monitor.close()
         await follower.close()
         await proxy.close()
         await publisher.close(timeout=settings.shutdown_grace_s)

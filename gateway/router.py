@@ -35,6 +35,21 @@ def add_routes(
 
 CATCH_ALL = "upstream_catch_all"
 
+# Traffic that is neither rate limited nor logged (API.md sections 7.1 and 13.1): CORS
+# preflights, the Socket.IO transport, GET /health and the static files of the API docs and
+# of the monitor page (a browser loads several per page view).
+EXEMPT_PREFIXES = ("/socket.io/", "/api-docs/", "/monitor/")
+EXEMPT_PATHS = frozenset({"/api-docs", "/monitor"})
+
+
+def is_exempt(request: web.Request) -> bool:
+    if request.method == "OPTIONS":
+        return True
+    path = request.path
+    if path == "/health":
+        return request.method in ("GET", "HEAD")
+    return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
+
 
 def route_config_of(request: web.Request) -> RouteConfig | None:
     """Step 6: the active route config for this method and path (in memory, memoised).

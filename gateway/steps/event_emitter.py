@@ -16,13 +16,15 @@ from aiohttp import web
 
 from contracts.messages import RequestCompleted, RequestError
 from contracts.timeutil import to_iso
-from gateway.router import matched_path, route_config_of
+from gateway.router import is_exempt, matched_path, route_config_of
 from gateway.state import state_of
 from gateway.steps.keys import API_KEY, CALLER, REQUEST_ID, STARTED
 
 
 @web.middleware
 async def event_emitter(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    if is_exempt(request):
+        return await handler(request)
     status = 500
     try:
         response = await handler(request)

@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from contracts.errors import ServiceUnavailable, TooManyRequests
 from contracts.logging import get_logger
-from gateway.router import matched_template, route_config_of
+from gateway.router import is_exempt, matched_template, route_config_of
 from gateway.state import state_of
 from gateway.steps.keys import API_KEY, CALLER, RESPONSE_HEADERS
 
@@ -174,7 +174,7 @@ def identity_and_limit(request: web.Request) -> tuple[str, int]:
 
 @web.middleware
 async def rate_limiter(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    if request.method == "OPTIONS":  # the Socket.IO transport joins this exemption with it
+    if is_exempt(request):
         return await handler(request)
     identity, limit = identity_and_limit(request)
     config = route_config_of(request)

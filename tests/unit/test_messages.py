@@ -14,6 +14,7 @@ from contracts.messages import (
     DecodedBatch,
     KeyRevoked,
     MalformedMessage,
+    MonitorConnectionsChanged,
     ProjectDeleted,
     RequestCompleted,
     RequestError,
@@ -66,6 +67,7 @@ EVENTS = [
                    "u-1", None),
     AlertEmitted("disk", "warning", "Disk almost full", 91.5, 90, "db", AT),
     AlertEmitted(None, "info", "hello", None, None, None, AT),
+    MonitorConnectionsChanged(AT),
 ]
 
 
@@ -85,7 +87,8 @@ def test_every_event_round_trips_through_a_message(event):
 def test_every_routing_key_of_an_event_type_is_known():
     assert set(EVENT_TYPES) == {RoutingKey.REQUEST_COMPLETED, RoutingKey.CONFIG_ROUTE_CHANGED,
                                 RoutingKey.CONFIG_KEY_REVOKED, RoutingKey.CONFIG_PROJECT_DELETED,
-                                RoutingKey.ALERT_TRIGGERED, RoutingKey.ALERT_EMITTED}
+                                RoutingKey.ALERT_TRIGGERED, RoutingKey.ALERT_EMITTED,
+                                RoutingKey.MONITOR_CONNECTIONS}
     for key, event_type in EVENT_TYPES.items():
         assert event_type.ROUTING_KEY == key
 
