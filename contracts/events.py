@@ -333,8 +333,11 @@ class ExclusiveSubscription:
 
     def __init__(self, connection: AbstractRobustConnection, purpose: str,
                  patterns: Sequence[str], handler: EventHandler, *,
-                 prefetch: int = 64) -> None:
+                 prefetch: int = 64, wanted: Callable[[str], bool] | None = None) -> None:
+        """`wanted(routing_key)`, when given, is asked before a message is decoded: a message
+        nobody in this process wants right now is acked without the cost of decoding it."""
         self._connection = connection
+        self._wanted = wanted
         self._purpose = purpose
         self._patterns = tuple(patterns)
         self._handler = handler
@@ -367,6 +370,9 @@ class ExclusiveSubscription:
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         assert self._channel is not None
+        if self._wanted is not None and not self._wanted(message.routing_key or ""):
+            await message.ack()
+            return
         try:
             batch = await decode_or_dead_letter(self._channel, self._purpose,
                                                 message.routing_key or "", message)

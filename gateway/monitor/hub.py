@@ -7,7 +7,8 @@
   ownerId is theirs (the rules of analytics and logs), engine alerts of their own rules.
 - Relay: every process follows `request.completed`, `alert.*` and `monitor.connections`
   through its own exclusive queue (contracts.events.ExclusiveSubscription), so a client sees
-  the traffic of every process whichever one it is connected to.
+  the traffic of every process whichever one it is connected to; traffic messages are not
+  even decoded while no socket is connected to the process.
 - Load: `log:entry`/`log:error` are capped per socket per second (the rest dropped, counted,
   and reported as `log:dropped`), and a socket whose send queue is not draining gets none
   until it drains: nothing is buffered without bound for a slow client. `stats` is computed
@@ -108,7 +109,7 @@ class MonitorHub:
         self._subscription = ExclusiveSubscription(
             connection, "gateway.monitor",
             [RoutingKey.REQUEST_COMPLETED, "alert.*", RoutingKey.MONITOR_CONNECTIONS],
-            self._relay)
+            self._relay, wanted=self._wanted)
         await self._subscription.start()
         self._ticker = asyncio.create_task(self._tick_forever(), name="monitor-ticker")
 
@@ -170,6 +171,11 @@ class MonitorHub:
         await self.sio.disconnect(sid, namespace=NAMESPACE)
 
     # --- relay ---------------------------------------------------------------------------
+
+    def _wanted(self, routing_key: str) -> bool:
+        """Traffic events are decoded only while somebody here watches: a gateway nobody
+        monitors spends (almost) nothing on them."""
+        return routing_key != RoutingKey.REQUEST_COMPLETED or bool(self._watchers)
 
     async def _relay(self, events: list[Event]) -> None:
         for event in events:

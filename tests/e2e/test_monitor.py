@@ -108,8 +108,10 @@ async def test_each_developer_sees_only_their_traffic_and_an_admin_sees_all(
     def mine(who: str):
         return lambda r: [p for p in paths(r) if f"{mark}-{who}" in p]
 
-    assert len(await watchers["alice"].until(mine("alice"))) == 5
-    assert len(await watchers["bob"].until(mine("bob"))) == 5
+    for who in ("alice", "bob"):
+        got = await watchers[who].until(lambda r, who=who: len(mine(who)(r)) == 5 and r)
+        assert got, (who, mine(who)(watchers[who].received),
+                     watchers[who].received["log:dropped"], watchers[who].received["stats"][-2:])
     assert len(await watchers["admin"].until(
         lambda r: len(mine("alice")(r)) == 5 and len(mine("bob")(r)) == 5 and r)) > 0
     await asyncio.sleep(0.5)
