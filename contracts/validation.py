@@ -204,16 +204,20 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def _control_characters(value: Any, path: str):
     """Paths of strings holding control characters (NUL cannot even be stored by PostgreSQL);
-    tab, newline and carriage return stay allowed."""
-    if isinstance(value, str):
-        if _CONTROL.search(value):
-            yield path
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _control_characters(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _control_characters(item, f"{path}.{index}" if path else str(index))
+    tab, newline and carriage return stay allowed. Iterative: a deeply nested document
+    cannot exhaust the interpreter's stack."""
+    pending: list[tuple[Any, str]] = [(value, path)]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, str):
+            if _CONTROL.search(item):
+                yield where
+        elif isinstance(item, dict):
+            pending.extend((child, f"{where}.{key}" if where else str(key))
+                           for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            pending.extend((child, f"{where}.{index}" if where else str(index))
+                           for index, child in reversed(list(enumerate(item))))
 
 
 def _details(messages: Any, location: str, prefix: str):

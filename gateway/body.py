@@ -24,6 +24,26 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return orjson.loads(raw)
+        document = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest("Malformed JSON in request body") from None
+    if _deeper_than(document, MAX_DEPTH):
+        raise BadRequest(f"JSON in request body is nested deeper than {MAX_DEPTH} levels")
+    return document
+
+
+# No request of the API nests more than a few levels; anything deeper is refused before any
+# code walks it.
+MAX_DEPTH = 32
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
