@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -44,13 +45,19 @@ class ApiKeys:
         self._redis = redis
         self._rpc = rpc
 
-    async def verify(self, raw: str, deadline_ms: int | None = None) -> dict[str, Any]:
-        """The key's `{id, projectId, userId, ownerId, expiresAt}`; 403 with the reason."""
+    async def verify(self, raw: str, deadline_ms: int | None = None,
+                     before_remote: Callable[[], Awaitable[None]] | None = None
+                     ) -> dict[str, Any]:
+        """The key's `{id, projectId, userId, ownerId, expiresAt}`; 403 with the reason.
+        `before_remote` runs before the verdict is asked of the project service (on a cache
+        miss) and may refuse the request instead."""
         if not KEY_FORMAT.fullmatch(raw):  # costs no hash, no cache lookup, no RPC
             raise Forbidden("Key not found")
         digest = key_hash(raw)
         verdict = await self._cached(digest)
         if verdict is None:
+            if before_remote is not None:
+                await before_remote()
             result = await self._rpc.call(PROJECT_QUEUE, "key.verify",
                                           RpcRequest(query={"hash": digest}),
                                           deadline_ms=deadline_ms)

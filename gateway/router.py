@@ -43,8 +43,9 @@ EXEMPT_PATHS = frozenset({"/api-docs", "/monitor"})
 
 
 def is_exempt(request: web.Request) -> bool:
-    if request.method == "OPTIONS":
-        return True
+    if request.method == "OPTIONS":  # a real CORS preflight only; any other OPTIONS counts
+        return "Origin" in request.headers and \
+            "Access-Control-Request-Method" in request.headers
     path = request.path
     if path == "/health":
         return request.method in ("GET", "HEAD")

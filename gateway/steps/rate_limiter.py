@@ -37,7 +37,8 @@ WINDOW_MS = 60_000
 RATE_LIMIT_DECISIONS = Counter(
     "gateway_rate_limit_decisions_total", "Rate limiter outcomes", ["outcome"])
 
-# KEYS[1] bucket; ARGV: window ms, limit, unique member, now ms ("" = Redis TIME)
+# KEYS[1] bucket; ARGV: window ms, limit, unique member, now ms ("" = Redis TIME),
+# record ("0": only look, record nothing)
 SLIDING_WINDOW = """
 local now = tonumber(ARGV[4])
 if not now then
@@ -50,9 +51,11 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
 local allowed = 0
 if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  count = count + 1
+  if ARGV[5] ~= '0' then
+    redis.call('ZADD', KEYS[1], now, ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], window)
+    count = count + 1
+  end
   allowed = 1
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
@@ -138,11 +141,14 @@ class RateLimiter:
                 pipe.evalsha(self._script.sha, 1, bucket, *args)
             return await pipe.execute(raise_on_error=False)
 
-    async def hit(self, bucket: str, limit: int, now_ms: int | None = None) -> Decision | None:
-        """The decision for one request; None when the store is down and we fail open."""
+    async def hit(self, bucket: str, limit: int, now_ms: int | None = None, *,
+                  record: bool = True) -> Decision | None:
+        """The decision for one request; None when the store is down and we fail open. With
+        `record=False` it only looks: would a request be allowed now (nothing is counted)."""
         try:
             allowed, count, oldest, now = await self._submit(
-                bucket, [WINDOW_MS, limit, uuid.uuid4().hex, "" if now_ms is None else now_ms])
+                bucket, [WINDOW_MS, limit, uuid.uuid4().hex, "" if now_ms is None else now_ms,
+                         "1" if record else "0"])
         except (RedisError, OSError) as exc:
             RATE_LIMIT_DECISIONS.labels("store_unavailable").inc()
             if time.monotonic() - self._last_logged >= self._log_interval_s:
@@ -170,6 +176,25 @@ def identity_and_limit(request: web.Request) -> tuple[str, int]:
     if caller is not None:
         return f"user:{caller.user_id}", settings.rate_limit_user
     return f"ip:{state_of(request).client_address.of(request)}", settings.rate_limit_ip
+
+
+async def check_address_tier(request: web.Request) -> None:
+    """The pre-check of API.md section 13.1: before a credential lookup that costs a remote
+    call, the client address's tier for this route must still have room (looked at, not
+    recorded); otherwise 429 now, and the lookup is never made."""
+    settings = state_of(request).settings
+    limit = settings.rate_limit_ip
+    config = route_config_of(request)
+    if config is not None and config.rate_limit:
+        limit = config.rate_limit
+    address = state_of(request).client_address.of(request)
+    decision = await request.app[RATE_LIMITER].hit(
+        f"rl:ip:{address}:{matched_template(request)}", limit, record=False)
+    if decision is not None and not decision.allowed:
+        request[RESPONSE_HEADERS].update(decision.headers())
+        raise TooManyRequests(
+            f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
+            retry_after=decision.retry_after_s)
 
 
 @web.middleware

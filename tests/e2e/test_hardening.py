@@ -3,8 +3,55 @@ real stack (named after its item)."""
 
 from __future__ import annotations
 
+import re
+import secrets
+import urllib.request
+
+import pytest
+
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import Client, assert_error, raw
+from tests.e2e.helpers import Client, assert_error, call, raw
+
+IP_LIMIT = 20
+
+
+@pytest.fixture(scope="module")
+def gw_settings(redis_test_db: str) -> dict[str, str]:
+    """The contract's address tier (the other modules raise it, as every test client is
+    127.0.0.1), with the limiter's buckets emptied: they hold the requests of earlier
+    modules, which shared this Redis database under a much higher limit."""
+    import redis
+
+    client = redis.Redis.from_url(redis_test_db)
+    for key in client.scan_iter("rl:*", count=1000):
+        client.delete(key)
+    client.close()
+    return {"RATE_LIMIT_IP": str(IP_LIMIT)}
+
+
+def rpc_calls(gw: Stack, service: str, operation: str) -> int:
+    """How often `operation` was served, from the service's own metrics."""
+    url = f"http://127.0.0.1:{gw.port(service)}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return sum(int(float(n)) for n in re.findall(
+        rf'^rpc_server_seconds_count{{[^}}]*operation="{re.escape(operation)}"[^}}]*}} (\S+)$',
+        text, re.M))
+
+
+def test_item_06_unknown_api_keys_cannot_flood_the_project_service(gw: Stack):
+    before = rpc_calls(gw, "project_svc", "key.verify")
+    statuses = []
+    for _ in range(2 * IP_LIMIT):  # OPTIONS that is no CORS preflight, a new random key each
+        status, _, _ = call(gw, "OPTIONS", "/flood-probe",
+                            headers={"X-API-Key": f"gw_{secrets.token_hex(32)}"})
+        statuses.append(status)
+    assert statuses.count(429) >= IP_LIMIT - 2, statuses  # counted under the address
+    lookups = rpc_calls(gw, "project_svc", "key.verify") - before
+    assert lookups <= IP_LIMIT, lookups  # refused before the lookup once the tier is full
+    # a real preflight stays free and uncounted
+    status, _, headers = call(gw, "OPTIONS", "/flood-probe", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
+    assert status == 204 and "X-RateLimit-Limit" not in headers
 
 
 def test_item_11_deeply_nested_json_is_a_400_not_a_500(gw: Stack, alice: Client):

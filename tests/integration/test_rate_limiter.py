@@ -95,8 +95,12 @@ async def test_every_response_carries_the_headers_even_404s(aiohttp_client, sett
     for path in ("/api/v1/ping", "/nowhere", "/api/v1/auth/profile"):
         response = await client.get(path)
         assert response.headers["X-RateLimit-Limit"] == "1000", path
-    preflight = await client.options("/api/v1/ping")
+    preflight = await client.options("/api/v1/ping", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
     assert "X-RateLimit-Limit" not in preflight.headers
+    # any other OPTIONS counts (API.md section 13.1)
+    bare = await client.options("/api/v1/ping")
+    assert bare.headers["X-RateLimit-Limit"] == "1000"
 
 
 async def test_redis_down_fails_open_without_500(aiohttp_client, settings, ping_service):
