@@ -134,8 +134,12 @@ class AuthHandlers:
     @operation("auth.reset_password")
     async def reset_password(self, request: RpcRequest) -> dict[str, str]:
         body = request.body
-        password_hash = await self._passwords.hash(body["newPassword"])
-        outcome = await self._store.reset_password(secrets.digest(body["token"]), password_hash)
+        token_hash = secrets.digest(body["token"])
+        # the token first: a wrong one must not cost an argon2 hash (CPU on demand for free)
+        outcome = await self._store.reset_token_state(token_hash)
+        if outcome == "valid":
+            password_hash = await self._passwords.hash(body["newPassword"])
+            outcome = await self._store.reset_password(token_hash, password_hash)
         if outcome == "invalid":
             raise BadRequest("Invalid reset token")
         if outcome == "expired":

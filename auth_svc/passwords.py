@@ -10,6 +10,9 @@ import asyncio
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import Counter
+
+PASSWORD_HASHES = Counter("password_hashes_total", "argon2 hashes computed (new passwords)")
 
 
 class Passwords:
@@ -21,6 +24,7 @@ class Passwords:
         self._dummy_hash = await self.hash("not-a-real-password-only-for-timing-0")
 
     async def hash(self, password: str) -> str:
+        PASSWORD_HASHES.inc()
         return await asyncio.to_thread(self._hasher.hash, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:

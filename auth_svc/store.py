@@ -139,6 +139,16 @@ class AuthStore:
             "UPDATE users SET reset_token_hash = $2, reset_token_expires_at = now() + $3"
             " WHERE id = $1", user_id, token_hash, ONE_TIME_TOKEN_TTL)
 
+    async def reset_token_state(self, token_hash: str) -> str:
+        """'valid', 'invalid' or 'expired', without changing anything (checked before the
+        costly hashing of the new password)."""
+        expired = await self._pool.fetchval(
+            "SELECT reset_token_expires_at < now() FROM users WHERE reset_token_hash = $1",
+            token_hash)
+        if expired is None:
+            return "invalid"
+        return "expired" if expired else "valid"
+
     async def reset_password(self, token_hash: str, password_hash: str) -> str:
         """'reset' (and every refresh token of the user revoked), 'invalid' or 'expired'."""
         async with self._pool.acquire() as connection, connection.transaction():
@@ -219,6 +229,18 @@ class AuthStore:
         return int(status.split()[-1])
 
     async def revoke_refresh_token(self, token_hash: str, user_id: uuid.UUID) -> None:
-        await self._pool.execute(
-            "UPDATE refresh_tokens SET revoked = true"
-            " WHERE token_hash = $1 AND user_id = $2 AND NOT revoked", token_hash, user_id)
+        """Log out: revoke the caller's token. A token that was already rotated is reuse (it
+        may have been stolen and refreshed by someone else): its whole family is revoked."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT family_id, replaced_by IS NOT NULL AS rotated FROM refresh_tokens"
+                " WHERE token_hash = $1 AND user_id = $2", token_hash, user_id)
+            if row is None:
+                return
+            await _lock_family(connection, row["family_id"])
+            if row["rotated"]:
+                await self._revoke_family(connection, row["family_id"])
+            else:
+                await connection.execute(
+                    "UPDATE refresh_tokens SET revoked = true WHERE token_hash = $1"
+                    " AND NOT revoked", token_hash)

@@ -65,3 +65,56 @@ def test_item_11_deeply_nested_json_is_a_400_not_a_500(gw: Stack, alice: Client)
     status, body, _ = raw(gw, "POST", "/api/v1/projects", b'{"name": {"a": {"b": 1}}}',
                           {"Authorization": f"Bearer {alice.token}"})
     assert (status, body["error"]) == (400, "VALIDATION_ERROR")
+
+
+def metric_total(gw: Stack, service: str, name: str) -> float:
+    url = f"http://127.0.0.1:{gw.port(service)}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_item_10_logging_out_with_a_rotated_token_ends_the_thiefs_session(gw: Stack):
+    from tests.e2e.helpers import PASSWORD, register
+
+    victim = register(gw, "victim")
+    status, session, _ = call(gw, "POST", "/api/v1/auth/login",
+                              {"email": victim.email, "password": PASSWORD})
+    assert status == 200
+    stolen = session["refreshToken"]
+    # the thief refreshes first and keeps the successor
+    status, thief, _ = call(gw, "POST", "/api/v1/auth/refresh", {"refreshToken": stolen})
+    assert status == 200
+    # the victim logs out with the token they have, already rotated: that is reuse
+    status, body, _ = call(gw, "POST", "/api/v1/auth/logout", {"refreshToken": stolen},
+                           token=session["accessToken"])
+    assert (status, body) == (200, {"message": "Logged out successfully"})
+    status, _, _ = call(gw, "POST", "/api/v1/auth/refresh",
+                        {"refreshToken": thief["refreshToken"]})
+    assert status == 401  # the whole family is revoked
+
+
+def test_item_14_a_wrong_reset_token_costs_no_password_hash(gw: Stack):
+    before = metric_total(gw, "auth_svc", "password_hashes_total")
+    for _ in range(3):
+        status, body, _ = call(gw, "POST", "/api/v1/auth/reset-password",
+                               {"token": secrets.token_hex(32), "newPassword": "N3wPassword"})
+        assert (status, body["message"]) == (400, "Invalid reset token")
+    assert metric_total(gw, "auth_svc", "password_hashes_total") == before
+
+
+def test_item_14_one_time_tokens_never_reach_events(gw: Stack, admin: Client):
+    secret = secrets.token_hex(20)
+    status, _, _ = call(gw, "GET", f"/api/v1/auth/verify-email?token={secret}")
+    assert status == 400
+
+    def logged() -> list[str]:
+        entries = admin.ok("GET", "/api/v1/logs",
+                           query={"limit": 100, "method": "GET"})["entries"]
+        return [e["path"] for e in entries if e["path"].startswith("/api/v1/auth/verify-email")]
+
+    from tests.e2e.helpers import eventually
+
+    paths = eventually(logged, within_s=5)
+    assert paths and all(secret not in path for path in paths)
+    assert "/api/v1/auth/verify-email?token=REDACTED" in paths
