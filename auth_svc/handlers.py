@@ -64,16 +64,15 @@ class AuthHandlers:
     async def login(self, request: RpcRequest) -> dict[str, Any]:
         body, client_ip = request.body, request.client_ip
         email = body["email"]
-        await self._throttle.check(email, client_ip)
+        await self._throttle.admit(email, client_ip)  # counted as a failure until it succeeds
         user = await self._store.user_by_email(email)
         # Unknown email: verified against a dummy hash, so it costs what a wrong password costs.
         if not await self._passwords.verify(user.password_hash if user else None,
                                             body["password"]) or user is None:
-            await self._throttle.record_failure(email, client_ip)
             raise Unauthorized(INVALID_LOGIN)
+        await self._throttle.succeeded(email, client_ip)
         if not user.active:
             raise Forbidden("Account is deactivated")
-        await self._throttle.clear_account(email)
         if self._passwords.needs_rehash(user.password_hash):
             await self._store.set_password_hash(user.id, await self._passwords.hash(
                 body["password"]))

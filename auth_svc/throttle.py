@@ -4,6 +4,10 @@ The counters live in Redis: every auth replica sees the same counts, INCR is ato
 key's TTL ends the window without a cleanup job or a write to the users table per attempt.
 A fixed window per key: the first failure starts it, so `Retry-After` is the key's TTL.
 If Redis is unreachable the check fails open (logins keep working) and says so in the log.
+
+An attempt is counted before its password is verified, in the same atomic step that decides
+whether it may try at all (`admit`): otherwise many concurrent attempts would all pass the
+check while the slow argon2 verifications ran. A successful login gives its attempt back.
 """
 
 from __future__ import annotations
@@ -35,41 +39,52 @@ class LoginThrottle:
             keys.append(f"auth:login-failures:ip:{client_ip}")
         return keys
 
-    async def check(self, email: str, client_ip: str | None) -> None:
-        """Raise 429 with Retry-After while the account or the address is locked out."""
+    async def admit(self, email: str, client_ip: str | None) -> None:
+        """Count this attempt, or raise 429 with Retry-After (counting nothing) while the
+        account or the address is locked out: one atomic step."""
         keys = self._keys(email, client_ip)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.get(key)
-                    pipe.ttl(key)
-                replies = await pipe.execute()
+            retry_after = int(await self._redis.eval(
+                _ADMIT, len(keys), *keys, self._window_s, *self._limits[:len(keys)]))
         except RedisError as exc:
             log.warning("login throttle unavailable, failing open", error=repr(exc))
             return
-        retry_after = 0
-        for count, ttl, limit in zip(replies[::2], replies[1::2], self._limits, strict=False):
-            if count is not None and int(count) >= limit:
-                retry_after = max(retry_after, ttl if ttl and ttl > 0 else self._window_s)
         if retry_after:
             raise TooManyRequests(
                 f"Rate limit exceeded. Try again in {retry_after} seconds.",
                 retry_after=retry_after,
             )
 
-    async def record_failure(self, email: str, client_ip: str | None) -> None:
+    async def succeeded(self, email: str, client_ip: str | None) -> None:
+        """A successful login clears its account's count and gives its attempt back to the
+        address."""
+        keys = self._keys(email, client_ip)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                for key in self._keys(email, client_ip):
-                    pipe.incr(key)
-                    pipe.expire(key, self._window_s, nx=True)
+                pipe.delete(keys[0])
+                if len(keys) > 1:
+                    pipe.decr(keys[1])
                 await pipe.execute()
         except RedisError as exc:
-            log.warning("login throttle unavailable, failure not counted", error=repr(exc))
-
-    async def clear_account(self, email: str) -> None:
-        """A successful login clears its account's count (not the address's)."""
-        try:
-            await self._redis.delete(self._keys(email, None)[0])
-        except RedisError as exc:
             log.warning("login throttle unavailable", error=repr(exc))
+
+
+# KEYS: the account's counter, then the address's. ARGV: window s, then each key's limit.
+# Returns 0 (admitted, every counter incremented) or the seconds to wait.
+_ADMIT = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count >= tonumber(ARGV[i + 1]) then
+    local ttl = redis.call('TTL', key)
+    if ttl <= 0 then ttl = tonumber(ARGV[1]) end
+    if ttl > wait then wait = ttl end
+  end
+end
+if wait > 0 then return wait end
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[1], 'NX')
+end
+return 0
+"""

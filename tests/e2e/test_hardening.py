@@ -23,8 +23,9 @@ def gw_settings(redis_test_db: str) -> dict[str, str]:
     import redis
 
     client = redis.Redis.from_url(redis_test_db)
-    for key in client.scan_iter("rl:*", count=1000):
-        client.delete(key)
+    for pattern in ("rl:*", "auth:login-failures:*"):
+        for key in client.scan_iter(pattern, count=1000):
+            client.delete(key)
     client.close()
     return {"RATE_LIMIT_IP": str(IP_LIMIT)}
 
@@ -118,3 +119,22 @@ def test_item_14_one_time_tokens_never_reach_events(gw: Stack, admin: Client):
     paths = eventually(logged, within_s=5)
     assert paths and all(secret not in path for path in paths)
     assert "/api/v1/auth/verify-email?token=REDACTED" in paths
+
+
+def test_item_08_concurrent_logins_cannot_race_past_the_throttle(gw: Stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.helpers import register
+
+    target = register(gw, "target")
+
+    def attempt(_: int) -> int:
+        status, _, _ = call(gw, "POST", "/api/v1/auth/login",
+                            {"email": target.email, "password": "WrongPassw0rd"})
+        return status
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(attempt, range(20)))  # within the gateway's address tier
+    # LOGIN_MAX_FAILURES_PER_ACCOUNT is 10: only ten wrong passwords are ever checked
+    assert statuses.count(401) <= 10, statuses
+    assert set(statuses) <= {401, 429}

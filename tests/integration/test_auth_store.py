@@ -160,32 +160,38 @@ async def test_login_throttle_locks_an_account_and_an_address(redis):
     throttle = LoginThrottle(redis, max_per_account=3, max_per_ip=5, window_s=60)
     account, ip = f"{uuid.uuid4().hex}@example.com", f"10.9.{uuid.uuid4().int % 250}.1"
     for _ in range(3):
-        await throttle.check(account, ip)
-        await throttle.record_failure(account, ip)
+        await throttle.admit(account, ip)  # each attempt counts until it succeeds
     with pytest.raises(TooManyRequests) as locked:
-        await throttle.check(account, ip)
+        await throttle.admit(account, ip)
     assert 1 <= locked.value.retry_after <= 60
 
     for n in range(2):  # other accounts from the same address, up to its own limit
-        await throttle.check(f"other{n}-{account}", ip)
-        await throttle.record_failure(f"other{n}-{account}", ip)
+        await throttle.admit(f"other{n}-{account}", ip)
     with pytest.raises(TooManyRequests):
-        await throttle.check(f"fresh-{account}", ip)
-    await throttle.check(f"fresh-{account}", "10.0.0.99")  # another address is not locked
+        await throttle.admit(f"fresh-{account}", ip)
+    await throttle.admit(f"fresh-{account}", "10.0.0.99")  # another address is not locked
+
+
+async def test_concurrent_attempts_are_admitted_up_to_the_limit_only(redis):
+    throttle = LoginThrottle(redis, max_per_account=10, max_per_ip=1000, window_s=60)
+    account = f"{uuid.uuid4().hex}@example.com"
+    outcomes = await asyncio.gather(*(throttle.admit(account, "10.2.2.2") for _ in range(64)),
+                                    return_exceptions=True)
+    assert sum(outcome is None for outcome in outcomes) == 10
 
 
 async def test_successful_login_clears_the_account_count(redis):
     throttle = LoginThrottle(redis, max_per_account=2, max_per_ip=100, window_s=60)
     account = f"{uuid.uuid4().hex}@example.com"
-    await throttle.record_failure(account, "10.1.1.1")
-    await throttle.clear_account(account)
-    await throttle.record_failure(account, "10.1.1.1")
-    await throttle.check(account, "10.1.1.1")
+    await throttle.admit(account, "10.1.1.1")
+    await throttle.succeeded(account, "10.1.1.1")
+    await throttle.admit(account, "10.1.1.1")
+    await throttle.admit(account, "10.1.1.1")  # the success gave its attempt back
 
 
 async def test_login_throttle_fails_open_without_redis():
     unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     throttle = LoginThrottle(unreachable, max_per_account=1, max_per_ip=1, window_s=60)
-    await throttle.record_failure("a@example.com", "10.0.0.1")
-    await throttle.check("a@example.com", "10.0.0.1")
+    await throttle.admit("a@example.com", "10.0.0.1")
+    await throttle.admit("a@example.com", "10.0.0.1")
     await unreachable.aclose()
