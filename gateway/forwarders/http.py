@@ -1,7 +1,9 @@
 """Step 10 for route configs with an `upstreamUrl`: an HTTP reverse proxy (API.md section 6.4).
 
 - one pooled client session per process; request and response bodies are streamed;
-- hop-by-hop and credential headers are not forwarded; X-Forwarded-* and X-Request-Id added;
+- hop-by-hop and credential headers are not forwarded, nor any client claim of its address
+  (`Forwarded`, `X-Real-IP`, underscore spellings...); X-Forwarded-* and X-Request-Id added;
+  bodies go on as aiohttp decoded them, without their old Content-Encoding;
 - the SSRF target rules are checked again at connect time (a resolver that refuses private
   addresses defeats DNS rebinding);
 - connect and total timeouts -> 504, connection failure -> 502; idempotent methods are
@@ -47,6 +49,13 @@ HOP_BY_HOP = frozenset({
 NOT_FORWARDED = HOP_BY_HOP | {"authorization", "x-api-key", "cookie", "x-alert-secret",
                               "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
                               "x-request-id"}
+# Headers that claim the client's address or the original host: only the gateway states those
+# (X-Forwarded-*), so a client's own, in any spelling (`X_Forwarded_For` too), is dropped.
+ADDRESS_CLAIMS = frozenset({
+    "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip",
+    "cf-connecting-ip", "fastly-client-ip", "x-forwarded-for", "x-forwarded-host",
+    "x-forwarded-proto", "x-forwarded-port", "x-forwarded-server", "x-original-forwarded-for",
+})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 SMALL_BODY = 64 * 1024  # answered whole (cheaper than streaming); larger bodies stream
 
@@ -253,7 +262,7 @@ class UpstreamProxy:
         return web.Response(status=upstream_response.status, body=body, headers=headers)
 
     def _request_headers(self, request: web.Request) -> dict[str, Any]:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
+        headers = {k: v for k, v in request.headers.items() if _forwarded(k)}
         state = state_of(request)
         prior = request.headers.get("X-Forwarded-For")
         client = state.client_address.of(request)
@@ -263,6 +272,15 @@ class UpstreamProxy:
         headers["X-Forwarded-Proto"] = request.scheme
         headers["X-Request-Id"] = request[REQUEST_ID]
         return headers
+
+
+def _forwarded(name: str) -> bool:
+    lower = name.lower()
+    if lower in NOT_FORWARDED or lower.replace("_", "-") in ADDRESS_CLAIMS:
+        return False
+    # aiohttp has already decoded a gzip/deflate/br request body: it goes on decoded, so its
+    # old Content-Encoding must not go with it
+    return lower != "content-encoding"
 
 
 async def _capped(stream: web.StreamReader, limit: int):

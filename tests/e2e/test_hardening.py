@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import urllib.error
 import urllib.request
 
 import pytest
@@ -138,3 +139,35 @@ def test_item_08_concurrent_logins_cannot_race_past_the_throttle(gw: Stack):
     # LOGIN_MAX_FAILURES_PER_ACCOUNT is 10: only ten wrong passwords are ever checked
     assert statuses.count(401) <= 10, statuses
     assert set(statuses) <= {401, 429}
+
+
+def test_item_13_clients_cannot_claim_an_address_or_mislabel_a_body_upstream(
+        gw: Stack, alice: Client, upstream):
+    import gzip
+
+    from tests.e2e.helpers import eventually, project_with_route
+
+    project_with_route(gw, alice.token, upstream, "/header-probe", method="POST")
+    spoofs = {"Forwarded": "for=6.6.6.6", "X-Real-IP": "6.6.6.6",
+              "True-Client-IP": "6.6.6.6", "X_Forwarded_For": "6.6.6.6",
+              "X-Forwarded-For": "6.6.6.6"}
+    body = b'{"pay": 100}'
+
+    def send():
+        request = urllib.request.Request(
+            f"{gw.gateway_url}/header-probe", method="POST", data=gzip.compress(body),
+            headers={**spoofs, "Content-Type": "application/json",
+                     "Content-Encoding": "gzip"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    status, answer = eventually(lambda: (lambda r: r if r[0] != 404 else None)(send()))
+    assert status == 200, answer
+    seen = upstream.seen[-1]
+    names = {name.lower().replace("_", "-") for name in seen["headers"]}
+    assert not names & {"forwarded", "x-real-ip", "true-client-ip", "content-encoding"}, names
+    assert seen["headers"]["X-Forwarded-For"] == "127.0.0.1"  # the socket peer, nothing else
+    assert seen["body"] == body.decode()
