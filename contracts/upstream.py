@@ -10,6 +10,8 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_URL_LENGTH = 2048
@@ -52,7 +54,15 @@ class UpstreamPolicy:
             raise TargetRefused("URL must not contain credentials")
         if parts.fragment or "#" in url:
             raise TargetRefused("URL must not contain a fragment")
-        return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+        # The host as the HTTP client will use it: yarl normalises it (IDNA, NFKC), so
+        # `①⑥⑨.②⑤④.①⑥⑨.②⑤④` is the IP literal 169.254.169.254 and must be checked as one.
+        try:
+            host = URL(url).host
+        except (ValueError, UnicodeError):
+            raise TargetRefused("Not a valid URL") from None
+        if not host:
+            raise TargetRefused("URL must name a host")
+        return host.lower(), port or (443 if parts.scheme == "https" else 80)
 
     def host_allowed_by_operator(self, host: str) -> bool:
         return self.allow_all or host in self._hosts

@@ -70,3 +70,18 @@ def test_templates_that_could_match_platform_paths_are_reserved(path):
 async def test_more_special_targets_are_refused(url):
     with pytest.raises(TargetRefused):
         await UpstreamPolicy().check(url)
+
+
+def test_item_12_ip_literals_in_unicode_digits_are_checked_as_addresses():
+    """Issue 12, item 12: the HTTP client turns these hosts into IP literals (and then never
+    asks the checking resolver), so the connect-time check must see them as such."""
+    from contracts.upstream import UpstreamPolicy
+    from gateway.forwarders.http import UpstreamProxy
+
+    proxy = UpstreamProxy(UpstreamPolicy())
+    for url, address in (("http://①⑥⑨.②⑤④.①⑥⑨.②⑤④/latest", "169.254.169.254"),
+                         ("http://①②⑦.0.0.①:8080/", "127.0.0.1")):
+        assert UpstreamPolicy().check_url(url)[0] == address
+        refusal = proxy._refusal_of(url)
+        assert refusal is not None and address in refusal, refusal
+    assert proxy._refusal_of("https://93.184.216.34/") is None
