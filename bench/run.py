@@ -205,6 +205,7 @@ def main() -> int:
         "ANALYTICS_DATABASE_URL":
             "postgresql://gateway:gateway@127.0.0.1:5432/gateway_analytics_bench",
         "GATEWAY_PORT": str(ports["gateway"]), "UPSTREAM_ALLOW_PRIVATE": "127.0.0.0/8",
+        "GATEWAY_STATUS_PORT": str(free_port()),
         "RATE_LIMIT_USER": "1000000000", "RATE_LIMIT_IP": "1000000000",
         "RATE_LIMIT_API_KEY": "1000000000",
         "AUTH_HTTP_PORT": str(ports["auth_svc"]), "PROJECT_HTTP_PORT": str(ports["project_svc"]),

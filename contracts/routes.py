@@ -101,8 +101,6 @@ ROUTES: tuple[Route, ...] = (
         "Health of the gateway, the four services, Redis and RabbitMQ",
         tags=("health",), errors=(503,),
     ),
-    Route("GET", "/metrics", "metrics", PUBLIC, "Prometheus metrics of this gateway process",
-          tags=("health",)),
     # --- auth (API.md section 3) ---------------------------------------------------------------
     Route("POST", "/api/v1/auth/register", "auth.register", PUBLIC, "Register a developer",
           service=AUTH, tags=("auth",), body=auth.RegisterBody, response=auth.Registered,

@@ -43,6 +43,7 @@ class Settings:
     gateway_host: str
     gateway_port: int
     gateway_workers: int
+    gateway_status_port: int
     service_host: str
     service_ports: Mapping[str, int]
     rpc_timeout_ms: int
@@ -110,6 +111,10 @@ def _read(env: Env) -> Settings:
         # Processes serving the gateway port together (SO_REUSEPORT); limits, cache and key
         # revocation are shared through Redis and the broker, so they stay exact.
         gateway_workers=env.int("GATEWAY_WORKERS", 1, validate=Range(min=1, max=64)),
+        # GET /metrics of the gateway, on SERVICE_HOST (not the public port: API.md 10)
+        # (0: any free port, for tests)
+        gateway_status_port=env.int("GATEWAY_STATUS_PORT", 4000,
+                                    validate=Range(min=0, max=65535)),
         service_host=env.str("SERVICE_HOST", "127.0.0.1"),
         service_ports={
             "auth": env.int("AUTH_HTTP_PORT", 4001, validate=port),

@@ -31,8 +31,22 @@ from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
 from gateway.steps.request_context import add_response_headers
 from gateway.steps.response_cache import RESPONSE_CACHE, ResponseCache
 
-LOCAL_HANDLERS = {"health": health, "metrics": metrics, "alert.emit": emit_alert}
+LOCAL_HANDLERS = {"health": health, "alert.emit": emit_alert}
 CONFIG_FOLLOWER = web.AppKey("config_follower", ConfigFollower)
+STATUS_LISTENER = web.AppKey("status_listener", web.AppRunner)
+
+
+async def start_status_listener(settings: Settings) -> web.AppRunner:
+    """Operator data off the public port (API.md section 10): `GET /metrics` on
+    GATEWAY_STATUS_PORT, bound like the services' ports. With several workers each one binds
+    it (SO_REUSEPORT), so a scrape reads one worker's registry."""
+    status = web.Application()
+    status.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(status, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.service_host, settings.gateway_status_port,
+                      reuse_port=settings.gateway_workers > 1).start()
+    return runner
 
 
 def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.Application:
@@ -76,7 +90,10 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         await follower.start()
         app[CONFIG_FOLLOWER] = follower
         await monitor.start(redis, connection, publisher)
+        status = await start_status_listener(settings)
+        app[STATUS_LISTENER] = status
         yield
+        await status.cleanup()
         await monitor.close()
         await follower.close()
         await proxy.close()

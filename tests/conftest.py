@@ -24,6 +24,8 @@ TEST_ENV = {
     "PROJECT_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project_test",
     "ANALYTICS_DATABASE_URL":
         "postgresql://gateway:gateway@127.0.0.1:5432/gateway_analytics_test",
+    # the gateway's status listener on any free port (tests build many gateways)
+    "GATEWAY_STATUS_PORT": "0",
     # Many tests share 127.0.0.1: the limiter's own tests set small limits explicitly.
     "RATE_LIMIT_IP": "1000000",
     "RATE_LIMIT_USER": "1000000",

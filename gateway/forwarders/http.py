@@ -59,8 +59,9 @@ ADDRESS_CLAIMS = frozenset({
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 SMALL_BODY = 64 * 1024  # answered whole (cheaper than streaming); larger bodies stream
 
+# Labelled by route config id: an upstream URL may hold credentials in its query string.
 BREAKER_STATE = Gauge("gateway_upstream_breaker_open", "1 while an upstream's breaker is open",
-                      ["upstream"])
+                      ["route_config"])
 
 
 class CheckingResolver(AbstractResolver):
@@ -96,9 +97,12 @@ class CircuitBreakers:
         self._threshold = threshold
         self._cool_down_s = cool_down_s
         self._breakers: dict[str, Breaker] = {}
+        self._labels: dict[str, str] = {}  # upstream -> a route config id using it
 
-    def before(self, upstream: str) -> bool:
+    def before(self, upstream: str, label: str = "") -> bool:
         """Raise while open; True when this request is the half-open probe."""
+        if label:
+            self._labels[upstream] = label
         breaker = self._breakers.setdefault(upstream, Breaker())
         if breaker.failures < self._threshold:
             return False
@@ -115,7 +119,7 @@ class CircuitBreakers:
 
     def success(self, upstream: str) -> None:
         self._breakers[upstream] = Breaker()
-        BREAKER_STATE.labels(upstream).set(0)
+        BREAKER_STATE.labels(self._labels.get(upstream, "")).set(0)
 
     def failure(self, upstream: str) -> None:
         breaker = self._breakers.setdefault(upstream, Breaker())
@@ -123,7 +127,7 @@ class CircuitBreakers:
         breaker.probing = False
         if breaker.failures >= self._threshold:
             breaker.open_until = time.monotonic() + self._cool_down_s
-            BREAKER_STATE.labels(upstream).set(1)
+            BREAKER_STATE.labels(self._labels.get(upstream, "")).set(1)
 
 
 class UpstreamProxy:
@@ -157,7 +161,7 @@ class UpstreamProxy:
         limit = request.app[STATE].settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge()
-        probing = self.breakers.before(upstream)
+        probing = self.breakers.before(upstream, config.id)
         try:
             return await self._forward(request, target, upstream, limit)
         finally:

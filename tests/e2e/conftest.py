@@ -22,6 +22,7 @@ PROCESSES = ("auth_svc", "project_svc", "analytics_svc", "logging_svc", "gateway
 PORT_VARIABLES = {
     "gateway": "GATEWAY_PORT", "auth_svc": "AUTH_HTTP_PORT", "project_svc": "PROJECT_HTTP_PORT",
     "analytics_svc": "ANALYTICS_HTTP_PORT", "logging_svc": "LOGGING_HTTP_PORT",
+    "gateway_status": "GATEWAY_STATUS_PORT",
 }
 
 

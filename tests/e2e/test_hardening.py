@@ -16,19 +16,31 @@ from tests.e2e.helpers import Client, assert_error, call, raw
 IP_LIMIT = 20
 
 
-@pytest.fixture(scope="module")
-def gw_settings(redis_test_db: str) -> dict[str, str]:
-    """The contract's address tier (the other modules raise it, as every test client is
-    127.0.0.1), with the limiter's buckets emptied: they hold the requests of earlier
-    modules, which shared this Redis database under a much higher limit."""
+def clear_limits(redis_url: str) -> None:
+    """Empty the limiter's buckets and the login throttle's counters (every test client is
+    127.0.0.1, so one test's flood would otherwise limit the next ones)."""
     import redis
 
-    client = redis.Redis.from_url(redis_test_db)
+    client = redis.Redis.from_url(redis_url)
     for pattern in ("rl:*", "auth:login-failures:*"):
         for key in client.scan_iter(pattern, count=1000):
             client.delete(key)
     client.close()
+
+
+@pytest.fixture(scope="module")
+def gw_settings(redis_test_db: str) -> dict[str, str]:
+    """The contract's address tier (the other modules raise it), starting from empty buckets:
+    they hold the requests of earlier modules, made under a much higher limit."""
+    clear_limits(redis_test_db)
     return {"RATE_LIMIT_IP": str(IP_LIMIT)}
+
+
+@pytest.fixture
+def fresh_limits(redis_test_db: str):
+    """For a test that floods the address tier: the next test starts from empty buckets."""
+    yield
+    clear_limits(redis_test_db)
 
 
 def rpc_calls(gw: Stack, service: str, operation: str) -> int:
@@ -40,7 +52,7 @@ def rpc_calls(gw: Stack, service: str, operation: str) -> int:
         text, re.M))
 
 
-def test_item_06_unknown_api_keys_cannot_flood_the_project_service(gw: Stack):
+def test_item_06_unknown_api_keys_cannot_flood_the_project_service(gw: Stack, fresh_limits):
     before = rpc_calls(gw, "project_svc", "key.verify")
     statuses = []
     for _ in range(2 * IP_LIMIT):  # OPTIONS that is no CORS preflight, a new random key each
@@ -122,7 +134,7 @@ def test_item_14_one_time_tokens_never_reach_events(gw: Stack, admin: Client):
     assert "/api/v1/auth/verify-email?token=REDACTED" in paths
 
 
-def test_item_08_concurrent_logins_cannot_race_past_the_throttle(gw: Stack):
+def test_item_08_concurrent_logins_cannot_race_past_the_throttle(gw: Stack, fresh_limits):
     from concurrent.futures import ThreadPoolExecutor
 
     from tests.e2e.helpers import register
@@ -171,3 +183,27 @@ def test_item_13_clients_cannot_claim_an_address_or_mislabel_a_body_upstream(
     assert not names & {"forwarded", "x-real-ip", "true-client-ip", "content-encoding"}, names
     assert seen["headers"]["X-Forwarded-For"] == "127.0.0.1"  # the socket peer, nothing else
     assert seen["body"] == body.decode()
+
+
+def test_item_03_metrics_are_off_the_public_port_and_name_no_upstream(
+        gw: Stack, alice: Client, upstream):
+    from tests.e2e.helpers import eventually, project_with_route
+
+    secret = secrets.token_hex(8)
+    _, config = project_with_route(gw, alice.token, upstream, "/metered",
+                                   upstreamUrl=f"http://127.0.0.1:{upstream.port}/base"
+                                               f"?token={secret}")
+    def status_of(path: str) -> int:
+        try:
+            with urllib.request.urlopen(gw.gateway_url + path, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert eventually(lambda: status_of("/metered") != 404)  # served by the upstream
+    assert status_of("/metrics") == 404
+    text = urllib.request.urlopen(
+        f"http://127.0.0.1:{gw.port('gateway_status')}/metrics", timeout=5).read().decode()
+    assert "gateway_request_seconds_bucket" in text
+    assert secret not in text and f":{upstream.port}" not in text
+    assert f'route_config="{config["id"]}"' in text

@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 
 from contracts.errors import NotFound
@@ -286,10 +287,15 @@ async def test_cors_preflight_and_reflected_origin(gateway, settings):
 
 
 async def test_prometheus_metrics(gateway):
+    from gateway.app import STATUS_LISTENER
+
     await gateway.get("/api/v1/missing")
-    response = await gateway.get("/metrics")
-    assert response.status == 200
-    text = await response.text()
+    assert (await gateway.get("/metrics")).status == 404  # not on the public port
+    host, port = gateway.app[STATUS_LISTENER].addresses[0][:2]
+    async with aiohttp.ClientSession() as session, \
+            session.get(f"http://{host}:{port}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
     for name in ("gateway_request_seconds_bucket", "rpc_client_seconds_bucket",
                  "gateway_rate_limit_decisions_total", "event_buffer_depth"):
         assert name in text, name
