@@ -22,6 +22,7 @@ from gateway.steps.authenticator import access_gate, authenticator
 from gateway.steps.cors import cors
 from gateway.steps.error_handler import error_handler
 from gateway.steps.event_emitter import event_emitter
+from gateway.steps.path_guard import path_guard
 from gateway.steps.rate_limiter import rate_limiter
 from gateway.steps.request_context import request_context
 from gateway.steps.response_cache import response_cache
@@ -32,6 +33,7 @@ MIDDLEWARES: tuple[web.Middleware, ...] = (
     cors,  # -  CORS headers; preflights answered here (API.md section 1.2)
     event_emitter,  # 11 request.completed for every response, published off the path
     error_handler,  # 12 the error envelope, around everything below
+    path_guard,  # -  no dot segments or encoded slashes, before anything is matched
     access_log,  # 3  one structured line per request
     authenticator,  # 4  Bearer JWT -> caller identity (refusal deferred to the gate)
     api_key_validator,  # 5  X-API-Key -> key of a project (refusal deferred to the gate)

@@ -25,8 +25,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict
 from prometheus_client import Gauge
+from yarl import URL
 
 from contracts.errors import (
+    BadRequest,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -157,7 +159,11 @@ class UpstreamProxy:
         refusal = self._refusal_of(upstream)
         if refusal is not None:
             raise UpstreamError(f"Upstream target refused: {refusal}")
-        target = upstream.rstrip("/") + request.path_qs
+        # the raw path, never re-normalised: the path guard refused dot segments and encoded
+        # slashes, so the target stays under the configured base path
+        target = URL(upstream.rstrip("/") + request.raw_path, encoded=True)
+        if not target.raw_path.startswith(URL(upstream).raw_path.rstrip("/") + "/"):
+            raise BadRequest("Request path leaves the upstream's base path")
         limit = request.app[STATE].settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge()
@@ -168,7 +174,7 @@ class UpstreamProxy:
             if probing:
                 self.breakers.probe_done(upstream)  # even when the client went away
 
-    async def _forward(self, request: web.Request, target: str, upstream: str, limit: int
+    async def _forward(self, request: web.Request, target: URL, upstream: str, limit: int
                        ) -> web.StreamResponse:
         assert self._session is not None
         headers = self._request_headers(request)

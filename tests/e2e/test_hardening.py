@@ -207,3 +207,27 @@ def test_item_03_metrics_are_off_the_public_port_and_name_no_upstream(
     assert "gateway_request_seconds_bucket" in text
     assert secret not in text and f":{upstream.port}" not in text
     assert f'route_config="{config["id"]}"' in text
+
+
+def test_item_02_a_path_cannot_leave_the_upstream_base_path(gw: Stack, alice: Client,
+                                                             upstream):
+    from tests.e2e.helpers import eventually, project_with_route
+
+    project_with_route(gw, alice.token, upstream, "/v1/:a/:b/:c",
+                       upstreamUrl=f"http://127.0.0.1:{upstream.port}/base/public")
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(gw.gateway_url + path, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    status, body = eventually(lambda: (lambda r: r if r[0] != 404 else None)(get("/v1/a/b/c")))
+    assert status == 200 and '"/base/public/v1/a/b/c"' in body
+    before = len(upstream.seen)
+    for path in ("/v1/%2e%2e/%2e%2e/admin", "/v1/%2E%2E/%2e%2E/admin", "/v1/a/..%2Fadmin/x",
+                 "/v1/a/%2e/b", "/v1/a%2fb/c/d"):
+        status, body = get(path)
+        assert status == 400 and '"BAD_REQUEST"' in body, (path, status, body)
+    assert len(upstream.seen) == before  # nothing reached the upstream

@@ -1,0 +1,28 @@
+"""Refuse request paths that could leave an upstream's base path (API.md section 6.4): a `.`
+or `..` segment, raw or percent-encoded, or an encoded `/` or `\\`. Checked on the raw path,
+before any route or route config is matched, so no later decoding can turn it into one."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from contracts.errors import BadRequest
+
+_ENCODED_SEPARATORS = ("%2f", "%5c")
+
+
+def unsafe_path(raw_path: str) -> bool:
+    path = raw_path.split("?", 1)[0]
+    lowered = path.lower()
+    if any(separator in lowered for separator in _ENCODED_SEPARATORS):
+        return True
+    return any(unquote(segment) in (".", "..") for segment in path.split("/"))
+
+
+@web.middleware
+async def path_guard(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    if unsafe_path(request.raw_path):
+        raise BadRequest("Request path must not contain '.' or '..' segments or encoded '/'")
+    return await handler(request)
