@@ -152,6 +152,18 @@ class AuthStore:
     async def reset_password(self, token_hash: str, password_hash: str) -> str:
         """'reset' (and every refresh token of the user revoked), 'invalid' or 'expired'."""
         async with self._pool.acquire() as connection, connection.transaction():
+            # Lock order as a rotation's: the families first, then the user row. A rotation
+            # in flight holds its family's lock until its successor is committed, so the
+            # revocation below sees that successor, and neither can wait for the other
+            # (taking the user row first deadlocked with the rotation's insert).
+            user_id = await connection.fetchval(
+                "SELECT id FROM users WHERE reset_token_hash = $1", token_hash)
+            if user_id is not None:
+                families = await connection.fetch(
+                    "SELECT DISTINCT family_id FROM refresh_tokens WHERE user_id = $1"
+                    " AND NOT revoked ORDER BY family_id", user_id)
+                for family in families:
+                    await _lock_family(connection, family["family_id"])
             row = await connection.fetchrow(
                 "SELECT id, reset_token_expires_at < now() AS expired FROM users"
                 " WHERE reset_token_hash = $1 FOR UPDATE", token_hash)

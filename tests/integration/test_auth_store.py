@@ -134,6 +134,42 @@ async def test_password_reset_is_single_use_and_revokes_every_session(store, poo
                                user_id) == "new-hash"
 
 
+async def test_item_09_a_reset_revokes_the_successor_of_a_rotation_in_flight(store, pool):
+    """Issue 12, item 9: a rotation holds its family's lock from revoking the presented token
+    until its successor is committed; a password reset in that moment must wait for it, or
+    its revocation (one statement, one snapshot) misses the successor."""
+    user_id = await new_user(store)
+    session = secrets.refresh_token()
+    await store.add_refresh_token(user_id, secrets.digest(session))
+    reset = secrets.one_time_token()
+    await store.set_reset_token(user_id, secrets.digest(reset))
+    family = await pool.fetchval("SELECT family_id FROM refresh_tokens WHERE token_hash = $1",
+                                 secrets.digest(session))
+    successor = secrets.digest(secrets.refresh_token())
+    async with pool.acquire() as rotation:
+        # exactly the statements of AuthStore.rotate_refresh_token, held open before commit
+        transaction = rotation.transaction()
+        await transaction.start()
+        await rotation.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", str(family))
+        new_id = uuid.uuid4()
+        await rotation.execute(
+            "UPDATE refresh_tokens SET revoked = true, replaced_by = $2 WHERE token_hash = $1",
+            secrets.digest(session), new_id)
+        # the reset starts between the rotation's revocation and its successor's insert
+        resetting = asyncio.create_task(
+            store.reset_password(secrets.digest(reset), "new-hash"))
+        await asyncio.sleep(0.3)
+        await rotation.execute(
+            "INSERT INTO refresh_tokens (id, token_hash, user_id, family_id, expires_at)"
+            " VALUES ($1, $2, $3, $4, now() + interval '7 days')",
+            new_id, successor, user_id, family)
+        await transaction.commit()
+    assert await resetting == "reset"  # neither deadlocked
+    assert await pool.fetchval(
+        "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND NOT revoked", user_id) == 0
+
+
 async def test_expired_one_time_tokens_are_refused(store, pool):
     user_id = await new_user(store)
     verify, reset = secrets.one_time_token(), secrets.one_time_token()
