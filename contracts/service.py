@@ -95,6 +95,12 @@ class ServiceProcess:
         await self.rpc.start()
         for hook in self._on_start:
             await hook(self)
+        # /health and /metrics first: once the RPC queue answers (the gateway's health
+        # probe), the service's own port answers too
+        self._http = web.AppRunner(self._http_app(), access_log=None)
+        await self._http.setup()
+        port = settings.service_ports[self.info.service]
+        await web.TCPSite(self._http, settings.service_host, port).start()
         self._rpc = RpcServer(
             self.connection, self.info.rpc_queue, self.handlers, prefetch=settings.rpc_prefetch
         )
@@ -102,10 +108,6 @@ class ServiceProcess:
         for consumer in self._consumers:
             await consumer.start()
         self._started = True
-        self._http = web.AppRunner(self._http_app(), access_log=None)
-        await self._http.setup()
-        port = settings.service_ports[self.info.service]
-        await web.TCPSite(self._http, settings.service_host, port).start()
         log.info("service ready", queue=self.info.rpc_queue, http_port=port,
                  operations=sorted(self.handlers),
                  consumes=[consumer.queue_name for consumer in self._consumers])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
@@ -28,6 +29,11 @@ class GatewayState:
     route_configs: RouteConfigTable
     api_keys: ApiKeys
     started_monotonic: float = field(default_factory=time.monotonic)
+
+    @property
+    def public_host(self) -> str:
+        """The host clients reach the gateway at (APP_URL), as upstreams are told."""
+        return urlsplit(self.settings.app_url).netloc
 
 
 STATE = web.AppKey("gateway_state", GatewayState)

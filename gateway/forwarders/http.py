@@ -159,11 +159,7 @@ class UpstreamProxy:
         refusal = self._refusal_of(upstream)
         if refusal is not None:
             raise UpstreamError(f"Upstream target refused: {refusal}")
-        # the raw path, never re-normalised: the path guard refused dot segments and encoded
-        # slashes, so the target stays under the configured base path
-        target = URL(upstream.rstrip("/") + request.raw_path, encoded=True)
-        if not target.raw_path.startswith(URL(upstream).raw_path.rstrip("/") + "/"):
-            raise BadRequest("Request path leaves the upstream's base path")
+        target = upstream_target(upstream, request.raw_path)
         limit = request.app[STATE].settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge()
@@ -278,10 +274,27 @@ class UpstreamProxy:
         client = state.client_address.of(request)
         headers["X-Forwarded-For"] = f"{prior}, {client}" if prior and (
             client != request.remote) else client
-        headers["X-Forwarded-Host"] = request.host
+        # the gateway's own public host, not the client's Host header (which the client
+        # chooses freely, and an upstream may use to build links)
+        headers["X-Forwarded-Host"] = state.public_host
         headers["X-Forwarded-Proto"] = request.scheme
         headers["X-Request-Id"] = request[REQUEST_ID]
         return headers
+
+
+def upstream_target(upstream: str, raw_path_qs: str) -> URL:
+    """The base URL's path + the request's raw path (never re-normalised: the path guard
+    refused dot segments and encoded slashes), the base URL's query + the request's."""
+    base = URL(upstream)
+    path, _, query = raw_path_qs.partition("?")
+    base_path = base.raw_path.rstrip("/")
+    target = URL.build(scheme=base.scheme, authority=base.raw_authority,
+                       path=base_path + path,
+                       query_string="&".join(q for q in (base.raw_query_string, query) if q),
+                       encoded=True)
+    if not target.raw_path.startswith(base_path + "/"):
+        raise BadRequest("Request path leaves the upstream's base path")
+    return target
 
 
 def _forwarded(name: str) -> bool:

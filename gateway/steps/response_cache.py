@@ -5,7 +5,8 @@
 - the key holds method, path, the sorted query and the caller's identity whenever there is
   one, so one user never receives another's response; it also holds the config's
   `updatedAt`, so changing a route config leaves its old entries behind (they expire);
-- 2xx only; never a response with `Cache-Control: no-store`/`private` or `Set-Cookie`;
+- 200 only, never for a request with `Range`; never a response with `Cache-Control:
+  no-store`/`private`, `Set-Cookie` or a `Vary` on anything but Accept-Encoding;
 - `X-Cache: HIT|MISS` and `Age`;
 - single flight: of concurrent misses for one key, the one holding a short Redis lock calls
   the backend; the others wait for its entry (across gateway processes);
@@ -110,7 +111,9 @@ RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
 
 
 def cache_ttl(request: web.Request) -> int:
-    if request.method != "GET":
+    # a Range request's answer (206, or a 200 the upstream did not cut) is its own: never
+    # stored, never served from the cache
+    if request.method != "GET" or "Range" in request.headers:
         return 0
     config = route_config_of(request)
     return config.cache_ttl if config is not None and config.cache_ttl else 0
@@ -124,9 +127,19 @@ def cache_key(request: web.Request) -> str:
     identity = (f"user:{caller.user_id}" if caller else
                 f"apikey:{key['id']}" if key else "anonymous")
     query = urlencode(sorted(request.query.items()))
-    encoding = request.headers.get("Accept-Encoding", "")
-    raw = f"{config.id}|{config.updated_at}|GET|{request.path}|{query}|{identity}|{encoding}"
+    # the raw path: `/f/a%2Fb` and `/f/a/b` reach the upstream as different paths
+    path = request.raw_path.split("?", 1)[0]
+    raw = (f"{config.id}|{config.updated_at}|GET|{path}|{query}|{identity}|"
+           f"{normalised_encoding(request)}")
     return "gw:cache:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def normalised_encoding(request: web.Request) -> str:
+    """Accept-Encoding as a set of codings: spelling variants of one value share an entry
+    (new spellings must not mint new entries)."""
+    codings = {part.split(";", 1)[0].strip().lower()
+               for part in request.headers.get("Accept-Encoding", "").split(",")}
+    return ",".join(sorted(coding for coding in codings if coding))
 
 
 def _response_from(entry: dict[str, Any]) -> web.Response:
@@ -139,9 +152,15 @@ def _response_from(entry: dict[str, Any]) -> web.Response:
 
 
 def storable(response: web.StreamResponse) -> bool:
-    if not isinstance(response, web.Response) or not 200 <= response.status < 300:
+    """200 only (API.md section 13.2), no cookies, no `no-store`/`private`, and no `Vary`
+    beyond Accept-Encoding (the key holds no other request header)."""
+    if not isinstance(response, web.Response) or response.status != 200:
         return False
     if len(response.body or b"") > MAX_BODY_BYTES or "Set-Cookie" in response.headers:
+        return False
+    varies = {name.strip().lower() for value in response.headers.getall("Vary", [])
+              for name in value.split(",")} - {"", "accept-encoding"}
+    if varies:
         return False
     control = response.headers.get("Cache-Control", "").lower()
     return "no-store" not in control and "private" not in control

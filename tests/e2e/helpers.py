@@ -61,7 +61,10 @@ class Upstream:
         record = {"method": request.method, "path_qs": request.path_qs,
                   "headers": dict(request.headers), "body": (await request.read()).decode()}
         self.seen.append(record)
-        return web.json_response(record, headers={"X-Upstream": "yes"})
+        headers = {"X-Upstream": "yes"}
+        if "vary" in request.query:  # a response that varies on the named request headers
+            headers["Vary"] = request.query["vary"]
+        return web.json_response(record, headers=headers)
 
     async def _counted(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

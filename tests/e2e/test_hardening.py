@@ -231,3 +231,31 @@ def test_item_02_a_path_cannot_leave_the_upstream_base_path(gw: Stack, alice: Cl
         status, body = get(path)
         assert status == 400 and '"BAD_REQUEST"' in body, (path, status, body)
     assert len(upstream.seen) == before  # nothing reached the upstream
+
+
+def test_item_05_the_cache_cannot_be_poisoned(gw: Stack, alice: Client, upstream):
+    from tests.e2e.helpers import eventually, project_with_route
+
+    project_with_route(gw, alice.token, upstream, "/cached/:name", cacheTTL=300)
+
+    def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+        request = urllib.request.Request(gw.gateway_url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.headers.get("X-Cache", ""), \
+                    response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers.get("X-Cache", ""), error.read().decode()
+
+    assert eventually(lambda: get("/cached/warmup")[0] == 200)
+    # a Range request is neither stored nor answered from the cache
+    assert get("/cached/ranged", {"Range": "bytes=0-3"})[1] == ""
+    assert get("/cached/ranged")[1] == "MISS"
+    assert get("/cached/ranged")[1] == "HIT"
+    assert get("/cached/ranged", {"Range": "bytes=0-3"})[1] == ""
+    # a response that varies on another request header is not shared
+    assert get("/cached/varied?vary=X-Tenant", {"X-Tenant": "a"})[1] == "MISS"
+    assert get("/cached/varied?vary=X-Tenant", {"X-Tenant": "b"})[1] == "MISS"
+    # the client's Host does not reach the upstream as the gateway's host
+    status, _, body = get("/cached/host", {"Host": "evil.example"})
+    assert status == 200 and "evil.example" not in body
