@@ -32,7 +32,7 @@ from contracts.routes import is_reserved
 from contracts.rpc import Reply, operation
 from contracts.timeutil import iso_now, to_iso
 from contracts.upstream import TargetRefused, UpstreamPolicy
-from project_svc.store import ProjectStore, key_out, project_out, route_out
+from project_svc.store import ProjectStore, RouteOverlap, key_out, project_out, route_out
 
 log = get_logger(__name__)
 
@@ -208,6 +208,8 @@ class ProjectHandlers:
             row = await self._store.create_route(project["id"], fields)
         except asyncpg.UniqueViolationError as exc:
             raise self._conflict(exc, fields) from None
+        except RouteOverlap as exc:
+            raise _overlap_conflict(exc) from None
         await self._route_changed("created", row)
         return Reply(route_out(row), status=201)
 
@@ -238,6 +240,8 @@ class ProjectHandlers:
             row = await self._store.replace_route(uuid.UUID(current["id"]), merged)
         except asyncpg.UniqueViolationError as exc:
             raise self._conflict(exc, merged) from None
+        except RouteOverlap as exc:
+            raise _overlap_conflict(exc) from None
         await self._route_changed("updated", row)
         return route_out(row)
 
@@ -306,3 +310,8 @@ class ProjectHandlers:
         owner = None if action == "deleted" else await self._store.owner_of(row["project_id"])
         self._publisher.publish(RouteChanged(
             action, RouteConfigData.from_wire({**route_out(row), "ownerId": owner}), iso_now()))
+
+
+def _overlap_conflict(exc: RouteOverlap) -> Conflict:
+    return Conflict(f"Another project's active route config {exc.method} {exc.path} overlaps "
+                    "this path")

@@ -56,6 +56,40 @@ def route_out(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+class RouteOverlap(Exception):
+    """Another project's active route config could receive this one's requests (or the
+    other way round): API.md section 6.3."""
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"{method} {path}")
+        self.method, self.path = method, path
+
+
+def templates_overlap(a: str, b: str) -> bool:
+    """Some concrete path matches both: as many segments, and at each position equal
+    literals or at least one `:param`."""
+    left = [s for s in a.split("/") if s]
+    right = [s for s in b.split("/") if s]
+    return len(left) == len(right) and all(
+        x == y or x.startswith(":") or y.startswith(":") for x, y in zip(left, right,
+                                                                         strict=True))
+
+
+async def _refuse_overlap(connection: asyncpg.Connection, project_id: uuid.UUID, method: str,
+                          path: str, route_id: uuid.UUID | None) -> None:
+    """Raise RouteOverlap when another project's active config of `method` overlaps `path`.
+    Overlap is no unique index, so the check and the write hold a lock per method for the
+    rest of the transaction: two creates (even on two service replicas) cannot both pass."""
+    await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                             f"route-overlap:{method}")
+    rows = await connection.fetch(
+        "SELECT path FROM route_configs WHERE method = $1 AND active AND project_id <> $2"
+        " AND ($3::uuid IS NULL OR id <> $3)", method, project_id, route_id)
+    for row in rows:
+        if templates_overlap(row["path"], path):
+            raise RouteOverlap(method, row["path"])
+
+
 class ProjectStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -157,13 +191,17 @@ class ProjectStore:
 
     async def create_route(self, project_id: uuid.UUID, fields: dict[str, Any]
                            ) -> asyncpg.Record:
-        return await self.pool.fetchrow(
-            "INSERT INTO route_configs (id, path, template, method, service, upstream_url,"
-            " project_id, rate_limit, cache_ttl, auth_required)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
-            uuid.uuid4(), fields["path"], template_of(fields["path"]), fields["method"],
-            fields.get("service"), fields.get("upstreamUrl"), project_id,
-            fields.get("rateLimit"), fields.get("cacheTTL"), fields.get("authRequired", True))
+        async with self.pool.acquire() as connection, connection.transaction():
+            await _refuse_overlap(connection, project_id, fields["method"], fields["path"],
+                                  None)
+            return await connection.fetchrow(
+                "INSERT INTO route_configs (id, path, template, method, service, upstream_url,"
+                " project_id, rate_limit, cache_ttl, auth_required)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
+                uuid.uuid4(), fields["path"], template_of(fields["path"]), fields["method"],
+                fields.get("service"), fields.get("upstreamUrl"), project_id,
+                fields.get("rateLimit"), fields.get("cacheTTL"),
+                fields.get("authRequired", True))
 
     async def visible_route(self, caller: Caller, route_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
@@ -178,13 +216,17 @@ class ProjectStore:
 
     async def replace_route(self, route_id: uuid.UUID, merged: dict[str, Any]
                             ) -> asyncpg.Record:
-        return await self.pool.fetchrow(
-            "UPDATE route_configs SET path = $2, template = $3, method = $4, service = $5,"
-            " upstream_url = $6, rate_limit = $7, cache_ttl = $8, auth_required = $9,"
-            " active = $10, updated_at = now() WHERE id = $1 RETURNING *",
-            route_id, merged["path"], template_of(merged["path"]), merged["method"],
-            merged["service"], merged["upstreamUrl"], merged["rateLimit"], merged["cacheTTL"],
-            merged["authRequired"], merged["active"])
+        async with self.pool.acquire() as connection, connection.transaction():
+            if merged["active"]:
+                await _refuse_overlap(connection, uuid.UUID(str(merged["projectId"])),
+                                      merged["method"], merged["path"], route_id)
+            return await connection.fetchrow(
+                "UPDATE route_configs SET path = $2, template = $3, method = $4, service = $5,"
+                " upstream_url = $6, rate_limit = $7, cache_ttl = $8, auth_required = $9,"
+                " active = $10, updated_at = now() WHERE id = $1 RETURNING *",
+                route_id, merged["path"], template_of(merged["path"]), merged["method"],
+                merged["service"], merged["upstreamUrl"], merged["rateLimit"],
+                merged["cacheTTL"], merged["authRequired"], merged["active"])
 
     async def delete_route(self, route_id: uuid.UUID) -> None:
         await self.pool.execute("DELETE FROM route_configs WHERE id = $1", route_id)

@@ -259,3 +259,38 @@ def test_item_05_the_cache_cannot_be_poisoned(gw: Stack, alice: Client, upstream
     # the client's Host does not reach the upstream as the gateway's host
     status, _, body = get("/cached/host", {"Host": "evil.example"})
     assert status == 200 and "evil.example" not in body
+
+
+def test_item_01_another_project_cannot_capture_a_tenants_paths(gw: Stack, alice: Client,
+                                                               bob: Client, upstream):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.helpers import project_with_route
+
+    prefix = f"/pay-{secrets.token_hex(4)}"
+    project_with_route(gw, alice.token, upstream, f"{prefix}/:op", method="POST")
+    bobs = bob.ok("POST", "/api/v1/projects", {"name": "Capture"}, status=201)["id"]
+    target = {"method": "POST", "upstreamUrl": f"http://127.0.0.1:{upstream.port}/base",
+              "authRequired": False}
+    for path in (f"{prefix}/charge", f"{prefix}/:y"):
+        assert_error(bob.call("POST", f"/api/v1/projects/{bobs}/routes",
+                              {**target, "path": path}), 409, "CONFLICT")
+    # a PATCH that would move an existing config onto alice's paths is refused too
+    elsewhere = bob.ok("POST", f"/api/v1/projects/{bobs}/routes",
+                       {**target, "path": f"{prefix}-other/charge"}, status=201)
+    assert_error(bob.call("PATCH", f"/api/v1/routes/{elsewhere['id']}",
+                          {"path": f"{prefix}/refund"}), 409, "CONFLICT")
+
+    # racing creates of overlapping templates from different projects: one wins
+    racers = [bob.ok("POST", "/api/v1/projects", {"name": f"Racer {n}"}, status=201)["id"]
+              for n in range(6)]
+    contested = f"/race-{secrets.token_hex(4)}"
+
+    def create(index: int) -> int:
+        path = f"{contested}/:id" if index % 2 else f"{contested}/charge"  # all overlap
+        return bob.call("POST", f"/api/v1/projects/{racers[index]}/routes",
+                        {**target, "path": path})[0]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(create, range(6)))
+    assert sorted(statuses) == [201] + [409] * 5, statuses
