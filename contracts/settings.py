@@ -70,6 +70,8 @@ class Settings:
     log_sweep_interval_s: float
     analytics_ledger_hours: int
     alert_interval_ms: int
+    max_projects_per_user: int
+    max_keys_per_project: int
     monitor_max_events_per_s: int
     monitor_max_sockets_per_user: int
 
@@ -162,6 +164,9 @@ def _read(env: Env) -> Settings:
         # How often the alert engine evaluates every enabled rule (API.md section 9.1).
         alert_interval_ms=env.int("ALERT_INTERVAL_MS", 30_000,
                                   validate=Range(min=100, max=3_600_000)),
+        # Caps against minting identities to escape rate limits (API.md section 13.1).
+        max_projects_per_user=env.int("MAX_PROJECTS_PER_USER", 50, validate=Range(min=1)),
+        max_keys_per_project=env.int("MAX_KEYS_PER_PROJECT", 20, validate=Range(min=1)),
         # Live monitor (API.md section 11): log events per socket per second (the rest are
         # dropped and counted), and sockets per user across all gateways.
         monitor_max_events_per_s=env.int("MONITOR_MAX_EVENTS_PER_S", 50,

@@ -33,9 +33,12 @@ class ProjectComponent:
         store = ProjectStore(self._pool)
         self._usage = KeyUsage(store)
         await self._usage.start()
+        settings = process.settings
         self._handlers = ProjectHandlers(
             store, process.publisher, self._usage,
-            UpstreamPolicy(process.settings.upstream_allow_private))
+            UpstreamPolicy(settings.upstream_allow_private),
+            max_projects_per_user=settings.max_projects_per_user,
+            max_keys_per_project=settings.max_keys_per_project)
         process.add_handlers(operations_of(self._handlers))
 
     async def stop(self, _process: ServiceProcess) -> None:

@@ -32,7 +32,14 @@ from contracts.routes import is_reserved
 from contracts.rpc import Reply, operation
 from contracts.timeutil import iso_now, to_iso
 from contracts.upstream import TargetRefused, UpstreamPolicy
-from project_svc.store import ProjectStore, RouteOverlap, key_out, project_out, route_out
+from project_svc.store import (
+    LimitReached,
+    ProjectStore,
+    RouteOverlap,
+    key_out,
+    project_out,
+    route_out,
+)
 
 log = get_logger(__name__)
 
@@ -88,7 +95,10 @@ class KeyUsage:
 
 class ProjectHandlers:
     def __init__(self, store: ProjectStore, publisher: EventPublisher, usage: KeyUsage,
-                 upstreams: UpstreamPolicy) -> None:
+                 upstreams: UpstreamPolicy, *, max_projects_per_user: int = 50,
+                 max_keys_per_project: int = 20) -> None:
+        self._max_projects = max_projects_per_user
+        self._max_keys = max_keys_per_project
         self._store = store
         self._publisher = publisher
         self._usage = usage
@@ -99,8 +109,12 @@ class ProjectHandlers:
     @operation("project.create")
     async def create_project(self, request: RpcRequest) -> Reply:
         caller, body = request.authenticated, request.body
-        row = await self._store.create_project(caller.user_id, body["name"],
-                                               body.get("description"))
+        try:
+            row = await self._store.create_project(caller.user_id, body["name"],
+                                                   body.get("description"),
+                                                   self._max_projects)
+        except LimitReached as exc:
+            raise Conflict(f"Project limit reached ({exc.limit})") from None
         return Reply(project_out(row), status=201)
 
     @operation("project.list")
@@ -151,9 +165,12 @@ class ProjectHandlers:
         project = await self._project(request, "projectId")
         body = request.body
         raw = new_raw_key()
-        row = await self._store.create_key(
-            project, request.authenticated.user_id, body["name"], key_digest(raw),
-            raw[:10] + "...", body.get("expiresInDays"))
+        try:
+            row = await self._store.create_key(
+                project, request.authenticated.user_id, body["name"], key_digest(raw),
+                raw[:10] + "...", body.get("expiresInDays"), self._max_keys)
+        except LimitReached as exc:
+            raise Conflict(f"API key limit reached ({exc.limit})") from None
         out = key_out(row)
         return Reply({
             "id": out["id"], "key": raw, "rawKey": raw, "prefix": out["prefix"],

@@ -56,6 +56,12 @@ def route_out(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+class LimitReached(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(str(limit))
+        self.limit = limit
+
+
 class RouteOverlap(Exception):
     """Another project's active route config could receive this one's requests (or the
     other way round): API.md section 6.3."""
@@ -96,11 +102,19 @@ class ProjectStore:
 
     # --- projects ----------------------------------------------------------------------------
 
-    async def create_project(self, owner: str, name: str, description: str | None
-                             ) -> asyncpg.Record:
-        return await self.pool.fetchrow(
-            "INSERT INTO projects (id, name, description, user_id) VALUES ($1, $2, $3, $4)"
-            " RETURNING *", uuid.uuid4(), name, description, owner)
+    async def create_project(self, owner: str, name: str, description: str | None,
+                             limit: int) -> asyncpg.Record:
+        """Raise LimitReached when the owner has `limit` projects already (counted and
+        inserted under a lock per owner, so concurrent creates cannot overshoot)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                                     f"projects-of:{owner}")
+            if await connection.fetchval(
+                    "SELECT count(*) FROM projects WHERE user_id = $1", owner) >= limit:
+                raise LimitReached(limit)
+            return await connection.fetchrow(
+                "INSERT INTO projects (id, name, description, user_id) VALUES ($1, $2, $3, $4)"
+                " RETURNING *", uuid.uuid4(), name, description, owner)
 
     async def visible_project(self, caller: Caller, project_id: uuid.UUID
                               ) -> asyncpg.Record | None:
@@ -154,14 +168,23 @@ class ProjectStore:
     # --- API keys ----------------------------------------------------------------------------
 
     async def create_key(self, project: asyncpg.Record, creator: str, name: str,
-                         key_hash: str, prefix: str, expires_in_days: int | None
-                         ) -> asyncpg.Record:
-        return await self.pool.fetchrow(
-            "INSERT INTO api_keys (id, key_hash, prefix, name, project_id, user_id, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6,"
-            " CASE WHEN $7::int IS NULL THEN NULL ELSE now() + make_interval(days => $7) END)"
-            " RETURNING *",
-            uuid.uuid4(), key_hash, prefix, name, project["id"], creator, expires_in_days)
+                         key_hash: str, prefix: str, expires_in_days: int | None,
+                         limit: int) -> asyncpg.Record:
+        """Raise LimitReached when the project has `limit` usable keys already (not revoked,
+        not expired), under a lock per project."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                                     f"keys-of:{project['id']}")
+            usable = await connection.fetchval(
+                "SELECT count(*) FROM api_keys WHERE project_id = $1 AND active"
+                " AND (expires_at IS NULL OR expires_at > now())", project["id"])
+            if usable >= limit:
+                raise LimitReached(limit)
+            return await connection.fetchrow(
+                "INSERT INTO api_keys (id, key_hash, prefix, name, project_id, user_id,"
+                " expires_at) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL"
+                " THEN NULL ELSE now() + make_interval(days => $7) END) RETURNING *",
+                uuid.uuid4(), key_hash, prefix, name, project["id"], creator, expires_in_days)
 
     async def list_keys(self, project_id: uuid.UUID) -> list[asyncpg.Record]:
         return await self.pool.fetch(

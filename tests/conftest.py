@@ -30,6 +30,9 @@ TEST_ENV = {
     "RATE_LIMIT_IP": "1000000",
     "RATE_LIMIT_USER": "1000000",
     "RATE_LIMIT_API_KEY": "1000000",
+    # the e2e modules' shared users create many projects; the hardening tests set the caps
+    "MAX_PROJECTS_PER_USER": "100000",
+    "MAX_KEYS_PER_PROJECT": "100000",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)

@@ -33,7 +33,8 @@ def gw_settings(redis_test_db: str) -> dict[str, str]:
     """The contract's address tier (the other modules raise it), starting from empty buckets:
     they hold the requests of earlier modules, made under a much higher limit."""
     clear_limits(redis_test_db)
-    return {"RATE_LIMIT_IP": str(IP_LIMIT)}
+    return {"RATE_LIMIT_IP": str(IP_LIMIT), "MAX_PROJECTS_PER_USER": "50",
+            "MAX_KEYS_PER_PROJECT": "20"}
 
 
 @pytest.fixture
@@ -294,3 +295,30 @@ def test_item_01_another_project_cannot_capture_a_tenants_paths(gw: Stack, alice
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = list(pool.map(create, range(6)))
     assert sorted(statuses) == [201] + [409] * 5, statuses
+
+
+def test_item_07_projects_and_keys_are_capped(gw: Stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.helpers import register
+
+    minter = register(gw, "minter")
+
+    def new_project(index: int) -> int:
+        return minter.call("POST", "/api/v1/projects", {"name": f"Mint {index}"})[0]
+
+    for index in range(40):
+        assert new_project(index) == 201
+    with ThreadPoolExecutor(max_workers=8) as pool:  # racing for the last places
+        statuses = list(pool.map(new_project, range(40, 60)))
+    assert statuses.count(201) == 10 and statuses.count(409) == 10, statuses
+    assert_error(minter.call("POST", "/api/v1/projects", {"name": "One more"}), 409,
+                 "CONFLICT", "Project limit reached (50)")
+
+    project = minter.ok("GET", "/api/v1/projects", query={"limit": 1})["projects"][0]["id"]
+    keys = [minter.ok("POST", f"/api/v1/projects/{project}/keys", {"name": f"k{n}"},
+                      status=201) for n in range(20)]
+    assert_error(minter.call("POST", f"/api/v1/projects/{project}/keys", {"name": "k20"}),
+                 409, "CONFLICT", "API key limit reached (20)")
+    minter.ok("DELETE", f"/api/v1/keys/{keys[0]['id']}")  # a revoked key frees its place
+    minter.ok("POST", f"/api/v1/projects/{project}/keys", {"name": "k20"}, status=201)
