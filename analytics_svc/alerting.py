@@ -30,21 +30,20 @@ def measure(metric: str, totals: Totals, bins: Mapping[int, int], window_s: int)
     """The metric's value over a window (an empty window: 0, and 100 for uptime)."""
     name = ALIASES.get(metric, metric)
     requests = totals.requests
-    errors = totals.by_class[3] + totals.by_class[4]
     if name == "request_count":
         return requests
     if name == "error_rate":
-        return round(100 * errors / requests, 2) if requests else 0
+        return totals.percent(totals.errors)
     if name == "uptime":
-        return round(100 * (requests - totals.by_class[4]) / requests, 2) if requests else 100
+        return totals.percent(requests - totals.server_errors) if requests else 100
     if name == "request_rate":
         return round(requests / window_s, 2)
     if name == "error_count":
-        return errors
+        return totals.errors
     if name == "5xx_count":
-        return totals.by_class[4]
+        return totals.server_errors
     if name == "avg_latency":
-        return round(totals.latency_sum / requests, 2) if requests else 0
+        return totals.average_latency
     if name in PERCENTILES:
         (value,) = quantiles(bins, (PERCENTILES[name],), low=totals.latency_min,
                              high=totals.latency_max)

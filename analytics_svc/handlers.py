@@ -9,7 +9,7 @@ from typing import Any
 
 from analytics_svc.buckets import TimeRange
 from analytics_svc.rollup import ANY_PROJECT
-from analytics_svc.store import Ranked, RollupStore, Scope, Totals
+from analytics_svc.store import Ranked, RollupStore, Scope
 from contracts.histogram import quantiles
 from contracts.messages import RpcRequest
 from contracts.rpc import RpcClient, operation
@@ -28,11 +28,11 @@ class AnalyticsAnswers:
             self._store.totals(scope), self._store.latency_bins(scope),
             self._store.distinct_users(scope), self._store.distinct_endpoints(scope))
         (p95,) = quantiles(bins, (0.95,), low=totals.latency_min, high=totals.latency_max)
-        errors = totals.by_class[3] + totals.by_class[4]
+        errors = totals.errors
         return {
-            "totalRequests": totals.requests, "avgLatency": _average(totals),
+            "totalRequests": totals.requests, "avgLatency": totals.average_latency,
             "minLatency": totals.latency_min, "maxLatency": totals.latency_max,
-            "p95Latency": round(p95, 2), "errorRate": _percent(errors, totals.requests),
+            "p95Latency": round(p95, 2), "errorRate": totals.percent(errors),
             "errorCount": errors, "totalErrors": errors,
             "statusBreakdown": {f"{index + 1}xx": count
                                 for index, count in enumerate(totals.by_class) if count},
@@ -45,10 +45,9 @@ class AnalyticsAnswers:
 
     async def error_rate(self, scope: Scope) -> dict[str, Any]:
         totals = await self._store.totals(scope)
-        client, server = totals.by_class[3], totals.by_class[4]
-        return {"total": totals.requests, "errors4xx": client, "errors5xx": server,
-                "totalErrors": client + server,
-                "errorRate": _percent(client + server, totals.requests)}
+        return {"total": totals.requests, "errors4xx": totals.client_errors,
+                "errors5xx": totals.server_errors, "totalErrors": totals.errors,
+                "errorRate": totals.percent(totals.errors)}
 
     async def latency(self, scope: Scope) -> dict[str, Any]:
         totals, bins = await asyncio.gather(self._store.totals(scope),
@@ -56,7 +55,8 @@ class AnalyticsAnswers:
         p50, p95, p99 = quantiles(bins, (0.5, 0.95, 0.99), low=totals.latency_min,
                                   high=totals.latency_max)
         return {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2),
-                "avg": _average(totals), "min": totals.latency_min, "max": totals.latency_max}
+                "avg": totals.average_latency, "min": totals.latency_min,
+                "max": totals.latency_max}
 
     async def top_endpoints(self, scope: Scope, limit: int) -> list[dict[str, Any]]:
         rows = await self._store.top_endpoints(scope, limit)
@@ -126,14 +126,6 @@ class AnalyticsHandlers:
         span = TimeRange.inclusive(parse_iso(since) if since else None,
                                    parse_iso(until) if until else None, datetime.now(UTC))
         return Scope(analytics_view(caller), project, span)
-
-
-def _average(totals: Totals) -> float:
-    return round(totals.latency_sum / totals.requests, 2) if totals.requests else 0
-
-
-def _percent(part: int, whole: int) -> float:
-    return round(100 * part / whole, 2) if whole else 0
 
 
 def _moment(row: Ranked) -> str | None:

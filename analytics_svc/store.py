@@ -64,6 +64,28 @@ class Totals:
     latency_min: float
     latency_max: float
 
+    @property
+    def client_errors(self) -> int:
+        return self.by_class[3]
+
+    @property
+    def server_errors(self) -> int:
+        return self.by_class[4]
+
+    @property
+    def errors(self) -> int:
+        """Requests with status >= 400."""
+        return self.by_class[3] + self.by_class[4]
+
+    @property
+    def average_latency(self) -> float:
+        """ms, rounded to 2 decimals (API.md section 8); 0 without requests."""
+        return round(self.latency_sum / self.requests, 2) if self.requests else 0
+
+    def percent(self, part: int) -> float:
+        """`part` as a percentage of the requests, rounded to 2 decimals; 0 without any."""
+        return round(100 * part / self.requests, 2) if self.requests else 0
+
 
 @dataclass(frozen=True)
 class Ranked:

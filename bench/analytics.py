@@ -276,17 +276,7 @@ async def folded_in_database(database_url: str) -> int:
         await connection.close()
 
 
-def tokens(secret: str) -> dict[str, str]:
-    from contracts.identity import issue_access_token
-
-    return {
-        "tenant": issue_access_token(secret, user_id=tenant(7), email="tenant@example.com",
-                                     role="DEVELOPER"),
-        "admin": issue_access_token(secret, user_id="bench-admin", email="admin@example.com",
-                                    role="ADMIN"),
-    }
-
-
+# the viewers of bench.logs.tokens: tenant 7, and an admin (all traffic)
 VIEWERS = {"tenant": tenant(7), "admin": None}
 
 

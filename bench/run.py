@@ -319,7 +319,7 @@ def main() -> int:
             wait_for(analytics_metrics)
             from contracts.settings import DEV_SECRETS
 
-            who = analytics.tokens(DEV_SECRETS["ACCESS_TOKEN_SECRET"])
+            who = logs.tokens(DEV_SECRETS["ACCESS_TOKEN_SECRET"])
             cases = analytics.cases(end)
             for case in cases:
                 answers.append((case, analytics.rollup_latencies(

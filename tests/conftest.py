@@ -38,40 +38,31 @@ for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
 
-@pytest.fixture(scope="session")
-def auth_database_url() -> str:
-    """A freshly created auth database for this session; the service migrates it at start."""
+def _fresh_database(variable: str) -> str:
+    """The database named by the environment `variable`, created anew for this session (its
+    service migrates it at start)."""
     import asyncio
 
     from tests.support import recreate_database
 
-    url = os.environ["AUTH_DATABASE_URL"]
+    url = os.environ[variable]
     asyncio.run(recreate_database(url))
     return url
+
+
+@pytest.fixture(scope="session")
+def auth_database_url() -> str:
+    return _fresh_database("AUTH_DATABASE_URL")
 
 
 @pytest.fixture(scope="session")
 def project_database_url() -> str:
-    """A freshly created project database for this session."""
-    import asyncio
-
-    from tests.support import recreate_database
-
-    url = os.environ["PROJECT_DATABASE_URL"]
-    asyncio.run(recreate_database(url))
-    return url
+    return _fresh_database("PROJECT_DATABASE_URL")
 
 
 @pytest.fixture(scope="session")
 def analytics_database_url() -> str:
-    """A freshly created analytics database for this session."""
-    import asyncio
-
-    from tests.support import recreate_database
-
-    url = os.environ["ANALYTICS_DATABASE_URL"]
-    asyncio.run(recreate_database(url))
-    return url
+    return _fresh_database("ANALYTICS_DATABASE_URL")
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 
 from contracts.errors import ApiError, TokenExpired, Unauthorized
 from contracts.events import EventPublisher, ExclusiveSubscription
-from contracts.identity import Identity, Role, verify_access_token
+from contracts.identity import Role, verify_access_token
 from contracts.logging import get_logger
 from contracts.messages import (
     AlertEmitted,
@@ -68,7 +68,6 @@ class Watcher:
     """One connected socket."""
 
     sid: str
-    identity: Identity
     view: str
     second: int = 0
     sent_this_second: int = 0
@@ -143,7 +142,7 @@ class MonitorHub:
         if not await self._presence.admit(sid, identity.user_id):
             raise _refused("TOO_MANY_CONNECTIONS", "Too many monitor connections for this user")
         view = ALL_TRAFFIC if identity.role is Role.ADMIN else identity.user_id
-        watcher = Watcher(sid, identity, view)
+        watcher = Watcher(sid, view)
         watcher.expiry = asyncio.create_task(self._expire(sid, identity.expires_at))
         self._watchers[sid] = watcher
         self._views[view].add(sid)

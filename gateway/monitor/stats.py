@@ -33,28 +33,17 @@ class WindowStats:
         self._slots: deque[_Slot] = deque()
 
     def add(self, second: int, status: int, latency: float) -> None:
+        """`second` is the relay's clock, which only moves forward (a step back of the
+        clock counts in the newest slot)."""
         if not self._slots or self._slots[-1].second < second:
             self._slots.append(_Slot(second))
-        slot = self._slots[-1] if self._slots[-1].second == second else self._find(second)
-        if slot is None:
-            return  # older than the window
+        slot = self._slots[-1]
         slot.requests += 1
         slot.errors += status >= 400
         slot.low = min(slot.low, latency)
         slot.high = max(slot.high, latency)
         key = bin_of(latency)
         slot.bins[key] = slot.bins.get(key, 0) + 1
-
-    def _find(self, second: int) -> _Slot | None:
-        for slot in reversed(self._slots):
-            if slot.second == second:
-                return slot
-            if slot.second < second:  # a late event: give it a slot in order
-                index = self._slots.index(slot) + 1
-                new = _Slot(second)
-                self._slots.insert(index, new)
-                return new
-        return None
 
     def snapshot(self, now_second: int) -> dict[str, Any]:
         while self._slots and self._slots[0].second <= now_second - WINDOW_S:
@@ -72,7 +61,3 @@ class WindowStats:
                 "errorRate": round(100 * errors / requests, 2) if requests else 0,
                 "p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2),
                 "window": WINDOW_S}
-
-    @property
-    def idle(self) -> bool:
-        return not self._slots

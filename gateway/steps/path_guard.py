@@ -15,6 +15,8 @@ _ENCODED_SEPARATORS = ("%2f", "%5c")
 
 def unsafe_path(raw_path: str) -> bool:
     path = raw_path.split("?", 1)[0]
+    if "." not in path and "%" not in path:  # most requests: nothing to look at
+        return False
     lowered = path.lower()
     if any(separator in lowered for separator in _ENCODED_SEPARATORS):
         return True

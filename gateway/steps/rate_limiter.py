@@ -166,6 +166,11 @@ class RateLimiter:
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 
+def address_identity(request: web.Request) -> tuple[str, int]:
+    state = state_of(request)
+    return f"ip:{state.client_address.of(request)}", state.settings.rate_limit_ip
+
+
 def identity_and_limit(request: web.Request) -> tuple[str, int]:
     """First that applies: a valid API key, a valid Bearer token, the client address."""
     settings = state_of(request).settings
@@ -175,43 +180,35 @@ def identity_and_limit(request: web.Request) -> tuple[str, int]:
     caller = request.get(CALLER)
     if caller is not None:
         return f"user:{caller.user_id}", settings.rate_limit_user
-    return f"ip:{state_of(request).client_address.of(request)}", settings.rate_limit_ip
+    return address_identity(request)
+
+
+async def _decide(request: web.Request, identity: str, tier_limit: int, *,
+                  record: bool) -> None:
+    """The bucket is identity + matched template; a route config's `rateLimit` replaces the
+    tier's limit. Sets the headers (429 included) and raises 429 when there is no room."""
+    config = route_config_of(request)
+    limit = config.rate_limit if config is not None and config.rate_limit else tier_limit
+    decision = await request.app[RATE_LIMITER].hit(
+        f"rl:{identity}:{matched_template(request)}", limit, record=record)
+    if decision is None:
+        return
+    request[RESPONSE_HEADERS].update(decision.headers())
+    if not decision.allowed:
+        raise TooManyRequests(
+            f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
+            retry_after=decision.retry_after_s)
 
 
 async def check_address_tier(request: web.Request) -> None:
     """The pre-check of API.md section 13.1: before a credential lookup that costs a remote
     call, the client address's tier for this route must still have room (looked at, not
     recorded); otherwise 429 now, and the lookup is never made."""
-    settings = state_of(request).settings
-    limit = settings.rate_limit_ip
-    config = route_config_of(request)
-    if config is not None and config.rate_limit:
-        limit = config.rate_limit
-    address = state_of(request).client_address.of(request)
-    decision = await request.app[RATE_LIMITER].hit(
-        f"rl:ip:{address}:{matched_template(request)}", limit, record=False)
-    if decision is not None and not decision.allowed:
-        request[RESPONSE_HEADERS].update(decision.headers())
-        raise TooManyRequests(
-            f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
-            retry_after=decision.retry_after_s)
+    await _decide(request, *address_identity(request), record=False)
 
 
 @web.middleware
 async def rate_limiter(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    if is_exempt(request):
-        return await handler(request)
-    identity, limit = identity_and_limit(request)
-    config = route_config_of(request)
-    if config is not None and config.rate_limit:
-        limit = config.rate_limit
-    template = matched_template(request)
-    decision = await request.app[RATE_LIMITER].hit(f"rl:{identity}:{template}", limit)
-    if decision is None:
-        return await handler(request)
-    request[RESPONSE_HEADERS].update(decision.headers())  # on every response, 429 included
-    if not decision.allowed:
-        raise TooManyRequests(
-            f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
-            retry_after=decision.retry_after_s)
+    if not is_exempt(request):
+        await _decide(request, *identity_and_limit(request), record=True)
     return await handler(request)

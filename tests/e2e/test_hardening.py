@@ -44,10 +44,15 @@ def fresh_limits(redis_test_db: str):
     clear_limits(redis_test_db)
 
 
-def rpc_calls(gw: Stack, service: str, operation: str) -> int:
-    """How often `operation` was served, from the service's own metrics."""
+def metrics_of(gw: Stack, service: str) -> str:
+    """The service's own Prometheus metrics."""
     url = f"http://127.0.0.1:{gw.port(service)}/metrics"
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return urllib.request.urlopen(url, timeout=5).read().decode()
+
+
+def rpc_calls(gw: Stack, service: str, operation: str) -> int:
+    """How often `operation` was served."""
+    text = metrics_of(gw, service)
     return sum(int(float(n)) for n in re.findall(
         rf'^rpc_server_seconds_count{{[^}}]*operation="{re.escape(operation)}"[^}}]*}} (\S+)$',
         text, re.M))
@@ -83,9 +88,7 @@ def test_item_11_deeply_nested_json_is_a_400_not_a_500(gw: Stack, alice: Client)
 
 
 def metric_total(gw: Stack, service: str, name: str) -> float:
-    url = f"http://127.0.0.1:{gw.port(service)}/metrics"
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    found = re.search(rf"^{re.escape(name)} (\S+)$", metrics_of(gw, service), re.M)
     return float(found.group(1)) if found else 0.0
 
 
@@ -203,8 +206,7 @@ def test_item_03_metrics_are_off_the_public_port_and_name_no_upstream(
 
     assert eventually(lambda: status_of("/metered") != 404)  # served by the upstream
     assert status_of("/metrics") == 404
-    text = urllib.request.urlopen(
-        f"http://127.0.0.1:{gw.port('gateway_status')}/metrics", timeout=5).read().decode()
+    text = metrics_of(gw, "gateway_status")
     assert "gateway_request_seconds_bucket" in text
     assert secret not in text and f":{upstream.port}" not in text
     assert f'route_config="{config["id"]}"' in text

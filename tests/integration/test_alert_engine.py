@@ -11,7 +11,7 @@ import aio_pika
 import pytest
 
 from analytics_svc.alert_engine import AlertEngine, Lease
-from analytics_svc.alert_store import AlertRule, AlertStore
+from analytics_svc.alert_store import AlertRule, AlertStore, EventFilter
 from analytics_svc.store import RollupStore
 from contracts.events import EventPublisher
 from contracts.identity import Caller, Role
@@ -129,14 +129,8 @@ async def test_cool_down_is_respected_across_ticks(
     assert [e.rule_id for e in fired].count(chatty.id) == 4
     later = await engine.tick(now + timedelta(seconds=61))
     assert quiet.id in [e.rule_id for e in later]
-    listed = await alert_store.events(OWNER, _everything(), limit=100, offset=0)
+    listed = await alert_store.events(OWNER, EventFilter(), limit=100, offset=0)
     assert listed["total"] == 7
-
-
-def _everything():
-    from analytics_svc.alert_store import EventFilter
-
-    return EventFilter()
 
 
 async def test_two_engines_store_one_event_per_breach(
