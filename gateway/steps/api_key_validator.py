@@ -1,6 +1,6 @@
 """Step 5: `X-API-Key` -> SHA-256 -> Redis cache -> project service (gateway.api_keys).
 
-A valid key selects the API-key rate-limit tier and authenticates upstream routes of its
+A valid key selects the API-key rate-limit tier on, and authenticates, the upstream routes of its
 project; it never replaces a Bearer token on platform endpoints. An invalid, revoked or
 expired key is refused with 403 at the access gate, after the rate limiter counted it under
 the client's address. A key not in the cache costs an RPC, so before asking the project service

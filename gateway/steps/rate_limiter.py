@@ -172,10 +172,15 @@ def address_identity(request: web.Request) -> tuple[str, int]:
 
 
 def identity_and_limit(request: web.Request) -> tuple[str, int]:
-    """First that applies: a valid API key, a valid Bearer token, the client address."""
+    """First that applies: a valid API key of the matched route config's project, a valid
+    Bearer token, the client address. A key gives no tier anywhere else (API.md section
+    13.1): minted keys must not lift the limits of public auth endpoints or of other
+    tenants' routes. Public endpoints ignore the Bearer header, so there the address's tier
+    is the ceiling whatever credentials are sent."""
     settings = state_of(request).settings
     key = request.get(API_KEY)
-    if key is not None:
+    config = route_config_of(request)
+    if key is not None and config is not None and key["projectId"] == config.project_id:
         return f"apikey:{key['id']}", settings.rate_limit_api_key
     caller = request.get(CALLER)
     if caller is not None:

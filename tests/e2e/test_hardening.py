@@ -324,3 +324,33 @@ def test_item_07_projects_and_keys_are_capped(gw: Stack):
                  409, "CONFLICT", "API key limit reached (20)")
     minter.ok("DELETE", f"/api/v1/keys/{keys[0]['id']}")  # a revoked key frees its place
     minter.ok("POST", f"/api/v1/projects/{project}/keys", {"name": "k20"}, status=201)
+
+
+def test_item_07_a_key_gives_its_tier_only_on_its_own_projects_routes(
+        gw: Stack, alice: Client, bob: Client, upstream, fresh_limits):
+    from tests.e2e.helpers import eventually, project_with_route
+
+    own_prefix, other_prefix = f"/own-{secrets.token_hex(4)}", f"/other-{secrets.token_hex(4)}"
+    project, _ = project_with_route(gw, alice.token, upstream, f"{own_prefix}/:x")
+    project_with_route(gw, bob.token, upstream, f"{other_prefix}/:x")  # anonymous, bob's
+    key = alice.ok("POST", f"/api/v1/projects/{project}/keys", {"name": "tier"},
+                   status=201)["key"]
+    sent = {"X-API-Key": key}
+
+    def limit_of(path: str, method: str = "GET", body=None) -> str:
+        status, _, headers = call(gw, method, path, body, headers=sent)
+        assert status != 429, path
+        return headers["X-RateLimit-Limit"]
+
+    assert eventually(lambda: call(gw, "GET", f"{other_prefix}/up")[0] == 200)
+    assert eventually(lambda: call(gw, "GET", f"{own_prefix}/up", headers=sent)[0] == 200)
+    key_tier = limit_of(f"{own_prefix}/a")
+    assert int(key_tier) > IP_LIMIT
+    # another tenant's anonymous route and the public auth endpoints: the address's tier
+    assert limit_of(f"{other_prefix}/a") == str(IP_LIMIT)
+    forgot = "/api/v1/auth/forgot-password"
+    assert limit_of(forgot, "POST", {"email": "nobody@example.com"}) == str(IP_LIMIT)
+    # a ceiling whatever credentials are sent: a key and a Bearer token together
+    statuses = [call(gw, "POST", forgot, {"email": "nobody@example.com"}, alice.token,
+                     headers=sent)[0] for _ in range(IP_LIMIT)]
+    assert 429 in statuses, statuses
