@@ -199,6 +199,7 @@ def main() -> int:
         **os.environ, "APP_ENV": "test", "LOG_LEVEL": "WARNING",
         "AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
         "REDIS_URL": "redis://127.0.0.1:6379/12", "MONGO_DB": "gateway_bench",
+        "CACHE_REDIS_URL": "redis://127.0.0.1:6380/12",
         "AUTH_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_auth_bench",
         "PROJECT_DATABASE_URL":
             "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project_bench",
@@ -220,7 +221,8 @@ def main() -> int:
     asyncio.run(recreate_database(env["ANALYTICS_DATABASE_URL"]))
     import redis
 
-    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    for url in (env["REDIS_URL"], env["CACHE_REDIS_URL"]):
+        redis.Redis.from_url(url).flushdb()
     import pymongo
 
     pymongo.MongoClient(env.get("MONGO_URL", "mongodb://127.0.0.1:27017")).drop_database(

@@ -32,6 +32,9 @@ class Settings:
     log_level: str
     amqp_url: str
     redis_url: str
+    cache_redis_url: str
+    cache_max_body_bytes: int
+    cache_project_budget_bytes: int
     mongo_url: str
     mongo_db: str
     auth_database_url: str
@@ -96,6 +99,12 @@ def _read(env: Env) -> Settings:
             ["DEBUG", "INFO", "WARNING", "ERROR"])),
         amqp_url=env.str("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
         redis_url=env.str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # the response cache's own Redis instance, with maxmemory and an LRU policy
+        cache_redis_url=env.str("CACHE_REDIS_URL", "redis://127.0.0.1:6380/0"),
+        cache_max_body_bytes=env.int("CACHE_MAX_BODY_BYTES", 1024 * 1024,
+                                     validate=Range(min=1, max=64 * 1024 * 1024)),
+        cache_project_budget_bytes=env.int("CACHE_PROJECT_BUDGET_BYTES", 64 * 1024 * 1024,
+                                           validate=Range(min=1024)),
         mongo_url=env.str("MONGO_URL", "mongodb://127.0.0.1:27017"),
         mongo_db=env.str("MONGO_DB", "gateway"),
         auth_database_url=env.str(

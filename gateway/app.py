@@ -80,7 +80,14 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
                                   ClientAddress(settings.trusted_proxies), route_configs,
                                   api_keys)
         app[RATE_LIMITER] = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
-        app[RESPONSE_CACHE] = ResponseCache(redis)
+        # the cache's own instance (API.md section 13.2): it can never evict limiter keys
+        cache = ResponseCache(
+            Redis(connection_pool=BlockingConnectionPool.from_url(
+                settings.cache_redis_url, max_connections=32, timeout=2,
+                socket_connect_timeout=1, socket_timeout=1)),
+            max_body_bytes=settings.cache_max_body_bytes,
+            project_budget_bytes=settings.cache_project_budget_bytes)
+        app[RESPONSE_CACHE] = cache
         proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private),
                               connect_timeout_s=settings.upstream_connect_timeout_s,
                               total_timeout_s=settings.upstream_timeout_s)
@@ -99,6 +106,7 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         await proxy.close()
         await publisher.close(timeout=settings.shutdown_grace_s)
         await rpc.close()
+        await cache.close()
         await redis.aclose()
         await connection.close()
 

@@ -43,21 +43,26 @@ else
     log "ferretdb: not started by up.sh; leaving it alone"
 fi
 
-# Redis (up.sh starts it with --pidfile; redis removes the file on shutdown)
-if [ -f "$STATE_DIR/redis.pid" ]; then
-    if pid_alive "$STATE_DIR/redis.pid"; then
-        log "redis: stopping"
-        if ! redis-cli -h "$LOCALHOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1; then
-            :  # redis-cli reports an error when the connection drops; check below
+# Redis, both instances (up.sh starts them with --pidfile; redis removes the file on shutdown)
+stop_redis_instance() {
+    local name="$1" port="$2"
+    if [ -f "$STATE_DIR/$name.pid" ]; then
+        if pid_alive "$STATE_DIR/$name.pid"; then
+            log "$name: stopping"
+            if ! redis-cli -h "$LOCALHOST" -p "$port" shutdown nosave >/dev/null 2>&1; then
+                :  # redis-cli reports an error when the connection drops; check below
+            fi
+            if pid_alive "$STATE_DIR/$name.pid"; then
+                stop_pid "$name" "$STATE_DIR/$name.pid" "$(command -v redis-server || true)"
+            fi
         fi
-        if pid_alive "$STATE_DIR/redis.pid"; then
-            stop_pid redis "$STATE_DIR/redis.pid" "$(command -v redis-server || true)"
-        fi
+        rm -f "$STATE_DIR/$name.pid"
+    else
+        log "$name: not started by up.sh; leaving it alone"
     fi
-    rm -f "$STATE_DIR/redis.pid"
-else
-    log "redis: not started by up.sh; leaving it alone"
-fi
+}
+stop_redis_instance redis-cache "$CACHE_REDIS_PORT"
+stop_redis_instance redis "$REDIS_PORT"
 
 # RabbitMQ (Debian's rabbitmqctl talks to rabbit@<hostname> with the shared cookie)
 if [ -f "$STATE_DIR/rabbitmq.started" ]; then

@@ -23,6 +23,10 @@ export STATE_DIR
 # Standard loopback ports (fixed: the project's config and tests expect them).
 PG_PORT=5432
 REDIS_PORT=6379
+# the response cache's own instance: maxmemory applies per instance, so the cache can never
+# evict or starve the rate limiter's keys
+CACHE_REDIS_PORT=6380
+CACHE_REDIS_MAXMEMORY="${CACHE_REDIS_MAXMEMORY:-256mb}"
 RABBIT_PORT=5672
 RABBIT_MGMT_PORT=15672
 MONGO_PORT=27017

@@ -29,7 +29,7 @@ install_missing() {
     # psql is needed for the role/database setup and its check, even when reusing.
     have psql || pkgs+=(postgresql-client)
     have curl || pkgs+=(curl)
-    if ! port_open "$REDIS_PORT" && ! have redis-server; then
+    if { ! port_open "$REDIS_PORT" || ! port_open "$CACHE_REDIS_PORT"; } && ! have redis-server; then
         pkgs+=(redis-server)
     fi
     if ! port_open "$RABBIT_PORT" && ! have rabbitmq-server; then
@@ -116,19 +116,29 @@ SQL
 # 2. Redis (no persistence; data dir under the state dir).
 # --------------------------------------------------------------------------
 start_redis() {
-    if port_open "$REDIS_PORT"; then
-        log "redis: reusing server on $LOCALHOST:$REDIS_PORT"
+    start_redis_instance redis "$REDIS_PORT"
+    # the response cache: its own memory ceiling, least recently used entries go first
+    start_redis_instance redis-cache "$CACHE_REDIS_PORT" \
+        --maxmemory "$CACHE_REDIS_MAXMEMORY" --maxmemory-policy allkeys-lru
+}
+
+# start_redis_instance NAME PORT [EXTRA redis-server ARGS...]
+start_redis_instance() {
+    local name="$1" port="$2"
+    shift 2
+    if port_open "$port"; then
+        log "$name: reusing server on $LOCALHOST:$port"
         return 0
     fi
-    have redis-server || die "redis: redis-server not found (install the Debian package redis-server)"
-    mkdir -p "$STATE_DIR/redis"
-    rm -f "$STATE_DIR/redis.pid"
-    log "redis: starting"
-    redis-server --daemonize yes --bind "$LOCALHOST" --port "$REDIS_PORT" \
-        --save "" --appendonly no --dir "$STATE_DIR/redis" \
-        --logfile "$LOG_DIR/redis.log" --pidfile "$STATE_DIR/redis.pid" \
-        || { show_log_tail "$LOG_DIR/redis.log"; die "redis-server failed to start"; }
-    wait_port redis "$REDIS_PORT" 30 "$LOG_DIR/redis.log"
+    have redis-server || die "$name: redis-server not found (install the Debian package redis-server)"
+    mkdir -p "$STATE_DIR/$name"
+    rm -f "$STATE_DIR/$name.pid"
+    log "$name: starting"
+    redis-server --daemonize yes --bind "$LOCALHOST" --port "$port" \
+        --save "" --appendonly no --dir "$STATE_DIR/$name" \
+        --logfile "$LOG_DIR/$name.log" --pidfile "$STATE_DIR/$name.pid" "$@" \
+        || { show_log_tail "$LOG_DIR/$name.log"; die "$name failed to start"; }
+    wait_port "$name" "$port" 30 "$LOG_DIR/$name.log"
 }
 
 # --------------------------------------------------------------------------
@@ -297,4 +307,4 @@ start_ferretdb
 await_rabbitmq
 enable_rabbit_mgmt
 wait_rabbit_mgmt
-log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB)"
+log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 (cache redis://$LOCALHOST:$CACHE_REDIS_PORT/0) | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB)"

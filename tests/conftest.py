@@ -18,6 +18,7 @@ TEST_ENV = {
     "LOG_LEVEL": "WARNING",
     "AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "CACHE_REDIS_URL": "redis://127.0.0.1:6380/15",
     "MONGO_URL": "mongodb://127.0.0.1:27017",
     "MONGO_DB": "gateway_test",
     "AUTH_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_auth_test",
@@ -79,14 +80,15 @@ def mongo_test_db() -> str:
 
 @pytest.fixture(scope="session")
 def redis_test_db() -> str:
-    """The tests' Redis database, emptied once per session (login throttle counters...)."""
+    """The tests' Redis databases (the limiter's instance and the cache's), emptied once per
+    session (login throttle counters, cache entries...)."""
     import redis
 
-    url = os.environ["REDIS_URL"]
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
+    for variable in ("REDIS_URL", "CACHE_REDIS_URL"):
+        client = redis.Redis.from_url(os.environ[variable])
+        client.flushdb()
+        client.close()
+    return os.environ["REDIS_URL"]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import time
@@ -40,7 +41,7 @@ from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.route_configs import RouteConfig
 from gateway.router import route_config_of
 from gateway.state import STATE, state_of
-from gateway.steps.keys import BUFFER_RESPONSE, REQUEST_ID
+from gateway.steps.keys import BUFFER_UP_TO, REQUEST_ID
 
 log = get_logger(__name__)
 
@@ -198,9 +199,24 @@ class UpstreamProxy:
                 self.breakers.failure(upstream)
                 raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
         length = upstream_response.content_length
-        if request.get(BUFFER_RESPONSE) or (length is not None and length <= SMALL_BODY):
-            return await self._buffered(upstream_response, upstream)
-        return await self._streamed(request, upstream_response, upstream)
+        # the response cache wants whole bodies up to its entry limit; larger ones stream by
+        # (and are not stored), so a cacheable route cannot make the gateway hold a huge body
+        whole_up_to = max(SMALL_BODY, request.get(BUFFER_UP_TO, 0))
+        if length is not None:
+            if length <= whole_up_to:
+                return await self._buffered(upstream_response, upstream)
+            return await self._streamed(request, upstream_response, upstream)
+        if BUFFER_UP_TO not in request:
+            return await self._streamed(request, upstream_response, upstream)
+        try:  # no length given: read one byte past the limit to learn which side it is on
+            prefix = await upstream_response.content.readexactly(whole_up_to + 1)
+        except asyncio.IncompleteReadError as short:
+            return await self._buffered(upstream_response, upstream, body=short.partial)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            upstream_response.release()
+            self.breakers.failure(upstream)
+            raise UpstreamError(f"Upstream response failed: {type(exc).__name__}") from None
+        return await self._streamed(request, upstream_response, upstream, prefix=prefix)
 
     def _refusal_of(self, upstream: str) -> str | None:
         """The shape rules, and the address rules for an IP-literal host (aiohttp does not
@@ -219,7 +235,7 @@ class UpstreamProxy:
         return self._verdicts[upstream]
 
     async def _streamed(self, request: web.Request, upstream_response: aiohttp.ClientResponse,
-                        upstream: str) -> web.StreamResponse:
+                        upstream: str, prefix: bytes = b"") -> web.StreamResponse:
         """Chunks go to the client as they arrive: flat memory for any body size. A client
         that goes away is not the upstream's fault and does not count against its breaker."""
         response = web.StreamResponse(status=upstream_response.status,
@@ -231,6 +247,8 @@ class UpstreamProxy:
             response.content_length = upstream_response.content_length
         try:
             await response.prepare(request)
+            if prefix:
+                await response.write(prefix)
             chunks = upstream_response.content.iter_chunked(64 * 1024)
             while True:
                 try:
@@ -252,11 +270,12 @@ class UpstreamProxy:
         self.breakers.success(upstream)
         return response
 
-    async def _buffered(self, upstream_response: aiohttp.ClientResponse, upstream: str
-                        ) -> web.Response:
-        """A whole-body answer, for the response cache to store (cacheable GETs only)."""
+    async def _buffered(self, upstream_response: aiohttp.ClientResponse, upstream: str,
+                        body: bytes | None = None) -> web.Response:
+        """A whole-body answer: small bodies, and those the response cache may store."""
         try:
-            body = await upstream_response.read()
+            if body is None:
+                body = await upstream_response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             self.breakers.failure(upstream)
             raise UpstreamError(f"Upstream response failed: {type(exc).__name__}") from None

@@ -31,5 +31,6 @@ API_KEY = web.RequestKey("api_key", dict[str, Any])
 IDENTITY = web.RequestKey("identity", object)  # contracts.identity.Identity
 # the active route config matching the request (gateway.route_configs.RouteConfig), if any
 ROUTE_CONFIG = web.RequestKey("route_config", object)
-# set by the response cache: the proxy should hand back a whole body (to be stored)
-BUFFER_RESPONSE = web.RequestKey("buffer_response", bool)
+# set by the response cache: the proxy hands back whole bodies up to this many bytes (to be
+# stored); larger ones stream as usual
+BUFFER_UP_TO = web.RequestKey("buffer_up_to", int)

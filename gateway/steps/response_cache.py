@@ -7,9 +7,14 @@
   `updatedAt`, so changing a route config leaves its old entries behind (they expire);
 - 200 only, never for a request with `Range`; never a response with `Cache-Control:
   no-store`/`private`, `Set-Cookie` or a `Vary` on anything but Accept-Encoding;
+- bounded: an entry holds at most `CACHE_MAX_BODY_BYTES`, each project's live entries at most
+  `CACHE_PROJECT_BUDGET_BYTES` (a full budget stores nothing more until entries expire), and
+  the entries live in a Redis instance of their own (`CACHE_REDIS_URL`) whose `maxmemory` and
+  LRU policy can never evict or starve the rate limiter's keys;
 - `X-Cache: HIT|MISS` and `Age`;
-- single flight: of concurrent misses for one key, the one holding a short Redis lock calls
-  the backend; the others wait for its entry (across gateway processes);
+- single flight: concurrent misses for one key in one process share one flight; across
+  processes the flight holding a short Redis lock calls the backend and the others' flights
+  poll for its entry with a growing pause (a handful of reads per flight, never a busy loop);
 - Redis unreachable: no caching, never an error.
 """
 
@@ -19,7 +24,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import orjson
@@ -30,50 +35,126 @@ from redis.exceptions import RedisError
 
 from contracts.logging import get_logger
 from gateway.router import route_config_of
-from gateway.steps.keys import API_KEY, BUFFER_RESPONSE, CALLER
+from gateway.steps.keys import API_KEY, BUFFER_UP_TO, CALLER
 
 log = get_logger(__name__)
 
 LOCK_MS = 5000
-WAIT_STEP_S = 0.02
-MAX_BODY_BYTES = 1024 * 1024
+# pauses of a flight waiting for another process's entry: 20 ms doubling to 320 ms, then
+# 320 ms until the lock's lifetime is over (about 20 reads at most)
+FIRST_WAIT_S, LONGEST_WAIT_S = 0.02, 0.32
+# what an entry costs beyond its body and metadata (key, hash fields, bookkeeping)
+ENTRY_OVERHEAD_BYTES = 256
 NOT_STORED_HEADERS = frozenset({"x-request-id", "x-ratelimit-limit", "x-ratelimit-remaining",
                                 "x-ratelimit-reset", "ratelimit", "ratelimit-policy",
                                 "retry-after", "date", "server", "content-length",
                                 "transfer-encoding", "connection", "x-cache", "age"})
 
 CACHE_LOOKUPS = Counter("gateway_cache_lookups_total", "Response cache lookups", ["result"])
+CACHE_STORES = Counter("gateway_cache_stores_total", "Responses offered to the cache",
+                       ["outcome"])
+
+# KEYS: entry, the project's entry expiries (zset), their sizes (hash), their byte total.
+# ARGV: metadata, body, ttl ms, entry size, the project's budget in bytes.
+# Entries that expired (or were evicted: they stay counted until their expiry, which only
+# makes the budget stricter) leave the total here, a bounded number per call.
+STORE_WITHIN_BUDGET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local total = tonumber(redis.call('GET', KEYS[4]) or '0')
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 256)
+for _, member in ipairs(expired) do
+  total = total - tonumber(redis.call('HGET', KEYS[3], member) or '0')
+  redis.call('HDEL', KEYS[3], member)
+  redis.call('ZREM', KEYS[2], member)
+end
+if total < 0 then total = 0 end
+local size = tonumber(ARGV[4])
+local replaced = tonumber(redis.call('HGET', KEYS[3], KEYS[1]) or '0')
+local stored = 0
+if total - replaced + size <= tonumber(ARGV[5]) then
+  total = total - replaced + size
+  redis.call('HSET', KEYS[1], 'meta', ARGV[1], 'body', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), KEYS[1])
+  redis.call('HSET', KEYS[3], KEYS[1], size)
+  stored = 1
+end
+redis.call('SET', KEYS[4], total)
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
+if last then
+  for i = 2, 4 do redis.call('PEXPIREAT', KEYS[i], last) end
+else
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+end
+return stored
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    status: int
+    headers: list[tuple[str, str]]
+    stored_at: float
+    body: bytes
+
+    @classmethod
+    def of(cls, response: web.Response) -> Entry:
+        return cls(response.status, [(k, v) for k, v in response.headers.items()
+                                     if k.lower() not in NOT_STORED_HEADERS],
+                   time.time(), bytes(response.body or b""))
+
+    def meta(self) -> bytes:
+        return orjson.dumps({"status": self.status, "headers": self.headers,
+                             "storedAt": self.stored_at})
+
+    def response(self) -> web.Response:
+        response = web.Response(status=self.status, body=self.body)
+        for name, value in self.headers:
+            response.headers.add(name, value)
+        response.headers["X-Cache"] = "HIT"
+        response.headers["Age"] = str(max(0, int(time.time() - self.stored_at)))
+        return response
 
 
 class ResponseCache:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, max_body_bytes: int, project_budget_bytes: int) -> None:
         self._redis = redis
+        self._store = redis.register_script(STORE_WITHIN_BUDGET)
+        self.max_body_bytes = max_body_bytes
+        self._budget = project_budget_bytes
+        self._flights: dict[str, asyncio.Future[Entry | None]] = {}
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def get(self, key: str) -> Entry | None:
         try:
-            entry = await self._redis.hgetall(key)
+            fields = await self._redis.hgetall(key)
         except RedisError:
+            CACHE_LOOKUPS.labels("unavailable").inc()
             return None
-        if not entry:
+        if not fields or b"meta" not in fields:
             return None
-        meta = orjson.loads(entry[b"meta"])
-        meta["body"] = entry.get(b"body", b"")
-        return meta
+        meta = orjson.loads(fields[b"meta"])
+        return Entry(meta["status"], [tuple(h) for h in meta["headers"]], meta["storedAt"],
+                     fields.get(b"body", b""))
 
-    async def put(self, key: str, response: web.Response, ttl_s: int) -> None:
-        meta = {
-            "status": response.status,
-            "headers": [(k, v) for k, v in response.headers.items()
-                        if k.lower() not in NOT_STORED_HEADERS],
-            "storedAt": time.time(),
-        }
+    async def put(self, key: str, project_id: str, entry: Entry, ttl_s: int) -> bool:
+        """Stores the entry if the project's budget has room for it."""
+        meta = entry.meta()
+        size = len(entry.body) + len(meta) + len(key) + ENTRY_OVERHEAD_BYTES
+        books = f"gw:cache:project:{project_id}"
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"meta": orjson.dumps(meta), "body": response.body or b""})
-                pipe.expire(key, ttl_s)
-                await pipe.execute()
+            stored = bool(await self._store(
+                keys=[key, f"{books}:expiries", f"{books}:sizes", f"{books}:bytes"],
+                args=[meta, entry.body, ttl_s * 1000, size, self._budget]))
         except RedisError as exc:
             log.warning("response not cached", error=repr(exc))
+            CACHE_STORES.labels("unavailable").inc()
+            return False
+        CACHE_STORES.labels("stored" if stored else "over_budget").inc()
+        return stored
 
     async def lock(self, key: str) -> str | None:
         token = uuid.uuid4().hex
@@ -91,20 +172,42 @@ class ResponseCache:
         except RedisError:
             pass
 
-    async def wait_for(self, key: str) -> dict[str, Any] | None:
-        """Another caller holds the lock: wait for its entry, or for the lock to go."""
+    async def wait_for(self, key: str) -> Entry | None:
+        """Another process holds the lock: its entry, or None once the lock is gone (its
+        response was not storable) or its lifetime is over."""
         until = time.monotonic() + LOCK_MS / 1000
+        pause = FIRST_WAIT_S
         while time.monotonic() < until:
-            await asyncio.sleep(WAIT_STEP_S)
-            entry = await self.get(key)
-            if entry is not None:
-                return entry
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, LONGEST_WAIT_S)
             try:
-                if not await self._redis.exists(f"{key}:lock"):
-                    return None
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hgetall(key)
+                    pipe.exists(f"{key}:lock")
+                    fields, locked = await pipe.execute()
             except RedisError:
                 return None
+            if fields:
+                return await self.get(key)
+            if not locked:
+                return None
         return None
+
+    def flight(self, key: str) -> asyncio.Future[Entry | None] | None:
+        """The flight already under way in this process for `key`, if any."""
+        return self._flights.get(key)
+
+    def start_flight(self, key: str) -> asyncio.Future[Entry | None]:
+        future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        self._flights[key] = future
+        return future
+
+    def end_flight(self, key: str, future: asyncio.Future[Entry | None],
+                   entry: Entry | None) -> None:
+        if self._flights.get(key) is future:
+            del self._flights[key]
+        if not future.done():
+            future.set_result(entry)
 
 
 RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
@@ -142,21 +245,13 @@ def normalised_encoding(request: web.Request) -> str:
     return ",".join(sorted(coding for coding in codings if coding))
 
 
-def _response_from(entry: dict[str, Any]) -> web.Response:
-    response = web.Response(status=entry["status"], body=entry["body"])
-    for name, value in entry["headers"]:
-        response.headers.add(name, value)
-    response.headers["X-Cache"] = "HIT"
-    response.headers["Age"] = str(max(0, int(time.time() - entry["storedAt"])))
-    return response
-
-
-def storable(response: web.StreamResponse) -> bool:
-    """200 only (API.md section 13.2), no cookies, no `no-store`/`private`, and no `Vary`
-    beyond Accept-Encoding (the key holds no other request header)."""
+def storable(response: web.StreamResponse, max_body_bytes: int) -> bool:
+    """200 only (API.md section 13.2), whole and small enough, no cookies, no
+    `no-store`/`private`, and no `Vary` beyond Accept-Encoding (the key holds no other
+    request header)."""
     if not isinstance(response, web.Response) or response.status != 200:
         return False
-    if len(response.body or b"") > MAX_BODY_BYTES or "Set-Cookie" in response.headers:
+    if len(response.body or b"") > max_body_bytes or "Set-Cookie" in response.headers:
         return False
     varies = {name.strip().lower() for value in response.headers.getall("Vary", [])
               for name in value.split(",")} - {"", "accept-encoding"}
@@ -166,6 +261,25 @@ def storable(response: web.StreamResponse) -> bool:
     return "no-store" not in control and "private" not in control
 
 
+async def _fetch(request: web.Request, handler: web.Handler, cache: ResponseCache, key: str,
+                 ttl: int) -> tuple[web.StreamResponse, Entry | None]:
+    """Calls the backend; stores a storable answer. Returns the response and what others
+    waiting for this key may be served (None: they call the backend themselves)."""
+    CACHE_LOOKUPS.labels("miss").inc()
+    request[BUFFER_UP_TO] = cache.max_body_bytes  # whole bodies the cache may store
+    response = await handler(request)
+    entry = None
+    if storable(response, cache.max_body_bytes):
+        entry = Entry.of(response)  # type: ignore[arg-type]
+        config = route_config_of(request)
+        assert config is not None
+        if not await cache.put(key, config.project_id, entry, ttl):
+            entry = None  # over budget: not shared either (each waiter asks for itself)
+    if not response.prepared:
+        response.headers["X-Cache"] = "MISS"
+    return response, entry
+
+
 @web.middleware
 async def response_cache(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     ttl = cache_ttl(request)
@@ -173,24 +287,28 @@ async def response_cache(request: web.Request, handler: web.Handler) -> web.Stre
         return await handler(request)
     cache = request.app[RESPONSE_CACHE]
     key = cache_key(request)
-    token: str | None = None
     entry = await cache.get(key)
     if entry is None:
-        token = await cache.lock(key)
-        if token is None:
-            entry = await cache.wait_for(key)
+        under_way = cache.flight(key)
+        if under_way is not None:  # this process already asks: share its answer
+            entry = await asyncio.shield(under_way)
+            if entry is None:
+                return (await _fetch(request, handler, cache, key, ttl))[0]
     if entry is not None:
         CACHE_LOOKUPS.labels("hit").inc()
-        return _response_from(entry)
-    CACHE_LOOKUPS.labels("miss").inc()
-    request[BUFFER_RESPONSE] = True  # the proxy hands back a whole body it may store
+        return entry.response()
+    flight = cache.start_flight(key)
+    shared: Entry | None = None
+    token = await cache.lock(key)
     try:
-        response = await handler(request)
-        if storable(response):
-            await cache.put(key, response, ttl)  # type: ignore[arg-type]
-        if not response.prepared:
-            response.headers["X-Cache"] = "MISS"
+        if token is None:  # another process asks: wait for its entry
+            shared = await cache.wait_for(key)
+            if shared is not None:
+                CACHE_LOOKUPS.labels("hit").inc()
+                return shared.response()
+        response, shared = await _fetch(request, handler, cache, key, ttl)
         return response
     finally:
+        cache.end_flight(key, flight, shared)
         if token is not None:
             await cache.unlock(key, token)

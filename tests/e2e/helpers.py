@@ -64,6 +64,8 @@ class Upstream:
         headers = {"X-Upstream": "yes"}
         if "vary" in request.query:  # a response that varies on the named request headers
             headers["Vary"] = request.query["vary"]
+        if "pad" in request.query:  # a body at least this many bytes long
+            record["pad"] = "x" * int(request.query["pad"])
         return web.json_response(record, headers=headers)
 
     async def _counted(self, request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from tests.e2e.conftest import Stack
 from tests.e2e.helpers import Client, assert_error, call, raw
 
 IP_LIMIT = 20
+CACHE_MAX_BODY, CACHE_BUDGET = 16 * 1024, 64 * 1024
 
 
 def clear_limits(redis_url: str) -> None:
@@ -34,7 +35,8 @@ def gw_settings(redis_test_db: str) -> dict[str, str]:
     they hold the requests of earlier modules, made under a much higher limit."""
     clear_limits(redis_test_db)
     return {"RATE_LIMIT_IP": str(IP_LIMIT), "MAX_PROJECTS_PER_USER": "50",
-            "MAX_KEYS_PER_PROJECT": "20"}
+            "MAX_KEYS_PER_PROJECT": "20", "CACHE_MAX_BODY_BYTES": str(CACHE_MAX_BODY),
+            "CACHE_PROJECT_BUDGET_BYTES": str(CACHE_BUDGET)}
 
 
 @pytest.fixture
@@ -354,3 +356,68 @@ def test_item_07_a_key_gives_its_tier_only_on_its_own_projects_routes(
     statuses = [call(gw, "POST", forgot, {"email": "nobody@example.com"}, alice.token,
                      headers=sent)[0] for _ in range(IP_LIMIT)]
     assert 429 in statuses, statuses
+
+
+def test_item_04_a_tenant_cannot_fill_the_cache_or_starve_the_limiter(
+        gw: Stack, alice: Client, bob: Client, upstream):
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+
+    from tests.e2e.helpers import eventually, project_with_route
+
+    prefix = f"/fill-{secrets.token_hex(4)}"
+    project_with_route(gw, alice.token, upstream, f"{prefix}/:x", cacheTTL=86400,
+                       rateLimit=10000)  # the module's address tier is small
+    other = f"/fill-{secrets.token_hex(4)}"
+    project_with_route(gw, bob.token, upstream, f"{other}/:x", cacheTTL=86400,
+                       rateLimit=10000)
+    assert eventually(lambda: call(gw, "GET", f"{prefix}/up")[0] == 200)
+    assert eventually(lambda: call(gw, "GET", f"{other}/up")[0] == 200)
+
+    def x_cache(path: str) -> str:
+        status, _, headers = call(gw, "GET", path)
+        assert status == 200, (path, status)
+        return headers["X-Cache"]
+
+    # entries live in the cache's own instance, bounded and LRU, never beside the limiter
+    assert [x_cache(f"{prefix}/a"), x_cache(f"{prefix}/a")] == ["MISS", "HIT"]
+    limiter = redis.Redis.from_url(os.environ["REDIS_URL"])
+    cache = redis.Redis.from_url(os.environ["CACHE_REDIS_URL"])
+    assert not list(limiter.scan_iter("gw:cache:*", count=1000))
+    assert list(cache.scan_iter("gw:cache:*", count=1000))
+    settings = cache.config_get("maxmemory*")
+    assert int(settings["maxmemory"]) > 0 and settings["maxmemory-policy"].endswith("lru")
+
+    # a body over CACHE_MAX_BODY_BYTES is never stored
+    big = f"{prefix}/big?pad={CACHE_MAX_BODY + 1000}"
+    assert [x_cache(big), x_cache(big)] == ["MISS", "MISS"]
+    # ever-new query strings stop being stored once the project's budget is spent...
+    paths = [f"{prefix}/q?n={n}&pad=6000" for n in range(24)]
+    assert {x_cache(path) for path in paths} == {"MISS"}
+    hits = [x_cache(path) for path in paths].count("HIT")
+    assert 0 < hits <= CACHE_BUDGET // 6000, hits
+    # ...and only that project's: another one still caches
+    assert [x_cache(f"{other}/q?pad=6000"), x_cache(f"{other}/q?pad=6000")] == ["MISS", "HIT"]
+
+    # concurrent misses for one key wait without polling Redis every few milliseconds
+    name = f"wait{secrets.token_hex(4)}"
+    project_with_route(gw, alice.token, upstream, f"/counted/{name}", cacheTTL=60,
+                       rateLimit=10000)
+    assert eventually(lambda: call(gw, "GET", f"/counted/{name}?warm=1")[0] == 200)
+
+    def commands() -> int:
+        """Cache reads and lock checks, in both instances (the old code used the limiter's)."""
+        return sum(client.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0)
+                   for client in (limiter, cache) for name in ("hgetall", "exists"))
+
+    calls_before, commands_before = upstream.counts[name], commands()
+    with ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(lambda _: call(gw, "GET", f"/counted/{name}")[0], range(40)))
+    assert statuses == [200] * 40
+    assert upstream.counts[name] - calls_before == 1
+    spent = commands() - commands_before
+    assert spent < 200, spent  # one per request; polling every 20 ms: ~1,200
+    limiter.close()
+    cache.close()
