@@ -43,7 +43,8 @@ class AuthComponent:
         self._pool = await open_database(settings)
         self._redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1,
                                      socket_timeout=1)
-        passwords = Passwords()
+        passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
+                              settings.argon2_parallelism)
         await passwords.start()
         self._mailer = Mailer(settings.smtp_url, settings.mail_from)
         await self._mailer.start()

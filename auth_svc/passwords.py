@@ -1,4 +1,5 @@
-"""argon2id password hashing (argon2-cffi defaults), always in a worker thread.
+"""argon2id password hashing (cost from settings: RFC 9106 in production), always in a worker
+thread.
 
 A login for an unknown email verifies against a dummy hash, so it costs what a wrong password
 costs and the two cannot be told apart by timing.
@@ -10,14 +11,18 @@ import asyncio
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.profiles import RFC_9106_LOW_MEMORY
 from prometheus_client import Counter
 
 PASSWORD_HASHES = Counter("password_hashes_total", "argon2 hashes computed (new passwords)")
 
 
 class Passwords:
-    def __init__(self) -> None:
-        self._hasher = PasswordHasher()
+    def __init__(self, time_cost: int = RFC_9106_LOW_MEMORY.time_cost,
+                 memory_kib: int = RFC_9106_LOW_MEMORY.memory_cost,
+                 parallelism: int = RFC_9106_LOW_MEMORY.parallelism) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                                      parallelism=parallelism)
         self._dummy_hash: str | None = None
 
     async def start(self) -> None:

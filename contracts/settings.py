@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from argon2.profiles import RFC_9106_LOW_MEMORY as ARGON2_RFC_9106
 from environs import Env, EnvError
 from marshmallow import ValidationError
 from marshmallow.validate import Length, OneOf, Range
@@ -75,6 +76,9 @@ class Settings:
     alert_interval_ms: int
     max_projects_per_user: int
     max_keys_per_project: int
+    argon2_time_cost: int
+    argon2_memory_kib: int
+    argon2_parallelism: int
     monitor_max_events_per_s: int
     monitor_max_sockets_per_user: int
 
@@ -176,6 +180,15 @@ def _read(env: Env) -> Settings:
         # Caps against minting identities to escape rate limits (API.md section 13.1).
         max_projects_per_user=env.int("MAX_PROJECTS_PER_USER", 50, validate=Range(min=1)),
         max_keys_per_project=env.int("MAX_KEYS_PER_PROJECT", 20, validate=Range(min=1)),
+        # argon2id cost: RFC 9106's second recommended option (argon2-cffi's defaults). The
+        # test profile lowers it (the suite registers and logs in thousands of times on two
+        # cores); production refuses anything weaker than the defaults.
+        argon2_time_cost=env.int("ARGON2_TIME_COST", ARGON2_RFC_9106.time_cost,
+                                 validate=Range(min=1, max=100)),
+        argon2_memory_kib=env.int("ARGON2_MEMORY_KIB", ARGON2_RFC_9106.memory_cost,
+                                  validate=Range(min=8, max=4 * 1024 * 1024)),
+        argon2_parallelism=env.int("ARGON2_PARALLELISM", ARGON2_RFC_9106.parallelism,
+                                   validate=Range(min=1, max=64)),
         # Live monitor (API.md section 11): log events per socket per second (the rest are
         # dropped and counted), and sockets per user across all gateways.
         monitor_max_events_per_s=env.int("MONITOR_MAX_EVENTS_PER_S", 50,
@@ -187,6 +200,13 @@ def _read(env: Env) -> Settings:
         env.seal()
     except EnvError as exc:
         raise SettingsError(f"invalid configuration: {exc}") from None
+    if app_env == "production" and (
+            values["argon2_time_cost"] < ARGON2_RFC_9106.time_cost
+            or values["argon2_memory_kib"] < ARGON2_RFC_9106.memory_cost):
+        raise SettingsError(
+            "ARGON2_TIME_COST / ARGON2_MEMORY_KIB are below RFC 9106's recommendation "
+            f"({ARGON2_RFC_9106.time_cost} / {ARGON2_RFC_9106.memory_cost}); cheaper password "
+            "hashes are for the test profile only")
     return Settings(**values)
 
 

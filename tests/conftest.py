@@ -34,6 +34,11 @@ TEST_ENV = {
     # the e2e modules' shared users create many projects; the hardening tests set the caps
     "MAX_PROJECTS_PER_USER": "100000",
     "MAX_KEYS_PER_PROJECT": "100000",
+    # cheap password hashes: the suite registers and logs in thousands of times on two cores
+    # (production refuses these; tests/unit/test_settings.py)
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_KIB": "1024",
+    "ARGON2_PARALLELISM": "1",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)

@@ -5,7 +5,8 @@ from contracts.settings import DEV_SECRETS, SettingsError, load_settings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("APP_ENV", "ACCESS_TOKEN_SECRET", "ALERT_SECRET", "GATEWAY_PORT"):
+    for name in ("APP_ENV", "ACCESS_TOKEN_SECRET", "ALERT_SECRET", "GATEWAY_PORT",
+                 "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB", "ARGON2_PARALLELISM"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -33,6 +34,21 @@ def test_production_with_real_secrets(monkeypatch):
     monkeypatch.setenv("ALERT_SECRET", "y" * 20)
     settings = load_settings()
     assert settings.is_production and settings.access_token_secret == "x" * 40
+
+
+def test_production_refuses_cheap_password_hashes(monkeypatch):
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET", "x" * 40)
+    monkeypatch.setenv("ALERT_SECRET", "y" * 20)
+    settings = load_settings()
+    assert (settings.argon2_time_cost, settings.argon2_memory_kib) == (3, 65536)
+    for name, cheap in (("ARGON2_TIME_COST", "1"), ("ARGON2_MEMORY_KIB", "1024")):
+        monkeypatch.setenv(name, cheap)
+        with pytest.raises(SettingsError, match="RFC 9106"):
+            load_settings()
+        monkeypatch.setenv("APP_ENV", "test")
+        assert getattr(load_settings(), name.lower()) == int(cheap)
+        monkeypatch.delenv("APP_ENV")
+        monkeypatch.delenv(name)
 
 
 def test_development_has_defaults_for_everything(monkeypatch):
