@@ -1,4 +1,9 @@
-"""The reference: a bare aiohttp reverse proxy that only forwards (no auth, limits or logs)."""
+"""The reference: a bare aiohttp reverse proxy that only forwards (no auth, limits or logs).
+
+`ref_proxy.py PORT UPSTREAM [--reuse-port]`: with --reuse-port the listening socket is
+bound with SO_REUSEPORT, so several of these processes can serve one port (the kernel
+spreads connections), as the gateway's workers do with GATEWAY_WORKERS > 1.
+"""
 
 import sys
 
@@ -7,6 +12,7 @@ import uvloop
 from aiohttp import web
 
 UPSTREAM = sys.argv[2]
+REUSE_PORT = "--reuse-port" in sys.argv[3:]
 
 
 async def on_startup(app: web.Application) -> None:
@@ -31,4 +37,4 @@ app.router.add_get("/{tail:.*}", forward)
 
 if __name__ == "__main__":
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
-                loop=uvloop.new_event_loop())
+                reuse_port=REUSE_PORT, loop=uvloop.new_event_loop())
