@@ -8,13 +8,13 @@ from aiohttp import web
 
 from contracts.messages import AlertEmitted
 from contracts.timeutil import iso_now
+from gateway.context import context_of
 from gateway.responses import json_response
 from gateway.state import state_of
-from gateway.steps.keys import BODY
 
 
 async def emit_alert(request: web.Request) -> web.Response:
-    body = request[BODY]
+    body = context_of(request).body
     state_of(request).publisher.publish(AlertEmitted(
         type=body.get("type"), severity=body["severity"], message=body["message"],
         value=body.get("value"), threshold=body.get("threshold"), service=body.get("service"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -40,6 +41,18 @@ def cache_key(digest: str) -> str:
     return f"gw:apikey:{digest}"
 
 
+@dataclass(frozen=True, slots=True)
+class ValidKey:
+    """A key the project service vouched for (not revoked, not expired)."""
+    id: str
+    project_id: str
+    owner_id: str | None
+
+    @classmethod
+    def of(cls, wire: dict[str, Any]) -> ValidKey:
+        return cls(wire["id"], wire["projectId"], wire.get("ownerId"))
+
+
 class ApiKeys:
     def __init__(self, redis: Redis, rpc: RpcClient) -> None:
         self._redis = redis
@@ -47,8 +60,8 @@ class ApiKeys:
 
     async def verify(self, raw: str, deadline_ms: int | None = None,
                      before_remote: Callable[[], Awaitable[None]] | None = None
-                     ) -> dict[str, Any]:
-        """The key's `{id, projectId, userId, ownerId, expiresAt}`; 403 with the reason.
+                     ) -> ValidKey:
+        """The valid key; 403 with the reason.
         `before_remote` runs before the verdict is asked of the project service (on a cache
         miss) and may refuse the request instead."""
         if not KEY_FORMAT.fullmatch(raw):  # costs no hash, no cache lookup, no RPC
@@ -68,7 +81,7 @@ class ApiKeys:
         key = verdict["key"]
         if key.get("expiresAt") and key["expiresAt"] <= iso_now():
             raise Forbidden("Key expired")
-        return key
+        return ValidKey.of(key)
 
     async def forget(self, digests: list[str], reason: str = "Key revoked") -> None:
         """Replace cached verdicts with a refusal (not a delete: a verify already in flight

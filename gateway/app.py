@@ -22,7 +22,7 @@ from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_
 from gateway.health import health, metrics
 from gateway.monitor.hub import MONITOR_HUB, MonitorHub
 from gateway.monitor.page import add_monitor_page
-from gateway.pipeline import MIDDLEWARES
+from gateway.pipeline import PLANS, Plans, pipeline
 from gateway.route_configs import RouteConfigTable
 from gateway.router import CATCH_ALL, add_routes
 from gateway.state import STATE, GatewayState
@@ -50,7 +50,8 @@ async def start_status_listener(settings: Settings) -> web.AppRunner:
 
 
 def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.Application:
-    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=(pipeline,), client_max_size=settings.max_body_bytes)
+    app[PLANS] = Plans()
     app.on_response_prepare.append(add_response_headers)
     app[VERIFIED_TOKENS] = VerifiedTokens()
     add_docs(app, routes)

@@ -8,8 +8,6 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from gateway.steps.keys import CLIENT_IP
-
 
 class ClientAddress:
     def __init__(self, trusted_proxies: Iterable[str]) -> None:
@@ -23,9 +21,6 @@ class ClientAddress:
         return any(ip in network for network in self._trusted)
 
     def of(self, request: web.Request) -> str:
-        cached = request.get(CLIENT_IP)
-        if cached is not None:
-            return cached
         address = request.remote or "unknown"
         if self._trusted and self._is_trusted(address):
             hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
@@ -33,5 +28,4 @@ class ClientAddress:
                 address = hop
                 if not self._is_trusted(hop):
                     break
-        request[CLIENT_IP] = address
         return address

@@ -1,44 +1,163 @@
-"""The gateway's pipeline, in order. This list is the one place that says what runs when.
+"""The gateway's pipeline, in order. This module is the one place that says what runs when.
 
-Numbers follow DESIGN.md section 6. aiohttp runs middlewares outermost first:
-- the event emitter (11) wraps everything so it sees every final response, errors included;
-- the error handler (12) must catch what every inner step raises;
-- steps 4 and 5 only resolve credentials; the access gate refuses bad ones after the rate
-  limiter (7) has counted the request (API.md section 13.1);
-- the forwarder (10) is the route's handler. Step 1 (Swagger UI, OpenAPI) is a set of routes
-  (gateway/docs.py) served through these steps.
+Numbers follow DESIGN.md section 6. Like Kong and APISIX, the gateway does not walk every
+step for every request: `plan_for` decides once per route (and per route config applying
+to it) which steps apply, in this order, and `Plan.run` calls just those as plain
+functions; a step returns something to wait for only when it must wait (a key lookup, the
+limiter's Redis round trip, reading a body). Plans are memoised and derived again whenever
+the route config snapshot changes.
 
-Step 6 (route config resolver) is `gateway.router.route_config_of`, an in-memory lookup
-memoised on the request, because steps 4, 7 and 10 all need its answer.
+ 2  request context: request id, start time, deadline, client address (RequestContext)
+ -  CORS headers; a real preflight is answered at once, neither counted nor logged
+ 6  route config resolver: in memory, before the plan is chosen (gateway.router.matched)
+ -  path guard: no dot segments or encoded slashes, before anything looks at the path
+ 4  authenticator: Bearer JWT -> identity; only on routes that take one (public platform
+    routes ignore the header); a bad token is remembered, not refused yet
+ 5  API key: X-API-Key -> key of a project; a bad key is remembered, not refused yet
+ 7  rate limiter: sliding window per identity and route template (API.md section 13.1);
+    it counts requests with bad credentials under their address, so it runs before ...
+ 4' ... the access gate: bad credentials refused, then the route's role gate, the alert
+    bridge's secret, or an authRequired upstream's key/owner check
+ 8  validator: JSON body, query and path ids against the platform route's schemas
+ 9  response cache: around the handler, on GET routes whose config has cacheTTL > 0
+10  forwarder: the route's handler (RPC to a service, or the upstream proxy)
+ 3  access log line and latency metric, for every answer
+11  `request.completed` event, for every answer except the exempt traffic
+12  error envelope: whatever a step or handler raises becomes the one JSON error answer
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 from aiohttp import web
 
+from contracts.routes import Route
+from gateway.context import RequestContext
+from gateway.route_configs import RouteConfig
+from gateway.router import is_exempt, is_preflight, matched
+from gateway.state import STATE
 from gateway.steps.access_log import access_log
 from gateway.steps.api_key_validator import api_key_validator
-from gateway.steps.authenticator import access_gate, authenticator
-from gateway.steps.cors import cors
-from gateway.steps.error_handler import error_handler
+from gateway.steps.authenticator import (
+    MINIMUM_ROLES,
+    authenticate,
+    authenticate_optionally,
+    refuse_bad_credentials,
+    role_gate,
+    upstream_gate,
+)
+from gateway.steps.cors import cors, preflight_answer
+from gateway.steps.error_handler import error_response
 from gateway.steps.event_emitter import event_emitter
 from gateway.steps.path_guard import path_guard
 from gateway.steps.rate_limiter import rate_limiter
-from gateway.steps.request_context import request_context
+from gateway.steps.request_context import begin
 from gateway.steps.response_cache import response_cache
-from gateway.steps.validator import validator
+from gateway.steps.validator import validator_for
 
-MIDDLEWARES: tuple[web.Middleware, ...] = (
-    request_context,  # 2  X-Request-Id and start time
-    cors,  # -  CORS headers; preflights answered here (API.md section 1.2)
-    event_emitter,  # 11 request.completed for every response, published off the path
-    error_handler,  # 12 the error envelope, around everything below
-    path_guard,  # -  no dot segments or encoded slashes, before anything is matched
-    access_log,  # 3  one structured line per request
-    authenticator,  # 4  Bearer JWT -> caller identity (refusal deferred to the gate)
-    api_key_validator,  # 5  X-API-Key -> key of a project (refusal deferred to the gate)
-    rate_limiter,  # 7  sliding window per identity and route template
-    access_gate,  # 4' refuse bad credentials; role gate
-    validator,  # 8  JSON body, query and path ids against the route's schemas
-    response_cache,  # 9  GET responses of routes with cacheTTL > 0, single flight
-)
+Step = Callable[[RequestContext, web.Request], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    template: str  # method and matched template, or `unmatched`
+    counted: bool  # rate limited, and reported as `request.completed`
+    steps: tuple[Step, ...]
+    cached: bool  # step 9 around the handler
+
+    async def run(self, context: RequestContext, request: web.Request,
+                  handler: web.Handler) -> web.StreamResponse:
+        for step in self.steps:
+            waiting = step(context, request)
+            if waiting is not None:
+                await waiting
+        if self.cached:
+            return await response_cache(context, request, handler)
+        return await handler(request)
+
+
+def plan_for(route: Route | None, config: RouteConfig | None, *, exempt: bool) -> Plan:
+    """The steps that apply to requests that matched `route` (a platform table entry) and
+    `config` (the route config applying to them), in the pipeline's order."""
+    upstream = config if config is not None and config.upstream_url is not None else None
+    method = route.method if route is not None else config.method if config else None
+    path = config.path if config is not None else route.path if route is not None else None
+    template = f"{method} {path}" if path is not None else "unmatched"
+    steps: list[Step] = [path_guard]
+    if exempt:  # the docs, the monitor page, the Socket.IO transport, GET /health
+        if route is not None:
+            steps.append(validator_for(route))
+        return Plan(template, False, tuple(steps), False)
+    if route is not None and route.access in MINIMUM_ROLES:
+        steps.append(authenticate)  # 4
+    elif upstream is not None:
+        steps.append(authenticate_optionally)  # 4
+    steps += [api_key_validator, rate_limiter, refuse_bad_credentials]  # 5, 7, 4'
+    if route is not None:
+        gate = role_gate(route)
+        if gate is not None:
+            steps.append(gate)  # 4'
+        steps.append(validator_for(route))  # 8
+    elif upstream is not None and upstream.auth_required:
+        steps.append(upstream_gate)  # 4'
+    cached = config is not None and config.method == "GET" and bool(config.cache_ttl)
+    return Plan(template, True, tuple(steps), cached)
+
+
+class Plans:
+    """Plans by aiohttp route and applying route config, derived again when the route
+    config snapshot changes."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[object, int, bool], Plan] = {}
+        self._version = -1
+
+    def of(self, request: web.Request, route: Route | None, config: RouteConfig | None,
+           version: int) -> Plan:
+        if version != self._version:  # the configs the plans were derived from changed
+            self._memo.clear()
+            self._version = version
+        exempt = is_exempt(request)
+        # the snapshot holds every config while its version lasts: their ids are stable
+        key = (getattr(request.match_info, "route", None), id(config), exempt)
+        plan = self._memo.get(key)
+        if plan is None:
+            plan = self._memo[key] = plan_for(route, config, exempt=exempt)
+        return plan
+
+
+PLANS = web.AppKey("plans", Plans)
+
+
+@web.middleware
+async def pipeline(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    state = request.app[STATE]
+    configs = state.route_configs
+    route, config = matched(request, configs)  # 6
+    plan = request.app[PLANS].of(request, route, config, configs.version)
+    context = begin(request, state, route, config, plan.template)  # 2
+    if is_preflight(request):
+        return preflight_answer(request)
+    cors(context, request)
+    status = 500
+    try:
+        response = await plan.run(context, request, handler)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            status = exc.status
+            raise  # redirects are answers, not errors
+        response = error_response(request, context.request_id, exc)  # 12
+        status = response.status
+        return response
+    except Exception as exc:
+        response = error_response(request, context.request_id, exc)  # 12
+        status = response.status
+        return response
+    finally:
+        access_log(context, request, status)  # 3
+        if plan.counted:
+            event_emitter(context, request, status)  # 11

@@ -64,6 +64,9 @@ class RouteConfigTable:
     def __init__(self) -> None:
         self._by_id: dict[str, RouteConfig] = {}
         self._index: dict[tuple[str, int], list[RouteConfig]] = {}
+        # bumped on every change: what was derived from the old snapshot (the pipeline's
+        # plans) is derived again
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -101,3 +104,4 @@ class RouteConfigTable:
         for configs in index.values():
             configs.sort(key=lambda c: c.specificity)
         self._index = index
+        self.version += 1

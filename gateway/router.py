@@ -1,17 +1,15 @@
-"""Registers every route of the table on the aiohttp router, and finds a request's table entry."""
+"""Registers every route of the table on the aiohttp router, and finds what a request matched:
+its table entry and the route config that applies to it (step 6)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
 from aiohttp import web
-from aiohttp.abc import AbstractMatchInfo
 
 from contracts.routes import Route
 from gateway.forwarders.rpc import rpc_handler
-from gateway.route_configs import RouteConfig
-from gateway.state import STATE
-from gateway.steps.keys import ROUTE_CONFIG
+from gateway.route_configs import RouteConfig, RouteConfigTable
 
 ROUTE_OF = web.AppKey("route_of", dict)
 
@@ -42,52 +40,36 @@ EXEMPT_PREFIXES = ("/socket.io/", "/api-docs/", "/monitor/")
 EXEMPT_PATHS = frozenset({"/api-docs", "/monitor"})
 
 
+def is_preflight(request: web.Request) -> bool:
+    """A real CORS preflight; any other OPTIONS counts like any request."""
+    return request.method == "OPTIONS" and "Origin" in request.headers and \
+        "Access-Control-Request-Method" in request.headers
+
+
 def is_exempt(request: web.Request) -> bool:
-    if request.method == "OPTIONS":  # a real CORS preflight only; any other OPTIONS counts
-        return "Origin" in request.headers and \
-            "Access-Control-Request-Method" in request.headers
+    if request.method == "OPTIONS":
+        return is_preflight(request)
     path = request.path
     if path == "/health":
         return request.method in ("GET", "HEAD")
     return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
 
 
-def route_config_of(request: web.Request) -> RouteConfig | None:
-    """Step 6: the active route config for this method and path (in memory, memoised).
+def matched(request: web.Request, configs: RouteConfigTable
+            ) -> tuple[Route | None, RouteConfig | None]:
+    """The table entry the request matched (None: a 404 is coming, or a route config's
+    request on the catch-all) and the active route config that applies (in memory).
 
     A config never reaches past its kind: an upstream config only applies to requests no
     platform or gateway route answers (so no template can shadow `/api/v1/...`, `/health`
     or `/api-docs`), a service config only to a platform route (elsewhere it is inert)."""
-    if ROUTE_CONFIG not in request:
-        config = request.app[STATE].route_configs.match(request.method, request.path)
-        if config is not None:
-            on_catch_all = getattr(request.match_info.route, "name", None) == CATCH_ALL
-            if config.upstream_url is not None and not on_catch_all:
-                config = None
-            elif config.upstream_url is None and route_of(request) is None:
-                config = None
-        request[ROUTE_CONFIG] = config
-    return request[ROUTE_CONFIG]  # type: ignore[return-value]
-
-
-def matched_path(request: web.Request) -> str | None:
-    """The template the request matched: its route config's, else the platform route's
-    (API.md section 13.1); None when it matched neither."""
-    config = route_config_of(request)
+    aiohttp_route = getattr(request.match_info, "route", None)
+    route = request.app[ROUTE_OF].get(aiohttp_route)
+    config = configs.match(request.method, request.path)
     if config is not None:
-        return config.path
-    route = route_of(request)
-    return route.path if route is not None else None
-
-
-def matched_template(request: web.Request) -> str:
-    """Method and matched template, e.g. `GET /api/v1/projects/:id`, or `unmatched`: the
-    rate-limit bucket and the metrics label."""
-    path = matched_path(request)
-    return f"{request.method} {path}" if path is not None else "unmatched"
-
-
-def route_of(request: web.Request) -> Route | None:
-    """The table entry the request matched; None when it matched nothing (a 404 is coming)."""
-    match_info: AbstractMatchInfo = request.match_info
-    return request.app[ROUTE_OF].get(getattr(match_info, "route", None))
+        if config.upstream_url is not None:
+            if getattr(aiohttp_route, "name", None) != CATCH_ALL:
+                config = None
+        elif route is None:
+            config = None
+    return route, config

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -38,10 +39,9 @@ from contracts.errors import (
 )
 from contracts.logging import get_logger
 from contracts.upstream import TargetRefused, UpstreamPolicy
+from gateway.context import context_of
 from gateway.route_configs import RouteConfig
-from gateway.router import route_config_of
 from gateway.state import STATE, state_of
-from gateway.steps.keys import BUFFER_UP_TO, REQUEST_ID
 
 log = get_logger(__name__)
 
@@ -201,12 +201,13 @@ class UpstreamProxy:
         length = upstream_response.content_length
         # the response cache wants whole bodies up to its entry limit; larger ones stream by
         # (and are not stored), so a cacheable route cannot make the gateway hold a huge body
-        whole_up_to = max(SMALL_BODY, request.get(BUFFER_UP_TO, 0))
+        buffer_up_to = context_of(request).buffer_up_to
+        whole_up_to = max(SMALL_BODY, buffer_up_to)
         if length is not None:
             if length <= whole_up_to:
                 return await self._buffered(upstream_response, upstream)
             return await self._streamed(request, upstream_response, upstream)
-        if BUFFER_UP_TO not in request:
+        if not buffer_up_to:
             return await self._streamed(request, upstream_response, upstream)
         try:  # no length given: read one byte past the limit to learn which side it is on
             prefix = await upstream_response.content.readexactly(whole_up_to + 1)
@@ -290,14 +291,15 @@ class UpstreamProxy:
         headers = {k: v for k, v in request.headers.items() if _forwarded(k)}
         state = state_of(request)
         prior = request.headers.get("X-Forwarded-For")
-        client = state.client_address.of(request)
+        context = context_of(request)
+        client = context.client_ip
         headers["X-Forwarded-For"] = f"{prior}, {client}" if prior and (
             client != request.remote) else client
         # the gateway's own public host, not the client's Host header (which the client
         # chooses freely, and an upstream may use to build links)
         headers["X-Forwarded-Host"] = state.public_host
         headers["X-Forwarded-Proto"] = request.scheme
-        headers["X-Request-Id"] = request[REQUEST_ID]
+        headers["X-Request-Id"] = context.request_id
         return headers
 
 
@@ -316,6 +318,7 @@ def upstream_target(upstream: str, raw_path_qs: str) -> URL:
     return target
 
 
+@functools.lru_cache(maxsize=4096)  # header names repeat: decide each spelling once
 def _forwarded(name: str) -> bool:
     lower = name.lower()
     if lower in NOT_FORWARDED or lower.replace("_", "-") in ADDRESS_CLAIMS:
@@ -348,7 +351,7 @@ UPSTREAM_PROXY = web.AppKey("upstream_proxy", UpstreamProxy)
 
 async def proxy_or_not_found(request: web.Request) -> web.StreamResponse:
     """The catch-all route: an upstream route config, or the JSON 404."""
-    config = route_config_of(request)
+    config = context_of(request).config
     if config is None or config.upstream_url is None:
         raise NotFound("Route not found")
     return await request.app[UPSTREAM_PROXY].forward(request, config)

@@ -7,9 +7,9 @@ from aiohttp import web
 from contracts.messages import RpcRequest
 from contracts.names import SERVICES
 from contracts.routes import Route
+from gateway.context import context_of
 from gateway.responses import json_response
 from gateway.state import state_of
-from gateway.steps.keys import BODY, CALLER, DEADLINE_MS, PARAMS, QUERY, REQUEST_ID
 
 
 def rpc_handler(route: Route) -> web.Handler:
@@ -17,13 +17,12 @@ def rpc_handler(route: Route) -> web.Handler:
     queue = SERVICES[route.service].rpc_queue
 
     async def forward(request: web.Request) -> web.StreamResponse:
-        state = state_of(request)
+        context = context_of(request)
         call = RpcRequest(
-            body=request.get(BODY), query=request.get(QUERY, {}),
-            params=request.get(PARAMS, {}), caller=request.get(CALLER),
-            request_id=request[REQUEST_ID], client_ip=state.client_address.of(request))
-        result = await state.rpc.call(queue, route.operation, call,
-                                      deadline_ms=request[DEADLINE_MS])
+            body=context.body, query=context.query, params=context.params,
+            caller=context.caller, request_id=context.request_id, client_ip=context.client_ip)
+        result = await state_of(request).rpc.call(queue, route.operation, call,
+                                                  deadline_ms=context.deadline_ms)
         if result.status == 204:
             return web.Response(status=204)
         return json_response(result.body, status=result.status)

@@ -1,8 +1,8 @@
 """Step 4 (who is calling) and the access gate after step 7 (may they call this route).
 
-Public routes ignore any Authorization header (API.md section 3.2). Elsewhere the header must
-be exactly `Bearer <JWT>`; the token is verified with the algorithm pinned and issuer and
-audience checked (contracts.identity).
+Public routes ignore any Authorization header (API.md section 3.2): the pipeline does not plan
+this step for them. Elsewhere the header must be exactly `Bearer <JWT>`; the token is
+verified with the algorithm pinned and issuer and audience checked (contracts.identity).
 
 A bad credential is not refused here but remembered: the rate limiter (7) must first count
 the request under the client's address (API.md section 13.1), then the access gate refuses it
@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
 from contracts.errors import ApiError, Forbidden, Unauthorized
 from contracts.identity import Identity, Role, verify_access_token
 from contracts.routes import Access, Route
-from gateway.route_configs import RouteConfig
-from gateway.router import route_config_of, route_of
+from gateway.context import RequestContext
 from gateway.state import state_of
-from gateway.steps.keys import API_KEY, AUTH_ERROR, CALLER, IDENTITY
+
+Step = Callable[[RequestContext, web.Request], None]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 VIEWER_MAY_WRITE = frozenset({"auth.logout"})
@@ -35,51 +36,62 @@ MINIMUM_ROLES = {
 }
 
 
-@web.middleware
-async def authenticator(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    bearer = _bearer_use(request)
-    if bearer is not None:
-        try:
-            identity = authenticate(request, state_of(request).settings.access_token_secret)
-        except ApiError as exc:
-            if bearer == "required":
-                request[AUTH_ERROR] = exc
-            # "optional": a bad token on an anonymous upstream is simply not an identity
-        else:
-            request[CALLER] = identity.caller
-            request[IDENTITY] = identity
-    return await handler(request)
+def authenticate(context: RequestContext, request: web.Request) -> None:
+    """Platform routes that take an identity: the Bearer token is required (a bad one is
+    refused at the gate)."""
+    try:
+        context.identity = verify_bearer(request)
+    except ApiError as exc:
+        context.auth_error = exc
 
 
-def _bearer_use(request: web.Request) -> str | None:
-    """"required" on non-public platform routes; on upstream route configs a sent token is
-    read (it may be the owner's, and a valid one selects the user's rate-limit tier), and
-    refused when bad only if the config requires auth; None where it is ignored."""
-    route = route_of(request)
-    if route is not None:
-        return "required" if route.access in MINIMUM_ROLES else None
-    config = route_config_of(request)
-    if config is None or config.upstream_url is None or "Authorization" not in request.headers:
+def authenticate_optionally(context: RequestContext, request: web.Request) -> None:
+    """Upstream route configs: a sent token is read (it may be the owner's, and a valid one
+    selects the user's rate-limit tier); a bad one is refused only if the config requires
+    auth, and otherwise is simply not an identity."""
+    if "Authorization" not in request.headers:
+        return
+    try:
+        context.identity = verify_bearer(request)
+    except ApiError as exc:
+        if context.config is not None and context.config.auth_required:
+            context.auth_error = exc
+
+
+def refuse_bad_credentials(context: RequestContext, _request: web.Request) -> None:
+    """The access gate's first part, on every counted route: a bad token or key (remembered
+    by steps 4 and 5) is refused after the rate limiter counted the request."""
+    if context.auth_error is not None:
+        raise context.auth_error
+
+
+def role_gate(route: Route) -> Step | None:
+    """The access gate's second part for one platform route, decided once per route."""
+    if route.access is Access.ALERT_SECRET:
+        return lambda _context, request: check_alert_secret(request)
+    if route.access is Access.PUBLIC:
         return None
-    return "required" if config.auth_required else "optional"
+
+    def gate(context: RequestContext, request: web.Request) -> None:
+        assert context.identity is not None  # else auth_error was raised
+        authorize(context.identity, route, request.method)
+
+    return gate
 
 
-@web.middleware
-async def access_gate(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    failure = request.get(AUTH_ERROR)
-    if failure is not None:
-        raise failure
-    route = route_of(request)
-    if route is not None:
-        if route.access is Access.ALERT_SECRET:
-            check_alert_secret(request)
-        elif route.access is not Access.PUBLIC:
-            authorize(request[IDENTITY], route, request.method)
-    else:
-        config = route_config_of(request)
-        if config is not None and config.upstream_url and config.auth_required:
-            authorize_upstream(request, config)
-    return await handler(request)
+def upstream_gate(context: RequestContext, _request: web.Request) -> None:
+    """An authRequired upstream takes a key of its project, or the owner's or an admin's
+    Bearer token (API.md section 6.4)."""
+    config = context.config
+    assert config is not None
+    key = context.api_key
+    if key is not None and key.project_id == config.project_id:
+        return
+    identity = context.identity
+    if identity is not None and (identity.role is Role.ADMIN
+                                 or identity.user_id == config.owner_id):
+        return
+    raise Unauthorized("A valid API key of this project or its owner's token is required")
 
 
 def check_alert_secret(request: web.Request) -> None:
@@ -88,19 +100,6 @@ def check_alert_secret(request: web.Request) -> None:
     expected = state_of(request).settings.alert_secret.encode()
     if not hmac.compare_digest(sent, expected):
         raise Unauthorized("Invalid alert secret")
-
-
-def authorize_upstream(request: web.Request, config: RouteConfig) -> None:
-    """An authRequired upstream takes a key of its project, or the owner's or an admin's
-    Bearer token (API.md section 6.4)."""
-    key = request.get(API_KEY)
-    if key is not None and key["projectId"] == config.project_id:
-        return
-    identity = request.get(IDENTITY)
-    if identity is not None and (identity.role is Role.ADMIN
-                                 or identity.user_id == config.owner_id):
-        return
-    raise Unauthorized("A valid API key of this project or its owner's token is required")
 
 
 class VerifiedTokens:
@@ -128,11 +127,12 @@ class VerifiedTokens:
 VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 
 
-def authenticate(request: web.Request, secret: str) -> Identity:
+def verify_bearer(request: web.Request) -> Identity:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:]:
         raise Unauthorized("Missing or invalid Authorization header")
-    return request.app[VERIFIED_TOKENS].verify(secret, header[7:])
+    return request.app[VERIFIED_TOKENS].verify(
+        state_of(request).settings.access_token_secret, header[7:])
 
 
 def authorize(identity: Identity, route: Route, method: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.steps.keys import RESPONSE_HEADERS
+from gateway.context import RequestContext
 
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 DEFAULT_ALLOWED_HEADERS = "Content-Type, Authorization"
@@ -14,21 +14,23 @@ EXPOSED_HEADERS = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, 
 MAX_AGE_S = "600"
 
 
-@web.middleware
-async def cors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+def preflight_answer(request: web.Request) -> web.Response:
+    """The answer to a real preflight (gateway.router.is_preflight)."""
+    return web.Response(status=204, headers={
+        "Access-Control-Allow-Origin": request.headers["Origin"],
+        "Access-Control-Allow-Credentials": "true", "Vary": "Origin",
+        "Access-Control-Allow-Methods": ALLOWED_METHODS,
+        "Access-Control-Allow-Headers": request.headers.get(
+            "Access-Control-Request-Headers", DEFAULT_ALLOWED_HEADERS),
+        "Access-Control-Max-Age": MAX_AGE_S,
+    })
+
+
+def cors(context: RequestContext, request: web.Request) -> None:
     origin = request.headers.get("Origin")
-    if origin is None:
-        return await handler(request)
-    headers = {"Access-Control-Allow-Origin": origin,
-               "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        return web.Response(status=204, headers={
-            **headers,
-            "Access-Control-Allow-Methods": ALLOWED_METHODS,
-            "Access-Control-Allow-Headers": request.headers.get(
-                "Access-Control-Request-Headers", DEFAULT_ALLOWED_HEADERS),
-            "Access-Control-Max-Age": MAX_AGE_S,
-        })
-    request[RESPONSE_HEADERS].update(
-        {**headers, "Access-Control-Expose-Headers": EXPOSED_HEADERS})
-    return await handler(request)
+    if origin is not None:
+        headers = context.response_headers
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Allow-Credentials"] = "true"
+        headers["Vary"] = "Origin"
+        headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS

@@ -1,7 +1,7 @@
 """Step 12: every failure becomes the one JSON envelope (API.md section 2).
 
-In aiohttp a middleware catches what the steps inside it raise, so this step sits just inside
-the request context and wraps all the others; its number is its place in the original order.
+The pipeline (gateway/pipeline.py) turns what any step or handler raises into this answer;
+the number is this step's place in the original order.
 """
 
 from __future__ import annotations
@@ -18,29 +18,28 @@ from contracts.errors import (
 )
 from contracts.errors import envelope as error_envelope
 from gateway.responses import json_response
-from gateway.steps.keys import REQUEST_ID
 
 log = structlog.get_logger(__name__)
 
 
-@web.middleware
-async def error_handler(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def error_response(request: web.Request, request_id: str | None,
+                   exc: Exception) -> web.Response:
+    """The envelope for what a step or handler raised; called in its `except` block (re-raises
+    redirects: they are answers, not errors)."""
+    if isinstance(exc, ApiError):
         error = exc
-    except web.HTTPException as exc:
+    elif isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise  # redirects are answers, not errors
+            raise exc
         error = _from_http_exception(exc)
-    except Exception:
+    else:
         log.exception("unhandled error", method=request.method, path=request.path)
         error = InternalError()
-    return render(request, error)
+    return render(error, request_id)
 
 
-def render(request: web.Request, error: ApiError) -> web.Response:
-    body = error_envelope(error, request.get(REQUEST_ID))
+def render(error: ApiError, request_id: str | None) -> web.Response:
+    body = error_envelope(error, request_id)
     headers = dict(error.headers)
     if error.retry_after is not None and error.status == 429:
         headers["Retry-After"] = str(error.retry_after)

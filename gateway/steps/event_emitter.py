@@ -16,26 +16,8 @@ from aiohttp import web
 
 from contracts.messages import RequestCompleted, RequestError
 from contracts.timeutil import to_iso
-from gateway.router import is_exempt, matched_path, route_config_of
+from gateway.context import RequestContext
 from gateway.state import state_of
-from gateway.steps.keys import API_KEY, CALLER, REQUEST_ID, STARTED
-
-
-@web.middleware
-async def event_emitter(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    if is_exempt(request):
-        return await handler(request)
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:  # redirects and the like pass through as exceptions
-        status = exc.status
-        raise
-    finally:
-        state_of(request).publisher.publish(completed_event(request, status))
-
 
 # Query parameters whose values are secrets (one-time links, tokens, keys): logged as REDACTED
 # (API.md section 7.1), so they never reach the logs, analytics or monitor clients.
@@ -59,37 +41,48 @@ def redacted_path(request: web.Request) -> str:
     return f"{path}?{'&'.join(parts)}"
 
 
-def completed_event(request: web.Request, status: int) -> RequestCompleted:
-    started = request[STARTED]
-    config = route_config_of(request)
-    caller = request.get(CALLER)
-    key = request.get(API_KEY)
+def completed_event(context: RequestContext, request: web.Request, status: int
+                    ) -> RequestCompleted:
+    config = context.config
+    key = context.api_key
+    identity = context.identity
     # Attributed to the matched route config's project, else to the key's (API.md 7.1): a
     # key of another project must not move a request out of the route owner's view.
-    project_id = config.project_id if config else key["projectId"] if key else None
-    owner_id = config.owner_id if config else key["ownerId"] if key else None
+    project_id = config.project_id if config else key.project_id if key else None
+    owner_id = config.owner_id if config else key.owner_id if key else None
     error = None
     if status >= 400:
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Error"
-        error = RequestError("CLIENT_ERROR" if status < 500 else "INTERNAL", reason)
-    elapsed = time.perf_counter() - started
+        error = _ERROR_OF.get(status)
+        if error is None:
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:
+                reason = "Error"
+            error = _ERROR_OF[status] = RequestError(
+                "CLIENT_ERROR" if status < 500 else "INTERNAL", reason)
+    elapsed = context.elapsed_s()
     return RequestCompleted(
-        request_id=request[REQUEST_ID],
+        request_id=context.request_id,
         timestamp=to_iso(datetime.fromtimestamp(time.time() - elapsed, UTC)),
         method=request.method,
         path=redacted_path(request),
-        route=matched_path(request),
+        route=context.matched_path,
         status_code=status,
         latency=round(elapsed * 1000, 3),
-        ip=state_of(request).client_address.of(request),
-        user_id=caller.user_id if caller else None,
-        api_key_id=key["id"] if key else None,
+        ip=context.client_ip,
+        user_id=identity.user_id if identity else None,
+        api_key_id=key.id if key else None,
         project_id=project_id,
         owner_id=owner_id,
         user_agent=request.headers.get("User-Agent", ""),
         content_length=request.content_length or 0,
         error=error,
     )
+
+
+_ERROR_OF: dict[int, RequestError] = {}
+
+
+def event_emitter(context: RequestContext, request: web.Request, status: int) -> None:
+    """Only appends to the publisher's buffer: the response never waits for the broker."""
+    state_of(request).publisher.publish(completed_event(context, request, status))

@@ -1,6 +1,6 @@
 """Refuse request paths that could leave an upstream's base path (API.md section 6.4): a `.`
 or `..` segment, raw or percent-encoded, or an encoded `/` or `\\`. Checked on the raw path,
-before any route or route config is matched, so no later decoding can turn it into one."""
+before any other step, so no later decoding can turn it into one."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from contracts.errors import BadRequest
+from gateway.context import RequestContext
 
 _ENCODED_SEPARATORS = ("%2f", "%5c")
 
@@ -23,8 +24,6 @@ def unsafe_path(raw_path: str) -> bool:
     return any(unquote(segment) in (".", "..") for segment in path.split("/"))
 
 
-@web.middleware
-async def path_guard(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+def path_guard(_context: RequestContext, request: web.Request) -> None:
     if unsafe_path(request.raw_path):
         raise BadRequest("Request path must not contain '.' or '..' segments or encoded '/'")
-    return await handler(request)

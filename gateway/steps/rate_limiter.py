@@ -16,6 +16,7 @@ import asyncio
 import math
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +27,9 @@ from redis.exceptions import NoScriptError, RedisError
 
 from contracts.errors import ServiceUnavailable, TooManyRequests
 from contracts.logging import get_logger
-from gateway.router import is_exempt, matched_template, route_config_of
+from contracts.settings import Settings
+from gateway.context import RequestContext
 from gateway.state import state_of
-from gateway.steps.keys import API_KEY, CALLER, RESPONSE_HEADERS
 
 log = get_logger(__name__)
 
@@ -36,6 +37,9 @@ WINDOW_MS = 60_000
 
 RATE_LIMIT_DECISIONS = Counter(
     "gateway_rate_limit_decisions_total", "Rate limiter outcomes", ["outcome"])
+# label children bound once, not looked up per request
+ALLOWED, LIMITED, STORE_UNAVAILABLE = (RATE_LIMIT_DECISIONS.labels(outcome) for outcome in (
+    "allowed", "limited", "store_unavailable"))
 
 # KEYS[1] bucket; ARGV: window ms, limit, unique member, now ms ("" = Redis TIME),
 # record ("0": only look, record nothing)
@@ -150,7 +154,7 @@ class RateLimiter:
                 bucket, [WINDOW_MS, limit, uuid.uuid4().hex, "" if now_ms is None else now_ms,
                          "1" if record else "0"])
         except (RedisError, OSError) as exc:
-            RATE_LIMIT_DECISIONS.labels("store_unavailable").inc()
+            STORE_UNAVAILABLE.inc()
             if time.monotonic() - self._last_logged >= self._log_interval_s:
                 self._last_logged = time.monotonic()
                 log.error("rate limiter store unavailable",
@@ -159,61 +163,49 @@ class RateLimiter:
                 raise ServiceUnavailable("Rate limiter unavailable") from None
             return None
         decision = Decision(bool(allowed), limit, int(count), int(oldest), int(now))
-        RATE_LIMIT_DECISIONS.labels("allowed" if decision.allowed else "limited").inc()
+        (ALLOWED if decision.allowed else LIMITED).inc()
         return decision
 
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 
-def address_identity(request: web.Request) -> tuple[str, int]:
-    state = state_of(request)
-    return f"ip:{state.client_address.of(request)}", state.settings.rate_limit_ip
+def tier_limit(context: RequestContext, settings: Settings) -> tuple[str, int]:
+    """The caller's bucket identity and tier limit (gateway.context.RequestContext.who
+    decides who that is)."""
+    who = context.who()
+    if who.kind == "apikey":
+        return str(who), settings.rate_limit_api_key
+    if who.kind == "user":
+        return str(who), settings.rate_limit_user
+    return str(who), settings.rate_limit_ip
 
 
-def identity_and_limit(request: web.Request) -> tuple[str, int]:
-    """First that applies: a valid API key of the matched route config's project, a valid
-    Bearer token, the client address. A key gives no tier anywhere else (API.md section
-    13.1): minted keys must not lift the limits of public auth endpoints or of other
-    tenants' routes. Public endpoints ignore the Bearer header, so there the address's tier
-    is the ceiling whatever credentials are sent."""
-    settings = state_of(request).settings
-    key = request.get(API_KEY)
-    config = route_config_of(request)
-    if key is not None and config is not None and key["projectId"] == config.project_id:
-        return f"apikey:{key['id']}", settings.rate_limit_api_key
-    caller = request.get(CALLER)
-    if caller is not None:
-        return f"user:{caller.user_id}", settings.rate_limit_user
-    return address_identity(request)
-
-
-async def _decide(request: web.Request, identity: str, tier_limit: int, *,
-                  record: bool) -> None:
+async def _decide(context: RequestContext, request: web.Request, identity: str,
+                  tier: int, *, record: bool) -> None:
     """The bucket is identity + matched template; a route config's `rateLimit` replaces the
     tier's limit. Sets the headers (429 included) and raises 429 when there is no room."""
-    config = route_config_of(request)
-    limit = config.rate_limit if config is not None and config.rate_limit else tier_limit
-    decision = await request.app[RATE_LIMITER].hit(
-        f"rl:{identity}:{matched_template(request)}", limit, record=record)
+    config = context.config
+    limit = config.rate_limit if config is not None and config.rate_limit else tier
+    decision = await request.app[RATE_LIMITER].hit(f"rl:{identity}:{context.template}", limit,
+                                                   record=record)
     if decision is None:
         return
-    request[RESPONSE_HEADERS].update(decision.headers())
+    context.response_headers.update(decision.headers())
     if not decision.allowed:
         raise TooManyRequests(
             f"Rate limit exceeded. Try again in {decision.retry_after_s} seconds.",
             retry_after=decision.retry_after_s)
 
 
-async def check_address_tier(request: web.Request) -> None:
+async def check_address_tier(context: RequestContext, request: web.Request) -> None:
     """The pre-check of API.md section 13.1: before a credential lookup that costs a remote
     call, the client address's tier for this route must still have room (looked at, not
     recorded); otherwise 429 now, and the lookup is never made."""
-    await _decide(request, *address_identity(request), record=False)
+    await _decide(context, request, f"ip:{context.client_ip}",
+                  state_of(request).settings.rate_limit_ip, record=False)
 
 
-@web.middleware
-async def rate_limiter(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    if not is_exempt(request):
-        await _decide(request, *identity_and_limit(request), record=True)
-    return await handler(request)
+def rate_limiter(context: RequestContext, request: web.Request) -> Awaitable[None]:
+    return _decide(context, request, *tier_limit(context, state_of(request).settings),
+                   record=True)

@@ -1,4 +1,5 @@
-"""Step 2: a fresh request id and start time for every request; the id on every response.
+"""Step 2: a fresh request id, start time and deadline for every request, in its context; the
+id on every response.
 
 Any incoming X-Request-Id is ignored (API.md section 1.2): ids are ours, so a client cannot
 make two requests share one in the logs.
@@ -12,27 +13,31 @@ import uuid
 import structlog
 from aiohttp import web
 
+from contracts.routes import Route
 from contracts.timeutil import now_ms
-from gateway.state import STATE
-from gateway.steps.keys import DEADLINE_MS, REQUEST_ID, RESPONSE_HEADERS, STARTED
+from gateway.context import CONTEXT, RequestContext
+from gateway.route_configs import RouteConfig
+from gateway.state import GatewayState
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+def begin(request: web.Request, state: GatewayState, route: Route | None,
+          config: RouteConfig | None, template: str) -> RequestContext:
     request_id = str(uuid.uuid4())
-    request[REQUEST_ID] = request_id
-    request[STARTED] = time.perf_counter()
-    # one time budget for every internal call this request makes (key check, forwarding)
-    request[DEADLINE_MS] = now_ms() + request.app[STATE].settings.rpc_timeout_ms
+    context = RequestContext(
+        request_id=request_id, started=time.perf_counter(),
+        # one time budget for every internal call this request makes
+        deadline_ms=now_ms() + state.settings.rpc_timeout_ms,
+        client_ip=state.client_address.of(request), route=route, config=config,
+        template=template, response_headers={"X-Request-Id": request_id})
+    request[CONTEXT] = context
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    request[RESPONSE_HEADERS] = {"X-Request-Id": request_id}
-    return await handler(request)
+    return context
 
 
 async def add_response_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: the moment before headers leave, for whole and streamed
     responses alike."""
-    extra = request.get(RESPONSE_HEADERS)
-    if extra:
-        response.headers.update(extra)
+    context = request.get(CONTEXT)
+    if context is not None:
+        response.headers.update(context.response_headers)

@@ -1,9 +1,10 @@
 """Step 9: the response cache (API.md section 13.2, DESIGN.md section 6).
 
 - GET only, when the matching route config has `cacheTTL > 0` (an upstream config, or a
-  service config on a platform GET route);
+  service config on a platform GET route): the pipeline plans this step only there;
 - the key holds method, path, the sorted query and the caller's identity whenever there is
-  one, so one user never receives another's response; it also holds the config's
+  one (RequestContext.who: anonymous callers share entries), so one user never receives
+  another's response; it also holds the config's
   `updatedAt`, so changing a route config leaves its old entries behind (they expire);
 - 200 only, never for a request with `Range`; never a response with `Cache-Control:
   no-store`/`private`, `Set-Cookie` or a `Vary` on anything but Accept-Encoding;
@@ -34,8 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts.logging import get_logger
-from gateway.router import route_config_of
-from gateway.steps.keys import API_KEY, BUFFER_UP_TO, CALLER
+from gateway.context import RequestContext
 
 log = get_logger(__name__)
 
@@ -51,6 +51,7 @@ NOT_STORED_HEADERS = frozenset({"x-request-id", "x-ratelimit-limit", "x-ratelimi
                                 "transfer-encoding", "connection", "x-cache", "age"})
 
 CACHE_LOOKUPS = Counter("gateway_cache_lookups_total", "Response cache lookups", ["result"])
+HITS, MISSES = CACHE_LOOKUPS.labels("hit"), CACHE_LOOKUPS.labels("miss")
 CACHE_STORES = Counter("gateway_cache_stores_total", "Responses offered to the cache",
                        ["outcome"])
 
@@ -213,22 +214,11 @@ class ResponseCache:
 RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
 
 
-def cache_ttl(request: web.Request) -> int:
-    # a Range request's answer (206, or a 200 the upstream did not cut) is its own: never
-    # stored, never served from the cache
-    if request.method != "GET" or "Range" in request.headers:
-        return 0
-    config = route_config_of(request)
-    return config.cache_ttl if config is not None and config.cache_ttl else 0
-
-
-def cache_key(request: web.Request) -> str:
-    config = route_config_of(request)
+def cache_key(context: RequestContext, request: web.Request) -> str:
+    config = context.config
     assert config is not None
-    caller = request.get(CALLER)
-    key = request.get(API_KEY)
-    identity = (f"user:{caller.user_id}" if caller else
-                f"apikey:{key['id']}" if key else "anonymous")
+    who = context.who()
+    identity = "anonymous" if who.kind == "ip" else str(who)
     query = urlencode(sorted(request.query.items()))
     # the raw path: `/f/a%2Fb` and `/f/a/b` reach the upstream as different paths
     path = request.raw_path.split("?", 1)[0]
@@ -261,41 +251,46 @@ def storable(response: web.StreamResponse, max_body_bytes: int) -> bool:
     return "no-store" not in control and "private" not in control
 
 
-async def _fetch(request: web.Request, handler: web.Handler, cache: ResponseCache, key: str,
-                 ttl: int) -> tuple[web.StreamResponse, Entry | None]:
+async def _fetch(context: RequestContext, request: web.Request, handler: web.Handler,
+                 cache: ResponseCache, key: str, ttl: int
+                 ) -> tuple[web.StreamResponse, Entry | None]:
     """Calls the backend; stores a storable answer. Returns the response and what others
     waiting for this key may be served (None: they call the backend themselves)."""
-    CACHE_LOOKUPS.labels("miss").inc()
-    request[BUFFER_UP_TO] = cache.max_body_bytes  # whole bodies the cache may store
+    MISSES.inc()
+    context.buffer_up_to = cache.max_body_bytes  # whole bodies the cache may store
     response = await handler(request)
     entry = None
     if storable(response, cache.max_body_bytes):
         entry = Entry.of(response)  # type: ignore[arg-type]
-        config = route_config_of(request)
-        assert config is not None
-        if not await cache.put(key, config.project_id, entry, ttl):
+        assert context.config is not None
+        if not await cache.put(key, context.config.project_id, entry, ttl):
             entry = None  # over budget: not shared either (each waiter asks for itself)
     if not response.prepared:
         response.headers["X-Cache"] = "MISS"
     return response, entry
 
 
-@web.middleware
-async def response_cache(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    ttl = cache_ttl(request)
-    if not ttl:
+async def response_cache(context: RequestContext, request: web.Request,
+                         handler: web.Handler) -> web.StreamResponse:
+    """Around the handler of a GET route whose config has `cacheTTL > 0` (the pipeline plans
+    it only there)."""
+    # a Range request's answer (206, or a 200 the upstream did not cut) is its own: never
+    # stored, never served from the cache
+    if "Range" in request.headers:
         return await handler(request)
+    assert context.config is not None and context.config.cache_ttl
+    ttl = context.config.cache_ttl
     cache = request.app[RESPONSE_CACHE]
-    key = cache_key(request)
+    key = cache_key(context, request)
     entry = await cache.get(key)
     if entry is None:
         under_way = cache.flight(key)
         if under_way is not None:  # this process already asks: share its answer
             entry = await asyncio.shield(under_way)
             if entry is None:
-                return (await _fetch(request, handler, cache, key, ttl))[0]
+                return (await _fetch(context, request, handler, cache, key, ttl))[0]
     if entry is not None:
-        CACHE_LOOKUPS.labels("hit").inc()
+        HITS.inc()
         return entry.response()
     flight = cache.start_flight(key)
     shared: Entry | None = None
@@ -304,9 +299,9 @@ async def response_cache(request: web.Request, handler: web.Handler) -> web.Stre
         if token is None:  # another process asks: wait for its entry
             shared = await cache.wait_for(key)
             if shared is not None:
-                CACHE_LOOKUPS.labels("hit").inc()
+                HITS.inc()
                 return shared.response()
-        response, shared = await _fetch(request, handler, cache, key, ttl)
+        response, shared = await _fetch(context, request, handler, cache, key, ttl)
         return response
     finally:
         cache.end_flight(key, flight, shared)

@@ -1,37 +1,49 @@
 """Step 8: parse the JSON body and check body and query against the route's schemas.
 
-Later steps and the forwarder read the cleaned values from the request, so what reaches a
+Later steps and the forwarder read the cleaned values from the context, so what reaches a
 service is exactly what the schema lets through (unknown fields dropped).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
+from contracts.routes import Route
 from contracts.validation import load, load_list
 from gateway.body import read_json
-from gateway.router import route_of
-from gateway.steps.keys import BODY, PARAMS, QUERY
+from gateway.context import RequestContext
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
+Step = Callable[[RequestContext, web.Request], Awaitable[None] | None]
 
-@web.middleware
-async def validator(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    route = route_of(request)
-    if route is not None:
-        body = await read_json(request) if request.method in BODY_METHODS else None
+
+def validator_for(route: Route) -> Step:
+    """The validation step of one platform route: it waits for nothing unless the route's
+    method carries a body."""
+
+    def check_query_and_params(context: RequestContext, request: web.Request) -> None:
+        query = dict(request.query)
+        if route.query is not None:
+            query = load(route.query(), query, "query")
+        context.query = query
+        params = dict(request.match_info)
+        if route.params is not None:
+            params = load(route.params(), params, "params")
+        context.params = params
+
+    if route.method not in BODY_METHODS:
+        return check_query_and_params
+
+    async def check_all(context: RequestContext, request: web.Request) -> None:
+        body = await read_json(request)
         if route.body is not None and route.body_max_items is not None:
             body = load_list(route.body(), body, "body", route.body_max_items)
         elif route.body is not None:
             body = load(route.body(), body, "body")
-        request[BODY] = body
-        query = dict(request.query)
-        if route.query is not None:
-            query = load(route.query(), query, "query")
-        request[QUERY] = query
-        params = dict(request.match_info)
-        if route.params is not None:
-            params = load(route.params(), params, "params")
-        request[PARAMS] = params
-    return await handler(request)
+        context.body = body
+        check_query_and_params(context, request)
+
+    return check_all
