@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import analytics, logs  # noqa: E402 - after the path
-from tests.support import recreate_database, recreate_vhost  # noqa: E402
+from tests.support import rabbit_api, recreate_database, recreate_vhost  # noqa: E402
 
 LOG_ENTRIES = int(os.environ.get("BENCH_LOG_ENTRIES", "100000"))
 LOG_SAMPLES = int(os.environ.get("BENCH_LOG_SAMPLES", "3"))
@@ -149,6 +149,54 @@ def wait_for(url: str, within_s: float = 60, listeners: int = 1) -> None:
 
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def queues_drained(within_s: float = 300) -> float:
+    """Seconds until the bench vhost's queues are empty (the paused consumers' backlog), so
+    later rows do not share the cores with it."""
+    started = time.monotonic()
+    while time.monotonic() - started < within_s:
+        queues = rabbit_api("GET", f"/queues/{VHOST}?columns=name,messages")
+        if all(not queue.get("messages") for queue in queues):  # type: ignore[union-attr]
+            break
+        time.sleep(1)
+    return time.monotonic() - started
+
+# BENCH_CPU=1: where the machine's CPU goes during a row, by process group (cmdline match)
+CPU_GROUPS = (("gateway", "-m gateway"), ("upstream", "bench/upstream.py"),
+              ("ref proxy", "bench/ref_proxy.py"), ("logging_svc", "-m logging_svc"),
+              ("analytics_svc", "-m analytics_svc"), ("auth/project svc", "_svc"),
+              ("redis", "redis-server"), ("rabbitmq", "beam.smp"), ("ferretdb", "ferretdb"),
+              ("postgres", "postgres"), ("wrk", "wrk"))
+WITH_CPU = os.environ.get("BENCH_CPU") == "1"
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by every process, summed by group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        group = next((name for name, pattern in CPU_GROUPS if pattern in cmdline), "other")
+        used[group] = used.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def with_cpu(label: str, measure) -> dict[str, float]:
+    """Runs `measure()` (a wrk row); with BENCH_CPU=1 prints the cores each group kept busy."""
+    if not WITH_CPU:
+        return measure()
+    before, started = cpu_seconds(), time.monotonic()
+    result = measure()
+    after, elapsed = cpu_seconds(), time.monotonic() - started
+    busy = sorted(((after.get(g, 0) - before.get(g, 0)) / elapsed, g) for g in after)
+    print(f"cpu during {label}: " + ", ".join(
+        f"{g} {cores:.2f}" for cores, g in reversed(busy) if cores >= 0.01))
+    return result
 
 
 def wrk(url: str, token: str | None = None, connections: int = CONNECTIONS,
@@ -314,15 +362,30 @@ def main() -> int:
 
         if os.environ.get("BENCH_PROFILE"):
             profile_gateway(gateway_process.pid, gateway + "/bench/item", token)
+        # The request path on its own, like (b): the asynchronous consumers (and the
+        # databases they write to) are paused while wrk runs, their events wait in their
+        # queues and are consumed afterwards (the ingest rows measure them). (c*) is (c)
+        # with them running, on the same two cores.
+        consumers = [started["logging_svc"], started["analytics_svc"]]
+        with_consumers = with_cpu("(c*)", lambda: wrk(gateway + "/bench/item", token))
+        for consumer in consumers:
+            consumer.send_signal(signal.SIGSTOP)
         rows = [
             ("(a) upstream directly", wrk(upstream + "/item")),
-            ("(b) bare reference proxy", wrk(f"http://127.0.0.1:{ports['ref']}/item")),
-            ("(c) gateway, upstream route", wrk(gateway + "/bench/item", token)),
-            ("(d) gateway, cache hit", wrk(gateway + "/bench/cached", token)),
+            ("(b) bare reference proxy", with_cpu("(b)", lambda: wrk(
+                f"http://127.0.0.1:{ports['ref']}/item"))),
+            ("(c) gateway, upstream route", with_cpu("(c)", lambda: wrk(
+                gateway + "/bench/item", token))),
+            ("(d) gateway, cache hit", with_cpu("(d)", lambda: wrk(
+                gateway + "/bench/cached", token))),
             ("(e) gateway, RPC route", wrk(gateway + "/api/v1/auth/profile", token)),
             ("(b2) ref. proxy, 2 processes", wrk(ref2 + "/item")),
             ("(c2) upstream route, 2 workers", wrk(gateway2 + "/bench/item", token)),
+            ("(c*) (c), consumers running", with_consumers),
         ]
+        for consumer in consumers:
+            consumer.send_signal(signal.SIGCONT)
+        drained_s = queues_drained()
         caller = {"userId": session["user"]["id"], "email": email, "role": "DEVELOPER"}
         # (e)'s overhead, round by round: (direct RPC p50, gateway RPC route p50 at 1 conn.)
         rpc_rounds = []
@@ -381,7 +444,8 @@ def main() -> int:
     result_of = {name.split()[0]: result for name, result in rows}
     reference = result_of["(b)"]["rps"]
     print(f"\nwrk -t1 -c{CONNECTIONS} -d{DURATION_S}s on core 1; servers on core 0 "
-          "((b2), (c2): on cores 0-1)\n")
+          "((b2), (c2): on cores 0-1); the event consumers paused except in (c*) (their "
+          f"backlog drained in {drained_s:.0f} s afterwards)\n")
     print(f"{'target':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x (b)':>7} {'non-2xx':>8}")
     for name, result in rows:
         print(f"{name:32} {result['rps']:10.0f} {result['p50']:8.2f} {result['p99']:8.2f} "
