@@ -257,7 +257,7 @@ def profile_gateway(pid: int, url: str, token: str) -> None:
         for frame in set(frames):
             if ("gateway/" in frame or "contracts/" in frame) and "site-packages" not in frame:
                 inclusive[frame] = inclusive.get(frame, 0) + int(count)
-    print("\nprofile of (c), top self time:")
+    print(f"\nprofile of {url}, top self time:")
     for frame, count in sorted(self_time.items(), key=lambda kv: -kv[1])[:15]:
         print(f"  {100 * count / total:5.1f}%  {frame}")
     print("top inclusive (project code):")
@@ -360,8 +360,6 @@ def main() -> int:
             lost["analytics"] = ingest.published - (asyncio.run(analytics.folded_in_database(
                 env["ANALYTICS_DATABASE_URL"])) - folded_before)
 
-        if os.environ.get("BENCH_PROFILE"):
-            profile_gateway(gateway_process.pid, gateway + "/bench/item", token)
         # The request path on its own, like (b): the asynchronous consumers (and the
         # databases they write to) are paused while wrk runs, their events wait in their
         # queues and are consumed afterwards (the ingest rows measure them). (c*) is (c)
@@ -370,6 +368,10 @@ def main() -> int:
         with_consumers = with_cpu("(c*)", lambda: wrk(gateway + "/bench/item", token))
         for consumer in consumers:
             consumer.send_signal(signal.SIGSTOP)
+        if os.environ.get("BENCH_PROFILE"):
+            # BENCH_PROFILE=cached profiles (d) instead of (c)
+            path = "/bench/cached" if os.environ["BENCH_PROFILE"] == "cached" else "/bench/item"
+            profile_gateway(gateway_process.pid, gateway + path, token)
         rows = [
             ("(a) upstream directly", wrk(upstream + "/item")),
             ("(b) bare reference proxy", with_cpu("(b)", lambda: wrk(

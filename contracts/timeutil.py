@@ -18,6 +18,24 @@ def to_iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def iso_of_unix(seconds: float) -> str:
+    """`to_iso` of a Unix time, without building a datetime: the prefix up to the second is
+    formatted once per second (the gateway stamps every request with it)."""
+    global _second_prefix
+    whole = int(seconds)
+    micros = round((seconds - whole) * 1_000_000)  # as datetime.fromtimestamp rounds
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    cached_second, prefix = _second_prefix
+    if whole != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+        _second_prefix = (whole, prefix)
+    return f"{prefix}{micros // 1000:03d}Z"
+
+
 def parse_iso(value: str) -> datetime:
     """An ISO-8601 moment as an aware UTC datetime (a value without an offset is UTC)."""
     moment = datetime.fromisoformat(value)

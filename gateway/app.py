@@ -22,7 +22,7 @@ from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_
 from gateway.health import health, metrics
 from gateway.monitor.hub import MONITOR_HUB, MonitorHub
 from gateway.monitor.page import add_monitor_page
-from gateway.pipeline import PLANS, Plans, pipeline
+from gateway.pipeline import PLANS, Plans, install
 from gateway.route_configs import RouteConfigTable
 from gateway.router import CATCH_ALL, add_routes
 from gateway.state import STATE, GatewayState
@@ -50,7 +50,7 @@ async def start_status_listener(settings: Settings) -> web.AppRunner:
 
 
 def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.Application:
-    app = web.Application(middlewares=(pipeline,), client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[PLANS] = Plans()
     app.on_response_prepare.append(add_response_headers)
     app[VERIFIED_TOKENS] = VerifiedTokens()
@@ -62,6 +62,7 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
     add_routes(app, routes, LOCAL_HANDLERS)
     # upstream route configs, else the JSON 404
     app.router.add_route("*", "/{tail:.*}", proxy_or_not_found, name=CATCH_ALL)
+    install(app)  # last: every route above runs through the pipeline
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         connection = await connect(settings.amqp_url, name="gateway")
@@ -80,7 +81,8 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         app[STATE] = GatewayState(settings, connection, rpc, publisher, redis,
                                   ClientAddress(settings.trusted_proxies), route_configs,
                                   api_keys)
-        app[RATE_LIMITER] = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
+        limiter = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
+        app[RATE_LIMITER] = limiter
         # the cache's own instance (API.md section 13.2): it can never evict limiter keys
         cache = ResponseCache(
             Redis(connection_pool=BlockingConnectionPool.from_url(
@@ -108,6 +110,7 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         await publisher.close(timeout=settings.shutdown_grace_s)
         await rpc.close()
         await cache.close()
+        await limiter.close()
         await redis.aclose()
         await connection.close()
 

@@ -2,10 +2,10 @@
 
 Numbers follow DESIGN.md section 6. Like Kong and APISIX, the gateway does not walk every
 step for every request: `plan_for` decides once per route (and per route config applying
-to it) which steps apply, in this order, and `Plan.run` calls just those as plain
-functions; a step returns something to wait for only when it must wait (a key lookup, the
-limiter's Redis round trip, reading a body). Plans are memoised and derived again whenever
-the route config snapshot changes.
+to it) which steps apply, in this order, and the one handler every route runs through
+(`install`) calls just those as plain functions; a step returns something to wait for only
+when it must wait (a key lookup, the limiter's Redis round trip, reading a body). Plans are
+memoised and derived again whenever the route config snapshot changes.
 
  2  request context: request id, start time, deadline, client address (RequestContext)
  -  CORS headers; a real preflight is answered at once, neither counted nor logged
@@ -67,16 +67,6 @@ class Plan:
     steps: tuple[Step, ...]
     cached: bool  # step 9 around the handler
 
-    async def run(self, context: RequestContext, request: web.Request,
-                  handler: web.Handler) -> web.StreamResponse:
-        for step in self.steps:
-            waiting = step(context, request)
-            if waiting is not None:
-                await waiting
-        if self.cached:
-            return await response_cache(context, request, handler)
-        return await handler(request)
-
 
 def plan_for(route: Route | None, config: RouteConfig | None, *, exempt: bool) -> Plan:
     """The steps that apply to requests that matched `route` (a platform table entry) and
@@ -131,33 +121,51 @@ class Plans:
 PLANS = web.AppKey("plans", Plans)
 
 
-@web.middleware
-async def pipeline(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    state = request.app[STATE]
-    configs = state.route_configs
-    route, config = matched(request, configs)  # 6
-    plan = request.app[PLANS].of(request, route, config, configs.version)
-    context = begin(request, state, route, config, plan.template)  # 2
-    if is_preflight(request):
-        return preflight_answer(request)
-    cors(context, request)
-    status = 500
-    try:
-        response = await plan.run(context, request, handler)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            status = exc.status
-            raise  # redirects are answers, not errors
-        response = error_response(request, context.request_id, exc)  # 12
-        status = response.status
-        return response
-    except Exception as exc:
-        response = error_response(request, context.request_id, exc)  # 12
-        status = response.status
-        return response
-    finally:
-        access_log(context, request, status)  # 3
-        if plan.counted:
-            event_emitter(context, request, status)  # 11
+def install(app: web.Application) -> None:
+    """Every route's handler runs inside the pipeline. Not an aiohttp middleware: its chain
+    (and aiohttp's own current-app middleware that comes with it) adds coroutine frames that
+    every resumption of every request walks through."""
+    for route in app.router.routes():
+        # aiohttp offers no public setter; the route's handler is its `_handler`
+        route._handler = _through_pipeline(route.handler)  # type: ignore[attr-defined]
+
+
+def _through_pipeline(handler: web.Handler) -> web.Handler:
+    async def pipeline(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        configs = state.route_configs
+        route, config = matched(request, configs)  # 6
+        plan = request.app[PLANS].of(request, route, config, configs.version)
+        context = begin(request, state, route, config, plan.template)  # 2
+        if is_preflight(request):
+            return preflight_answer(request)
+        cors(context, request)
+        status = 500
+        try:
+            for step in plan.steps:  # plain calls; await only what must be waited for
+                waiting = step(context, request)
+                if waiting is not None:
+                    await waiting
+            if plan.cached:
+                response = await response_cache(context, request, handler)  # 9
+            else:
+                response = await handler(request)  # 10
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                status = exc.status
+                raise  # redirects are answers, not errors
+            response = error_response(request, context.request_id, exc)  # 12
+            status = response.status
+            return response
+        except Exception as exc:
+            response = error_response(request, context.request_id, exc)  # 12
+            status = response.status
+            return response
+        finally:
+            access_log(context, request, status)  # 3
+            if plan.counted:
+                event_emitter(context, request, status)  # 11
+
+    return pipeline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from aio_pika.abc import AbstractRobustConnection
@@ -30,7 +31,7 @@ class GatewayState:
     api_keys: ApiKeys
     started_monotonic: float = field(default_factory=time.monotonic)
 
-    @property
+    @cached_property
     def public_host(self) -> str:
         """The host clients reach the gateway at (APP_URL), as upstreams are told."""
         return urlsplit(self.settings.app_url).netloc

@@ -19,6 +19,7 @@ import functools
 import ipaddress
 import socket
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +107,10 @@ class CircuitBreakers:
         """Raise while open; True when this request is the half-open probe."""
         if label:
             self._labels[upstream] = label
-        breaker = self._breakers.setdefault(upstream, Breaker())
+        breaker = self._breakers.get(upstream)
+        if breaker is None:  # first use: its gauge series exists from now on, closed
+            breaker = self._breakers[upstream] = Breaker()
+            BREAKER_STATE.labels(self._labels.get(upstream, "")).set(0)
         if breaker.failures < self._threshold:
             return False
         if time.monotonic() < breaker.open_until or breaker.probing:
@@ -121,6 +125,9 @@ class CircuitBreakers:
             breaker.probing = False
 
     def success(self, upstream: str) -> None:
+        breaker = self._breakers.get(upstream)
+        if breaker is not None and not breaker.failures and not breaker.probing:
+            return  # already closed: nothing to reset (the common case, once per request)
         self._breakers[upstream] = Breaker()
         BREAKER_STATE.labels(self._labels.get(upstream, "")).set(0)
 
@@ -154,7 +161,10 @@ class UpstreamProxy:
         if self._session is not None:
             await self._session.close()
 
-    async def forward(self, request: web.Request, config: RouteConfig) -> web.StreamResponse:
+    def forward(self, request: web.Request, config: RouteConfig
+                ) -> Awaitable[web.StreamResponse]:
+        """The checks that need no waiting, then the exchange to await (a coroutine frame
+        less for every resumption of the request)."""
         assert self._session is not None and config.upstream_url is not None
         upstream = config.upstream_url
         refusal = self._refusal_of(upstream)
@@ -164,15 +174,20 @@ class UpstreamProxy:
         limit = request.app[STATE].settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge()
-        probing = self.breakers.before(upstream, config.id)
-        try:
-            return await self._forward(request, target, upstream, limit)
-        finally:
-            if probing:
-                self.breakers.probe_done(upstream)  # even when the client went away
+        if self.breakers.before(upstream, config.id):
+            return self._probe(request, target, upstream, limit)
+        return self._exchange(request, target, upstream, limit)
 
-    async def _forward(self, request: web.Request, target: URL, upstream: str, limit: int
-                       ) -> web.StreamResponse:
+    async def _probe(self, request: web.Request, target: URL, upstream: str, limit: int
+                     ) -> web.StreamResponse:
+        """The half-open breaker's one request."""
+        try:
+            return await self._exchange(request, target, upstream, limit)
+        finally:
+            self.breakers.probe_done(upstream)  # even when the client went away
+
+    async def _exchange(self, request: web.Request, target: URL, upstream: str, limit: int
+                        ) -> web.StreamResponse:
         assert self._session is not None
         headers = self._request_headers(request)
         body = _capped(request.content, limit) if request.body_exists else None

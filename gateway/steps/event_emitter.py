@@ -8,14 +8,13 @@ publisher confirms, so the response never waits for the broker.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from http import HTTPStatus
 from urllib.parse import unquote_plus
 
 from aiohttp import web
 
 from contracts.messages import RequestCompleted, RequestError
-from contracts.timeutil import to_iso
+from contracts.timeutil import iso_of_unix
 from gateway.context import RequestContext
 from gateway.state import state_of
 
@@ -63,7 +62,7 @@ def completed_event(context: RequestContext, request: web.Request, status: int
     elapsed = context.elapsed_s()
     return RequestCompleted(
         request_id=context.request_id,
-        timestamp=to_iso(datetime.fromtimestamp(time.time() - elapsed, UTC)),
+        timestamp=iso_of_unix(time.time() - elapsed),
         method=request.method,
         path=redacted_path(request),
         route=context.matched_path,

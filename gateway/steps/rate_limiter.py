@@ -12,7 +12,6 @@ once per interval; RATE_LIMIT_FAIL_CLOSED answers 503 instead. Never a 500.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 import uuid
@@ -29,6 +28,7 @@ from contracts.errors import ServiceUnavailable, TooManyRequests
 from contracts.logging import get_logger
 from contracts.settings import Settings
 from gateway.context import RequestContext
+from gateway.redis_batch import RedisBatcher
 from gateway.state import state_of
 
 log = get_logger(__name__)
@@ -101,56 +101,34 @@ class Decision:
 
 
 class RateLimiter:
-    """Decisions of one event-loop tick travel together: one pipeline of EVALSHA calls on one
-    connection, instead of a connection and a round trip each."""
+    """Decisions of one event-loop tick travel together (gateway.redis_batch): one write of
+    their EVALSHA calls on one connection, instead of a connection and a round trip each."""
 
     def __init__(self, redis: Redis, *, fail_closed: bool = False,
                  log_interval_s: float = 30.0) -> None:
         self._redis = redis
-        self._script = redis.register_script(SLIDING_WINDOW)
+        self._sha = redis.register_script(SLIDING_WINDOW).sha
+        self._batcher = RedisBatcher(redis)
         self._fail_closed = fail_closed
         self._log_interval_s = log_interval_s
         self._last_logged = 0.0
-        self._pending: list[tuple[list[Any], asyncio.Future[list[int]]]] = []
 
-    def _submit(self, bucket: str, args: list[Any]) -> asyncio.Future[list[int]]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[int]] = loop.create_future()
-        self._pending.append(([bucket, *args], future))
-        if len(self._pending) == 1:
-            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
-        return future
+    async def close(self) -> None:
+        await self._batcher.close()
 
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
+    async def _evaluate(self, bucket: str, args: list[Any]) -> list[int]:
         try:
-            results = await self._run(batch)
-            if any(isinstance(r, NoScriptError) for r in results):
-                await self._redis.script_load(SLIDING_WINDOW)  # after a Redis restart
-                results = await self._run(batch)
-        except Exception as exc:  # connection refused, timeout...: every caller hears it
-            results = [exc] * len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[list[int]]]]
-                   ) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for (bucket, *args), _ in batch:
-                pipe.evalsha(self._script.sha, 1, bucket, *args)
-            return await pipe.execute(raise_on_error=False)
+            return await self._batcher.call("EVALSHA", self._sha, 1, bucket, *args)
+        except NoScriptError:  # after a Redis restart
+            await self._redis.script_load(SLIDING_WINDOW)
+            return await self._batcher.call("EVALSHA", self._sha, 1, bucket, *args)
 
     async def hit(self, bucket: str, limit: int, now_ms: int | None = None, *,
                   record: bool = True) -> Decision | None:
         """The decision for one request; None when the store is down and we fail open. With
         `record=False` it only looks: would a request be allowed now (nothing is counted)."""
         try:
-            allowed, count, oldest, now = await self._submit(
+            allowed, count, oldest, now = await self._evaluate(
                 bucket, [WINDOW_MS, limit, uuid.uuid4().hex, "" if now_ms is None else now_ms,
                          "1" if record else "0"])
         except (RedisError, OSError) as exc:

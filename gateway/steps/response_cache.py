@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 
 from contracts.logging import get_logger
 from gateway.context import RequestContext
+from gateway.redis_batch import RedisBatcher
 
 log = get_logger(__name__)
 
@@ -51,7 +52,8 @@ NOT_STORED_HEADERS = frozenset({"x-request-id", "x-ratelimit-limit", "x-ratelimi
                                 "transfer-encoding", "connection", "x-cache", "age"})
 
 CACHE_LOOKUPS = Counter("gateway_cache_lookups_total", "Response cache lookups", ["result"])
-HITS, MISSES = CACHE_LOOKUPS.labels("hit"), CACHE_LOOKUPS.labels("miss")
+HITS, MISSES, UNAVAILABLE = (CACHE_LOOKUPS.labels(result)
+                              for result in ("hit", "miss", "unavailable"))
 CACHE_STORES = Counter("gateway_cache_stores_total", "Responses offered to the cache",
                        ["outcome"])
 
@@ -121,20 +123,24 @@ class Entry:
 class ResponseCache:
     def __init__(self, redis: Redis, *, max_body_bytes: int, project_budget_bytes: int) -> None:
         self._redis = redis
+        self._batcher = RedisBatcher(redis)  # lookups of one tick share a round trip
         self._store = redis.register_script(STORE_WITHIN_BUDGET)
         self.max_body_bytes = max_body_bytes
         self._budget = project_budget_bytes
         self._flights: dict[str, asyncio.Future[Entry | None]] = {}
 
     async def close(self) -> None:
+        await self._batcher.close()
         await self._redis.aclose()
 
     async def get(self, key: str) -> Entry | None:
         try:
-            fields = await self._redis.hgetall(key)
-        except RedisError:
-            CACHE_LOOKUPS.labels("unavailable").inc()
+            reply = await self._batcher.call("HGETALL", key)
+        except (RedisError, OSError):
+            UNAVAILABLE.inc()
             return None
+        fields = reply if isinstance(reply, dict) else dict(
+            zip(reply[::2], reply[1::2], strict=True))
         if not fields or b"meta" not in fields:
             return None
         meta = orjson.loads(fields[b"meta"])

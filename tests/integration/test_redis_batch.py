@@ -1,0 +1,46 @@
+"""gateway.redis_batch against the real Redis: replies in order, one command's error reply
+only for its caller, a dead server fails every caller of the batch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from gateway.redis_batch import RedisBatcher
+
+
+async def test_a_tick_of_commands_gets_each_its_own_reply():
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    batcher = RedisBatcher(redis)
+    key = f"batch:{uuid.uuid4().hex}"
+    try:
+        replies = await asyncio.gather(
+            batcher.call("SET", key, "v"), batcher.call("GET", key),
+            batcher.call("INCR", key),  # an error reply: not an integer
+            batcher.call("HGETALL", f"{key}:missing"), batcher.call("GET", key),
+            return_exceptions=True)
+        assert replies[0] is True or replies[0] == b"OK"
+        assert replies[1] == b"v" and replies[4] == b"v"
+        assert isinstance(replies[2], ResponseError)
+        assert replies[3] in ([], {})
+    finally:
+        await redis.delete(key)
+        await batcher.close()
+        await redis.aclose()
+
+
+async def test_an_unreachable_server_fails_every_caller():
+    redis = Redis.from_url("redis://127.0.0.1:1/0")
+    batcher = RedisBatcher(redis, timeout_s=0.5)
+    replies = await asyncio.gather(*(batcher.call("GET", "k") for _ in range(5)),
+                                   return_exceptions=True)
+    assert all(isinstance(reply, Exception) for reply in replies)
+    with pytest.raises(Exception):  # noqa: B017 - any connection failure
+        await batcher.call("GET", "k")
+    await batcher.close()
+    await redis.aclose()
