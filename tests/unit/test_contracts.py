@@ -9,7 +9,7 @@ from contracts.messages import (
 )
 from contracts.names import SERVICES, RoutingKey, Service, rpc_queue
 from contracts.routes import ROUTES, Access, Route, check_table
-from contracts.timeutil import to_iso
+from contracts.timeutil import iso_of_unix, to_iso
 
 
 def completed(request_id: str, status: int = 200) -> RequestCompleted:
@@ -77,3 +77,13 @@ def test_timestamps_have_milliseconds_and_z():
     from datetime import UTC, datetime
 
     assert to_iso(datetime(2026, 5, 10, 0, 0, 0, 123456, tzinfo=UTC)) == "2026-05-10T00:00:00.123Z"
+
+
+def test_iso_of_unix_formats_as_to_iso_does():
+    import random
+    from datetime import UTC, datetime
+
+    moments = [0.0, 1_778_371_200.9995, 1_778_371_200.9999996, 1_728_253_411.612,
+               *(random.Random(7).uniform(0, 4e9) for _ in range(20_000))]
+    for seconds in moments:
+        assert iso_of_unix(seconds) == to_iso(datetime.fromtimestamp(seconds, UTC)), seconds
