@@ -251,6 +251,8 @@ def profile_gateway(pid: int, url: str, token: str) -> None:
     total = 0
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # py-spy now and then reads a frame's text from garbage
+            continue
         frames = stack.split(";")
         total += int(count)
         self_time[frames[-1]] = self_time.get(frames[-1], 0) + int(count)

@@ -321,16 +321,21 @@ class UpstreamProxy:
 def upstream_target(upstream: str, raw_path_qs: str) -> URL:
     """The base URL's path + the request's raw path (never re-normalised: the path guard
     refused dot segments and encoded slashes), the base URL's query + the request's."""
-    base = URL(upstream)
+    scheme, authority, base_path, base_query = _parts_of(upstream)
     path, _, query = raw_path_qs.partition("?")
-    base_path = base.raw_path.rstrip("/")
-    target = URL.build(scheme=base.scheme, authority=base.raw_authority,
-                       path=base_path + path,
-                       query_string="&".join(q for q in (base.raw_query_string, query) if q),
+    target = URL.build(scheme=scheme, authority=authority, path=base_path + path,
+                       query_string="&".join(q for q in (base_query, query) if q),
                        encoded=True)
     if not target.raw_path.startswith(base_path + "/"):
         raise BadRequest("Request path leaves the upstream's base path")
     return target
+
+
+@functools.lru_cache(maxsize=4096)  # header names repeat: decide each spelling once
+@functools.lru_cache(maxsize=4096)  # a route config's upstream URL is parsed once
+def _parts_of(upstream: str) -> tuple[str, str, str, str]:
+    base = URL(upstream)
+    return base.scheme, base.raw_authority, base.raw_path.rstrip("/"), base.raw_query_string
 
 
 @functools.lru_cache(maxsize=4096)  # header names repeat: decide each spelling once

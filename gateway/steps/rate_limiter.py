@@ -12,6 +12,7 @@ once per interval; RATE_LIMIT_FAIL_CLOSED answers 503 instead. Never a 500.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import uuid
@@ -109,6 +110,10 @@ class RateLimiter:
         self._redis = redis
         self._sha = redis.register_script(SLIDING_WINDOW).sha
         self._batcher = RedisBatcher(redis)
+        # a request's member in its bucket: unique across processes without a random draw
+        # (and a system call) per request
+        self._member_prefix = f"{uuid.uuid4().hex[:16]}:"
+        self._serial = itertools.count()
         self._fail_closed = fail_closed
         self._log_interval_s = log_interval_s
         self._last_logged = 0.0
@@ -129,7 +134,8 @@ class RateLimiter:
         `record=False` it only looks: would a request be allowed now (nothing is counted)."""
         try:
             allowed, count, oldest, now = await self._evaluate(
-                bucket, [WINDOW_MS, limit, uuid.uuid4().hex, "" if now_ms is None else now_ms,
+                bucket, [WINDOW_MS, limit, f"{self._member_prefix}{next(self._serial)}",
+                         "" if now_ms is None else now_ms,
                          "1" if record else "0"])
         except (RedisError, OSError) as exc:
             STORE_UNAVAILABLE.inc()

@@ -87,3 +87,15 @@ def test_iso_of_unix_formats_as_to_iso_does():
                *(random.Random(7).uniform(0, 4e9) for _ in range(20_000))]
     for seconds in moments:
         assert iso_of_unix(seconds) == to_iso(datetime.fromtimestamp(seconds, UTC)), seconds
+
+
+def test_request_ids_are_distinct_uuid4s():
+    import uuid
+
+    from gateway.steps.request_context import new_request_id
+
+    ids = [new_request_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids[:1000]:
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, value)
