@@ -201,11 +201,12 @@ def with_cpu(label: str, measure) -> dict[str, float]:
 
 def wrk(url: str, token: str | None = None, connections: int = CONNECTIONS,
         duration_s: int = DURATION_S) -> dict[str, float]:
-    command = [*pinned(1), "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency"]
+    command = [*pinned(1), "wrk", "-t1", f"-c{connections}", "--latency"]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
-    subprocess.run([*command[:-2], "-d2s", url], capture_output=True, timeout=60)  # warm-up
-    output = subprocess.run([*command, url], capture_output=True, text=True,
+    # warm-up with the same credentials (it used to drop the header: 2 s of 401s)
+    subprocess.run([*command, "-d2s", url], capture_output=True, timeout=60)
+    output = subprocess.run([*command, f"-d{duration_s}s", url], capture_output=True, text=True,
                             timeout=duration_s + 60).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
     for label, key in (("50%", "p50"), ("99%", "p99")):
