@@ -39,6 +39,7 @@ from analytics_svc.store import RollupStore, Scope
 from contracts.events import EventPublisher
 from contracts.logging import get_logger
 from contracts.messages import AlertTriggered
+from contracts.tasks import stop_task
 from contracts.tenancy import ALL_TRAFFIC
 
 log = get_logger(__name__)
@@ -91,10 +92,7 @@ class AlertEngine:
         self._task = asyncio.create_task(self._run(), name="alert-engine")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         with contextlib.suppress(Exception):
             await self._lease.release()
 

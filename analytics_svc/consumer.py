@@ -10,12 +10,12 @@ retries them (the ledger makes a retry of an already folded event a no-op).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from prometheus_client import Counter
 
 from analytics_svc.store import RollupStore
 from contracts.messages import RequestCompleted
+from contracts.tasks import stop_task
 
 EVENTS_FOLDED = Counter(
     "analytics_events_folded_total",
@@ -38,10 +38,7 @@ class RollupWriter:
         self._task = asyncio.create_task(self._fold_forever(), name="rollup-writer")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def on_requests(self, events: list[RequestCompleted]) -> None:
         """Return once these events are committed (raise if their transaction failed)."""

@@ -5,13 +5,13 @@ past their resolution's retention (analytics_svc.buckets)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from analytics_svc.buckets import RESOLUTIONS, TRAFFIC_RESOLUTIONS
 from contracts.logging import get_logger
+from contracts.tasks import stop_task
 
 log = get_logger(__name__)
 
@@ -35,10 +35,7 @@ class Pruner:
         self._task = asyncio.create_task(self._loop(), name="analytics-pruner")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def prune(self, now: datetime | None = None) -> int:
         """One pass; returns the number of rows deleted."""

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from contracts.logging import get_logger
+from contracts.tasks import stop_task
 
 log = get_logger(__name__)
 
@@ -75,8 +76,7 @@ class Mailer:
             await asyncio.wait_for(self._queue.join(), grace_s)
         except TimeoutError:
             log.warning("mail not sent before shutdown", pending=self._queue.qsize())
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         assert self._target is not None

@@ -42,6 +42,7 @@ from contracts.metrics import (
     MESSAGES_DEAD_LETTERED,
 )
 from contracts.names import HEADER_BATCH_SIZE, HEADER_RETRIES, HEADER_ROUTING_KEY, EventQueue
+from contracts.tasks import stop_task
 
 log = get_logger(__name__)
 
@@ -113,9 +114,7 @@ class EventPublisher:
     async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         if not await self.flush(timeout):
             log.warning("events not published before shutdown", pending=len(self._buffer))
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_task(self._task)
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 

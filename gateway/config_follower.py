@@ -26,6 +26,7 @@ from contracts.messages import (
 )
 from contracts.names import SERVICES, Service
 from contracts.rpc import RpcClient
+from contracts.tasks import stop_task
 from gateway.api_keys import ApiKeys
 from gateway.route_configs import RouteConfigTable
 
@@ -55,9 +56,7 @@ class ConfigFollower:
         self._resync_task = asyncio.create_task(self._resync_loop(), name="config-resync")
 
     async def close(self) -> None:
-        if self._resync_task is not None:
-            self._resync_task.cancel()
-            await asyncio.gather(self._resync_task, return_exceptions=True)
+        await stop_task(self._resync_task)
         await self._subscription.close()
 
     async def resync(self) -> None:

@@ -152,14 +152,10 @@ def _through_pipeline(handler: web.Handler) -> web.Handler:
                 response = await handler(request)  # 10
             status = response.status
             return response
-        except web.HTTPException as exc:
-            if exc.status < 400:
+        except Exception as exc:
+            if isinstance(exc, web.HTTPException) and exc.status < 400:
                 status = exc.status
                 raise  # redirects are answers, not errors
-            response = error_response(request, context.request_id, exc)  # 12
-            status = response.status
-            return response
-        except Exception as exc:
             response = error_response(request, context.request_id, exc)  # 12
             status = response.status
             return response

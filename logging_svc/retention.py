@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import Counter
 
 from contracts.logging import get_logger
+from contracts.tasks import stop_task
 from logging_svc.store import LogStore
 
 log = get_logger(__name__)
@@ -45,9 +46,7 @@ class RetentionSweeper:
         self._task = asyncio.create_task(self._run(), name="log-retention")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -30,6 +30,7 @@ from contracts.messages import (
 )
 from contracts.routes import is_reserved
 from contracts.rpc import Reply, operation
+from contracts.tasks import stop_task
 from contracts.timeutil import iso_now, to_iso
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from project_svc.store import (
@@ -82,9 +83,7 @@ class KeyUsage:
             log.warning("could not record key usage", error=repr(exc))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_task(self._task)
         await self.flush()
 
     async def _run(self) -> None:

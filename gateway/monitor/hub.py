@@ -46,6 +46,7 @@ from contracts.messages import (
 )
 from contracts.names import RoutingKey
 from contracts.settings import Settings
+from contracts.tasks import stop_task
 from contracts.tenancy import ALL_TRAFFIC
 from contracts.timeutil import iso_now
 from gateway.monitor.presence import HEARTBEAT_S, Presence
@@ -113,9 +114,7 @@ class MonitorHub:
         self._ticker = asyncio.create_task(self._tick_forever(), name="monitor-ticker")
 
     async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
+        await stop_task(self._ticker)
         if self._subscription is not None:
             await self._subscription.close()
         for sid in list(self._watchers):

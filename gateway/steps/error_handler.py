@@ -24,13 +24,11 @@ log = structlog.get_logger(__name__)
 
 def error_response(request: web.Request, request_id: str | None,
                    exc: Exception) -> web.Response:
-    """The envelope for what a step or handler raised; called in its `except` block (re-raises
-    redirects: they are answers, not errors)."""
+    """The envelope for what a step or handler raised (an error, not a redirect); called in
+    its `except` block."""
     if isinstance(exc, ApiError):
         error = exc
     elif isinstance(exc, web.HTTPException):
-        if exc.status < 400:
-            raise exc
         error = _from_http_exception(exc)
     else:
         log.exception("unhandled error", method=request.method, path=request.path)

@@ -135,17 +135,10 @@ class ResponseCache:
 
     async def get(self, key: str) -> Entry | None:
         try:
-            reply = await self._batcher.call("HGETALL", key)
+            return _entry_of(await self._batcher.call("HGETALL", key))
         except (RedisError, OSError):
             UNAVAILABLE.inc()
             return None
-        fields = reply if isinstance(reply, dict) else dict(
-            zip(reply[::2], reply[1::2], strict=True))
-        if not fields or b"meta" not in fields:
-            return None
-        meta = orjson.loads(fields[b"meta"])
-        return Entry(meta["status"], [tuple(h) for h in meta["headers"]], meta["storedAt"],
-                     fields.get(b"body", b""))
 
     async def put(self, key: str, project_id: str, entry: Entry, ttl_s: int) -> bool:
         """Stores the entry if the project's budget has room for it."""
@@ -187,15 +180,15 @@ class ResponseCache:
         while time.monotonic() < until:
             await asyncio.sleep(pause)
             pause = min(pause * 2, LONGEST_WAIT_S)
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.hgetall(key)
-                    pipe.exists(f"{key}:lock")
-                    fields, locked = await pipe.execute()
-            except RedisError:
+            try:  # one round trip: both commands go out in this tick's batch
+                reply, locked = await asyncio.gather(
+                    self._batcher.call("HGETALL", key),
+                    self._batcher.call("EXISTS", f"{key}:lock"))
+            except (RedisError, OSError):
                 return None
-            if fields:
-                return await self.get(key)
+            entry = _entry_of(reply)
+            if entry is not None:
+                return entry
             if not locked:
                 return None
         return None
@@ -218,6 +211,17 @@ class ResponseCache:
 
 
 RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
+
+
+def _entry_of(reply: list[bytes] | dict[bytes, bytes]) -> Entry | None:
+    """An HGETALL reply (a flat list, or a dict under RESP3) as an entry, if there is one."""
+    fields = reply if isinstance(reply, dict) else dict(
+        zip(reply[::2], reply[1::2], strict=True))
+    if b"meta" not in fields:
+        return None
+    meta = orjson.loads(fields[b"meta"])
+    return Entry(meta["status"], [tuple(h) for h in meta["headers"]], meta["storedAt"],
+                 fields.get(b"body", b""))
 
 
 def cache_key(context: RequestContext, request: web.Request) -> str:
