@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.redis_batch import RedisBatcher
 
@@ -42,5 +43,47 @@ async def test_an_unreachable_server_fails_every_caller():
     assert all(isinstance(reply, Exception) for reply in replies)
     with pytest.raises(Exception):  # noqa: B017 - any connection failure
         await batcher.call("GET", "k")
+    await batcher.close()
+    await redis.aclose()
+
+
+async def test_commands_reach_the_clients_database_with_every_argument_type():
+    redis = Redis.from_url(os.environ["REDIS_URL"])  # a database other than 0: SELECT
+    batcher = RedisBatcher(redis)
+    key = f"batch:{uuid.uuid4().hex}"
+    try:
+        await batcher.call("HSET", key, "text", "ünï", "raw", b"\x00\xff", "int", 7,
+                           "float", 0.5)
+        assert await redis.hgetall(key) == {b"text": "ünï".encode(), b"raw": b"\x00\xff",
+                                            b"int": b"7", b"float": b"0.5"}
+        with pytest.raises(DataError):
+            await batcher.call("SET", key, None)
+    finally:
+        await redis.delete(key)
+        await batcher.close()
+        await redis.aclose()
+
+
+async def test_a_late_reply_fails_its_callers_and_the_next_tick_connects_anew():
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    batcher = RedisBatcher(redis, timeout_s=0.3)
+    key = f"batch:{uuid.uuid4().hex}"
+    try:
+        blocked, behind = await asyncio.gather(
+            batcher.call("BLPOP", key, 2), batcher.call("PING"), return_exceptions=True)
+        assert isinstance(blocked, RedisTimeoutError)
+        assert isinstance(behind, RedisTimeoutError)
+        assert await batcher.call("PING") in (b"PONG", True)
+    finally:
+        await batcher.close()
+        await redis.aclose()
+
+
+async def test_refused_credentials_fail_the_callers_with_redis_error():
+    redis = Redis.from_url(os.environ["REDIS_URL"], username=f"nobody-{uuid.uuid4().hex}",
+                           password="not-the-password")
+    batcher = RedisBatcher(redis, timeout_s=0.5)
+    with pytest.raises(RedisError):
+        await batcher.call("PING")
     await batcher.close()
     await redis.aclose()
