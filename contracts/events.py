@@ -54,9 +54,12 @@ class EventPublisher:
     """`publish()` never blocks and never raises: events wait in a bounded buffer and a
     background task sends them with publisher confirms, retrying across reconnects.
 
-    Batches: after the first event of a quiet spell the sender lingers up to `linger_s` (or
-    until `max_batch` events wait), and while one batch waits for its confirm the next
-    accumulates.
+    Batches: before every batch the sender lingers up to `linger_s` unless `max_batch` events
+    already wait (a full batch goes at once), and while one batch waits for its confirm the
+    next accumulates. Lingering after a send too, not only after a quiet spell, is what
+    keeps batches large under steady load: without it each batch held only the events of
+    one confirm round trip (about 40 at 2,000 requests/s), and the gateway spent more CPU
+    per request on AMQP messages, its own and those its monitor relay receives.
     """
 
     def __init__(
@@ -145,16 +148,15 @@ class EventPublisher:
                 self._idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                # Linger so one message carries many events: at ~150 µs of Python CPU per
-                # AMQP message, a message per request would cost the gateway a large share
-                # of its throughput. A full batch goes at once.
-                if self._linger_s and len(self._buffer) < self._max_batch:
-                    self._full.clear()
-                    try:
-                        await asyncio.wait_for(self._full.wait(), self._linger_s)
-                    except TimeoutError:
-                        pass
-                continue
+            # Linger so one message carries many events: at ~150 µs of Python CPU per AMQP
+            # message, a message per request would cost the gateway a large share of its
+            # throughput. A full batch goes at once.
+            if self._linger_s and len(self._buffer) < self._max_batch:
+                self._full.clear()
+                try:
+                    await asyncio.wait_for(self._full.wait(), self._linger_s)
+                except TimeoutError:
+                    pass
             EVENT_BUFFER_DEPTH.set(len(self._buffer))
             routing_key, batch = self._take_batch()
             try:
