@@ -1,6 +1,7 @@
 """Step 10 for route configs with an `upstreamUrl`: an HTTP reverse proxy (API.md section 6.4).
 
-- one pooled client session per process; request and response bodies are streamed;
+- keep-alive connections per upstream (gateway.forwarders.upstream_client); request and
+  response bodies are streamed;
 - hop-by-hop and credential headers are not forwarded, nor any client claim of its address
   (`Forwarded`, `X-Real-IP`, underscore spellings...); X-Forwarded-* and X-Request-Id added;
   bodies go on as aiohttp decoded them, without their old Content-Encoding;
@@ -14,19 +15,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
-from multidict import CIMultiDict
 from prometheus_client import Gauge
 from yarl import URL
 
@@ -41,6 +38,12 @@ from contracts.errors import (
 from contracts.logging import get_logger
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.context import context_of
+from gateway.forwarders.upstream_client import (
+    UpstreamBroken,
+    UpstreamClient,
+    UpstreamConnectError,
+    UpstreamResponse,
+)
 from gateway.route_configs import RouteConfig
 from gateway.state import STATE, state_of
 
@@ -68,22 +71,34 @@ BREAKER_STATE = Gauge("gateway_upstream_breaker_open", "1 while an upstream's br
                       ["route_config"])
 
 
-class CheckingResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then refuses forbidden addresses."""
+class CheckingResolver:
+    """Resolves like aiohttp's default resolver (a thread for getaddrinfo), refuses forbidden
+    addresses, and remembers answers for `ttl_s`; IP literals are taken as they are (the
+    proxy checked them when it read the route config's URL)."""
 
-    def __init__(self, policy: UpstreamPolicy) -> None:
+    def __init__(self, policy: UpstreamPolicy, ttl_s: float = 10.0) -> None:
         self._policy = policy
         self._inner = aiohttp.ThreadedResolver()
+        self._ttl_s = ttl_s
+        self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
+    async def addresses(self, host: str, port: int) -> list[str]:
+        if _is_ip_literal(host):
+            return [host.strip("[]")]
+        cached = self._cache.get((host, port))
+        if cached is not None and time.monotonic() < cached[0]:
+            return cached[1]
+        results = await self._inner.resolve(host, port, socket.AF_UNSPEC)
         try:
             for result in results:
                 self._policy.check_address(result["host"], host)
         except TargetRefused as exc:
             raise OSError(str(exc)) from None
-        return results
+        addresses = [result["host"] for result in results]
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[host, port] = (time.monotonic() + self._ttl_s, addresses)
+        return addresses
 
     async def close(self) -> None:
         await self._inner.close()
@@ -145,27 +160,30 @@ class UpstreamProxy:
                  total_timeout_s: float = 30.0, breakers: CircuitBreakers | None = None
                  ) -> None:
         self._policy = policy
-        self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
+        self._connect_timeout_s = connect_timeout_s
+        self._total_timeout_s = total_timeout_s
         self.breakers = breakers or CircuitBreakers()
-        self._session: aiohttp.ClientSession | None = None
+        self._resolver: CheckingResolver | None = None
+        self._client: UpstreamClient | None = None
         self._verdicts: dict[str, str | None] = {}
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(resolver=CheckingResolver(self._policy), limit=0,
-                                         ttl_dns_cache=10)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar())
+        self._resolver = CheckingResolver(self._policy)
+        self._client = UpstreamClient(self._resolver.addresses,
+                                      connect_timeout_s=self._connect_timeout_s,
+                                      total_timeout_s=self._total_timeout_s)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
+        if self._resolver is not None:
+            await self._resolver.close()
 
     def forward(self, request: web.Request, config: RouteConfig
                 ) -> Awaitable[web.StreamResponse]:
         """The checks that need no waiting, then the exchange to await (a coroutine frame
         less for every resumption of the request)."""
-        assert self._session is not None and config.upstream_url is not None
+        assert self._client is not None and config.upstream_url is not None
         upstream = config.upstream_url
         refusal = self._refusal_of(upstream)
         if refusal is not None:
@@ -188,29 +206,25 @@ class UpstreamProxy:
 
     async def _exchange(self, request: web.Request, target: URL, upstream: str, limit: int
                         ) -> web.StreamResponse:
-        assert self._session is not None
+        assert self._client is not None
         headers = self._request_headers(request)
         body = _capped(request.content, limit) if request.body_exists else None
+        # a connection that could not be made sent nothing: idempotent requests try again
         attempts = 2 if request.method in IDEMPOTENT and body is None else 1
         for attempt in range(1, attempts + 1):
             try:
-                upstream_response = await self._session.request(
-                    request.method, target, headers=headers, data=body, allow_redirects=False,
-                    # the client's own Accept-Encoding (or none) goes through, not aiohttp's
-                    skip_auto_headers=("Accept-Encoding",))
+                upstream_response = await self._client.request(
+                    request.method, target, headers, body, _length_of(request, body))
                 break
-            except aiohttp.ClientConnectorError as exc:
+            except UpstreamConnectError as exc:
                 if attempt < attempts:
                     continue
                 self.breakers.failure(upstream)
-                raise UpstreamError(f"Upstream unreachable: {exc.os_error}") from None
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise UpstreamError(f"Upstream unreachable: {exc}") from None
+            except TimeoutError:
                 self.breakers.failure(upstream)
                 raise UpstreamTimeout("Upstream did not answer in time") from None
-            except aiohttp.ClientError as exc:
-                if isinstance(exc.__cause__, PayloadTooLarge) or isinstance(
-                        exc.__context__, PayloadTooLarge):
-                    raise PayloadTooLarge() from None
+            except (UpstreamBroken, OSError) as exc:
                 self.breakers.failure(upstream)
                 raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
         length = upstream_response.content_length
@@ -224,14 +238,14 @@ class UpstreamProxy:
             return await self._streamed(request, upstream_response, upstream)
         if not buffer_up_to:
             return await self._streamed(request, upstream_response, upstream)
-        try:  # no length given: read one byte past the limit to learn which side it is on
-            prefix = await upstream_response.content.readexactly(whole_up_to + 1)
-        except asyncio.IncompleteReadError as short:
-            return await self._buffered(upstream_response, upstream, body=short.partial)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        try:  # no length given: read past the limit to learn which side it is on
+            prefix, whole = await upstream_response.read(up_to=whole_up_to)
+        except (TimeoutError, UpstreamBroken) as exc:
             upstream_response.release()
             self.breakers.failure(upstream)
             raise UpstreamError(f"Upstream response failed: {type(exc).__name__}") from None
+        if whole:
+            return await self._buffered(upstream_response, upstream, body=prefix)
         return await self._streamed(request, upstream_response, upstream, prefix=prefix)
 
     def _refusal_of(self, upstream: str) -> str | None:
@@ -250,12 +264,12 @@ class UpstreamProxy:
                 self._verdicts[upstream] = str(exc)
         return self._verdicts[upstream]
 
-    async def _streamed(self, request: web.Request, upstream_response: aiohttp.ClientResponse,
+    async def _streamed(self, request: web.Request, upstream_response: UpstreamResponse,
                         upstream: str, prefix: bytes = b"") -> web.StreamResponse:
         """Chunks go to the client as they arrive: flat memory for any body size. A client
         that goes away is not the upstream's fault and does not count against its breaker."""
         response = web.StreamResponse(status=upstream_response.status,
-                                      reason=upstream_response.reason)
+                                      reason=upstream_response.reason or None)
         for name, value in upstream_response.headers.items():
             if name.lower() not in HOP_BY_HOP:
                 response.headers.add(name, value)
@@ -265,13 +279,13 @@ class UpstreamProxy:
             await response.prepare(request)
             if prefix:
                 await response.write(prefix)
-            chunks = upstream_response.content.iter_chunked(64 * 1024)
+            chunks = upstream_response.chunks()
             while True:
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:
                     break
-                except (TimeoutError, aiohttp.ClientError) as exc:
+                except (TimeoutError, UpstreamBroken) as exc:
                     self.breakers.failure(upstream)
                     log.warning("upstream response interrupted", upstream=upstream,
                                 error=repr(exc))
@@ -286,35 +300,37 @@ class UpstreamProxy:
         self.breakers.success(upstream)
         return response
 
-    async def _buffered(self, upstream_response: aiohttp.ClientResponse, upstream: str,
+    async def _buffered(self, upstream_response: UpstreamResponse, upstream: str,
                         body: bytes | None = None) -> web.Response:
         """A whole-body answer: small bodies, and those the response cache may store."""
         try:
             if body is None:
-                body = await upstream_response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+                body, _whole = await upstream_response.read()
+        except (TimeoutError, UpstreamBroken) as exc:
             self.breakers.failure(upstream)
             raise UpstreamError(f"Upstream response failed: {type(exc).__name__}") from None
         finally:
             upstream_response.release()
-        headers = CIMultiDict((name, value) for name, value in upstream_response.headers.items()
-                              if name.lower() not in HOP_BY_HOP)
+        headers = upstream_response.headers  # the client's own copy
+        for name in HOP_BY_HOP.intersection(map(str.lower, headers.keys())):
+            del headers[name]
         self.breakers.success(upstream)
         return web.Response(status=upstream_response.status, body=body, headers=headers)
 
-    def _request_headers(self, request: web.Request) -> dict[str, Any]:
-        headers = {k: v for k, v in request.headers.items() if _forwarded(k)}
+    def _request_headers(self, request: web.Request) -> list[tuple[str, str]]:
+        headers = [(k, v) for k, v in request.headers.items() if _forwarded(k)]
         state = state_of(request)
         prior = request.headers.get("X-Forwarded-For")
         context = context_of(request)
         client = context.client_ip
-        headers["X-Forwarded-For"] = f"{prior}, {client}" if prior and (
-            client != request.remote) else client
-        # the gateway's own public host, not the client's Host header (which the client
-        # chooses freely, and an upstream may use to build links)
-        headers["X-Forwarded-Host"] = state.public_host
-        headers["X-Forwarded-Proto"] = request.scheme
-        headers["X-Request-Id"] = context.request_id
+        headers += (
+            ("X-Forwarded-For", f"{prior}, {client}" if prior and (
+                client != request.remote) else client),
+            # the gateway's own public host, not the client's Host header (which the client
+            # chooses freely, and an upstream may use to build links)
+            ("X-Forwarded-Host", state.public_host),
+            ("X-Forwarded-Proto", request.scheme),
+            ("X-Request-Id", context.request_id))
         return headers
 
 
@@ -331,7 +347,6 @@ def upstream_target(upstream: str, raw_path_qs: str) -> URL:
     return target
 
 
-@functools.lru_cache(maxsize=4096)  # header names repeat: decide each spelling once
 @functools.lru_cache(maxsize=4096)  # a route config's upstream URL is parsed once
 def _parts_of(upstream: str) -> tuple[str, str, str, str]:
     base = URL(upstream)
@@ -346,6 +361,14 @@ def _forwarded(name: str) -> bool:
     # aiohttp has already decoded a gzip/deflate/br request body: it goes on decoded, so its
     # old Content-Encoding must not go with it
     return lower != "content-encoding"
+
+
+def _length_of(request: web.Request, body: object) -> int | None:
+    """The request body's length as it goes upstream: the client's Content-Length, unless
+    aiohttp decoded the body (then it goes chunked)."""
+    if body is None or "Content-Encoding" in request.headers:
+        return None
+    return request.content_length
 
 
 async def _capped(stream: web.StreamReader, limit: int):

@@ -1,0 +1,240 @@
+"""gateway.forwarders.upstream_client against real HTTP servers on loopback: an aiohttp app
+for well-formed answers, raw asyncio servers for the shapes aiohttp will not produce
+(close-delimited bodies, informational answers, a kept-alive connection closed under us)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from gateway.forwarders.upstream_client import (
+    HIGH_WATER,
+    UpstreamBroken,
+    UpstreamClient,
+    UpstreamConnectError,
+)
+
+
+async def as_is(host: str, _port: int) -> list[str]:
+    return [host]
+
+
+def client(**timeouts: float) -> UpstreamClient:
+    return UpstreamClient(as_is, connect_timeout_s=timeouts.get("connect", 2.0),
+                          total_timeout_s=timeouts.get("total", 5.0))
+
+
+@pytest.fixture
+async def upstream(aiohttp_server):
+    seen: list[web.Request] = []
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        body = await request.read()
+        if request.path == "/slow":
+            await asyncio.sleep(2)
+        if request.path == "/stream":
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            for _ in range(64):
+                await response.write(b"x" * 65536)
+            await response.write_eof()
+            return response
+        response = web.Response(body=body or b"hello", status=201 if body else 200)
+        response.headers.add("Set-Cookie", "a=1")
+        response.headers.add("Set-Cookie", "b=2")
+        response.headers["X-Length-Seen"] = str(request.content_length)
+        response.headers["X-Chunked-Seen"] = request.headers.get("Transfer-Encoding", "")
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    server = await aiohttp_server(app)
+    server.seen = seen
+    return server
+
+
+async def raw_server(answer: bytes, *, close: bool = True):
+    """A server that reads a request head and writes `answer` as it is."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        if close:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def body_of(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def test_a_kept_alive_connection_carries_the_next_request(upstream):
+    http = client()
+    target = URL(str(upstream.make_url("/one")))
+    for _ in range(3):
+        response = await http.request("GET", target, [("X-Test", "1")])
+        body, whole = await response.read()
+        response.release()
+        assert (response.status, body, whole) == (200, b"hello", True)
+        assert response.headers.getall("Set-Cookie") == ["a=1", "b=2"]
+    ports = {request.transport.get_extra_info("peername")[1] for request in upstream.seen}
+    assert len(ports) == 1  # one connection for the three
+    assert upstream.seen[0].headers["X-Test"] == "1"
+    assert upstream.seen[0].host == target.host_port_subcomponent
+    await http.close()
+
+
+async def test_request_bodies_go_with_their_length_or_chunked(upstream):
+    http = client()
+    target = URL(str(upstream.make_url("/body")))
+    response = await http.request("POST", target, [], body_of(b"ab", b"cd"), 4)
+    assert (await response.read())[0] == b"abcd"
+    assert response.headers["X-Length-Seen"] == "4"
+    response.release()
+    response = await http.request("POST", target, [], body_of(b"ab", b"", b"cd"), None)
+    assert (await response.read())[0] == b"abcd"
+    assert response.headers["X-Chunked-Seen"] == "chunked"
+    response.release()
+    await http.close()
+
+
+async def test_a_large_body_streams_in_bounded_pieces(upstream):
+    http = client()
+    response = await http.request("GET", URL(str(upstream.make_url("/stream"))), [])
+    assert response.content_length is None
+    total = 0
+    async for chunk in response.chunks():
+        assert len(chunk) <= HIGH_WATER + 256 * 1024  # what one socket read may add
+        total += len(chunk)
+        await asyncio.sleep(0)  # a slow reader: the socket is paused meanwhile
+    response.release()
+    assert total == 64 * 65536
+    await http.close()
+
+
+async def test_read_up_to_stops_past_the_limit(upstream):
+    http = client()
+    response = await http.request("GET", URL(str(upstream.make_url("/stream"))), [])
+    prefix, whole = await response.read(up_to=100_000)
+    assert not whole and len(prefix) > 100_000
+    response.release()  # not read to its end: closed, not pooled
+    response = await http.request("GET", URL(str(upstream.make_url("/again"))), [])
+    assert (await response.read())[0] == b"hello"
+    response.release()
+    await http.close()
+
+
+async def test_a_body_delimited_by_the_end_of_the_connection():
+    server, port = await raw_server(b"HTTP/1.1 200 OK\r\nX-Shape: eof\r\n\r\nuntil the end")
+    http = client()
+    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+    assert await response.read() == (b"until the end", True)
+    response.release()
+    await http.close()
+    server.close()
+
+
+async def test_informational_answers_are_skipped():
+    server, port = await raw_server(
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok")
+    http = client()
+    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+    assert (response.status, response.reason) == (202, "Accepted")
+    assert await response.read() == (b"ok", True)
+    response.release()
+    await http.close()
+    server.close()
+
+
+async def test_a_head_answer_has_no_body_whatever_its_length_says(upstream):
+    http = client()
+    response = await http.request("HEAD", URL(str(upstream.make_url("/one"))), [])
+    assert response.status == 200
+    assert await response.read() == (b"", True)
+    response.release()
+    await http.close()
+
+
+async def test_an_upstream_that_closes_early_is_broken():
+    server, port = await raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
+    http = client()
+    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+    with pytest.raises(UpstreamBroken):
+        await response.read()
+    response.release()
+    await http.close()
+    server.close()
+
+
+async def test_a_malformed_answer_is_broken():
+    server, port = await raw_server(b"NOT HTTP AT ALL\r\n\r\n")
+    http = client()
+    with pytest.raises(UpstreamBroken):
+        await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+    await http.close()
+    server.close()
+
+
+async def test_a_stale_kept_alive_connection_is_replaced_once():
+    """The upstream answers, keeps the connection, then closes it as the next request goes
+    out: the request goes again on a new connection."""
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        if connections == 1:  # read the next request, then close without an answer
+            await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = client()
+    for _ in range(2):
+        response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+        assert await response.read() == (b"ok", True)
+        response.release()
+    assert connections == 2
+    await http.close()
+    server.close()
+
+
+async def test_no_answer_within_the_deadline_is_a_timeout(upstream):
+    http = client(total=0.3)
+    with pytest.raises(TimeoutError):
+        await http.request("GET", URL(str(upstream.make_url("/slow"))), [])
+    await http.close()
+
+
+async def test_nobody_listening_is_a_connect_error():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    http = client()
+    with pytest.raises(UpstreamConnectError):
+        await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+    await http.close()
+
+
+async def test_a_refused_address_is_a_connect_error():
+    async def refuse(_host: str, _port: int) -> list[str]:
+        raise OSError("address not allowed")
+
+    http = UpstreamClient(refuse, connect_timeout_s=1, total_timeout_s=1)
+    with pytest.raises(UpstreamConnectError, match="not allowed"):
+        await http.request("GET", URL("http://internal.example/"), [])
+    await http.close()
