@@ -67,6 +67,10 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.failure: Exception | None = None
+        # commands written and replies read so far: a tick is late while `replied` has not
+        # reached the count it ended at (whether or not its callers are still waiting)
+        self.sent = 0
+        self.replied = 0
         options: dict[str, Any] = {"encoding": decode} if decode else {}
         self._reader = hiredis.Reader(protocolError=InvalidResponse,
                                       replyError=BaseParser.parse_error, **options)
@@ -88,6 +92,7 @@ class _Connection(asyncio.Protocol):
                 self.fail(InvalidResponse("Redis sent a reply nobody asked for"))
                 return
             future = self.waiting.popleft()
+            self.replied += 1
             if future.done():  # the caller was cancelled meanwhile
                 continue
             if isinstance(reply, RedisError):  # an error reply, as parse_error mapped it
@@ -102,6 +107,7 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes, futures: list[asyncio.Future[Any]]) -> None:
         assert self.transport is not None
         self.waiting.extend(futures)
+        self.sent += len(futures)
         self.transport.write(data)
 
     def fail(self, error: Exception) -> None:
@@ -127,8 +133,10 @@ class RedisBatcher:
         self._commands: list[bytes] = []
         self._futures: list[asyncio.Future[Any]] = []
         self._sending: set[asyncio.Task[None]] = set()  # referenced until done
+        self._closed = False
 
     async def close(self) -> None:
+        self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()
         if self._connection is not None:
@@ -139,6 +147,9 @@ class RedisBatcher:
         """The reply of `command` (e.g. `call("HGETALL", key)`), sent with this tick's others."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if self._closed:
+            future.set_exception(RedisConnectionError("Redis batcher closed"))
+            return future
         try:
             data = encode(command)
         except DataError as exc:
@@ -172,12 +183,14 @@ class RedisBatcher:
             finally:
                 if self._connecting is connecting and connecting.done():
                     self._connecting = None
-        except Exception as exc:
+        except BaseException as exc:  # every caller of the tick must hear of it
             error = exc if isinstance(exc, RedisError) else (
                 RedisConnectionError(f"Redis unreachable: {exc!r}"))
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
             return
         self._send(connection, data, futures)
 
@@ -189,12 +202,13 @@ class RedisBatcher:
                     future.set_exception(connection.failure)
             return
         connection.send(data, futures)
+        # holds counts, not the callers' futures (nor their replies) for the timeout's length
         asyncio.get_running_loop().call_later(self._timeout_s, self._deadline, connection,
-                                              futures[-1])
+                                              connection.sent)
 
-    def _deadline(self, connection: _Connection, last: asyncio.Future[Any]) -> None:
-        """Replies come in order: the tick's last one still missing means it is late."""
-        if not last.done():
+    def _deadline(self, connection: _Connection, tick_end: int) -> None:
+        """Replies come in order: fewer than the tick's end read by now means it is late."""
+        if connection.replied < tick_end and connection.failure is None:
             connection.fail(RedisTimeoutError(
                 f"Redis did not answer within {self._timeout_s} s"))
 
@@ -225,6 +239,9 @@ class RedisBatcher:
                 except BaseException:
                     connection.fail(RedisConnectionError("Redis refused AUTH or SELECT"))
                     raise
+        if self._closed:
+            connection.fail(RedisConnectionError("Redis batcher closed"))
+            raise RedisConnectionError("Redis batcher closed")
         if self._connection is not None:
             self._connection.fail(RedisConnectionError("replaced"))
         self._connection = connection
@@ -235,6 +252,8 @@ class RedisBatcher:
             return None
         settings = self._settings
         context = ssl.create_default_context(cafile=settings.get("ssl_ca_certs"))
+        if settings.get("ssl_check_hostname") is False:
+            context.check_hostname = False
         if settings.get("ssl_certfile"):
             context.load_cert_chain(settings["ssl_certfile"], settings.get("ssl_keyfile"))
         if settings.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):

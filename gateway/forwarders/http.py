@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Gauge
 from yarl import URL
 
@@ -39,6 +40,7 @@ from contracts.logging import get_logger
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.context import context_of
 from gateway.forwarders.upstream_client import (
+    IDEMPOTENT,
     UpstreamBroken,
     UpstreamClient,
     UpstreamConnectError,
@@ -63,7 +65,6 @@ ADDRESS_CLAIMS = frozenset({
     "cf-connecting-ip", "fastly-client-ip", "x-forwarded-for", "x-forwarded-host",
     "x-forwarded-proto", "x-forwarded-port", "x-forwarded-server", "x-original-forwarded-for",
 })
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 SMALL_BODY = 64 * 1024  # answered whole (cheaper than streaming); larger bodies stream
 
 # Labelled by route config id: an upstream URL may hold credentials in its query string.
@@ -224,6 +225,8 @@ class UpstreamProxy:
             except TimeoutError:
                 self.breakers.failure(upstream)
                 raise UpstreamTimeout("Upstream did not answer in time") from None
+            except ClientBodyBroken:  # the client's fault, not the upstream's
+                raise BadRequest("The request body ended before its end") from None
             except (UpstreamBroken, OSError) as exc:
                 self.breakers.failure(upstream)
                 raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
@@ -244,6 +247,9 @@ class UpstreamProxy:
             upstream_response.release()
             self.breakers.failure(upstream)
             raise UpstreamError(f"Upstream response failed: {type(exc).__name__}") from None
+        except BaseException:  # cancelled: the connection is not left to its deadline
+            upstream_response.release()
+            raise
         if whole:
             return await self._buffered(upstream_response, upstream, body=prefix)
         return await self._streamed(request, upstream_response, upstream, prefix=prefix)
@@ -371,10 +377,21 @@ def _length_of(request: web.Request, body: object) -> int | None:
     return request.content_length
 
 
+class ClientBodyBroken(Exception):
+    """The client's request body broke off (the client went away mid-upload)."""
+
+
 async def _capped(stream: web.StreamReader, limit: int):
     """The request body, streamed, refusing more than `limit` bytes (chunked uploads too)."""
     sent = 0
-    async for chunk in stream.iter_chunked(64 * 1024):
+    chunks = stream.iter_chunked(64 * 1024)
+    while True:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except (OSError, EOFError, aiohttp.ClientPayloadError, HttpProcessingError) as exc:
+            raise ClientBodyBroken(repr(exc)) from None
         sent += len(chunk)
         if sent > limit:
             raise PayloadTooLarge()

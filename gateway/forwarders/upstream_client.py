@@ -19,8 +19,10 @@ response, stream its body with backpressure, reuse the connection.
   socket stops being read until the reader catches up, so memory stays flat for any size.
 - Errors: `UpstreamConnectError` when no connection could be made (nothing was sent),
   `UpstreamBroken` when the upstream broke the exchange, TimeoutError past the deadline.
-  A request on a reused connection that the upstream had already closed (nothing of a
-  response came back) is sent again once on a new connection, when it had no body.
+  An idempotent request without a body, sent on a reused connection that the upstream had
+  already closed (nothing of a response came back), is sent again once on a new connection.
+- A connection goes back to the pool only when its answer was read to the end (and the
+  upstream keeps it alive); anything else, a cancelled exchange included, closes it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ import httptools
 from multidict import CIMultiDict
 from yarl import URL
 
-IDLE_S = 15.0
+# below the keep-alive timeouts servers commonly use (Node's is 5 s): an idle connection is
+# closed here before its upstream closes it under a request
+IDLE_S = 4.0
+# sent again after a stale kept-alive connection: repeating them changes nothing
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
@@ -129,6 +135,7 @@ class _Connection(asyncio.Protocol):
         self._got_bytes = False
         self._until_close = False
         self._no_body = head_only
+        self._paused = False
         self._status = 0
         self._reason = ""
         self._headers = CIMultiDict()
@@ -140,10 +147,10 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
 
     async def drain(self) -> None:
+        if self._writable is not None and self._failure is None:
+            await self._writable  # resolved when writing resumes or the connection ends
         if self._failure is not None:
             raise self._failure
-        if self._writable is not None:
-            await self._writable
 
     async def next_chunk(self) -> bytes | None:
         while not self._chunks:
@@ -164,7 +171,8 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._complete and self._keep_alive and not self._closed and not self._no_body:
+        if self._complete and self._keep_alive and self._failure is None and not (
+                self._closed or self._no_body or self._paused or self._chunks):
             self._pool.give_back(self)
         else:
             self.close()
@@ -181,7 +189,8 @@ class _Connection(asyncio.Protocol):
 
     def _expired(self) -> None:
         self._timer = None
-        self._fail(TimeoutError("Upstream did not answer in time"))
+        if not self._complete:  # an answer read to its end but not yet released is whole
+            self._fail(TimeoutError("Upstream did not answer in time"))
         self.close()
 
     def _fail(self, error: BaseException) -> None:
@@ -189,9 +198,10 @@ class _Connection(asyncio.Protocol):
             self._failure = error
         if self._head is not None and not self._head.done():
             self._head.set_exception(error)
-        for waiter in (self._readable, self._writable):
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(error)
+        if self._readable is not None and not self._readable.done():
+            self._readable.set_exception(error)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)  # drain() raises the failure
 
     def _wake_reader(self) -> None:
         if self._readable is not None and not self._readable.done():
@@ -206,8 +216,9 @@ class _Connection(asyncio.Protocol):
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamBroken(f"malformed response: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # (no upgrade was asked for: Upgrade and Connection are never forwarded)
+            self._fail(UpstreamBroken(f"malformed response: {exc!r}"))
             self.close()
 
     def eof_received(self) -> bool | None:
@@ -216,16 +227,18 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._pool.forget(self)
-        if self._until_close and not self._complete:
-            self._complete = True  # the end of the connection ends this body
+        if self._until_close and not self._complete and exc is None and self._failure is None:
+            self._complete = True  # the orderly end of the connection ends this body
             self._wake_reader()
         elif not self._complete or (self._head is not None and not self._head.done()):
             if self.reused and not self._got_bytes:
                 self._fail(_Stale("the upstream had closed the kept-alive connection"))
             else:
                 self._fail(UpstreamBroken("the upstream closed the connection early"))
+        if self._failure is None and not self._complete:
+            self._failure = UpstreamBroken("the connection closed")
         if self._writable is not None and not self._writable.done():
-            self._writable.set_exception(self._failure or UpstreamBroken("connection closed"))
+            self._writable.set_result(None)  # drain() raises the failure
 
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()
@@ -307,7 +320,7 @@ class UpstreamClient:
         head = _request_head(method, target, headers, body, body_length)
         key = (target.scheme, target.raw_host or "", target.port or 80)
         for attempt in (1, 2):
-            connection = self._idle_connection(key)
+            connection = self._idle_connection(key) if attempt == 1 else None
             if connection is None:
                 connection = await self._connect(key, target, deadline)
             waiting = connection.begin(deadline, head_only=method == "HEAD")
@@ -318,13 +331,15 @@ class UpstreamClient:
                 return await waiting
             except _Stale:
                 connection.release()
-                if attempt == 1 and body is None:
+                if attempt == 1 and body is None and method in IDEMPOTENT:
                     continue
                 raise UpstreamBroken("the upstream closed the connection") from None
             except BaseException:
                 connection.release()
                 if not waiting.done():
                     waiting.cancel()
+                elif not waiting.cancelled():
+                    waiting.exception()  # retrieved: the error raised here says it all
                 raise
         raise AssertionError("unreachable")
 
@@ -381,6 +396,8 @@ def _request_head(method: str, target: URL, headers: Sequence[tuple[str, str]],
     if body is not None:
         lines.append(f"Content-Length: {body_length}" if body_length is not None
                      else "Transfer-Encoding: chunked")
+    elif method in ("POST", "PUT", "PATCH"):  # some servers want a length even for none
+        lines.append("Content-Length: 0")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 

@@ -87,3 +87,26 @@ async def test_refused_credentials_fail_the_callers_with_redis_error():
         await batcher.call("PING")
     await batcher.close()
     await redis.aclose()
+
+
+async def test_a_tick_is_late_even_when_its_last_caller_gave_up():
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    batcher = RedisBatcher(redis, timeout_s=0.3)
+    try:
+        blocked = batcher.call("BLPOP", f"batch:{uuid.uuid4().hex}", 2)
+        batcher.call("PING").cancel()  # the tick's last caller is gone
+        with pytest.raises(RedisTimeoutError):
+            await blocked
+    finally:
+        await batcher.close()
+        await redis.aclose()
+
+
+async def test_a_closed_batcher_refuses_calls():
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    batcher = RedisBatcher(redis)
+    assert await batcher.call("PING") in (b"PONG", True)
+    await batcher.close()
+    with pytest.raises(RedisError):
+        await batcher.call("PING")
+    await redis.aclose()

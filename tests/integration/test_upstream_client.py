@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
@@ -238,3 +239,50 @@ async def test_a_refused_address_is_a_connect_error():
     with pytest.raises(UpstreamConnectError, match="not allowed"):
         await http.request("GET", URL("http://internal.example/"), [])
     await http.close()
+
+
+async def test_a_body_cut_off_by_a_reset_is_broken_not_whole():
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\npart of it")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.get_extra_info("socket").setsockopt(  # close with a reset, not a FIN
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = client()
+    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+    with pytest.raises(UpstreamBroken):
+        await response.read()
+    response.release()
+    await http.close()
+    server.close()
+
+
+async def test_a_post_on_a_stale_connection_is_not_sent_twice():
+    requests = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        await reader.readuntil(b"\r\n\r\n")
+        requests += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the POST: seen, then the connection ends
+        requests += 1
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = client()
+    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+    await response.read()
+    response.release()
+    with pytest.raises(UpstreamBroken):
+        await http.request("POST", URL(f"http://127.0.0.1:{port}/"), [])
+    assert requests == 2
+    await http.close()
+    server.close()
