@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDict
 from prometheus_client import Gauge
 from yarl import URL
 
@@ -40,7 +41,6 @@ from contracts.logging import get_logger
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.context import context_of
 from gateway.forwarders.upstream_client import (
-    IDEMPOTENT,
     UpstreamBroken,
     UpstreamClient,
     UpstreamConnectError,
@@ -210,26 +210,20 @@ class UpstreamProxy:
         assert self._client is not None
         headers = self._request_headers(request)
         body = _capped(request.content, limit) if request.body_exists else None
-        # a connection that could not be made sent nothing: idempotent requests try again
-        attempts = 2 if request.method in IDEMPOTENT and body is None else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                upstream_response = await self._client.request(
-                    request.method, target, headers, body, _length_of(request, body))
-                break
-            except UpstreamConnectError as exc:
-                if attempt < attempts:
-                    continue
-                self.breakers.failure(upstream)
-                raise UpstreamError(f"Upstream unreachable: {exc}") from None
-            except TimeoutError:
-                self.breakers.failure(upstream)
-                raise UpstreamTimeout("Upstream did not answer in time") from None
-            except ClientBodyBroken:  # the client's fault, not the upstream's
-                raise BadRequest("The request body ended before its end") from None
-            except (UpstreamBroken, OSError) as exc:
-                self.breakers.failure(upstream)
-                raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
+        try:  # (the client tries a connection again where that is safe)
+            upstream_response = await self._client.request(
+                request.method, target, headers, body, _length_of(request, body))
+        except UpstreamConnectError as exc:
+            self.breakers.failure(upstream)
+            raise UpstreamError(f"Upstream unreachable: {exc}") from None
+        except TimeoutError:
+            self.breakers.failure(upstream)
+            raise UpstreamTimeout("Upstream did not answer in time") from None
+        except ClientBodyBroken:  # the client's fault, not the upstream's
+            raise BadRequest("The request body ended before its end") from None
+        except (UpstreamBroken, OSError) as exc:
+            self.breakers.failure(upstream)
+            raise UpstreamError(f"Upstream failed: {type(exc).__name__}") from None
         length = upstream_response.content_length
         # the response cache wants whole bodies up to its entry limit; larger ones stream by
         # (and are not stored), so a cacheable route cannot make the gateway hold a huge body
@@ -276,9 +270,7 @@ class UpstreamProxy:
         that goes away is not the upstream's fault and does not count against its breaker."""
         response = web.StreamResponse(status=upstream_response.status,
                                       reason=upstream_response.reason or None)
-        for name, value in upstream_response.headers.items():
-            if name.lower() not in HOP_BY_HOP:
-                response.headers.add(name, value)
+        response.headers.extend(_end_to_end(upstream_response.headers))
         if upstream_response.content_length is not None:
             response.content_length = upstream_response.content_length
         try:
@@ -317,11 +309,9 @@ class UpstreamProxy:
             raise UpstreamError(f"Upstream response failed: {type(exc).__name__}") from None
         finally:
             upstream_response.release()
-        headers = upstream_response.headers  # the client's own copy
-        for name in HOP_BY_HOP.intersection(map(str.lower, headers.keys())):
-            del headers[name]
         self.breakers.success(upstream)
-        return web.Response(status=upstream_response.status, body=body, headers=headers)
+        return web.Response(status=upstream_response.status, body=body,
+                            headers=_end_to_end(upstream_response.headers))
 
     def _request_headers(self, request: web.Request) -> list[tuple[str, str]]:
         headers = [(k, v) for k, v in request.headers.items() if _forwarded(k)]
@@ -367,6 +357,14 @@ def _forwarded(name: str) -> bool:
     # aiohttp has already decoded a gzip/deflate/br request body: it goes on decoded, so its
     # old Content-Encoding must not go with it
     return lower != "content-encoding"
+
+
+def _end_to_end(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """An upstream answer's headers without the hop-by-hop ones (removed in place: the
+    upstream client's headers are the answer's own)."""
+    for name in HOP_BY_HOP.intersection(map(str.lower, headers.keys())):
+        del headers[name]
+    return headers
 
 
 def _length_of(request: web.Request, body: object) -> int | None:

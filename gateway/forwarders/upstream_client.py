@@ -19,8 +19,9 @@ response, stream its body with backpressure, reuse the connection.
   socket stops being read until the reader catches up, so memory stays flat for any size.
 - Errors: `UpstreamConnectError` when no connection could be made (nothing was sent),
   `UpstreamBroken` when the upstream broke the exchange, TimeoutError past the deadline.
-  An idempotent request without a body, sent on a reused connection that the upstream had
-  already closed (nothing of a response came back), is sent again once on a new connection.
+  An idempotent request without a body is sent again once, on a new connection, when
+  nothing of it can have reached the upstream's application: the connection could not be
+  made, or it was a reused one the upstream had already closed (no answer came back).
 - A connection goes back to the pool only when its answer was read to the end (and the
   upstream keeps it alive); anything else, a cancelled exchange included, closes it.
 """
@@ -105,40 +106,35 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.reused = False
         self._parser = httptools.HttpResponseParser(self)
-        self._head: asyncio.Future[UpstreamResponse] | None = None
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._failure: BaseException | None = None  # the connection is unusable after it
+        self._closed = False
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._head: asyncio.Future[UpstreamResponse] | None = None
+        self._answer(head_only=False)
+
+    def _answer(self, *, head_only: bool) -> None:
+        """The state of one answer, fresh for each exchange on the connection."""
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
         self._complete = False
         self._keep_alive = False  # as the parser said at the end of the answer
-        self._failure: BaseException | None = None
         self._got_bytes = False
-        self._closed = False
         self._until_close = False  # a body delimited by the end of the connection
-        self._no_body = False  # the answer to a HEAD request
-        self._paused = False
+        self._no_body = head_only  # the answer to a HEAD request
         self._status = 0
         self._reason = ""
         self._headers: CIMultiDict[str] = CIMultiDict()
-        self._timer: asyncio.TimerHandle | None = None
 
     # --- one exchange ----------------------------------------------------------------------
 
     def begin(self, deadline: float, head_only: bool) -> asyncio.Future[UpstreamResponse]:
+        """Only on a fresh or pooled connection: neither paused nor failed (see `release`)."""
         loop = asyncio.get_running_loop()
+        self._answer(head_only=head_only)
         self._head = loop.create_future()
-        self._chunks.clear()
-        self._buffered = 0
-        self._complete = False
-        self._keep_alive = False
-        self._got_bytes = False
-        self._until_close = False
-        self._no_body = head_only
-        self._paused = False
-        self._status = 0
-        self._reason = ""
-        self._headers = CIMultiDict()
         self._timer = loop.call_at(deadline, self._expired)
         return self._head
 
@@ -319,10 +315,17 @@ class UpstreamClient:
         deadline = asyncio.get_running_loop().time() + self._total_timeout_s
         head = _request_head(method, target, headers, body, body_length)
         key = (target.scheme, target.raw_host or "", target.port or 80)
+        repeatable = body is None and method in IDEMPOTENT
         for attempt in (1, 2):
+            again = repeatable and attempt == 1
             connection = self._idle_connection(key) if attempt == 1 else None
             if connection is None:
-                connection = await self._connect(key, target, deadline)
+                try:
+                    connection = await self._connect(key, target, deadline)
+                except UpstreamConnectError:
+                    if again:
+                        continue
+                    raise
             waiting = connection.begin(deadline, head_only=method == "HEAD")
             try:
                 connection.write(head)
@@ -331,7 +334,7 @@ class UpstreamClient:
                 return await waiting
             except _Stale:
                 connection.release()
-                if attempt == 1 and body is None and method in IDEMPOTENT:
+                if again:
                     continue
                 raise UpstreamBroken("the upstream closed the connection") from None
             except BaseException:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -61,17 +61,59 @@ async def upstream(aiohttp_server):
     return server
 
 
-async def raw_server(answer: bytes, *, close: bool = True):
-    """A server that reads a request head and writes `answer` as it is."""
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def http():
+    upstream_client = client()
+    yield upstream_client
+    await upstream_client.close()
+
+
+@pytest.fixture
+async def raw():
+    """Starts a raw server with a connection handler; its URL. Closed after the test."""
+    servers: list[asyncio.Server] = []
+
+    async def start(serve: Serve) -> URL:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        servers.append(server)
+        return URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def answering(answer: bytes) -> Serve:
+    """A handler that reads a request head, writes `answer` as it is and closes."""
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(answer)
         await writer.drain()
-        if close:
-            writer.close()
+        writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
+    return serve
+
+
+def answering_once_then_dropping(requests: list[int]) -> Serve:
+    """A handler that answers the first request on a connection, then reads the next one and
+    closes without an answer (a kept-alive connection its server ends under a request).
+    `requests` counts, per connection, the requests that reached it."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            requests[-1] += 1
+        except asyncio.IncompleteReadError:  # the client closed it first
+            pass
+        writer.close()
+
+    return serve
 
 
 async def body_of(*chunks: bytes) -> AsyncIterator[bytes]:
@@ -79,8 +121,7 @@ async def body_of(*chunks: bytes) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def test_a_kept_alive_connection_carries_the_next_request(upstream):
-    http = client()
+async def test_a_kept_alive_connection_carries_the_next_request(upstream, http):
     target = URL(str(upstream.make_url("/one")))
     for _ in range(3):
         response = await http.request("GET", target, [("X-Test", "1")])
@@ -92,11 +133,9 @@ async def test_a_kept_alive_connection_carries_the_next_request(upstream):
     assert len(ports) == 1  # one connection for the three
     assert upstream.seen[0].headers["X-Test"] == "1"
     assert upstream.seen[0].host == target.host_port_subcomponent
-    await http.close()
 
 
-async def test_request_bodies_go_with_their_length_or_chunked(upstream):
-    http = client()
+async def test_request_bodies_go_with_their_length_or_chunked(upstream, http):
     target = URL(str(upstream.make_url("/body")))
     response = await http.request("POST", target, [], body_of(b"ab", b"cd"), 4)
     assert (await response.read())[0] == b"abcd"
@@ -106,11 +145,9 @@ async def test_request_bodies_go_with_their_length_or_chunked(upstream):
     assert (await response.read())[0] == b"abcd"
     assert response.headers["X-Chunked-Seen"] == "chunked"
     response.release()
-    await http.close()
 
 
-async def test_a_large_body_streams_in_bounded_pieces(upstream):
-    http = client()
+async def test_a_large_body_streams_in_bounded_pieces(upstream, http):
     response = await http.request("GET", URL(str(upstream.make_url("/stream"))), [])
     assert response.content_length is None
     total = 0
@@ -120,11 +157,9 @@ async def test_a_large_body_streams_in_bounded_pieces(upstream):
         await asyncio.sleep(0)  # a slow reader: the socket is paused meanwhile
     response.release()
     assert total == 64 * 65536
-    await http.close()
 
 
-async def test_read_up_to_stops_past_the_limit(upstream):
-    http = client()
+async def test_read_up_to_stops_past_the_limit(upstream, http):
     response = await http.request("GET", URL(str(upstream.make_url("/stream"))), [])
     prefix, whole = await response.read(up_to=100_000)
     assert not whole and len(prefix) > 100_000
@@ -132,86 +167,55 @@ async def test_read_up_to_stops_past_the_limit(upstream):
     response = await http.request("GET", URL(str(upstream.make_url("/again"))), [])
     assert (await response.read())[0] == b"hello"
     response.release()
-    await http.close()
 
 
-async def test_a_body_delimited_by_the_end_of_the_connection():
-    server, port = await raw_server(b"HTTP/1.1 200 OK\r\nX-Shape: eof\r\n\r\nuntil the end")
-    http = client()
-    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+async def test_a_body_delimited_by_the_end_of_the_connection(http, raw):
+    url = await raw(answering(b"HTTP/1.1 200 OK\r\nX-Shape: eof\r\n\r\nuntil the end"))
+    response = await http.request("GET", url, [])
     assert await response.read() == (b"until the end", True)
     response.release()
-    await http.close()
-    server.close()
 
 
-async def test_informational_answers_are_skipped():
-    server, port = await raw_server(
-        b"HTTP/1.1 100 Continue\r\n\r\n"
-        b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok")
-    http = client()
-    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+async def test_informational_answers_are_skipped(http, raw):
+    url = await raw(answering(b"HTTP/1.1 100 Continue\r\n\r\n"
+                              b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok"))
+    response = await http.request("GET", url, [])
     assert (response.status, response.reason) == (202, "Accepted")
     assert await response.read() == (b"ok", True)
     response.release()
-    await http.close()
-    server.close()
 
 
-async def test_a_head_answer_has_no_body_whatever_its_length_says(upstream):
-    http = client()
+async def test_a_head_answer_has_no_body_whatever_its_length_says(upstream, http):
     response = await http.request("HEAD", URL(str(upstream.make_url("/one"))), [])
     assert response.status == 200
     assert await response.read() == (b"", True)
     response.release()
-    await http.close()
 
 
-async def test_an_upstream_that_closes_early_is_broken():
-    server, port = await raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
-    http = client()
-    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+async def test_an_upstream_that_closes_early_is_broken(http, raw):
+    url = await raw(answering(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"))
+    response = await http.request("GET", url, [])
     with pytest.raises(UpstreamBroken):
         await response.read()
     response.release()
-    await http.close()
-    server.close()
 
 
-async def test_a_malformed_answer_is_broken():
-    server, port = await raw_server(b"NOT HTTP AT ALL\r\n\r\n")
-    http = client()
+async def test_a_malformed_answer_is_broken(http, raw):
+    url = await raw(answering(b"NOT HTTP AT ALL\r\n\r\n"))
     with pytest.raises(UpstreamBroken):
-        await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
-    await http.close()
-    server.close()
+        await http.request("GET", url, [])
 
 
-async def test_a_stale_kept_alive_connection_is_replaced_once():
+async def test_a_stale_kept_alive_connection_is_replaced_once(http, raw):
     """The upstream answers, keeps the connection, then closes it as the next request goes
     out: the request goes again on a new connection."""
-    connections = 0
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        if connections == 1:  # read the next request, then close without an answer
-            await reader.readuntil(b"\r\n\r\n")
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    http = client()
+    requests: list[int] = []
+    url = await raw(answering_once_then_dropping(requests))
     for _ in range(2):
-        response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+        response = await http.request("GET", url, [])
         assert await response.read() == (b"ok", True)
         response.release()
-    assert connections == 2
-    await http.close()
-    server.close()
+    assert len(requests) == 2  # connections
 
 
 async def test_no_answer_within_the_deadline_is_a_timeout(upstream):
@@ -221,14 +225,12 @@ async def test_no_answer_within_the_deadline_is_a_timeout(upstream):
     await http.close()
 
 
-async def test_nobody_listening_is_a_connect_error():
+async def test_nobody_listening_is_a_connect_error(http):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    http = client()
     with pytest.raises(UpstreamConnectError):
         await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
-    await http.close()
 
 
 async def test_a_refused_address_is_a_connect_error():
@@ -241,7 +243,7 @@ async def test_a_refused_address_is_a_connect_error():
     await http.close()
 
 
-async def test_a_body_cut_off_by_a_reset_is_broken_not_whole():
+async def test_a_body_cut_off_by_a_reset_is_broken_not_whole(http, raw):
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\n\r\npart of it")
@@ -251,38 +253,18 @@ async def test_a_body_cut_off_by_a_reset_is_broken_not_whole():
             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    http = client()
-    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+    response = await http.request("GET", await raw(serve), [])
     with pytest.raises(UpstreamBroken):
         await response.read()
     response.release()
-    await http.close()
-    server.close()
 
 
-async def test_a_post_on_a_stale_connection_is_not_sent_twice():
-    requests = 0
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal requests
-        await reader.readuntil(b"\r\n\r\n")
-        requests += 1
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        await reader.readuntil(b"\r\n\r\n")  # the POST: seen, then the connection ends
-        requests += 1
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    http = client()
-    response = await http.request("GET", URL(f"http://127.0.0.1:{port}/"), [])
+async def test_a_post_on_a_stale_connection_is_not_sent_twice(http, raw):
+    requests: list[int] = []
+    url = await raw(answering_once_then_dropping(requests))
+    response = await http.request("GET", url, [])
     await response.read()
     response.release()
     with pytest.raises(UpstreamBroken):
-        await http.request("POST", URL(f"http://127.0.0.1:{port}/"), [])
-    assert requests == 2
-    await http.close()
-    server.close()
+        await http.request("POST", url, [])
+    assert sum(requests) == 2
