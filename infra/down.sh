@@ -64,12 +64,14 @@ stop_redis_instance() {
 stop_redis_instance redis-cache "$CACHE_REDIS_PORT"
 stop_redis_instance redis "$REDIS_PORT"
 
-# RabbitMQ (Debian's rabbitmqctl talks to rabbit@<hostname> with the shared cookie)
+# RabbitMQ (rabbitmqctl talks to $RABBITMQ_NODENAME, rabbit@localhost, with the shared cookie)
 if [ -f "$STATE_DIR/rabbitmq.started" ]; then
     if port_open "$RABBIT_PORT" || timeout 20 rabbitmqctl -q status >/dev/null 2>&1; then
         log "rabbitmq: stopping"
         timeout 120 rabbitmqctl -q stop >/dev/null 2>&1 || warn "rabbitmq: rabbitmqctl stop failed"
         wait_port_closed "$RABBIT_PORT" 30 || warn "rabbitmq: port $RABBIT_PORT still open"
+        # the epmd our node started outlives it; stop it once no node is registered
+        if epmd_unused; then epmd -kill >/dev/null 2>&1 || true; fi
     else
         log "rabbitmq: not running"
     fi

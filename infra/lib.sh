@@ -32,6 +32,16 @@ RABBIT_MGMT_PORT=15672
 MONGO_PORT=27017
 LOCALHOST=127.0.0.1
 
+# RabbitMQ's Erlang distribution (25672) and epmd (4369) listen on loopback only, like every
+# other local server. The node is named for `localhost`, not the host name: Debian's
+# /etc/hosts often maps the host name to 127.0.1.1, where a loopback-bound epmd is not.
+# rabbitmqctl reads the same variables, so the CLI (and the tests) reach the same node.
+export RABBITMQ_NODENAME="${RABBITMQ_NODENAME:-rabbit@localhost}"
+export ERL_EPMD_ADDRESS="$LOCALHOST"
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+EPMD_PORT=4369
+RABBIT_DIST_PORT=25672
+
 # Debian keeps admin tools in sbin (rabbitmqctl) and Go may live in /usr/local/go.
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/go/bin"
 export PATH
@@ -77,6 +87,26 @@ wait_port_closed() {
         [ "$SECONDS" -ge "$deadline" ] && return 1
         sleep 0.2
     done
+}
+
+# beyond_loopback PORT...: true if any of the ports has a listener on a non-loopback address.
+beyond_loopback() {
+    have ss || return 1
+    local port addresses
+    for port in "$@"; do
+        addresses="$(ss -Hltn "sport = :$port" 2>/dev/null | awk '{print $4}')" || continue
+        grep -qvE '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]):[0-9]+$' <<<"$addresses" \
+            && [ -n "$addresses" ] && return 0
+    done
+    return 1
+}
+
+# epmd_unused: true if epmd runs with no node registered (so stopping it harms nobody).
+epmd_unused() {
+    have epmd || return 1
+    local names
+    names="$(epmd -names 2>/dev/null)" || return 1
+    ! grep -q '^name ' <<<"$names"
 }
 
 show_log_tail() {

@@ -146,12 +146,12 @@ start_redis_instance() {
 #
 # Debian's rabbitmq-server/rabbitmqctl are wrappers that, run as root, switch
 # to the `rabbitmq` user (HOME=/var/lib/rabbitmq). So server and CLI share
-# the Erlang cookie /var/lib/rabbitmq/.erlang.cookie and a plain
-# `rabbitmqctl ...` (e.g. close_all_connections in tests) reaches our node
-# (rabbit@<hostname>) without any of the variables below. The node's data,
-# logs, config and enabled-plugins file live in $STATE_DIR/rabbitmq and
+# the Erlang cookie /var/lib/rabbitmq/.erlang.cookie, and with RABBITMQ_NODENAME
+# (rabbit@localhost, lib.sh) a `rabbitmqctl -n rabbit@localhost ...` (e.g.
+# close_all_connections in tests) reaches our node. The node's data, logs,
+# config and enabled-plugins file live in $STATE_DIR/rabbitmq and
 # $LOG_DIR/rabbitmq (owned by the rabbitmq user); only the cookie stays in
-# /var/lib/rabbitmq.
+# /var/lib/rabbitmq. Its distribution port and epmd listen on loopback only.
 # --------------------------------------------------------------------------
 RABBIT_DIR="$STATE_DIR/rabbitmq"
 export RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
@@ -163,7 +163,35 @@ rabbit_mgmt_ok() {
     curl -fsS -m 5 -u guest:guest "http://$LOCALHOST:$RABBIT_MGMT_PORT/api/overview" >/dev/null 2>&1
 }
 
+# A node that an older up.sh started had epmd and its distribution port on every interface:
+# stop it (and its epmd) so that it starts again bound to loopback.
+restart_exposed_rabbitmq() {
+    [ -f "$STATE_DIR/rabbitmq.started" ] && port_open "$RABBIT_PORT" || return 0
+    beyond_loopback "$EPMD_PORT" "$RABBIT_DIST_PORT" || return 0
+    log "rabbitmq: the node we started listens beyond loopback (epmd/distribution); restarting it"
+    local name
+    for name in "$RABBITMQ_NODENAME" "rabbit@$(hostname -s)" "rabbit@$(hostname)"; do
+        timeout 60 rabbitmqctl -q -n "$name" stop >/dev/null 2>&1 && break
+    done
+    wait_port_closed "$RABBIT_PORT" 30 || die "rabbitmq: could not stop the exposed node on :$RABBIT_PORT"
+    rm -f "$STATE_DIR/rabbitmq.started"
+}
+
+# epmd outlives the nodes that start it: one left listening beyond loopback with no node
+# registered is stopped, so that our node starts a loopback one.
+stop_exposed_epmd() {
+    beyond_loopback "$EPMD_PORT" || return 0
+    if epmd_unused; then
+        log "epmd: listening beyond loopback with no node registered; stopping it"
+        epmd -kill >/dev/null 2>&1 || true
+        wait_port_closed "$EPMD_PORT" 10 || warn "epmd: still listening on :$EPMD_PORT"
+    else
+        warn "epmd listens beyond loopback for nodes we did not start; leaving it alone"
+    fi
+}
+
 start_rabbitmq() {
+    restart_exposed_rabbitmq
     if port_open "$RABBIT_PORT"; then
         log "rabbitmq: reusing server on $LOCALHOST:$RABBIT_PORT"
         if ! port_open "$RABBIT_MGMT_PORT" && have rabbitmq-plugins; then
@@ -178,6 +206,7 @@ start_rabbitmq() {
         return 0
     fi
     have rabbitmq-server || die "rabbitmq: rabbitmq-server not found (install the Debian package rabbitmq-server)"
+    stop_exposed_epmd
     mkdir -p "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
     cat >"$RABBITMQ_CONFIG_FILE" <<EOF
 # Written by infra/up.sh: loopback only.

@@ -57,10 +57,14 @@ def recreate_vhost(name: str) -> None:
                {"configure": ".*", "write": ".*", "read": ".*"})
 
 
+RABBIT_NODE = os.environ.get("RABBITMQ_NODENAME", "rabbit@localhost")  # infra/lib.sh
+
+
 def close_all_connections(vhost: str) -> None:
     """Make the broker drop every connection to `vhost` (as a broker restart would)."""
     subprocess.run(
-        ["rabbitmqctl", "close_all_connections", "-p", vhost, "test: drop connections"],
+        ["rabbitmqctl", "-n", RABBIT_NODE, "close_all_connections", "-p", vhost,
+         "test: drop connections"],
         check=True, capture_output=True, timeout=60,
     )
 
