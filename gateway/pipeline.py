@@ -12,7 +12,9 @@ memoised and derived again whenever the route config snapshot changes.
  6  route config resolver: in memory, before the plan is chosen (gateway.router.matched)
  -  path guard: no dot segments or encoded slashes, before anything looks at the path
  4  authenticator: Bearer JWT -> identity; only on routes that take one (public platform
-    routes ignore the header); a bad token is remembered, not refused yet
+    routes ignore the header); a bad token is remembered, not refused yet. Requests for an
+    upstream config or for no route at all read a token optionally: a valid one identifies
+    the caller (their 404s are theirs), a bad one is ignored unless the config requires auth
  5  API key: X-API-Key -> key of a project; a bad key is remembered, not refused yet
  7  rate limiter: sliding window per identity and route template (API.md section 13.1);
     it counts requests with bad credentials under their address, so it runs before ...
@@ -82,7 +84,9 @@ def plan_for(route: Route | None, config: RouteConfig | None, *, exempt: bool) -
         return Plan(template, False, tuple(steps), False)
     if route is not None and route.access in MINIMUM_ROLES:
         steps.append(authenticate)  # 4
-    elif upstream is not None:
+    elif route is None:
+        # an upstream config's request, or one nothing answers (a 404 is coming): a valid
+        # token still says whose request it is, for their tier, logs, analytics and monitor
         steps.append(authenticate_optionally)  # 4
     steps += [api_key_validator, rate_limiter, refuse_bad_credentials]  # 5, 7, 4'
     if route is not None:

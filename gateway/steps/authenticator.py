@@ -46,9 +46,10 @@ def authenticate(context: RequestContext, request: web.Request) -> None:
 
 
 def authenticate_optionally(context: RequestContext, request: web.Request) -> None:
-    """Upstream route configs: a sent token is read (it may be the owner's, and a valid one
-    selects the user's rate-limit tier); a bad one is refused only if the config requires
-    auth, and otherwise is simply not an identity."""
+    """Upstream route configs and requests no route answers: a sent token is read (it may be
+    the owner's; a valid one selects the user's rate-limit tier and makes the request, a 404
+    included, the user's in logs, analytics and the monitor); a bad one is refused only if
+    the config requires auth, and otherwise is simply not an identity."""
     if "Authorization" not in request.headers:
         return
     try:

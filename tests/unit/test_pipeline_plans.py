@@ -53,5 +53,7 @@ def test_public_platform_routes_never_authenticate_and_others_always_do():
 def test_unmatched_and_exempt_requests():
     unmatched = plan_for(None, None, exempt=False)
     assert unmatched.template == "unmatched" and rate_limiter in unmatched.steps
+    # a valid token makes an unmatched request (a 404) the caller's, counted in their tier
+    assert unmatched.steps[:2] == (path_guard, authenticate_optionally)
     exempt = plan_for(None, None, exempt=True)
     assert exempt.steps == (path_guard,) and not exempt.counted

@@ -1,0 +1,80 @@
+"""Issue 19 (hardening, round 2): each item reproduced through the real stack as a user or an
+attacker would, and checked where the user looks (their logs, analytics and monitor)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from tests.e2e.conftest import Stack
+from tests.e2e.helpers import Client, assert_error, call, eventually, project_with_route
+from tests.e2e.monitor_client import Watcher
+
+USER_LIMIT, IP_LIMIT = 5000, 4000  # distinct, and high enough that no answer is a 429
+
+
+@pytest.fixture(scope="module")
+def gw_settings() -> dict[str, str]:
+    return {"RATE_LIMIT_USER": str(USER_LIMIT), "RATE_LIMIT_IP": str(IP_LIMIT)}
+
+
+# --- item 1: a developer's own 404s are theirs ---------------------------------------------
+
+
+async def test_item_01_a_developers_404s_reach_their_logs_analytics_and_monitor(
+        gw: Stack, upstream):
+    from tests.e2e.helpers import register
+
+    dev = register(gw, "own404")
+    # a route config that is no longer active answers 404 like a path nobody serves
+    project, config = project_with_route(gw, dev.token, upstream, f"/gone-{secrets.token_hex(4)}")
+    dev.ok("PATCH", f"/api/v1/routes/{config['id']}", {"isActive": False})
+    assert eventually(lambda: call(gw, "GET", config["path"])[0] == 404)  # anonymous: not hers
+
+    watcher = await Watcher().connect(gw.gateway_url, dev.token)
+    unmatched = f"/mon-{secrets.token_hex(4)}"
+    sent = {}
+    for path in (unmatched, config["path"]):
+        status, body, headers = call(gw, "GET", path, token=dev.token)
+        assert_error((status, body, headers), 404, "NOT_FOUND")
+        assert headers["X-RateLimit-Limit"] == str(USER_LIMIT)  # the user's tier
+        sent[path] = headers["X-Request-Id"]
+    # a bad token on an unmatched path is ignored: still a 404, under the address's tier
+    status, _, headers = call(gw, "GET", unmatched, token="not-a-token")
+    assert status == 404 and headers["X-RateLimit-Limit"] == str(IP_LIMIT)
+
+    # her monitor socket gets both, as entries and as errors
+    def seen(event: str):
+        return lambda received: {e["path"] for e in received[event]} >= set(sent)
+
+    assert await watcher.until(seen("log:entry")), watcher.received
+    assert await watcher.until(seen("log:error")), watcher.received
+    assert all(e["userId"] == dev.user_id for e in watcher.received["log:entry"]
+               if e["path"] in sent)
+    await watcher.close()
+
+    # her analytics count them (her only error answers) under `(unmatched)`
+    def errors4xx() -> int:
+        return dev.ok("GET", "/api/v1/analytics/error-rate")["errors4xx"]
+
+    assert eventually(lambda: errors4xx() == 2, within_s=5), errors4xx()
+    top = dev.ok("GET", "/api/v1/analytics/top-endpoints")
+    assert any((row["method"], row["path"]) == ("GET", "(unmatched)") for row in top), top
+
+    # and her logs list them, each readable by its request id
+    listed = dev.ok("GET", "/api/v1/logs", query={"statusCode": 404, "userId": dev.user_id})
+    assert {e["requestId"] for e in listed["entries"]} >= set(sent.values()), listed
+    for path, request_id in sent.items():
+        entry = dev.ok("GET", f"/api/v1/logs/{request_id}")
+        assert (entry["path"], entry["userId"], entry["statusCode"]) == (path, dev.user_id, 404)
+
+
+def test_item_01_public_platform_routes_still_ignore_authorization(gw: Stack, alice: Client):
+    status, body, headers = call(gw, "POST", "/api/v1/auth/forgot-password",
+                                 {"email": "nobody@example.com"}, token="not-a-token")
+    assert status == 200, body
+    assert headers["X-RateLimit-Limit"] == str(IP_LIMIT)
+    status, _, headers = call(gw, "POST", "/api/v1/auth/forgot-password",
+                              {"email": "nobody@example.com"}, token=alice.token)
+    assert status == 200 and headers["X-RateLimit-Limit"] == str(IP_LIMIT)
