@@ -6,8 +6,13 @@
   one (RequestContext.who: anonymous callers share entries), so one user never receives
   another's response; it also holds the config's
   `updatedAt`, so changing a route config leaves its old entries behind (they expire);
-- 200 only, never for a request with `Range`; never a response with `Cache-Control:
-  no-store`/`private`, `Set-Cookie` or a `Vary` on anything but Accept-Encoding;
+- 200 only, never for a request with `Range` or a body (a "fat GET": an upstream that reads
+  GET bodies would answer the URL with what one caller sent); never a response with
+  `Cache-Control` `no-store`, `no-cache` or `private` (RFC 9111 section 5.2.2, read from
+  every field line), one already stale on arrival (`s-maxage`/`max-age` of 0, or else an
+  `Expires` in the past or invalid), with `Set-Cookie` or with a `Vary` on anything but
+  Accept-Encoding. `cacheTTL` is the only lifetime an entry gets: the gateway never
+  revalidates, so what would need revalidation is not stored;
 - bounded: an entry holds at most `CACHE_MAX_BODY_BYTES`, each project's live entries at most
   `CACHE_PROJECT_BUDGET_BYTES` (a full budget stores nothing more until entries expire), and
   the entries live in a Redis instance of their own (`CACHE_REDIS_URL`) whose `maxmemory` and
@@ -26,6 +31,7 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 import orjson
@@ -245,10 +251,50 @@ def normalised_encoding(request: web.Request) -> str:
     return ",".join(sorted(coding for coding in codings if coding))
 
 
+def carries_body(request: web.Request) -> bool:
+    """A GET with a body: what the upstream answers may depend on it, and the key cannot."""
+    return bool(request.content_length) or "Transfer-Encoding" in request.headers
+
+
+def cache_directives(response: web.StreamResponse) -> dict[str, str]:
+    """`Cache-Control` directives by lower-cased name, from every field line (a list field
+    may be split over several lines, RFC 9110 section 5.3)."""
+    found: dict[str, str] = {}
+    for line in response.headers.getall("Cache-Control", ()):
+        for part in line.split(","):
+            name, _, value = part.partition("=")
+            name = name.strip().lower()
+            if name:
+                found.setdefault(name, value.strip().strip('"'))
+    return found
+
+
+# a shared cache may not store these, or may store them only to revalidate before each use
+NOT_STORED_DIRECTIVES = ("no-store", "no-cache", "private")
+
+
+def fresh_on_arrival(response: web.StreamResponse, directives: dict[str, str]) -> bool:
+    """False when the answer is already stale: its freshness lifetime (RFC 9111 section
+    4.2.1: `s-maxage`, else `max-age`, else `Expires`) is zero, or unreadable (which counts
+    as stale). None of them: fresh (cacheTTL decides)."""
+    for name in ("s-maxage", "max-age"):
+        if name in directives:
+            value = directives[name]
+            return value.isdigit() and int(value) > 0
+    expires = response.headers.get("Expires")
+    if expires is None:
+        return True
+    try:
+        moment = parsedate_to_datetime(expires)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return moment.tzinfo is not None and moment.timestamp() > time.time()
+
+
 def storable(response: web.StreamResponse, max_body_bytes: int) -> bool:
-    """200 only (API.md section 13.2), whole and small enough, no cookies, no
-    `no-store`/`private`, and no `Vary` beyond Accept-Encoding (the key holds no other
-    request header)."""
+    """200 only (API.md section 13.2), whole and small enough, no cookies, nothing
+    `Cache-Control` keeps from a shared cache, fresh, and no `Vary` beyond Accept-Encoding
+    (the key holds no other request header)."""
     if not isinstance(response, web.Response) or response.status != 200:
         return False
     if len(response.body or b"") > max_body_bytes or "Set-Cookie" in response.headers:
@@ -257,8 +303,10 @@ def storable(response: web.StreamResponse, max_body_bytes: int) -> bool:
               for name in value.split(",")} - {"", "accept-encoding"}
     if varies:
         return False
-    control = response.headers.get("Cache-Control", "").lower()
-    return "no-store" not in control and "private" not in control
+    directives = cache_directives(response)
+    if any(name in directives for name in NOT_STORED_DIRECTIVES):
+        return False
+    return fresh_on_arrival(response, directives)
 
 
 async def _fetch(context: RequestContext, request: web.Request, handler: web.Handler,
@@ -284,9 +332,9 @@ async def response_cache(context: RequestContext, request: web.Request,
                          handler: web.Handler) -> web.StreamResponse:
     """Around the handler of a GET route whose config has `cacheTTL > 0` (the pipeline plans
     it only there)."""
-    # a Range request's answer (206, or a 200 the upstream did not cut) is its own: never
-    # stored, never served from the cache
-    if "Range" in request.headers:
+    # a Range request's answer (206, or a 200 the upstream did not cut) is its own, and so is
+    # a fat GET's: never stored, never served from the cache
+    if "Range" in request.headers or carries_body(request):
         return await handler(request)
     assert context.config is not None and context.config.cache_ttl
     ttl = context.config.cache_ttl

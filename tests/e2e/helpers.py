@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 import asyncpg
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tests.e2e.conftest import Stack
 from tests.support import request_json
@@ -61,9 +62,12 @@ class Upstream:
         record = {"method": request.method, "path_qs": request.path_qs,
                   "headers": dict(request.headers), "body": (await request.read()).decode()}
         self.seen.append(record)
-        headers = {"X-Upstream": "yes"}
+        headers = CIMultiDict({"X-Upstream": "yes"})
         if "vary" in request.query:  # a response that varies on the named request headers
             headers["Vary"] = request.query["vary"]
+        for line in request.query.getall("set", ()):  # `Name: value`, one field line each
+            name, _, value = line.partition(":")
+            headers.add(name.strip(), value.strip())
         if "pad" in request.query:  # a body at least this many bytes long
             record["pad"] = "x" * int(request.query["pad"])
         return web.json_response(record, headers=headers)

@@ -28,7 +28,7 @@ async def test_item_01_a_developers_404s_reach_their_logs_analytics_and_monitor(
 
     dev = register(gw, "own404")
     # a route config that is no longer active answers 404 like a path nobody serves
-    project, config = project_with_route(gw, dev.token, upstream, f"/gone-{secrets.token_hex(4)}")
+    _, config = project_with_route(gw, dev.token, upstream, f"/gone-{secrets.token_hex(4)}")
     dev.ok("PATCH", f"/api/v1/routes/{config['id']}", {"isActive": False})
     assert eventually(lambda: call(gw, "GET", config["path"])[0] == 404)  # anonymous: not hers
 
@@ -78,3 +78,82 @@ def test_item_01_public_platform_routes_still_ignore_authorization(gw: Stack, al
     status, _, headers = call(gw, "POST", "/api/v1/auth/forgot-password",
                               {"email": "nobody@example.com"}, token=alice.token)
     assert status == 200 and headers["X-RateLimit-Limit"] == str(IP_LIMIT)
+
+
+# --- item 4: response cache semantics (RFC 9111) -------------------------------------------
+
+
+def fetch(gw: Stack, path: str, body: bytes | None = None, *, chunked: bool = False,
+          headers: dict[str, str] | None = None) -> tuple[int, str, dict]:
+    """A GET through the gateway, with a body if given: (status, X-Cache, echoed request)."""
+    import http.client
+    import json
+
+    connection = http.client.HTTPConnection("127.0.0.1", int(gw.env["GATEWAY_PORT"]), timeout=10)
+    try:
+        if chunked:
+            connection.request("GET", path, body=iter([body or b""]), headers=headers or {},
+                               encode_chunked=True)
+        else:
+            connection.request("GET", path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        answer = response.read()
+        return response.status, response.getheader("X-Cache", ""), json.loads(answer)
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def cached_prefix(gw: Stack, alice: Client, upstream) -> str:
+    prefix = f"/rfc9111-{secrets.token_hex(4)}"
+    project_with_route(gw, alice.token, upstream, f"{prefix}/:name", cacheTTL=300)
+    assert eventually(lambda: call(gw, "GET", f"{prefix}/warmup")[0] == 200)
+    return prefix
+
+
+def set_headers(*lines: str) -> str:
+    """The echo upstream's query that makes it answer with these header field lines."""
+    from urllib.parse import urlencode
+
+    return urlencode([("set", line) for line in lines])
+
+
+def test_item_04_cache_control_is_read_from_every_field_line(gw: Stack, cached_prefix: str):
+    split = f"{cached_prefix}/split?" + set_headers("Cache-Control: max-age=60",
+                                                    "Cache-Control: private")
+    assert [fetch(gw, split)[1] for _ in range(2)] == ["MISS", "MISS"]
+    # one line with both, as before, and a storable answer over two lines still is stored
+    joined = f"{cached_prefix}/joined?" + set_headers("Cache-Control: max-age=60, private")
+    assert [fetch(gw, joined)[1] for _ in range(2)] == ["MISS", "MISS"]
+    public = f"{cached_prefix}/public?" + set_headers("Cache-Control: public",
+                                                      "Cache-Control: max-age=60")
+    assert [fetch(gw, public)[1] for _ in range(2)] == ["MISS", "HIT"]
+
+
+def test_item_04_answers_needing_revalidation_are_not_stored(gw: Stack, cached_prefix: str):
+    for lines in (["Cache-Control: no-cache"], ['Cache-Control: no-cache="Set-Cookie"'],
+                  ["Cache-Control: max-age=0"], ["Cache-Control: s-maxage=0, max-age=60"],
+                  ["Expires: Thu, 01 Jan 1970 00:00:00 GMT"], ["Expires: not a date"]):
+        path = f"{cached_prefix}/stale?" + set_headers(*lines)
+        assert [fetch(gw, path)[1] for _ in range(2)] == ["MISS", "MISS"], lines
+    later = f"{cached_prefix}/later?" + set_headers("Expires: Fri, 31 Dec 9999 23:59:59 GMT")
+    assert [fetch(gw, later)[1] for _ in range(2)] == ["MISS", "HIT"]
+
+
+def test_item_04_a_get_with_a_body_never_meets_the_cache(gw: Stack, cached_prefix: str,
+                                                         upstream):
+    poison = b"<script>alert(document.cookie)</script>"
+    page = f"{cached_prefix}/page"
+    for chunked in (False, True):
+        status, x_cache, echoed = fetch(gw, page, poison, chunked=chunked)
+        assert (status, x_cache, echoed["body"]) == (200, "", poison.decode())
+    # the plain URL was not stored with the attacker's body...
+    status, x_cache, echoed = fetch(gw, page)
+    assert (status, x_cache, echoed["body"]) == (200, "MISS", "")
+    assert fetch(gw, page)[1] == "HIT"
+    # ...and a GET with a body is not answered from the entry the plain URL now has
+    before = len(upstream.seen)
+    status, x_cache, echoed = fetch(gw, page, b"other")
+    assert (x_cache, echoed["body"], len(upstream.seen)) == ("", "other", before + 1)
+    # an empty body is no body
+    assert fetch(gw, page, b"")[1] == "HIT"
