@@ -100,6 +100,12 @@ class InternalError(ApiError):
     pass
 
 
+class LoopDetected(ApiError):
+    """The request has already passed through this gateway deployment (its `Via` names us)."""
+
+    status, code, default_message = 508, "LOOP_DETECTED", "Request loop detected"
+
+
 class UpstreamError(ApiError):
     """A service or upstream failed (502)."""
 

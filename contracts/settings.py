@@ -6,6 +6,8 @@ below exist only for the `development` profile that `make run` uses and for `tes
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -70,6 +72,9 @@ class Settings:
     trusted_proxies: tuple[str, ...]
     upstream_connect_timeout_s: float
     upstream_timeout_s: float
+    upstream_max_header_bytes: int
+    upstream_max_header_fields: int
+    gateway_id: str
     log_retention_days: int
     log_sweep_interval_s: float
     analytics_ledger_hours: int
@@ -166,6 +171,15 @@ def _read(env: Env) -> Settings:
                                              validate=Range(min=0.1, max=120)),
         upstream_timeout_s=env.float("UPSTREAM_TIMEOUT_S", 30.0, validate=Range(min=0.1,
                                                                                 max=3600)),
+        # An upstream answer's head beyond either bound is a broken answer (502): an upstream
+        # cannot make the gateway hold megabytes of header lines per request.
+        upstream_max_header_bytes=env.int("UPSTREAM_MAX_HEADER_BYTES", 64 * 1024,
+                                          validate=Range(min=1024, max=16 * 1024 * 1024)),
+        upstream_max_header_fields=env.int("UPSTREAM_MAX_HEADER_FIELDS", 100,
+                                           validate=Range(min=1, max=10_000)),
+        # This deployment's name in `Via` (RFC 9110 section 7.6.3), the same on every gateway
+        # of it: a request arriving with a `Via` entry naming it has come round in a loop.
+        gateway_id=env.str("GATEWAY_ID", "", validate=_token),
         # Log entries older than this are deleted by the logging service's sweeper.
         log_retention_days=env.int("LOG_RETENTION_DAYS", 30, validate=Range(min=1, max=3650)),
         log_sweep_interval_s=env.float("LOG_SWEEP_INTERVAL_S", 3600.0,
@@ -196,6 +210,8 @@ def _read(env: Env) -> Settings:
         monitor_max_sockets_per_user=env.int("MONITOR_MAX_SOCKETS_PER_USER", 10,
                                              validate=Range(min=1, max=1000)),
     )
+    if not values["gateway_id"]:
+        values["gateway_id"] = default_gateway_id(values["app_url"])
     try:
         env.seal()
     except EnvError as exc:
@@ -208,6 +224,22 @@ def _read(env: Env) -> Settings:
             f"({ARGON2_RFC_9106.time_cost} / {ARGON2_RFC_9106.memory_cost}); cheaper password "
             "hashes are for the test profile only")
     return Settings(**values)
+
+
+def default_gateway_id(app_url: str) -> str:
+    """A name that is the same for every gateway of one deployment (they share APP_URL) and
+    says nothing about it: the first 12 hex digits of APP_URL's SHA-256."""
+    return "gw-" + hashlib.sha256(app_url.encode()).hexdigest()[:12]
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+
+
+def _token(value: str) -> None:
+    """An RFC 9110 token (what `Via` allows as a pseudonym), or empty for the default."""
+    if value and not _TOKEN.match(value):
+        raise ValidationError("GATEWAY_ID must be 1 to 64 token characters (letters, digits, "
+                              "and !#$%&'*+.^_`|~-)")
 
 
 def _smtp_url(value: str) -> None:

@@ -21,10 +21,74 @@ class TargetRefused(ValueError):
     """The URL or one of its addresses is not an allowed upstream target."""
 
 
-class UpstreamPolicy:
-    """`allow` is the operator's UPSTREAM_ALLOW_PRIVATE: CIDRs, host names, or `*`."""
+class OwnAddresses:
+    """Where the gateway itself is reached: a route config aimed there would send each request
+    through the gateway again and again (a loop). (address, port) pairs, not hosts, so an
+    upstream on another port of the same machine stays allowed.
 
-    def __init__(self, allow: Iterable[str] = ()) -> None:
+    `ports` are served on every local address (loopback, unspecified, and any address of this
+    machine's interfaces); `pairs` are exact, e.g. APP_URL's host resolved with its port."""
+
+    def __init__(self, ports: Iterable[int] = (),
+                 pairs: Iterable[tuple[str, int]] = ()) -> None:
+        self._ports = set(ports)
+        self._pairs = {(_plain(ipaddress.ip_address(address.split("%")[0])), port)
+                       for address, port in pairs}
+        self._local: dict[IPAddress, bool] = {}
+
+    @classmethod
+    async def of(cls, app_url: str, gateway_port: int) -> OwnAddresses:
+        """GATEWAY_PORT on every local address, and APP_URL's addresses and port."""
+        parts = urlsplit(app_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = await resolve(parts.hostname or "", port) if parts.hostname else []
+        except TargetRefused:  # not resolvable here: nothing of ours to compare with
+            addresses = []
+        return cls([gateway_port], [(address, port) for address in addresses])
+
+    def add_port(self, port: int) -> None:
+        self._ports.add(port)
+
+    def includes(self, address: str, port: int) -> bool:
+        ip = _plain(ipaddress.ip_address(address.split("%")[0]))
+        if (ip, port) in self._pairs:
+            return True
+        return port in self._ports and self._is_local(ip)
+
+    def _is_local(self, ip: IPAddress) -> bool:
+        known = self._local.get(ip)
+        if known is None:
+            if len(self._local) > 4096:
+                self._local.clear()
+            known = self._local[ip] = ip.is_loopback or ip.is_unspecified or _bindable(ip)
+        return known
+
+
+def _plain(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address as the IPv4 address it reaches."""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped if mapped is not None else ip
+
+
+def _bindable(ip: IPAddress) -> bool:
+    """True if the address is one of this machine's own (the kernel lets us bind it): one
+    non-blocking system call, asked once per address."""
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((str(ip), 0))
+        except OSError:
+            return False
+    return True
+
+
+class UpstreamPolicy:
+    """`allow` is the operator's UPSTREAM_ALLOW_PRIVATE: CIDRs, host names, or `*`; `own`,
+    where the gateway itself listens (refused whatever `allow` says)."""
+
+    def __init__(self, allow: Iterable[str] = (), own: OwnAddresses | None = None) -> None:
+        self.own = own or OwnAddresses()
         entries = [entry.strip().lower() for entry in allow if entry.strip()]
         self.allow_all = "*" in entries
         self._networks = []
@@ -67,7 +131,10 @@ class UpstreamPolicy:
     def host_allowed_by_operator(self, host: str) -> bool:
         return self.allow_all or host in self._hosts
 
-    def check_address(self, address: str, host: str = "") -> None:
+    def check_address(self, address: str, host: str = "", port: int | None = None) -> None:
+        if port is not None and self.own.includes(address, port):
+            raise TargetRefused(f"Target {address} port {port} is this gateway itself "
+                                "(requests would loop)")
         if self.host_allowed_by_operator(host):
             return
         ip: IPAddress = ipaddress.ip_address(address.split("%")[0])
@@ -87,7 +154,7 @@ class UpstreamPolicy:
             raise TargetRefused("Target host localhost is not allowed")
         addresses = await resolve(host, port)
         for address in addresses:
-            self.check_address(address, host)
+            self.check_address(address, host, port)
         return addresses
 
 

@@ -12,7 +12,7 @@ from contracts.events import EventPublisher
 from contracts.routes import ROUTES, Route
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
-from contracts.upstream import UpstreamPolicy
+from contracts.upstream import OwnAddresses, UpstreamPolicy
 from gateway.alert_bridge import emit_alert
 from gateway.api_keys import ApiKeys
 from gateway.client_ip import ClientAddress
@@ -91,7 +91,8 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
             max_body_bytes=settings.cache_max_body_bytes,
             project_budget_bytes=settings.cache_project_budget_bytes)
         app[RESPONSE_CACHE] = cache
-        proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private),
+        own = await OwnAddresses.of(settings.app_url, settings.gateway_port)
+        proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private, own),
                               connect_timeout_s=settings.upstream_connect_timeout_s,
                               total_timeout_s=settings.upstream_timeout_s)
         await proxy.start()

@@ -11,6 +11,8 @@ memoised and derived again whenever the route config snapshot changes.
  -  CORS headers; a real preflight is answered at once, neither counted nor logged
  6  route config resolver: in memory, before the plan is chosen (gateway.router.matched)
  -  path guard: no dot segments or encoded slashes, before anything looks at the path
+ -  loop guard: a request whose `Via` names this deployment came round (508), refused
+    before it costs a credential lookup or a limiter round trip
  4  authenticator: Bearer JWT -> identity; only on routes that take one (public platform
     routes ignore the header); a bad token is remembered, not refused yet. Requests for an
     upstream config or for no route at all read a token optionally: a valid one identifies
@@ -53,6 +55,7 @@ from gateway.steps.authenticator import (
 from gateway.steps.cors import cors, preflight_answer
 from gateway.steps.error_handler import error_response
 from gateway.steps.event_emitter import event_emitter
+from gateway.steps.loop_guard import loop_guard
 from gateway.steps.path_guard import path_guard
 from gateway.steps.rate_limiter import rate_limiter
 from gateway.steps.request_context import begin
@@ -82,6 +85,7 @@ def plan_for(route: Route | None, config: RouteConfig | None, *, exempt: bool) -
         if route is not None:
             steps.append(validator_for(route))
         return Plan(template, False, tuple(steps), False)
+    steps.append(loop_guard)
     if route is not None and route.access in MINIMUM_ROLES:
         steps.append(authenticate)  # 4
     elif route is None:

@@ -32,6 +32,11 @@ class GatewayState:
     started_monotonic: float = field(default_factory=time.monotonic)
 
     @cached_property
+    def via(self) -> str:
+        """This deployment's `Via` entry (RFC 9110 section 7.6.3), added to proxied requests."""
+        return f"1.1 {self.settings.gateway_id}"
+
+    @cached_property
     def public_host(self) -> str:
         """The host clients reach the gateway at (APP_URL), as upstreams are told."""
         return urlsplit(self.settings.app_url).netloc

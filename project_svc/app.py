@@ -10,7 +10,7 @@ from contracts.migrations import open_migrated_pool, read_migrations
 from contracts.rpc import operations_of
 from contracts.service import ServiceProcess
 from contracts.settings import Settings
-from contracts.upstream import UpstreamPolicy
+from contracts.upstream import OwnAddresses, UpstreamPolicy
 from project_svc.handlers import KeyUsage, ProjectHandlers
 from project_svc.store import ProjectStore
 
@@ -36,7 +36,9 @@ class ProjectComponent:
         settings = process.settings
         self._handlers = ProjectHandlers(
             store, process.publisher, self._usage,
-            UpstreamPolicy(settings.upstream_allow_private),
+            # the gateway's own addresses as the settings state them (it may run elsewhere)
+            UpstreamPolicy(settings.upstream_allow_private,
+                           await OwnAddresses.of(settings.app_url, settings.gateway_port)),
             max_projects_per_user=settings.max_projects_per_user,
             max_keys_per_project=settings.max_keys_per_project)
         process.add_handlers(operations_of(self._handlers))

@@ -3,7 +3,10 @@
 - keep-alive connections per upstream (gateway.forwarders.upstream_client); request and
   response bodies are streamed;
 - hop-by-hop and credential headers are not forwarded, nor any client claim of its address
-  (`Forwarded`, `X-Real-IP`, underscore spellings...); X-Forwarded-* and X-Request-Id added;
+  (`Forwarded`, `X-Real-IP`, underscore spellings...); X-Forwarded-*, X-Request-Id and our
+  `Via` entry added;
+- the gateway's own addresses are no target (a loop): GATEWAY_PORT and the port requests
+  really arrive on, on every local address, and APP_URL's addresses;
   bodies go on as aiohttp decoded them, without their old Content-Encoding;
 - the SSRF target rules are checked again at connect time (a resolver that refuses private
   addresses defeats DNS rebinding);
@@ -57,7 +60,7 @@ HOP_BY_HOP = frozenset({
 })
 NOT_FORWARDED = HOP_BY_HOP | {"authorization", "x-api-key", "cookie", "x-alert-secret",
                               "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-                              "x-request-id"}
+                              "x-request-id", "via"}
 # Headers that claim the client's address or the original host: only the gateway states those
 # (X-Forwarded-*), so a client's own, in any spelling (`X_Forwarded_For` too), is dropped.
 ADDRESS_CLAIMS = frozenset({
@@ -85,14 +88,14 @@ class CheckingResolver:
 
     async def addresses(self, host: str, port: int) -> list[str]:
         if _is_ip_literal(host):
-            return [host.strip("[]")]
+            return [host.strip("[]")]  # checked, with the port, by UpstreamProxy._refusal_of
         cached = self._cache.get((host, port))
         if cached is not None and time.monotonic() < cached[0]:
             return cached[1]
         results = await self._inner.resolve(host, port, socket.AF_UNSPEC)
         try:
             for result in results:
-                self._policy.check_address(result["host"], host)
+                self._policy.check_address(result["host"], host, port)
         except TargetRefused as exc:
             raise OSError(str(exc)) from None
         addresses = [result["host"] for result in results]
@@ -100,6 +103,10 @@ class CheckingResolver:
             self._cache.clear()
         self._cache[host, port] = (time.monotonic() + self._ttl_s, addresses)
         return addresses
+
+    def forget(self) -> None:
+        """What the policy allows changed: check every address again."""
+        self._cache.clear()
 
     async def close(self) -> None:
         await self._inner.close()
@@ -167,6 +174,7 @@ class UpstreamProxy:
         self._resolver: CheckingResolver | None = None
         self._client: UpstreamClient | None = None
         self._verdicts: dict[str, str | None] = {}
+        self._listening_port: int | None = None
 
     async def start(self) -> None:
         self._resolver = CheckingResolver(self._policy)
@@ -185,6 +193,8 @@ class UpstreamProxy:
         """The checks that need no waiting, then the exchange to await (a coroutine frame
         less for every resumption of the request)."""
         assert self._client is not None and config.upstream_url is not None
+        if self._listening_port is None:
+            self._learn_listener(request)
         upstream = config.upstream_url
         refusal = self._refusal_of(upstream)
         if refusal is not None:
@@ -248,6 +258,19 @@ class UpstreamProxy:
             return await self._buffered(upstream_response, upstream, body=prefix)
         return await self._streamed(request, upstream_response, upstream, prefix=prefix)
 
+    def _learn_listener(self, request: web.Request) -> None:
+        """The port this process really serves (the socket a request arrived on), on every
+        local address, joins the targets refused as the gateway itself; the settings' port
+        may differ (a test server, a port chosen by the system)."""
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        if not isinstance(sockname, tuple) or len(sockname) < 2:
+            return
+        self._listening_port = sockname[1]
+        self._policy.own.add_port(sockname[1])
+        self._verdicts.clear()
+        if self._resolver is not None:
+            self._resolver.forget()
+
     def _refusal_of(self, upstream: str) -> str | None:
         """The shape rules, and the address rules for an IP-literal host (aiohttp does not
         resolve those; named hosts are checked by the resolver at each new connection).
@@ -256,9 +279,9 @@ class UpstreamProxy:
             if len(self._verdicts) > 10_000:
                 self._verdicts.clear()
             try:
-                host, _port = self._policy.check_url(upstream)
+                host, port = self._policy.check_url(upstream)
                 if _is_ip_literal(host):
-                    self._policy.check_address(host.strip("[]"), host)
+                    self._policy.check_address(host.strip("[]"), host, port)
                 self._verdicts[upstream] = None
             except TargetRefused as exc:
                 self._verdicts[upstream] = str(exc)
@@ -326,7 +349,10 @@ class UpstreamProxy:
             # chooses freely, and an upstream may use to build links)
             ("X-Forwarded-Host", state.public_host),
             ("X-Forwarded-Proto", request.scheme),
-            ("X-Request-Id", context.request_id))
+            ("X-Request-Id", context.request_id),
+            # RFC 9110 section 7.6.3: earlier hops kept, ours last; the loop guard refuses a
+            # request that comes back with our name in it
+            ("Via", ", ".join((*request.headers.getall("Via", ()), state.via))))
         return headers
 
 

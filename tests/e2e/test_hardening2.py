@@ -12,11 +12,13 @@ from tests.e2e.helpers import Client, assert_error, call, eventually, project_wi
 from tests.e2e.monitor_client import Watcher
 
 USER_LIMIT, IP_LIMIT = 5000, 4000  # distinct, and high enough that no answer is a 429
+GATEWAY_ID = f"gw-e2e-{secrets.token_hex(3)}"
 
 
 @pytest.fixture(scope="module")
 def gw_settings() -> dict[str, str]:
-    return {"RATE_LIMIT_USER": str(USER_LIMIT), "RATE_LIMIT_IP": str(IP_LIMIT)}
+    return {"RATE_LIMIT_USER": str(USER_LIMIT), "RATE_LIMIT_IP": str(IP_LIMIT),
+            "GATEWAY_ID": GATEWAY_ID}
 
 
 # --- item 1: a developer's own 404s are theirs ---------------------------------------------
@@ -29,8 +31,9 @@ async def test_item_01_a_developers_404s_reach_their_logs_analytics_and_monitor(
     dev = register(gw, "own404")
     # a route config that is no longer active answers 404 like a path nobody serves
     _, config = project_with_route(gw, dev.token, upstream, f"/gone-{secrets.token_hex(4)}")
-    dev.ok("PATCH", f"/api/v1/routes/{config['id']}", {"isActive": False})
-    assert eventually(lambda: call(gw, "GET", config["path"])[0] == 404)  # anonymous: not hers
+    assert eventually(lambda: call(gw, "GET", config["path"])[0] == 200)  # anonymous
+    dev.ok("PATCH", f"/api/v1/routes/{config['id']}", {"active": False})
+    assert eventually(lambda: call(gw, "GET", config["path"])[0] == 404)
 
     watcher = await Watcher().connect(gw.gateway_url, dev.token)
     unmatched = f"/mon-{secrets.token_hex(4)}"
@@ -157,3 +160,100 @@ def test_item_04_a_get_with_a_body_never_meets_the_cache(gw: Stack, cached_prefi
     assert (x_cache, echoed["body"], len(upstream.seen)) == ("", "other", before + 1)
     # an empty body is no body
     assert fetch(gw, page, b"")[1] == "HIT"
+
+
+# --- item 3: no request loops ----------------------------------------------------------------
+
+
+class Relay:
+    """Another proxy in front of the gateway (as a CDN or a second gateway would be): it
+    forwards every request to the gateway, its `Via` extended, and answers what it got."""
+
+    def __init__(self, gateway_url: str) -> None:
+        import asyncio
+        import threading
+
+        self.gateway_url = gateway_url
+        self.calls = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._relay)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def _relay(self, request):
+        import aiohttp
+        from aiohttp import web
+
+        self.calls += 1
+        via = ", ".join([*request.headers.getall("Via", []), "1.1 relay"])
+        tail = request.path_qs.removeprefix("/base")
+        async with aiohttp.ClientSession() as session, session.get(
+                self.gateway_url + tail, headers={"Via": via}) as answer:
+            return web.Response(status=answer.status, body=await answer.read(),
+                                content_type="application/json")
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def test_item_03_a_route_config_cannot_target_the_gateway(gw: Stack, alice: Client):
+    project = alice.ok("POST", "/api/v1/projects", {"name": "Loop"}, status=201)["id"]
+    port = gw.env["GATEWAY_PORT"]
+    # GATEWAY_PORT on any local address, and APP_URL's address and port (localhost:3000)
+    for url in (f"http://127.0.0.1:{port}", f"http://127.0.0.2:{port}/v1",
+                f"http://[::ffff:127.0.0.1]:{port}", "http://127.0.0.1:3000/x"):
+        body = assert_error(alice.call("POST", f"/api/v1/projects/{project}/routes", {
+            "path": f"/loop-{secrets.token_hex(4)}", "method": "GET", "upstreamUrl": url}),
+            400, "VALIDATION_ERROR")
+        assert body["details"][0]["field"] == "upstreamUrl", body
+        assert "loop" in body["details"][0]["message"], body
+    # the same address on another port is an ordinary (operator-allowed) upstream
+    alice.ok("POST", f"/api/v1/projects/{project}/routes", {
+        "path": f"/loop-{secrets.token_hex(4)}", "method": "GET",
+        "upstreamUrl": f"http://127.0.0.1:{int(port) + 1}"}, status=201)
+
+
+def test_item_03_a_request_that_comes_round_is_refused_with_508(gw: Stack, alice: Client,
+                                                                upstream):
+    # every proxied request carries our Via entry, after the client's own
+    prefix = f"/via-{secrets.token_hex(4)}"
+    project_with_route(gw, alice.token, upstream, f"{prefix}/:x")
+    assert eventually(lambda: call(gw, "GET", f"{prefix}/a")[0] == 200)
+    call(gw, "GET", f"{prefix}/b", headers={"Via": "1.0 corporate-proxy"})
+    seen = upstream.seen[-1]["headers"]
+    assert seen["Via"] == f"1.0 corporate-proxy, 1.1 {GATEWAY_ID}", seen
+
+    # one naming us, on any route, is a loop
+    for path in ("/api/v1/projects", f"{prefix}/c", "/nowhere"):
+        for via in (f"1.1 {GATEWAY_ID}", f"1.0 a, HTTP/1.1 {GATEWAY_ID} (note), 1.1 b"):
+            assert_error(call(gw, "GET", path, token=alice.token, headers={"Via": via}),
+                         508, "LOOP_DETECTED")
+    assert call(gw, "GET", "/api/v1/projects", token=alice.token,
+                headers={"Via": f"1.1 {GATEWAY_ID}x"})[0] == 200
+
+    # a loop through another proxy: one pass through each, then the 508 comes back
+    relay = Relay(gw.gateway_url)
+    try:
+        looped = f"/looped-{secrets.token_hex(4)}"
+        project_with_route(gw, alice.token, upstream, f"{looped}/:x",
+                           upstreamUrl=f"http://127.0.0.1:{relay.port}/base")
+        assert eventually(lambda: call(gw, "GET", f"{looped}/a")[0] != 404)
+        relay.calls = 0
+        status, body, _ = call(gw, "GET", f"{looped}/b")  # the inner answer, relayed as is
+        assert (status, body["error"], relay.calls) == (508, "LOOP_DETECTED", 1)
+    finally:
+        relay.stop()

@@ -12,6 +12,7 @@ from gateway.steps.authenticator import (
     refuse_bad_credentials,
     upstream_gate,
 )
+from gateway.steps.loop_guard import loop_guard
 from gateway.steps.path_guard import path_guard
 from gateway.steps.rate_limiter import rate_limiter
 
@@ -31,7 +32,7 @@ def route(access: Access, method: str = "GET"):
 
 def test_an_anonymous_upstream_reads_a_token_if_sent_and_is_not_gated():
     plan = plan_for(None, config(), exempt=False)
-    assert plan.steps == (path_guard, authenticate_optionally, api_key_validator,
+    assert plan.steps == (path_guard, loop_guard, authenticate_optionally, api_key_validator,
                           rate_limiter, refuse_bad_credentials)
     assert (plan.template, plan.counted, plan.cached) == ("GET /shop/:id", True, False)
 
@@ -46,7 +47,7 @@ def test_public_platform_routes_never_authenticate_and_others_always_do():
     public = plan_for(route(Access.PUBLIC, "POST"), None, exempt=False)
     assert authenticate not in public.steps and authenticate_optionally not in public.steps
     private = plan_for(route(Access.AUTHENTICATED), None, exempt=False)
-    assert private.steps[:2] == (path_guard, authenticate)
+    assert private.steps[:3] == (path_guard, loop_guard, authenticate)
     assert private.steps.index(rate_limiter) < private.steps.index(refuse_bad_credentials)
 
 
@@ -54,6 +55,6 @@ def test_unmatched_and_exempt_requests():
     unmatched = plan_for(None, None, exempt=False)
     assert unmatched.template == "unmatched" and rate_limiter in unmatched.steps
     # a valid token makes an unmatched request (a 404) the caller's, counted in their tier
-    assert unmatched.steps[:2] == (path_guard, authenticate_optionally)
+    assert unmatched.steps[:3] == (path_guard, loop_guard, authenticate_optionally)
     exempt = plan_for(None, None, exempt=True)
     assert exempt.steps == (path_guard,) and not exempt.counted

@@ -72,3 +72,17 @@ def test_unknown_app_env_is_refused(monkeypatch):
     monkeypatch.setenv("APP_ENV", "staging")
     with pytest.raises(SettingsError, match="APP_ENV"):
         load_settings()
+
+
+def test_gateway_id_defaults_to_a_hash_of_app_url_and_must_be_a_token(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.delenv("GATEWAY_ID", raising=False)
+    monkeypatch.setenv("APP_URL", "https://api.example.com")
+    default = load_settings().gateway_id
+    assert default.startswith("gw-") and "example" not in default
+    monkeypatch.setenv("GATEWAY_ID", "edge-eu-1")
+    assert load_settings().gateway_id == "edge-eu-1"
+    for bad in ("two words", "a,b", "x" * 65):
+        monkeypatch.setenv("GATEWAY_ID", bad)
+        with pytest.raises(SettingsError, match="GATEWAY_ID"):
+            load_settings()

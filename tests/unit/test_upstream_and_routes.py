@@ -1,7 +1,9 @@
 import pytest
 
 from contracts.routes import is_reserved
-from contracts.upstream import TargetRefused, UpstreamPolicy
+from contracts.settings import default_gateway_id
+from contracts.upstream import OwnAddresses, TargetRefused, UpstreamPolicy
+from gateway.steps.loop_guard import names_us
 from project_svc.store import template_of
 
 
@@ -85,3 +87,33 @@ def test_item_12_ip_literals_in_unicode_digits_are_checked_as_addresses():
         refusal = proxy._refusal_of(url)
         assert refusal is not None and address in refusal, refusal
     assert proxy._refusal_of("https://93.184.216.34/") is None
+
+
+async def test_the_gateways_own_address_and_port_are_refused_even_when_allowed():
+    own = await OwnAddresses.of("http://localhost:3000", 3100)
+    policy = UpstreamPolicy(["*"], own)
+    for url in ("http://127.0.0.1:3100/", "http://127.0.0.7:3100/", "http://0.0.0.0:3100/",
+                "http://[::1]:3100/", "http://[::ffff:127.0.0.1]:3100/",
+                "http://127.0.0.1:3000/x"):
+        with pytest.raises(TargetRefused, match="loop"):
+            await policy.check(url)
+    # pairs, not hosts: other ports of this machine, and other machines' 3100, stay allowed
+    assert await policy.check("http://127.0.0.1:3101/") == ["127.0.0.1"]
+    assert await policy.check("http://93.184.216.34:3100/") == ["93.184.216.34"]
+    own.add_port(41234)  # the port the gateway turned out to serve
+    with pytest.raises(TargetRefused, match="loop"):
+        await policy.check("http://127.0.0.1:41234/")
+
+
+def test_a_via_entry_naming_the_gateway_is_a_loop():
+    assert names_us(["1.1 gw-a"], "gw-a")
+    assert names_us(["1.0 proxy, HTTP/1.1 gw-a (comment)", "1.1 other"], "gw-a")
+    assert not names_us(["1.1 gw-ab, 1.1 gw", "gw-a"], "gw-a")  # a pseudonym is whole
+    assert not names_us([""], "gw-a")
+
+
+def test_the_default_gateway_id_is_one_per_deployment():
+    assert default_gateway_id("https://api.example.com") == \
+        default_gateway_id("https://api.example.com")
+    assert default_gateway_id("https://api.example.com") != default_gateway_id("http://x")
+    assert "example" not in default_gateway_id("https://api.example.com")
