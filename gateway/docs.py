@@ -23,6 +23,7 @@ STATUS_TEXT = {
     403: "Forbidden", 404: "Not found", 409: "Conflict", 413: "Body too large",
     429: "Rate limit exceeded", 500: "Unexpected error", 502: "Upstream failed",
     503: "Service unavailable", 504: "Upstream timed out",
+    508: "Request loop: its Via names this gateway",
 }
 
 INDEX_HTML = """<!DOCTYPE html>
@@ -100,7 +101,7 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.response is not None:
         success["content"] = {"application/json": {"schema": route.response}}
     responses: dict[str, Any] = {str(route.success_status): success}
-    errors = set(route.errors) | {429, 500}
+    errors = set(route.errors) | {429, 500, 508}  # any request may come round (loop guard)
     if route.body is not None or route.query is not None or route.params is not None:
         errors.add(400)
     if route.access is Access.ALERT_SECRET:
