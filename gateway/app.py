@@ -94,7 +94,9 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
         own = await OwnAddresses.of(settings.app_url, settings.gateway_port)
         proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private, own),
                               connect_timeout_s=settings.upstream_connect_timeout_s,
-                              total_timeout_s=settings.upstream_timeout_s)
+                              total_timeout_s=settings.upstream_timeout_s,
+                              max_header_bytes=settings.upstream_max_header_bytes,
+                              max_header_fields=settings.upstream_max_header_fields)
         await proxy.start()
         app[UPSTREAM_PROXY] = proxy
         follower = ConfigFollower(connection, rpc, route_configs, api_keys)

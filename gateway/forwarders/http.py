@@ -44,6 +44,8 @@ from contracts.logging import get_logger
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.context import context_of
 from gateway.forwarders.upstream_client import (
+    MAX_HEADER_BYTES,
+    MAX_HEADER_FIELDS,
     UpstreamBroken,
     UpstreamClient,
     UpstreamConnectError,
@@ -165,11 +167,14 @@ class CircuitBreakers:
 
 class UpstreamProxy:
     def __init__(self, policy: UpstreamPolicy, *, connect_timeout_s: float = 5.0,
-                 total_timeout_s: float = 30.0, breakers: CircuitBreakers | None = None
-                 ) -> None:
+                 total_timeout_s: float = 30.0, max_header_bytes: int = MAX_HEADER_BYTES,
+                 max_header_fields: int = MAX_HEADER_FIELDS,
+                 breakers: CircuitBreakers | None = None) -> None:
         self._policy = policy
         self._connect_timeout_s = connect_timeout_s
         self._total_timeout_s = total_timeout_s
+        self._max_header_bytes = max_header_bytes
+        self._max_header_fields = max_header_fields
         self.breakers = breakers or CircuitBreakers()
         self._resolver: CheckingResolver | None = None
         self._client: UpstreamClient | None = None
@@ -180,7 +185,9 @@ class UpstreamProxy:
         self._resolver = CheckingResolver(self._policy)
         self._client = UpstreamClient(self._resolver.addresses,
                                       connect_timeout_s=self._connect_timeout_s,
-                                      total_timeout_s=self._total_timeout_s)
+                                      total_timeout_s=self._total_timeout_s,
+                                      max_header_bytes=self._max_header_bytes,
+                                      max_header_fields=self._max_header_fields)
 
     async def close(self) -> None:
         if self._client is not None:

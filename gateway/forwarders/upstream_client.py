@@ -17,13 +17,19 @@ response, stream its body with backpressure, reuse the connection.
 - Request bodies stream with the socket's backpressure: Content-Length when the client gave
   one, chunked otherwise. Response bodies stream too: past `HIGH_WATER` unread bytes the
   socket stops being read until the reader catches up, so memory stays flat for any size.
+- An answer's head is bounded: past `max_header_bytes` bytes (status line, header lines and
+  any informational answers before it) or `max_header_fields` fields the exchange is broken
+  (UpstreamBroken) and the connection closed. The bytes are counted as they arrive, before
+  the parser sees them, so reading stops at the bound: httptools would otherwise gather a
+  header line of any length, and a head of any size, in memory.
 - Errors: `UpstreamConnectError` when no connection could be made (nothing was sent),
   `UpstreamBroken` when the upstream broke the exchange, TimeoutError past the deadline.
   An idempotent request without a body is sent again once, on a new connection, when
   nothing of it can have reached the upstream's application: the connection could not be
   made, or it was a reused one the upstream had already closed (no answer came back).
 - A connection goes back to the pool only when its answer was read to the end (and the
-  upstream keeps it alive); anything else, a cancelled exchange included, closes it.
+  upstream keeps it alive); anything else, a cancelled exchange included, closes it, as does
+  a byte arriving after the end of an answer (no request is pipelined).
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ IDLE_S = 4.0
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+# the defaults of UPSTREAM_MAX_HEADER_BYTES / UPSTREAM_MAX_HEADER_FIELDS (contracts/settings.py)
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_FIELDS = 100
 
 # (host, port) -> addresses to connect to, checked by the policy
 Resolve = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -102,6 +111,8 @@ class _Connection(asyncio.Protocol):
     def __init__(self, pool: UpstreamClient, key: tuple[str, str, int]) -> None:
         self._pool = pool
         self.key = key
+        self._max_header_bytes = pool.max_header_bytes
+        self._max_header_fields = pool.max_header_fields
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self.reused = False
@@ -127,6 +138,8 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._reason = ""
         self._headers: CIMultiDict[str] = CIMultiDict()
+        self._in_head = True  # until the final (non-informational) head is complete
+        self._head_room = self._max_header_bytes
 
     # --- one exchange ----------------------------------------------------------------------
 
@@ -211,11 +224,29 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
         try:
+            if self._in_head:
+                if len(data) > self._head_room:
+                    self._feed_up_to_the_bound(data)
+                    return
+                self._head_room -= len(data)
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             # (no upgrade was asked for: Upgrade and Connection are never forwarded)
             self._fail(UpstreamBroken(f"malformed response: {exc!r}"))
             self.close()
+
+    def _feed_up_to_the_bound(self, data: bytes) -> None:
+        """`data` is more than the head may still take: the parser gets that much, and the
+        rest only when the head ended within it (the rest is body)."""
+        view = memoryview(data)  # slices without copying
+        room, self._head_room = self._head_room, 0
+        self._parser.feed_data(view[:room])
+        if self._in_head:
+            self._fail(UpstreamBroken("bytes after the end of the answer" if self._complete
+                                      else f"answer head over {self._max_header_bytes} bytes"))
+            self.close()
+        elif not self._closed:
+            self._parser.feed_data(view[room:])
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost follows
@@ -250,7 +281,12 @@ class _Connection(asyncio.Protocol):
         self._reason += reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        headers = self._headers
+        headers.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        if len(headers) > self._max_header_fields:
+            error = UpstreamBroken(f"answer head over {self._max_header_fields} header fields")
+            self._fail(error)
+            raise error  # stops the parser: data_received closes the connection
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -259,6 +295,7 @@ class _Connection(asyncio.Protocol):
             self._reason = ""
             return
         self._status = status
+        self._in_head = False
         length = self._headers.get("Content-Length")
         content_length = int(length) if length is not None and length.isdigit() else None
         chunked = "chunked" in self._headers.get("Transfer-Encoding", "").lower()
@@ -289,13 +326,19 @@ class _Connection(asyncio.Protocol):
         # asked now: after this callback the parser has moved on to the next message
         self._keep_alive = self._parser.should_keep_alive()
         self._complete = True
+        # Nothing may come before the next request (none is pipelined): a byte more breaks the
+        # connection, so an upstream cannot feed the parser of a pooled connection for free.
+        self._in_head, self._head_room = True, 0
         self._wake_reader()
 
 
 class UpstreamClient:
-    def __init__(self, resolve: Resolve, *, connect_timeout_s: float,
-                 total_timeout_s: float) -> None:
+    def __init__(self, resolve: Resolve, *, connect_timeout_s: float, total_timeout_s: float,
+                 max_header_bytes: int = MAX_HEADER_BYTES,
+                 max_header_fields: int = MAX_HEADER_FIELDS) -> None:
         self._resolve = resolve
+        self.max_header_bytes = max_header_bytes
+        self.max_header_fields = max_header_fields
         self._connect_timeout_s = connect_timeout_s
         self._total_timeout_s = total_timeout_s
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}

@@ -268,3 +268,144 @@ async def test_a_post_on_a_stale_connection_is_not_sent_twice(http, raw):
     with pytest.raises(UpstreamBroken):
         await http.request("POST", url, [])
     assert sum(requests) == 2
+
+
+# --- bounded answer heads (issue 19, item 2) ------------------------------------------------
+
+
+def answer(*fields: str, body: bytes = b"ok") -> bytes:
+    """A 200 with `Content-Length` and `fields` ("Name: value")."""
+    lines = ["HTTP/1.1 200 OK", f"Content-Length: {len(body)}", *fields]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def answer_with_head_of(size: int, body: bytes = b"ok") -> bytes:
+    """A 200 whose head (status line to the empty line, inclusive) is exactly `size` bytes."""
+    bare = answer("X-Pad: ", body=body)
+    pad = size - bare.index(b"\r\n\r\n") - 4
+    return answer("X-Pad: " + "p" * pad, body=body)
+
+
+def answering_in_turn(answers: list[bytes], connections: list[int]) -> Serve:
+    """A keep-alive handler: each request, on whichever connection, gets the next of
+    `answers`; `connections` counts the connections made."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answers.pop(0))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    return serve
+
+
+async def test_an_answer_head_over_the_byte_bound_is_broken_and_its_connection_dropped(raw):
+    connections: list[int] = []
+    url = await raw(answering_in_turn([
+        answer_with_head_of(4096, body=b"b" * 100_000),  # a body after the head: not counted
+        answer_with_head_of(4096),
+        answer_with_head_of(4097),
+        answer()], connections))
+    http = UpstreamClient(as_is, connect_timeout_s=2, total_timeout_s=5, max_header_bytes=4096)
+    for expected in (b"b" * 100_000, b"ok"):  # just under the bound: whole, and pooled
+        response = await http.request("GET", url, [])
+        assert (response.status, await response.read()) == (200, (expected, True))
+        response.release()
+    assert len(connections) == 1
+    with pytest.raises(UpstreamBroken, match="head over 4096 bytes"):
+        await http.request("GET", url, [])
+    response = await http.request("GET", url, [])  # on a new connection
+    assert await response.read() == (b"ok", True)
+    response.release()
+    assert len(connections) == 2
+    await http.close()
+
+
+async def test_an_answer_head_over_the_field_bound_is_broken_and_its_connection_dropped(raw):
+    connections: list[int] = []
+    fields = [f"X-Field-{n}: {n}" for n in range(9)]  # with Content-Length: 10 fields
+    url = await raw(answering_in_turn(
+        [answer(*fields), answer(*fields, "X-One-Too-Many: 1"), answer(*fields)], connections))
+    http = UpstreamClient(as_is, connect_timeout_s=2, total_timeout_s=5, max_header_fields=10)
+    response = await http.request("GET", url, [])
+    assert len(response.headers) == 10
+    assert await response.read() == (b"ok", True)
+    response.release()
+    with pytest.raises(UpstreamBroken, match="head over 10 header fields"):
+        await http.request("GET", url, [])
+    response = await http.request("GET", url, [])
+    assert await response.read() == (b"ok", True)
+    response.release()
+    assert len(connections) == 2
+    await http.close()
+
+
+async def test_an_eight_megabyte_head_is_broken_at_the_default_bounds(http, raw):
+    """The issue's upstream: 8,000 header lines of 1 KB."""
+    lines = [f"X-Big-{n}: {'v' * 1000}" for n in range(8000)]
+    url = await raw(answering(answer(*lines)))
+    with pytest.raises(UpstreamBroken, match="head over 65536 bytes"):
+        await http.request("GET", url, [])
+    many = [f"X-F-{n}: 1" for n in range(150)]  # small, but too many fields
+    url = await raw(answering(answer(*many)))
+    with pytest.raises(UpstreamBroken, match="head over 100 header fields"):
+        await http.request("GET", url, [])
+
+
+async def test_reading_an_endless_head_stops_at_the_bound(http, raw):
+    """An upstream that never ends its head: refused once the bound is passed, not at the
+    exchange's deadline, and its connection is closed."""
+    written: list[int] = []
+    closed = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        line = b"X-Endless: " + b"v" * 1000 + b"\r\n"
+        try:
+            while True:
+                writer.write(line)
+                written.append(len(line))
+                await writer.drain()
+        except ConnectionError:
+            closed.set()
+        writer.close()
+
+    url = await raw(serve)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(UpstreamBroken, match="head over 65536 bytes"):
+        await http.request("GET", url, [])
+    assert asyncio.get_running_loop().time() - started < 2  # the deadline is 5 s
+    await asyncio.wait_for(closed.wait(), 2)
+
+
+async def test_bytes_after_an_answer_drop_its_pooled_connection(http, raw):
+    """Nothing may come before the next request: an upstream that keeps sending into a pooled
+    connection (here the start of a head) loses it instead of filling its parser."""
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer())
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(b"HTTP/1.1 200 OK\r\nX-Unasked: 1\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    url = await raw(serve)
+    for _ in range(2):
+        response = await http.request("GET", url, [])
+        assert await response.read() == (b"ok", True)
+        response.release()
+        await asyncio.sleep(0.2)
+    assert len(connections) == 2
