@@ -14,11 +14,11 @@ import signal
 import sys
 
 import uvloop
-from aiohttp import web
 
 from contracts.logging import configure_logging
 from contracts.settings import Settings, SettingsError, load_settings
 from gateway.app import build_app
+from gateway.server_adapter import run_app
 
 
 def serve(settings: Settings, reuse_port: bool) -> None:
@@ -28,16 +28,9 @@ def serve(settings: Settings, reuse_port: bool) -> None:
     # way, and collect the young generation less often (per-request garbage is short-lived).
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    web.run_app(
-        app,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        access_log=None,
-        print=None,
-        reuse_port=reuse_port,
-        shutdown_timeout=settings.shutdown_grace_s,
-        loop=uvloop.new_event_loop(),
-    )
+    # aiohttp's server, answering its own refusals in the JSON envelope, naming no versions
+    run_app(app, host=settings.gateway_host, port=settings.gateway_port, reuse_port=reuse_port,
+            shutdown_timeout=settings.shutdown_grace_s, loop=uvloop.new_event_loop())
 
 
 def supervise(settings: Settings) -> int:

@@ -1,0 +1,138 @@
+"""The gateway's HTTP server: aiohttp's, with two changes aiohttp offers no public hook for:
+what the gateway answers itself names no software versions, and each of its error answers is
+in the envelope of API.md section 2.
+
+- `Server`: aiohttp sends `Python/3.x aiohttp/3.x` on every answer it prepares; here it is
+  `gateway`, without a version. aiohttp only sets it where an answer has none, so proxied
+  answers keep their upstream's own `Server` (API.md section 6.4).
+- Requests aiohttp's parser refuses (a malformed request line, a header line without a colon,
+  an over-long line...) never reach the application: aiohttp answers them itself, in plain
+  text. Here they get the JSON error envelope with a fresh request id, also in X-Request-Id.
+  They are no request of any route: no access log line and no `request.completed` event
+  (what aiohttp answers itself never passes through the pipeline).
+
+Everything that touches aiohttp's non-public API is in this module, and
+tests/unit/test_server_adapter.py checks that the API is still there as used: `handle_error`
+of `web_protocol.RequestHandler` (which aiohttp calls for parser errors and for exceptions
+that escape a handler), `web.Server`'s `_loop` and `_kwargs` (what it builds a connection's
+RequestHandler with), `web.AppRunner._make_server`, and the module global
+`web_response.SERVER_SOFTWARE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+from aiohttp import web, web_protocol, web_response
+
+from contracts.errors import ApiError, BadRequest, InternalError, UpstreamTimeout
+from contracts.logging import get_logger
+from gateway.steps.error_handler import render
+from gateway.steps.request_context import new_request_id
+
+log = get_logger(__name__)
+
+SERVER_NAME = "gateway"
+# web.run_app's default (RequestHandler's own is an hour)
+KEEPALIVE_TIMEOUT_S = 75.0
+
+
+def hide_server_versions() -> None:
+    """Every answer aiohttp prepares in this process names no versions. Process-wide, once
+    at start: it costs nothing per request."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME
+
+
+class JsonErrorRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's per-connection protocol, answering what it answers itself in the envelope."""
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None
+                     ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # too late for an answer: aiohttp drops the line
+            return super().handle_error(request, status, exc, message)
+        request_id = new_request_id()
+        if status >= 500:  # escaped a handler: the pipeline answers everything it runs
+            log.error("unhandled error outside the pipeline", request_id=request_id,
+                      exc_info=exc)
+        else:  # what clients of the open internet send: not worth more than a debug line
+            log.debug("malformed request refused", request_id=request_id, error=message)
+        response = render(_error_of(status), request_id)
+        response.headers["X-Request-Id"] = request_id
+        response.force_close()  # the parser's state is unknown after a malformed request
+        return response
+
+
+def _error_of(status: int) -> ApiError:
+    """The envelope's error for a status aiohttp chose; aiohttp's own message is not sent (it
+    quotes the request's bytes)."""
+    if status >= 500:
+        return UpstreamTimeout() if status == 504 else InternalError()
+    error = BadRequest("Malformed HTTP request")
+    error.status = status  # the parser's refusals are 400s; a future one keeps its own
+    return error
+
+
+class _Server(web.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """web.AppRunner whose connections are JsonErrorRequestHandler's."""
+
+    async def _make_server(self) -> web.Server:
+        # the application's own start-up and the server's arguments, as aiohttp makes them
+        made = await super()._make_server()
+        return _Server(made.request_handler, request_factory=made.request_factory,
+                       handler_cancellation=made.handler_cancellation, loop=made._loop,
+                       **made._kwargs)
+
+
+def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool,
+            shutdown_timeout: float, loop: asyncio.AbstractEventLoop) -> None:
+    """web.run_app with GatewayRunner and no access log: serves until SIGTERM/SIGINT, then
+    shuts down as web.run_app does (in-flight requests get `shutdown_timeout`)."""
+    hide_server_versions()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(_serve(app, host, port, reuse_port, shutdown_timeout))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):  # the signal handler's way out
+        pass
+    finally:
+        try:
+            if not main.done():
+                main.cancel()
+                with suppress(asyncio.CancelledError):
+                    loop.run_until_complete(main)  # runs the runner's cleanup
+        finally:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+async def _serve(app: web.Application, host: str, port: int, reuse_port: bool,
+                 shutdown_timeout: float) -> None:
+    runner = GatewayRunner(app, handle_signals=True, access_log=None,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+                           shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await runner.cleanup()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """Tasks still running after the shutdown (as web.run_app and asyncio.run end)."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler({"message": "unhandled exception at shutdown",
+                                         "exception": task.exception(), "task": task})
