@@ -25,6 +25,7 @@ from gateway.monitor.page import add_monitor_page
 from gateway.pipeline import PLANS, Plans, install
 from gateway.route_configs import RouteConfigTable
 from gateway.router import CATCH_ALL, add_routes
+from gateway.server_adapter import GatewayRunner
 from gateway.state import STATE, GatewayState
 from gateway.steps.authenticator import VERIFIED_TOKENS, VerifiedTokens
 from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
@@ -42,7 +43,7 @@ async def start_status_listener(settings: Settings) -> web.AppRunner:
     it (SO_REUSEPORT), so a scrape reads one worker's registry."""
     status = web.Application()
     status.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(status, access_log=None)
+    runner = GatewayRunner(status, access_log=None)  # its refusals in the envelope too
     await runner.setup()
     await web.TCPSite(runner, settings.service_host, settings.gateway_status_port,
                       reuse_port=settings.gateway_workers > 1).start()

@@ -54,7 +54,7 @@ FIRST_WAIT_S, LONGEST_WAIT_S = 0.02, 0.32
 ENTRY_OVERHEAD_BYTES = 256
 NOT_STORED_HEADERS = frozenset({"x-request-id", "x-ratelimit-limit", "x-ratelimit-remaining",
                                 "x-ratelimit-reset", "ratelimit", "ratelimit-policy",
-                                "retry-after", "date", "server", "content-length",
+                                "retry-after", "date", "content-length",
                                 "transfer-encoding", "connection", "x-cache", "age"})
 
 CACHE_LOOKUPS = Counter("gateway_cache_lookups_total", "Response cache lookups", ["result"])

@@ -257,3 +257,11 @@ def test_item_03_a_request_that_comes_round_is_refused_with_508(gw: Stack, alice
         assert (status, body["error"], relay.calls) == (508, "LOOP_DETECTED", 1)
     finally:
         relay.stop()
+
+
+def test_item_04_a_cache_hit_keeps_the_upstreams_own_server_header(gw: Stack,
+                                                                   cached_prefix: str):
+    path = f"{cached_prefix}/named?" + set_headers("Server: upstream-y/2.0")
+    answers = [call(gw, "GET", path)[2] for _ in range(2)]
+    assert [a["X-Cache"] for a in answers] == ["MISS", "HIT"]
+    assert [a["Server"] for a in answers] == ["upstream-y/2.0"] * 2
