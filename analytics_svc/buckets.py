@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Stand-ins for unbounded ends: any bucket start is between them.
+# Every bucket starts in [FAR_PAST, FAR_FUTURE): buckets are cut from the gateway's Unix
+# clock. They stand in for unbounded ends, and a query bound is clamped to them (below).
 FAR_PAST = EPOCH
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+# Bounds are clamped a day below FAR_PAST, not to it: a `to` in 1969 rounded up (by an hour
+# at most) still ends by FAR_PAST and selects nothing, as it would unclamped.
+_LOWEST_BOUND = FAR_PAST - timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -18,8 +22,10 @@ class Resolution:
     retention: timedelta  # rows of older buckets are deleted (analytics_svc.pruning)
 
     def floor(self, moment: datetime) -> datetime:
-        offset = int((moment - EPOCH).total_seconds()) // self.seconds * self.seconds
-        return EPOCH + timedelta(seconds=offset)
+        # timedelta arithmetic, exact: float seconds lose the microseconds of far years, and
+        # int() of them rounds a moment before 1970 up
+        step = timedelta(seconds=self.seconds)
+        return EPOCH + (moment - EPOCH) // step * step
 
     def ceil(self, moment: datetime) -> datetime:
         start = self.floor(moment)
@@ -63,7 +69,10 @@ class TimeRange:
                   now: datetime) -> TimeRange:
         """API.md section 8: `from` rounded down, `to` rounded up (the bucket holding `to` is
         in). A bound older than the 10 s retention aligns to the finest resolution still kept
-        there, so no bucket the range needs has been deleted."""
+        there, so no bucket the range needs has been deleted. Any valid ISO moment is
+        accepted (year 1 to 9999): see `clamp`."""
+        since = clamp(since) if since is not None else None
+        until = clamp(until) if until is not None else None
         start = _kept(since, now).floor(since) if since is not None else None
         if until is None:
             end = None
@@ -75,6 +84,13 @@ class TimeRange:
     def pieces(self, resolutions: tuple[Resolution, ...] = RESOLUTIONS) -> list[Piece]:
         """Whole buckets of the coarsest of `resolutions` that fit, finer ones at the edges."""
         return _cover(self.start, self.end, resolutions, len(resolutions) - 1)
+
+
+def clamp(moment: datetime) -> datetime:
+    """A query bound moved into [_LOWEST_BOUND, FAR_FUTURE]. It selects the same buckets as
+    before (none lie outside), and rounding it to any resolution, up to a day, stays inside
+    datetime's range: 9999-12-31T23:59:59Z rounded up would be year 10000 (OverflowError)."""
+    return min(max(moment, _LOWEST_BOUND), FAR_FUTURE)
 
 
 def _kept(moment: datetime, now: datetime) -> Resolution:

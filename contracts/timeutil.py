@@ -15,7 +15,10 @@ def to_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # the year by hand: strftime's %Y does not pad years below 1000 (glibc), and the contract
+    # has four digits from 0001 to 9999
+    return (f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.")
+            + f"{moment.microsecond // 1000:03d}Z")
 
 
 _second_prefix: tuple[int, str] = (-1, "")

@@ -84,14 +84,20 @@ class WholeNumber(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+# The integers MongoDB stores as such (BSON int64); pymongo refuses larger ones.
+_INT64 = range(-2**63, 2**63)
+
+
 class JsonNumber(fields.Float):
-    """A JSON number (integer or fraction, finite); never a string or a boolean."""
+    """A JSON number (integer or fraction, finite); never a string or a boolean. An integer
+    outside int64 becomes a double, as JavaScript reads every JSON number: orjson already
+    does so past 2**64, but between 2**63 and 2**64 it returns an int MongoDB cannot store."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise MarshmallowError("Not a valid number.")
         number = super()._deserialize(value, attr, data, **kwargs)
-        return value if isinstance(value, int) else number  # 42 stays 42, not 42.0
+        return value if isinstance(value, int) and value in _INT64 else number  # 42 stays 42
 
 
 def between(field: str, low: int, high: int) -> list[validate.Validator]:
@@ -135,7 +141,8 @@ class UtcDateTime(fields.Field):
     """ISO-8601 date-time in UTC ending in `Z`, fractional seconds allowed, offsets refused
     (API.md section 1.1, as zod's `datetime()`); loads as an aware datetime."""
 
-    _FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
+    # [0-9], not \d: \d also matches other scripts' digits, which int() would read
+    _FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z")
     INVALID = message("invalid_string",
                       "Invalid datetime (ISO-8601 in UTC ending in Z expected)")
 
