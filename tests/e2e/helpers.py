@@ -32,15 +32,17 @@ ZOD_CODES = {"invalid_type", "too_small", "too_big", "invalid_string", "invalid_
 Response = tuple[int, Any, dict[str, str]]
 
 
-class Upstream:
-    """A real HTTP server on loopback, in a thread of its own."""
+class LoopbackServer:
+    """An aiohttp application on a free loopback port, served in a thread of its own; a
+    subclass adds its routes in `routes`."""
 
     def __init__(self) -> None:
-        self.seen: list[dict] = []
-        self.counts: dict[str, int] = {}
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._thread.start()
@@ -48,15 +50,31 @@ class Upstream:
 
     async def _serve(self) -> None:
         app = web.Application()
-        app.router.add_route("*", "/base/slow", self._slow)
-        app.router.add_get("/base/big", self._big)
-        app.router.add_get("/base/counted/{name}", self._counted)
-        app.router.add_route("*", "/base/{tail:.*}", self._echo)
+        self.routes(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+class Upstream(LoopbackServer):
+    """A real upstream: echoes what it received under /base/..., and a few special paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict] = []
+        self.counts: dict[str, int] = {}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/base/slow", self._slow)
+        app.router.add_get("/base/big", self._big)
+        app.router.add_get("/base/counted/{name}", self._counted)
+        app.router.add_route("*", "/base/{tail:.*}", self._echo)
 
     async def _echo(self, request: web.Request) -> web.Response:
         record = {"method": request.method, "path_qs": request.path_qs,
@@ -94,9 +112,29 @@ class Upstream:
         await response.write_eof()
         return response
 
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+
+class Relay(LoopbackServer):
+    """Another proxy in front of the gateway (as a CDN or a second gateway would be): it
+    forwards every GET under /base to the gateway, `Via` extended, and answers what it got."""
+
+    def __init__(self, gateway_url: str) -> None:
+        super().__init__()
+        self.gateway_url = gateway_url
+        self.calls = 0
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/base/{tail:.*}", self._relay)
+
+    async def _relay(self, request: web.Request) -> web.Response:
+        import aiohttp
+
+        self.calls += 1
+        via = ", ".join([*request.headers.getall("Via", []), "1.1 relay"])
+        async with aiohttp.ClientSession() as session, session.get(
+                self.gateway_url + request.path_qs.removeprefix("/base"),
+                headers={"Via": via}) as answer:
+            return web.Response(status=answer.status, body=await answer.read(),
+                                content_type="application/json")
 
 
 # --- calls and users -----------------------------------------------------------------------

@@ -8,7 +8,14 @@ import secrets
 import pytest
 
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import Client, assert_error, call, eventually, project_with_route
+from tests.e2e.helpers import (
+    Client,
+    Relay,
+    assert_error,
+    call,
+    eventually,
+    project_with_route,
+)
 from tests.e2e.monitor_client import Watcher
 
 USER_LIMIT, IP_LIMIT = 5000, 4000  # distinct, and high enough that no answer is a 429
@@ -165,51 +172,6 @@ def test_item_04_a_get_with_a_body_never_meets_the_cache(gw: Stack, cached_prefi
 # --- item 3: no request loops ----------------------------------------------------------------
 
 
-class Relay:
-    """Another proxy in front of the gateway (as a CDN or a second gateway would be): it
-    forwards every request to the gateway, its `Via` extended, and answers what it got."""
-
-    def __init__(self, gateway_url: str) -> None:
-        import asyncio
-        import threading
-
-        self.gateway_url = gateway_url
-        self.calls = 0
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
-
-    async def _serve(self) -> None:
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._relay)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-
-    async def _relay(self, request):
-        import aiohttp
-        from aiohttp import web
-
-        self.calls += 1
-        via = ", ".join([*request.headers.getall("Via", []), "1.1 relay"])
-        tail = request.path_qs.removeprefix("/base")
-        async with aiohttp.ClientSession() as session, session.get(
-                self.gateway_url + tail, headers={"Via": via}) as answer:
-            return web.Response(status=answer.status, body=await answer.read(),
-                                content_type="application/json")
-
-    def stop(self) -> None:
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-
 def test_item_03_a_route_config_cannot_target_the_gateway(gw: Stack, alice: Client):
     project = alice.ok("POST", "/api/v1/projects", {"name": "Loop"}, status=201)["id"]
     port = gw.env["GATEWAY_PORT"]
@@ -247,6 +209,7 @@ def test_item_03_a_request_that_comes_round_is_refused_with_508(gw: Stack, alice
 
     # a loop through another proxy: one pass through each, then the 508 comes back
     relay = Relay(gw.gateway_url)
+    relay.start()
     try:
         looped = f"/looped-{secrets.token_hex(4)}"
         project_with_route(gw, alice.token, upstream, f"{looped}/:x",
