@@ -132,7 +132,8 @@ def seed_raw(mongo_url: str, mongo_db: str, requests: int, end: datetime) -> flo
     """The same traffic as raw log entries (the logging service's documents)."""
     from pymongo import MongoClient
 
-    from logging_svc.store import gateway_document
+    from logging_svc.entries import LogRecord
+    from logging_svc.mongo_store import document_of
 
     marker = f"{DATASET}:{requests}:{to_iso(end)}"
     client: MongoClient = MongoClient(mongo_url)
@@ -145,7 +146,7 @@ def seed_raw(mongo_url: str, mongo_db: str, requests: int, end: datetime) -> flo
     started = time.perf_counter()
     batch = []
     for event in generated_traffic(requests, end):
-        batch.append(gateway_document(event))
+        batch.append(document_of(LogRecord.of_event(event)))
         if len(batch) == 1000:
             collection.insert_many(batch, ordered=False)
             batch = []

@@ -18,6 +18,7 @@ from marshmallow import ValidationError
 from marshmallow.validate import Length, OneOf, Range
 
 AppEnv = Literal["development", "test", "production"]
+LogStoreKind = Literal["postgresql", "mongodb"]
 
 DEV_SECRETS = {
     "ACCESS_TOKEN_SECRET": "dev-only-access-token-secret-0123456789abcdef",
@@ -75,6 +76,9 @@ class Settings:
     upstream_max_header_bytes: int
     upstream_max_header_fields: int
     gateway_id: str
+    log_store: LogStoreKind
+    logs_database_url: str
+    log_partitions_ahead_days: int
     log_retention_days: int
     log_sweep_interval_s: float
     analytics_ledger_hours: int
@@ -180,6 +184,14 @@ def _read(env: Env) -> Settings:
         # This deployment's name in `Via` (RFC 9110 section 7.6.3), the same on every gateway
         # of it: a request arriving with a `Via` entry naming it has come round in a loop.
         gateway_id=env.str("GATEWAY_ID", "", validate=_token),
+        # Where log entries live: PostgreSQL (day partitions; the default) or MongoDB (for
+        # deployments that run a real one; the local FerretDB cannot index these queries).
+        log_store=env.str("LOG_STORE", "postgresql", validate=OneOf(["postgresql", "mongodb"])),
+        logs_database_url=env.str(
+            "LOGS_DATABASE_URL", "postgresql://gateway:gateway@127.0.0.1:5432/gateway_logs"),
+        # day partitions the logging service keeps created ahead of today
+        log_partitions_ahead_days=env.int("LOG_PARTITIONS_AHEAD_DAYS", 7,
+                                          validate=Range(min=1, max=366)),
         # Log entries older than this are deleted by the logging service's sweeper.
         log_retention_days=env.int("LOG_RETENTION_DAYS", 30, validate=Range(min=1, max=3650)),
         log_sweep_interval_s=env.float("LOG_SWEEP_INTERVAL_S", 3600.0,

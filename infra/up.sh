@@ -69,12 +69,12 @@ start_postgres() {
     wait_port postgres "$PG_PORT" 60 "/var/log/postgresql/postgresql-$ver-$name.log"
 }
 
-# Role gateway/gateway (LOGIN CREATEDB) and databases gateway_auth, gateway_project, gateway_analytics.
+# Role gateway/gateway (LOGIN CREATEDB) and databases gateway_auth, gateway_project, gateway_analytics, gateway_logs.
 setup_postgres_roles() {
     local cluster
     cluster="$(debian_pg_cluster || true)"
     if [ -z "$cluster" ] || [ "$(awk '{print $3}' <<<"$cluster")" != online ]; then
-        warn "postgres: the server on :$PG_PORT is not a local Debian cluster; not creating role/databases (need: role gateway/gateway, databases gateway_auth, gateway_project, gateway_analytics)"
+        warn "postgres: the server on :$PG_PORT is not a local Debian cluster; not creating role/databases (need: role gateway/gateway, databases gateway_auth, gateway_project, gateway_analytics, gateway_logs)"
         return 0
     fi
     if ! is_root; then
@@ -92,7 +92,7 @@ BEGIN
 END
 $$;
 SELECT format('CREATE DATABASE %I OWNER gateway', d)
-FROM unnest(ARRAY['gateway_auth', 'gateway_project', 'gateway_analytics']) AS d
+FROM unnest(ARRAY['gateway_auth', 'gateway_project', 'gateway_analytics', 'gateway_logs']) AS d
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = d)
 \gexec
 SQL
@@ -109,7 +109,7 @@ SQL
         PGCONNECT_TIMEOUT=5 psql -X -q -tA "$PG_URL_AUTH" -c 'select 1' >/dev/null \
             || die "postgres: cannot log in as gateway over TCP ($PG_URL_AUTH); check $hba"
     fi
-    log "postgres: role gateway and databases gateway_auth, gateway_project, gateway_analytics ready"
+    log "postgres: role gateway and databases gateway_auth, gateway_project, gateway_analytics, gateway_logs ready"
 }
 
 # --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ TEST_ENV = {
     "PROJECT_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_project_test",
     "ANALYTICS_DATABASE_URL":
         "postgresql://gateway:gateway@127.0.0.1:5432/gateway_analytics_test",
+    "LOGS_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_logs_test",
     # the gateway's status listener on any free port (tests build many gateways)
     "GATEWAY_STATUS_PORT": "0",
     # Many tests share 127.0.0.1: the limiter's own tests set small limits explicitly.
@@ -72,6 +73,11 @@ def analytics_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def logs_database_url() -> str:
+    return _fresh_database("LOGS_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
 def mongo_test_db() -> str:
     """The tests' MongoDB database, dropped once per session: the local server scans a
     collection for every query, so entries of earlier runs would slow every run down."""
@@ -98,7 +104,8 @@ def redis_test_db() -> str:
 
 @pytest.fixture(scope="session")
 def backends(broker_vhost: str, auth_database_url: str, project_database_url: str,
-             analytics_database_url: str, redis_test_db: str, mongo_test_db: str) -> None:
+             analytics_database_url: str, logs_database_url: str, redis_test_db: str,
+             mongo_test_db: str) -> None:
     """Every server a stack of the five processes uses, made fresh once per session."""
 
 

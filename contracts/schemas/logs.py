@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 
-from contracts.schemas.common import limit_field, page_field
+from contracts.schemas.common import limit_field
 from contracts.validation import (
     JsonNumber,
     RequestSchema,
@@ -50,7 +50,11 @@ class LogIngest(RequestSchema):
 
 
 class LogListQuery(RequestSchema):
-    page = page_field()
+    """Paging (API.md section 7.2): `page` (page * limit ≤ 10,000) or `cursor` (a previous
+    answer's `nextCursor`), not both; without either, the first page."""
+
+    page = WholeNumber(validate=between("page", 1, 10_000))
+    cursor = fields.String(validate=length("cursor", min=1, max=200))
     limit = limit_field(20)
     userId = TrimmedString(validate=length("userId", min=1, max=100))
     statusCode = WholeNumber(validate=between("statusCode", 100, 599))
@@ -65,3 +69,43 @@ class LogListQuery(RequestSchema):
 
 class RequestIdParams(RequestSchema):
     requestId = fields.UUID(required=True)
+
+
+class LogErrorOut(Schema):
+    code = fields.String()
+    message = fields.String()
+    stack = fields.String(allow_none=True)
+
+
+class LogEntryOut(Schema):
+    _id = fields.String(data_key="_id")
+    requestId = fields.String()
+    timestamp = fields.String()
+    method = fields.String()
+    path = fields.String()
+    route = fields.String(allow_none=True)
+    statusCode = fields.Integer()
+    latency = fields.Float()
+    ip = fields.String()
+    userId = fields.String(allow_none=True)
+    apiKeyId = fields.String(allow_none=True)
+    projectId = fields.String(allow_none=True)
+    ownerId = fields.String(allow_none=True)
+    userAgent = fields.String()
+    contentLength = fields.Integer()
+    error = fields.Nested(LogErrorOut, allow_none=True)
+    source = fields.String()
+
+
+class LogPage(Schema):
+    """`total` is exact up to 10,000 (`totalExact`), then 10,000; `nextCursor` continues
+    newest first from this page's last entry (null on the last page); a cursor's answer has
+    `page: null`."""
+
+    entries = fields.List(fields.Nested(LogEntryOut))
+    total = fields.Integer()
+    totalExact = fields.Boolean()
+    page = fields.Integer(allow_none=True)
+    limit = fields.Integer()
+    totalPages = fields.Integer()
+    nextCursor = fields.String(allow_none=True)

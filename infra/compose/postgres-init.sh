@@ -7,7 +7,7 @@
 # `docker compose down -v` to start over).
 #
 # The role `gateway` is an ordinary login role, not a superuser: it owns gateway_auth,
-# gateway_project and gateway_analytics (so it can create its tables there) and nothing else. The superuser
+# gateway_project, gateway_analytics and gateway_logs (so it can create its tables there) and nothing else. The superuser
 # `postgres` keeps the image's POSTGRES_PASSWORD and is used by nobody in the stack.
 #
 # Same options as the image's entrypoint, so this is safe whether it is executed or sourced
@@ -25,10 +25,13 @@ CREATE ROLE gateway LOGIN PASSWORD :'gateway_password';
 CREATE DATABASE gateway_auth OWNER gateway;
 CREATE DATABASE gateway_project OWNER gateway;
 CREATE DATABASE gateway_analytics OWNER gateway;
+CREATE DATABASE gateway_logs OWNER gateway;
 REVOKE ALL ON DATABASE gateway_auth FROM PUBLIC;
 REVOKE ALL ON DATABASE gateway_project FROM PUBLIC;
 REVOKE ALL ON DATABASE gateway_analytics FROM PUBLIC;
+REVOKE ALL ON DATABASE gateway_logs FROM PUBLIC;
 GRANT ALL ON DATABASE gateway_auth TO gateway;
 GRANT ALL ON DATABASE gateway_project TO gateway;
 GRANT ALL ON DATABASE gateway_analytics TO gateway;
+GRANT ALL ON DATABASE gateway_logs TO gateway;
 SQL

@@ -50,7 +50,7 @@ NOT_FOUND = "Log entry not found"
 LOG_FIELDS = {"_id", "requestId", "timestamp", "method", "path", "route", "statusCode",
               "latency", "ip", "userId", "apiKeyId", "projectId", "ownerId", "userAgent",
               "contentLength", "error", "source"}
-PAGE_FIELDS = {"entries", "total", "page", "limit", "totalPages"}
+PAGE_FIELDS = {"entries", "total", "totalExact", "page", "limit", "totalPages", "nextCursor"}
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 TAG_PREFIX = "logs-e2e-"
 # How long a gateway entry may take to become readable in these tests. The contract is
@@ -727,3 +727,81 @@ def test_a_foreign_api_key_does_not_take_the_route_owners_traffic(gw, alice, bob
     stored = wait_for_entry(gw, alice.token, request_id)
     assert stored is not None, "alice cannot see a request to her own route"
     assert (stored["projectId"], stored["ownerId"]) == (project_id, alice.user_id)
+
+
+# --- paging at scale (issue 20): capped totals, depth cap, cursors --------------------------
+
+
+def _many(gw, user: str, count: int) -> None:
+    """`count` external entries of `user`, a millisecond apart, in batches of 1000."""
+    base = recent(7200)
+    items = [ingest(userId=user, timestamp=iso(base + timedelta(milliseconds=i)),
+                    statusCode=500 if i % 2 else 200) for i in range(count)]
+    for start in range(0, count, 1000):
+        ok(call(gw, "POST", f"{LOGS}/batch", items[start:start + 1000]), 201)
+
+
+def test_totals_are_exact_up_to_ten_thousand_and_cursors_reach_every_entry(gw, alice):
+    user = tag()
+    _many(gw, user, 10_050)
+    first = ok(get(gw, LOGS, alice.token, userId=user, limit=100))
+    assert (first["total"], first["totalExact"], first["totalPages"], first["page"]) == \
+        (10_000, False, 100, 1)
+    deepest = ok(get(gw, LOGS, alice.token, userId=user, limit=100, page=100))
+    assert len(deepest["entries"]) == 100 and deepest["nextCursor"]
+    # deeper than 10,000 entries by page: refused, pointing at the cursor
+    details = assert_invalid(get(gw, LOGS, alice.token, userId=user, limit=100, page=101),
+                             "query", "page")
+    assert "cursor" in details[0]["message"]
+    # the cursor walks all of them, newest first, each page as cheap as the first
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = {"userId": user, "limit": 100, **({"cursor": cursor} if cursor else {})}
+        body = ok(get(gw, LOGS, alice.token, **query))
+        pages += 1
+        if cursor:
+            assert (body["page"], body["total"], body["totalExact"]) == (None, 10_000, False)
+        seen += body["entries"]
+        cursor = body["nextCursor"]
+        if cursor is None:
+            break
+    assert pages == 101 and len({e["requestId"] for e in seen}) == 10_050
+    stamps = [e["timestamp"] for e in seen]
+    assert stamps == sorted(stamps, reverse=True)
+    assert seen[:100] == first["entries"]
+
+
+def test_a_cursor_is_stable_while_entries_arrive(gw, alice):
+    user = tag()
+    items, moments = _timeline(user, [200] * 6)
+    ok(call(gw, "POST", f"{LOGS}/batch", items), 201)
+    first = ok(get(gw, LOGS, alice.token, userId=user, limit=3))
+    newer = ingest(userId=user, timestamp=iso(moments[-1] + timedelta(seconds=5)))
+    ok(call(gw, "POST", LOGS, newer), 201)
+    second = ok(get(gw, LOGS, alice.token, userId=user, limit=3, cursor=first["nextCursor"]))
+    assert ids(first["entries"]) + ids(second["entries"]) == [
+        i["requestId"] for i in sorted(items, key=lambda i: i["timestamp"], reverse=True)]
+    assert second["nextCursor"] is None and second["total"] == 6
+    # the errors list pages the same way
+    errors = ok(get(gw, f"{LOGS}/errors", alice.token, userId=tag(), limit=1))
+    assert errors["nextCursor"] is None and errors["totalExact"] is True
+
+
+def test_a_cursor_cannot_be_forged_moved_or_shared(gw, alice, bob):
+    user = tag()
+    items, _ = _timeline(user, [200, 500, 200, 500])
+    ok(call(gw, "POST", f"{LOGS}/batch", items), 201)
+    cursor = ok(get(gw, LOGS, alice.token, userId=user, limit=1))["nextCursor"]
+    assert cursor
+    altered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
+    for token, query in (
+            (alice.token, {"userId": user, "cursor": altered}),  # altered
+            (alice.token, {"userId": user, "cursor": "not-a-cursor"}),  # forged
+            (alice.token, {"userId": tag(), "cursor": cursor}),  # other filters
+            (alice.token, {"userId": user, "statusCode": 500, "cursor": cursor}),
+            (bob.token, {"userId": user, "cursor": cursor}),  # another caller
+            (alice.token, {"userId": user, "cursor": cursor, "page": 2})):  # both ways
+        assert_invalid(get(gw, LOGS, token, limit=1, **query), "query", "cursor")
+    assert_invalid(get(gw, f"{LOGS}/errors", alice.token, userId=user, limit=1,
+                       cursor=cursor), "query", "cursor")  # another list
+    ok(get(gw, LOGS, alice.token, userId=user, limit=1, cursor=cursor))  # the real one

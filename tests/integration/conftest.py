@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
@@ -9,6 +11,7 @@ from redis.asyncio import Redis
 
 from contracts.amqp import connect
 from contracts.settings import Settings, load_settings
+from logging_svc.entries import LogStore
 
 Connect = Callable[[str], Awaitable[AbstractRobustConnection]]
 
@@ -52,16 +55,67 @@ def unique() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-async def log_entries(settings: Settings, unique: str) -> AsyncIterator:
-    """A log entry collection of this test's own, in a database dropped afterwards."""
+@dataclass
+class StoreUnderTest:
+    """A log store of one test's own, and a count of the entries it holds whose user agent
+    is `marker` (what the consumer tests publish; other tests' events may arrive too)."""
+
+    kind: str
+    store: LogStore
+    count_marked: Callable[[str], Awaitable[int]]
+
+
+@asynccontextmanager
+async def store_under_test(kind: str, settings: Settings, unique: str
+                           ) -> AsyncIterator[StoreUnderTest]:
+    """A fresh store of `kind` (a database of its own), dropped afterwards."""
+    if kind == "postgresql":
+        from logging_svc.pg_store import PostgresLogStore
+        from tests.support import drop_database, recreate_database
+
+        url = f"{settings.logs_database_url}_{unique}"
+        await recreate_database(url)
+        store = await PostgresLogStore.open(url, retention_days=30, ahead_days=2)
+
+        async def count_marked(marker: str) -> int:
+            return await store._pool.fetchval(
+                "SELECT count(*) FROM log_entries "
+                "WHERE convert_from(rest, 'UTF8')::jsonb->>'userAgent' = $1", marker)
+
+        yield StoreUnderTest(kind, store, count_marked)
+        await store.close()
+        await drop_database(url)
+        return
     from contracts.mongo import open_mongo
+    from logging_svc.mongo_store import COLLECTION, MongoLogStore
 
     mongo = await open_mongo(settings.mongo_url, f"{settings.mongo_db}_{unique}",
                              app_name="tests", give_up_after_s=10)
-    yield mongo.db["logentries"]
+    collection = mongo.db[COLLECTION]
+
+    async def count_in_mongo(marker: str) -> int:
+        return await collection.count_documents({"userAgent": marker})
+
+    yield StoreUnderTest(kind, MongoLogStore(collection, retention_days=30), count_in_mongo)
     await mongo.client.drop_database(mongo.db.name)
     await mongo.close()
+
+
+@pytest.fixture(params=["postgresql", "mongodb"])
+async def log_store(request: pytest.FixtureRequest, settings: Settings, unique: str,
+                    logs_database_url: str, mongo_test_db: str
+                    ) -> AsyncIterator[StoreUnderTest]:
+    """Each log store in turn: the contract tests run against both."""
+    async with store_under_test(request.param, settings, unique) as under_test:
+        yield under_test
+
+
+@pytest.fixture
+async def default_log_store(settings: Settings, unique: str, logs_database_url: str
+                            ) -> AsyncIterator[StoreUnderTest]:
+    """The default store (LOG_STORE=postgresql), for tests of what sits around a store."""
+    async with store_under_test("postgresql", settings, unique) as under_test:
+        yield under_test
 
 
 @pytest.fixture

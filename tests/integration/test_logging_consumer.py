@@ -1,5 +1,6 @@
-"""The logging service's consumer against the real broker and the real MongoDB-protocol server:
-every gateway event stored exactly once, whatever the broker or the consumer does."""
+"""The logging service's consumer against the real broker and the default log store
+(PostgreSQL): every gateway event stored exactly once, whatever the broker or the consumer
+does."""
 
 from __future__ import annotations
 
@@ -9,39 +10,44 @@ import aio_pika
 
 from contracts.amqp import declare_event_queue
 from contracts.events import EventConsumer, EventPublisher
+from contracts.identity import Caller, Role
 from contracts.messages import RequestCompleted, encode_events
 from contracts.names import HEADER_DEAD_REASON, EventQueue, RoutingKey, dead_letter_queue
 from logging_svc.consumer import RequestLogWriter
-from logging_svc.store import LogStore, entry_id
+from logging_svc.entries import LogFilter, LogRecord
 from tests.conftest import TEST_VHOST
 from tests.factories import request_completed
+from tests.integration.conftest import StoreUnderTest
 from tests.support import close_all_connections
+
+ADMIN = Caller("admin", "admin@example.com", Role.ADMIN)
 
 
 def spec(unique: str) -> EventQueue:
     return EventQueue(unique, (RoutingKey.REQUEST_COMPLETED,))
 
 
-async def stored_count(mongo, expected: int, within_s: float = 30.0, *, marker: str) -> int:
+async def stored_count(under_test: StoreUnderTest, expected: int, within_s: float = 30.0, *,
+                       marker: str) -> int:
     """The number of this test's entries (user agent `marker`: the queue is bound to every
     request.completed of the vhost) once it reached `expected` (or the deadline passed)."""
     loop = asyncio.get_running_loop()
     until = loop.time() + within_s
-    count = await mongo.count_documents({"userAgent": marker})
+    count = await under_test.count_marked(marker)
     while count < expected and loop.time() < until:
         await asyncio.sleep(0.1)
-        count = await mongo.count_documents({"userAgent": marker})
+        count = await under_test.count_marked(marker)
     await asyncio.sleep(0.3)  # anything extra (a duplicate) would show up now
-    return await mongo.count_documents({"userAgent": marker})
+    return await under_test.count_marked(marker)
 
 
 async def test_a_batch_redelivered_after_a_kill_between_write_and_ack_is_stored_once(
-        amqp, unique, log_entries):
-    store = LogStore(log_entries)
+        amqp, unique, default_log_store):
+    store = default_log_store.store
     written = asyncio.Event()
 
     async def write_then_die(events: list[RequestCompleted]) -> None:
-        await store.store_gateway_events(events)
+        await store.store_once([LogRecord.of_event(e) for e in events])
         written.set()
         await asyncio.Event().wait()  # never returns, so never acks: killed mid-message
 
@@ -55,29 +61,28 @@ async def test_a_batch_redelivered_after_a_kill_between_write_and_ack_is_stored_
         publisher.publish(event)
     assert await publisher.flush(timeout=10)
     await asyncio.wait_for(written.wait(), 10)
-    assert await log_entries.count_documents({"userAgent": unique}) == 50
+    assert await default_log_store.count_marked(unique) == 50
     await doomed.close()  # the broker requeues the unacked message
 
     seen: list[int] = []
 
     async def count_and_store(batch: list[RequestCompleted]) -> None:
         seen.append(sum(event.user_agent == unique for event in batch))
-        await store.store_gateway_events(batch)
+        await store.store_once([LogRecord.of_event(e) for e in batch])
 
     second = EventConsumer(await amqp("second-consumer"), spec(unique), count_and_store)
     await second.start()
-    assert await stored_count(log_entries, 50, marker=unique) == 50
+    assert await stored_count(default_log_store, 50, marker=unique) == 50
     assert sum(seen) == 50  # the whole batch came again, and none of it was stored twice
-    mine = log_entries.find({"userAgent": unique}, {"requestId": 1})
-    stored_ids = {document["requestId"] async for document in mine}
-    assert stored_ids == {e.request_id for e in events}
+    for sent in events:
+        assert await store.by_request_id(ADMIN, sent.request_id) is not None
     await second.stop()
     await publisher.close()
 
 
 async def test_closing_every_broker_connection_mid_stream_loses_nothing(
-        amqp, unique, log_entries):
-    writer = RequestLogWriter(LogStore(log_entries))
+        amqp, unique, default_log_store):
+    writer = RequestLogWriter(default_log_store.store)
     consumer = EventConsumer(await amqp("consumer"), spec(unique), writer.on_requests)
     await consumer.start()
     publisher = EventPublisher(await amqp("publisher"), max_batch=50, linger_s=0.01)
@@ -95,14 +100,14 @@ async def test_closing_every_broker_connection_mid_stream_loses_nothing(
     await asyncio.to_thread(close_all_connections, TEST_VHOST)
     await publishing
     assert await publisher.flush(timeout=60)
-    assert await stored_count(log_entries, total, within_s=60, marker=unique) == total
+    assert await stored_count(default_log_store, total, within_s=60, marker=unique) == total
     await consumer.stop()
     await publisher.close()
 
 
 async def test_ten_thousand_events_through_the_gateway_publisher_are_stored_exactly_once(
-        amqp, unique, log_entries):
-    writer = RequestLogWriter(LogStore(log_entries))
+        amqp, unique, default_log_store):
+    writer = RequestLogWriter(default_log_store.store)
     consumer = EventConsumer(await amqp("consumer"), spec(unique), writer.on_requests,
                              prefetch=8)
     await consumer.start()
@@ -115,16 +120,17 @@ async def test_ten_thousand_events_through_the_gateway_publisher_are_stored_exac
     for event in events[:500]:
         publisher.publish(event)
     assert await publisher.flush(timeout=60)
-    assert await stored_count(log_entries, 10_000, within_s=120, marker=unique) == 10_000
-    errors = await log_entries.count_documents({"statusCode": 503, "userAgent": unique})
-    assert errors == sum(1 for e in events if e.status_code == 503)
+    assert await stored_count(default_log_store, 10_000, within_s=120, marker=unique) == 10_000
+    errors = await default_log_store.store.count(ADMIN, LogFilter(status_code=503),
+                                                 up_to=100_000)
+    assert errors >= sum(1 for e in events if e.status_code == 503)
     await consumer.stop()
     await publisher.close()
 
 
 async def test_a_poison_message_is_dead_lettered_and_the_next_good_one_is_stored(
-        amqp, unique, log_entries):
-    writer = RequestLogWriter(LogStore(log_entries))
+        amqp, unique, default_log_store):
+    writer = RequestLogWriter(default_log_store.store)
     connection = await amqp("consumer")
     consumer = EventConsumer(connection, spec(unique), writer.on_requests)
     await consumer.start()
@@ -137,8 +143,8 @@ async def test_a_poison_message_is_dead_lettered_and_the_next_good_one_is_stored
             aio_pika.Message(body, headers={"x-routing-key": RoutingKey.REQUEST_COMPLETED}),
             routing_key=unique)
 
-    assert await stored_count(log_entries, 1, marker=unique) == 1
-    assert await log_entries.find_one({"_id": entry_id("gateway", good.request_id)})
+    assert await stored_count(default_log_store, 1, marker=unique) == 1
+    assert await default_log_store.store.by_request_id(ADMIN, good.request_id)
     dead = await channel.declare_queue(dead_letter_queue(unique), passive=True)
     reasons = []
     for _ in range(50):
