@@ -1,22 +1,25 @@
-"""Alert rules and alert events in MongoDB (`alertrules`, `alertevents`, API.md section 12.2).
+"""Alert rules in MongoDB (`alertrules`, API.md section 12.2), and alert events behind the
+`AlertEventStore` protocol (ALERT_EVENT_STORE): PostgreSQL (analytics_svc.alert_events_pg,
+the default) or MongoDB (`alertevents`, analytics_svc.alert_events_mongo). `AlertStore` is
+what the handlers and the engine use: rules here, events through the configured store.
 
 Every write is a single-document insert or update, which the local server performs safely.
 An event's `_id` is derived from its rule and evaluation slot, so two engines evaluating the
 same rule in the same slot (a lease handed over while its old holder was still running) store
-one event: the second insert is a duplicate key. Tenancy is one filter, `visible_to`, used by
-every read and write of a caller.
+one event: the second insert is a duplicate key, in either store. Tenancy is one rule,
+`visible_to`, used by every read and write of a caller (as a filter, or on a document found
+by `_id`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from contracts.identity import Caller
 from contracts.messages import AlertTriggered
@@ -40,6 +43,11 @@ EVENT_INDEXES = (Index((("ruleId", 1), ("timestamp", -1)), "ruleId_1_timestamp_-
 def visible_to(caller: Caller) -> dict[str, Any]:
     """API.md section 1.3: a rule or event is its owner's; an admin sees all."""
     return {} if caller.is_admin else {"userId": caller.user_id}
+
+
+def is_visible(caller: Caller, document: dict[str, Any]) -> bool:
+    """`visible_to`, for one document."""
+    return caller.is_admin or document.get("userId") == caller.user_id
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,18 @@ def event_out(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def event_document(rule: AlertRule, slot: int, *, value: float, severity: str, message: str,
+                   at: datetime) -> dict[str, Any]:
+    """An event as stored: its `_id` is its rule's and evaluation slot's."""
+    return {
+        "_id": derived_id("alert", rule.id, str(slot)), "ruleId": ObjectId(rule.id),
+        "ruleName": rule.name, "service": rule.service, "metric": rule.metric, "value": value,
+        "threshold": rule.threshold, "operator": rule.operator, "message": message,
+        "severity": severity, "timestamp": at, "acknowledged": False, "acknowledgedBy": None,
+        "acknowledgedAt": None, "userId": rule.user_id, "projectId": rule.project_id,
+    }
+
+
 @dataclass(frozen=True)
 class EventFilter:
     acknowledged: bool | None = None
@@ -119,8 +139,47 @@ class EventFilter:
         return query
 
 
+def triggered_of(rule: AlertRule, event: dict[str, Any]) -> AlertTriggered:
+    """The `alert.triggered` message of a stored event (`event` as on the wire)."""
+    return AlertTriggered(
+        id=event["id"], rule_id=event["ruleId"], rule_name=rule.name, service=rule.service,
+        metric=rule.metric, value=event["value"], threshold=rule.threshold,
+        operator=rule.operator, message=event["message"], severity=event["severity"],
+        timestamp=event["timestamp"], user_id=rule.user_id, project_id=rule.project_id)
+
+
+class AlertEventStore(Protocol):
+    """What the analytics service needs of an alert event store. Events are API.md's
+    AlertEvent on the wire; visibility (API.md section 1.3) is the store's: an owner sees
+    their own events, an admin every event."""
+
+    async def store_event(self, rule: AlertRule, slot: int, *, value: float, severity: str,
+                          message: str, at: datetime) -> AlertTriggered | None:
+        """Store the event of `rule`'s breach in evaluation `slot` (its `_id` is
+        `event_document`'s); None when an event of that slot exists already."""
+        ...
+
+    async def last_event_at(self, rule_id: str) -> datetime | None:
+        """When `rule_id`'s latest event happened (an index lookup), None if it has none."""
+        ...
+
+    async def events(self, caller: Caller, where: EventFilter, *, limit: int,
+                     offset: int) -> dict[str, Any]:
+        """`{events, total, limit, offset}`: visible events matching `where`, newest first
+        (timestamp, then `_id`, descending); `total` is exact."""
+        ...
+
+    async def acknowledge(self, caller: Caller, event_id: str,
+                          by: str) -> dict[str, Any] | None:
+        """Mark a visible event acknowledged by `by`, now (again: overwritten); None when
+        there is no such event or the caller may not see it."""
+        ...
+
+
 class AlertStore:
-    def __init__(self, rules: AsyncCollection, events: AsyncCollection) -> None:
+    """Rules in MongoDB; events in `events`, whichever store it is."""
+
+    def __init__(self, rules: AsyncCollection, events: AlertEventStore) -> None:
         self._rules = rules
         self._events = events
 
@@ -160,55 +219,19 @@ class AlertStore:
     # --- events ----------------------------------------------------------------------------
 
     async def last_event_at(self, rule_id: str) -> datetime | None:
-        cursor = self._events.find({"ruleId": ObjectId(rule_id)}, {"timestamp": 1}) \
-            .sort([("timestamp", -1)]).limit(1)
-        async for document in cursor:
-            moment: datetime = document["timestamp"]
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return None
+        return await self._events.last_event_at(rule_id)
 
     async def store_event(self, rule: AlertRule, slot: int, *, value: float, severity: str,
                           message: str, at: datetime) -> AlertTriggered | None:
         """Store the event of `rule`'s breach in evaluation `slot`; None when an event of that
         slot exists already (another engine stored it)."""
-        event_id = derived_id("alert", rule.id, str(slot))
-        document = {
-            "_id": event_id, "ruleId": ObjectId(rule.id), "ruleName": rule.name,
-            "service": rule.service, "metric": rule.metric, "value": value,
-            "threshold": rule.threshold, "operator": rule.operator, "message": message,
-            "severity": severity, "timestamp": at, "acknowledged": False,
-            "acknowledgedBy": None, "acknowledgedAt": None, "userId": rule.user_id,
-            "projectId": rule.project_id,
-        }
-        try:
-            await self._events.insert_one(document)
-        except DuplicateKeyError:
-            return None
-        out = event_out(document)
-        return AlertTriggered(
-            id=out["id"], rule_id=out["ruleId"], rule_name=rule.name, service=rule.service,
-            metric=rule.metric, value=value, threshold=rule.threshold, operator=rule.operator,
-            message=message, severity=severity, timestamp=out["timestamp"],
-            user_id=rule.user_id, project_id=rule.project_id)
+        return await self._events.store_event(rule, slot, value=value, severity=severity,
+                                              message=message, at=at)
 
     async def events(self, caller: Caller, where: EventFilter, *, limit: int,
                      offset: int) -> dict[str, Any]:
-        query = where.to_mongo(caller)
-        cursor = self._events.find(query).sort([("timestamp", -1), ("_id", -1)]) \
-            .skip(offset).limit(limit)
-        documents = await cursor.to_list(length=limit)
-        if offset == 0 and len(documents) < limit:
-            total = len(documents)
-        else:
-            total = await self._events.count_documents(query)
-        return {"events": [event_out(d) for d in documents], "total": total, "limit": limit,
-                "offset": offset}
+        return await self._events.events(caller, where, limit=limit, offset=offset)
 
     async def acknowledge(self, caller: Caller, event_id: str,
                           by: str) -> dict[str, Any] | None:
-        document = await self._events.find_one_and_update(
-            {"_id": ObjectId(event_id), **visible_to(caller)},
-            {"$set": {"acknowledged": True, "acknowledgedBy": by,
-                      "acknowledgedAt": datetime.now(UTC)}},
-            return_document=ReturnDocument.AFTER)
-        return event_out(document) if document is not None else None
+        return await self._events.acknowledge(caller, event_id, by)

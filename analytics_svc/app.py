@@ -1,6 +1,7 @@
-"""Wires the analytics service: PostgreSQL (rollups, migrated at start) and MongoDB (alert
-rules and events), the `request.completed` consumer folding into rollups, the RPC operations
-of API.md sections 8 and 9, the alert engine and the pruner."""
+"""Wires the analytics service: PostgreSQL (rollups, and alert events unless
+ALERT_EVENT_STORE=mongodb; migrated at start) and MongoDB (alert rules, and events when so
+configured), the `request.completed` consumer folding into rollups, the RPC operations of
+API.md sections 8 and 9, the alert engine and the pruner."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ import asyncpg
 from redis.asyncio import Redis
 
 from analytics_svc.alert_engine import LEASE_KEY, AlertEngine, Lease
+from analytics_svc.alert_events_mongo import MongoAlertEventStore
+from analytics_svc.alert_events_pg import PostgresAlertEventStore
 from analytics_svc.alert_handlers import AlertHandlers
-from analytics_svc.alert_store import EVENT_INDEXES, EVENTS, RULE_INDEXES, RULES, AlertStore
+from analytics_svc.alert_store import (
+    EVENT_INDEXES,
+    EVENTS,
+    RULE_INDEXES,
+    RULES,
+    AlertEventStore,
+    AlertStore,
+)
 from analytics_svc.consumer import RollupWriter
 from analytics_svc.handlers import AnalyticsHandlers
 from analytics_svc.pruning import Pruner
@@ -36,6 +46,17 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
     return await open_migrated_pool(settings.analytics_database_url, MIGRATIONS)
 
 
+async def open_alert_event_store(settings: Settings, pool: asyncpg.Pool,
+                                 mongo: Mongo) -> AlertEventStore:
+    """The configured alert event store (ALERT_EVENT_STORE), ready: PostgreSQL on the
+    analytics pool (migrated), or the `alertevents` collection with its indexes."""
+    if settings.alert_event_store == "postgresql":
+        return PostgresAlertEventStore(pool)
+    events = mongo.db[EVENTS]
+    await mongo.ensure_indexes(events, EVENT_INDEXES)
+    return MongoAlertEventStore(events)
+
+
 class AnalyticsComponent:
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
@@ -52,10 +73,10 @@ class AnalyticsComponent:
         rollups = RollupStore(self._pool)
         self._mongo = await open_mongo(settings.mongo_url, settings.mongo_db,
                                        app_name=process.name)
-        rules, events = self._mongo.db[RULES], self._mongo.db[EVENTS]
+        rules = self._mongo.db[RULES]
         await self._mongo.ensure_indexes(rules, RULE_INDEXES)
-        await self._mongo.ensure_indexes(events, EVENT_INDEXES)
-        alerts = AlertStore(rules, events)
+        alerts = AlertStore(rules, await open_alert_event_store(settings, self._pool,
+                                                                self._mongo))
         process.add_handlers(operations_of(AnalyticsHandlers(rollups, process.rpc)))
         process.add_handlers(operations_of(AlertHandlers(alerts, process.rpc)))
         self._writer = RollupWriter(rollups)

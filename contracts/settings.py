@@ -83,6 +83,7 @@ class Settings:
     log_sweep_interval_s: float
     analytics_ledger_hours: int
     alert_interval_ms: int
+    alert_event_store: LogStoreKind
     max_projects_per_user: int
     max_keys_per_project: int
     argon2_time_cost: int
@@ -203,6 +204,10 @@ def _read(env: Env) -> Settings:
         # How often the alert engine evaluates every enabled rule (API.md section 9.1).
         alert_interval_ms=env.int("ALERT_INTERVAL_MS", 30_000,
                                   validate=Range(min=100, max=3_600_000)),
+        # Where alert events live: PostgreSQL (the analytics database; the default) or MongoDB
+        # (beside the alert rules; the local FerretDB cannot index the events list).
+        alert_event_store=env.str("ALERT_EVENT_STORE", "postgresql",
+                                  validate=OneOf(["postgresql", "mongodb"])),
         # Caps against minting identities to escape rate limits (API.md section 13.1).
         max_projects_per_user=env.int("MAX_PROJECTS_PER_USER", 50, validate=Range(min=1)),
         max_keys_per_project=env.int("MAX_KEYS_PER_PROJECT", 20, validate=Range(min=1)),

@@ -143,13 +143,47 @@ async def analytics_pool(analytics_url: str) -> AsyncIterator:
 
 
 @pytest.fixture
-async def alert_store(settings: Settings, unique: str) -> AsyncIterator:
-    """Alert rules and events in a MongoDB database of this test's own, dropped afterwards."""
-    from analytics_svc.alert_store import EVENTS, RULES, AlertStore
+async def alert_store(settings: Settings, unique: str, analytics_pool) -> AsyncIterator:
+    """Alert rules in a MongoDB database of this test's own, dropped afterwards, and events
+    in the default store (ALERT_EVENT_STORE=postgresql): this test's analytics database."""
+    from analytics_svc.alert_events_pg import PostgresAlertEventStore
+    from analytics_svc.alert_store import RULES, AlertStore
     from contracts.mongo import open_mongo
 
     mongo = await open_mongo(settings.mongo_url, f"{settings.mongo_db}_{unique}",
                              app_name="tests", give_up_after_s=10)
-    yield AlertStore(mongo.db[RULES], mongo.db[EVENTS])
+    yield AlertStore(mongo.db[RULES], PostgresAlertEventStore(analytics_pool))
+    await mongo.client.drop_database(mongo.db.name)
+    await mongo.close()
+
+
+@pytest.fixture(params=["postgresql", "mongodb"])
+async def alert_event_store(request: pytest.FixtureRequest, settings: Settings, unique: str,
+                            analytics_database_url: str, mongo_test_db: str) -> AsyncIterator:
+    """Each alert event store in turn (a database of this test's own, dropped afterwards):
+    the contract tests run against both."""
+    if request.param == "postgresql":
+        import asyncpg
+
+        from analytics_svc.alert_events_pg import PostgresAlertEventStore
+        from analytics_svc.app import MIGRATIONS
+        from contracts.migrations import open_migrated_pool
+        from tests.support import drop_database, recreate_database
+
+        url = f"{analytics_database_url}_{unique}"
+        await recreate_database(url)
+        pool: asyncpg.Pool = await open_migrated_pool(url, MIGRATIONS)
+        yield PostgresAlertEventStore(pool)
+        await pool.close()
+        await drop_database(url)
+        return
+    from analytics_svc.alert_events_mongo import MongoAlertEventStore
+    from analytics_svc.alert_store import EVENT_INDEXES, EVENTS
+    from contracts.mongo import open_mongo
+
+    mongo = await open_mongo(settings.mongo_url, f"{settings.mongo_db}_{unique}",
+                             app_name="tests", give_up_after_s=10)
+    await mongo.ensure_indexes(mongo.db[EVENTS], EVENT_INDEXES)
+    yield MongoAlertEventStore(mongo.db[EVENTS])
     await mongo.client.drop_database(mongo.db.name)
     await mongo.close()
