@@ -1,6 +1,6 @@
-"""The alert engine (API.md section 9.1): every ALERT_INTERVAL_MS it evaluates every enabled rule
-over the rule owner's view of the rollups in the rule's window, and on a breach outside the
-cool-down stores an event and publishes `alert.triggered`.
+"""The alert engine (docs/api.md section 9.1): every ALERT_INTERVAL_MS it evaluates every
+enabled rule over the rule owner's view of the rollups in the rule's window, and on a breach
+outside the cool-down stores an event and publishes `alert.triggered`.
 
 Once per breach, however many analytics replicas run:
 - only the holder of a lease in Redis evaluates; it renews the lease every tick, and a lease

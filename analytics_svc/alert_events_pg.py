@@ -61,7 +61,7 @@ def row_of(document: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _out(row: asyncpg.Record) -> dict[str, Any]:
-    """API.md's AlertEvent (analytics_svc.alert_store.event_out, from a row)."""
+    """docs/api.md's AlertEvent (analytics_svc.alert_store.event_out, from a row)."""
     event_id = bytes(row["id"]).hex()
     acknowledged_at = row["acknowledged_at"]
     return {

@@ -1,4 +1,4 @@
-"""The alert operations of `rpc.analytics` (API.md sections 9.1 and 9.2)."""
+"""The alert operations of `rpc.analytics` (docs/api.md sections 9.1 and 9.2)."""
 
 from __future__ import annotations
 

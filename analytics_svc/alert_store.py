@@ -1,4 +1,4 @@
-"""Alert rules in MongoDB (`alertrules`, API.md section 12.2), and alert events behind the
+"""Alert rules in MongoDB (`alertrules`, docs/api.md section 12.2), and alert events behind the
 `AlertEventStore` protocol (ALERT_EVENT_STORE): PostgreSQL (analytics_svc.alert_events_pg,
 the default) or MongoDB (`alertevents`, analytics_svc.alert_events_mongo). `AlertStore` is
 what the handlers and the engine use: rules here, events through the configured store.
@@ -41,7 +41,7 @@ EVENT_INDEXES = (Index((("ruleId", 1), ("timestamp", -1)), "ruleId_1_timestamp_-
 
 
 def visible_to(caller: Caller) -> dict[str, Any]:
-    """API.md section 1.3: a rule or event is its owner's; an admin sees all."""
+    """docs/api.md section 1.3: a rule or event is its owner's; an admin sees all."""
     return {} if caller.is_admin else {"userId": caller.user_id}
 
 
@@ -149,8 +149,8 @@ def triggered_of(rule: AlertRule, event: dict[str, Any]) -> AlertTriggered:
 
 
 class AlertEventStore(Protocol):
-    """What the analytics service needs of an alert event store. Events are API.md's
-    AlertEvent on the wire; visibility (API.md section 1.3) is the store's: an owner sees
+    """What the analytics service needs of an alert event store. Events are docs/api.md's
+    AlertEvent on the wire; visibility (docs/api.md section 1.3) is the store's: an owner sees
     their own events, an admin every event."""
 
     async def store_event(self, rule: AlertRule, slot: int, *, value: float, severity: str,
@@ -188,7 +188,7 @@ class AlertStore:
     async def create_rule(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
         now = datetime.now(UTC)
         document = {"_id": ObjectId(), **fields, "userId": caller.user_id,
-                    # an admin's rule watches all traffic (API.md 9.1); kept from creation
+                    # an admin's rule watches all traffic (docs/api.md 9.1); kept from creation
                     "ownerIsAdmin": caller.is_admin, "createdAt": now, "updatedAt": now}
         await self._rules.insert_one(document)
         return rule_out(document)

@@ -1,4 +1,4 @@
-"""What an alert rule means (API.md section 9.1), as pure functions: the value of a metric over
+"""What an alert rule means (docs/api.md section 9.1), as pure functions: the value of a metric over
 a window's rollup totals, the comparison, the severity and the message."""
 
 from __future__ import annotations

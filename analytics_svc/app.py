@@ -1,7 +1,7 @@
 """Wires the analytics service: PostgreSQL (rollups, and alert events unless
 ALERT_EVENT_STORE=mongodb; migrated at start) and MongoDB (alert rules, and events when so
 configured), the `request.completed` consumer folding into rollups, the RPC operations of
-API.md sections 8 and 9, the alert engine and the pruner."""
+docs/api.md sections 8 and 9, the alert engine and the pruner."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ class TimeRange:
     @classmethod
     def inclusive(cls, since: datetime | None, until: datetime | None,
                   now: datetime) -> TimeRange:
-        """API.md section 8: `from` rounded down, `to` rounded up (the bucket holding `to` is
+        """docs/api.md section 8: `from` rounded down, `to` rounded up (the bucket holding `to` is
         in). A bound older than the 10 s retention aligns to the finest resolution still kept
         there, so no bucket the range needs has been deleted. Any valid ISO moment is
         accepted (year 1 to 9999): see `clamp`."""

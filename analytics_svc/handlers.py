@@ -1,4 +1,4 @@
-"""The analytics service's RPC operations (API.md section 8): each answer is assembled from a
+"""The analytics service's RPC operations (docs/api.md section 8): each answer is assembled from a
 few reads of bucket rows (analytics_svc.store), never from raw log entries."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contracts.timeutil import parse_iso, to_iso
 
 
 class AnalyticsAnswers:
-    """The seven answers of API.md section 8 for one scope (view, project, range)."""
+    """The seven answers of docs/api.md section 8 for one scope (view, project, range)."""
 
     def __init__(self, store: RollupStore) -> None:
         self._store = store
@@ -114,7 +114,7 @@ class AnalyticsHandlers:
                                                  request.query.get("limit", 10))
 
     async def _scope(self, request: RpcRequest) -> Scope:
-        """The caller's view (API.md section 1.3), narrowed to a visible project, over the
+        """The caller's view (docs/api.md section 1.3), narrowed to a visible project, over the
         aligned range of `from`/`to`."""
         caller = request.authenticated
         query = request.query

@@ -79,7 +79,7 @@ class Totals:
 
     @property
     def average_latency(self) -> float:
-        """ms, rounded to 2 decimals (API.md section 8); 0 without requests."""
+        """ms, rounded to 2 decimals (docs/api.md section 8); 0 without requests."""
         return round(self.latency_sum / self.requests, 2) if self.requests else 0
 
     def percent(self, part: int) -> float:

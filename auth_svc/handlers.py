@@ -1,4 +1,4 @@
-"""The auth service's RPC operations (API.md section 3). The gateway has validated and
+"""The auth service's RPC operations (docs/api.md section 3). The gateway has validated and
 normalised every body and query against the route table's schemas before they arrive here."""
 
 from __future__ import annotations

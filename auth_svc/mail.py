@@ -1,6 +1,6 @@
 """Outgoing mail over SMTP (aiosmtplib), sent in the background after the response.
 
-A failure to send never changes an answer (API.md section 3.1): messages wait in a bounded
+A failure to send never changes an answer (docs/api.md section 3.1): messages wait in a bounded
 queue and are retried a few times; what still fails is logged, never raised.
 """
 

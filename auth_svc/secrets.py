@@ -7,7 +7,7 @@ import secrets
 
 
 def refresh_token() -> str:
-    """80 lowercase hex characters (40 random bytes), API.md section 3.1."""
+    """80 lowercase hex characters (40 random bytes), docs/api.md section 3.1."""
     return secrets.token_hex(40)
 
 

@@ -37,7 +37,7 @@ class User:
         return cls(**dict(row))
 
     def public(self) -> dict[str, Any]:
-        """`User` of API.md section 3.3."""
+        """`User` of docs/api.md section 3.3."""
         return {
             "id": str(self.id), "email": self.email, "name": self.name, "role": self.role,
             "active": self.active, "createdAt": to_iso(self.created_at),

@@ -1,4 +1,4 @@
-"""The one error envelope (API.md section 2) and the exceptions that map to it.
+"""The one error envelope (docs/api.md section 2) and the exceptions that map to it.
 
 Any process raises an `ApiError`; RPC carries it as `to_wire()`; the gateway renders
 `envelope()`. A 500 never carries an internal message.
@@ -119,7 +119,7 @@ class ServiceUnavailable(ApiError):
 
 
 class UpstreamTimeout(ApiError):
-    """Past its deadline (504). API.md section 2 names this code UPSTREAM_ERROR."""
+    """Past its deadline (504). docs/api.md section 2 names this code UPSTREAM_ERROR."""
 
     status, code, default_message = 504, "UPSTREAM_ERROR", "Upstream service timed out"
 

@@ -4,8 +4,8 @@ A latency goes into bin `key(latency)` of DDSketch's logarithmic mapping with 1 
 accuracy: bin k holds the values in (gamma^(k-1), gamma^k], gamma = 1.01 / 0.99, and stands for
 the one value within 1 % of all of them. Bins are fixed for all time (they are stored), so the
 histogram of a range is the sum of its buckets' histograms, and a quantile read from it is
-within 1 % of the true value of that rank (API.md section 8 allows 2 %; the rest is headroom for
-rounding to two decimals).
+within 1 % of the true value of that rank (docs/api.md section 8 allows 2 %; the rest is
+headroom for rounding to two decimals).
 
 Latencies below `SMALLEST_MS` count in the bin of `SMALLEST_MS`; a quantile is clamped into
 the exact [min, max] kept beside the histogram, so an all-zero range still answers 0.

@@ -1,4 +1,4 @@
-"""Who is calling: roles, and the access token that carries them (API.md sections 1.3, 3.1).
+"""Who is calling: roles, and the access token that carries them (docs/api.md sections 1.3, 3.1).
 
 The auth service issues access tokens and the gateway verifies them; both use this module, so
 the claims, algorithm, issuer and audience cannot drift apart.

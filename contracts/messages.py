@@ -8,7 +8,7 @@ instead of crashing.
 
 Event wire format: an AMQP message body is `{"events": [<event>, ...]}`, every event of the
 message under the message's routing key (see `contracts.events` for why events travel in
-batches). Field names on the wire are the camelCase names of API.md, so a log entry, an
+batches). Field names on the wire are the camelCase names of docs/api.md, so a log entry, an
 event and what the management UI shows all read alike.
 """
 
@@ -99,7 +99,7 @@ def _object(wire: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class RequestError:
-    """`error` of a log entry (API.md section 7.1)."""
+    """`error` of a log entry (docs/api.md section 7.1)."""
 
     code: str
     message: str
@@ -120,7 +120,7 @@ class RequestError:
 
 @dataclass(frozen=True, slots=True)
 class RequestCompleted:
-    """One response the gateway gave (API.md section 7.1), published for every request that
+    """One response the gateway gave (docs/api.md section 7.1), published for every request that
     is not exempt (section 13.1). `timestamp` is ISO-8601 UTC with milliseconds."""
 
     ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.REQUEST_COMPLETED
@@ -183,7 +183,7 @@ class RequestCompleted:
 
 @dataclass(frozen=True, slots=True)
 class RouteConfigData:
-    """A route config as gateways need it (API.md section 6.2, plus the project's owner)."""
+    """A route config as gateways need it (docs/api.md section 6.2, plus the project's owner)."""
 
     id: str
     project_id: str
@@ -318,7 +318,7 @@ SEVERITIES = ("info", "warning", "critical")
 
 @dataclass(frozen=True, slots=True)
 class AlertTriggered:
-    """An alert event the engine stored (API.md sections 9.2, 11 `alert:new`), with the rule
+    """An alert event the engine stored (docs/api.md sections 9.2, 11 `alert:new`), with the rule
     owner's `userId` and the rule's `projectId` so relays can route it to who may see it."""
 
     ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.ALERT_TRIGGERED
@@ -365,7 +365,7 @@ class AlertTriggered:
 
 @dataclass(frozen=True, slots=True)
 class AlertEmitted:
-    """An alert from an external source through `POST /api/v1/alerts/emit` (API.md 9.3):
+    """An alert from an external source through `POST /api/v1/alerts/emit` (docs/api.md 9.3):
     not stored, relayed to admin monitor clients only (it has no owner)."""
 
     ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.ALERT_EMITTED
@@ -398,7 +398,7 @@ class AlertEmitted:
 @dataclass(frozen=True, slots=True)
 class MonitorConnectionsChanged:
     """A monitor socket connected to or left some gateway process: every process recounts
-    (from Redis) and tells its own sockets (API.md section 11 `connections:active`)."""
+    (from Redis) and tells its own sockets (docs/api.md section 11 `connections:active`)."""
 
     ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.MONITOR_CONNECTIONS
 

@@ -1,13 +1,13 @@
 """The MongoDB connection every service that stores documents shares (PyMongo's asyncio API,
-`AsyncMongoClient`; DESIGN.md section 4), and index creation at service start.
+`AsyncMongoClient`; docs/architecture.md section 4), and index creation at service start.
 
-Locally the server is FerretDB 1.24 on SQLite (DESIGN.md sections 5 and 7): single-document
-writes and unique indexes are safe there; multi-document writes are not atomic, sorts and
-counts run in memory over the whole collection, and only `_id` equality reaches SQL, so hot
-lookups go by a derived `_id`. Read in its source and measured (20,000 log entries: 7,600
-inserts/s without secondary indexes, 4,500/s with six): it never uses a secondary index for a
-query and has no TTL indexes, so there only unique indexes are created (they enforce
-something); real MongoDB gets every index.
+Locally the server is FerretDB 1.24 on SQLite (docs/architecture.md sections 5 and 7):
+single-document writes and unique indexes are safe there; multi-document writes are not
+atomic, sorts and counts run in memory over the whole collection, and only `_id` equality
+reaches SQL, so hot lookups go by a derived `_id`. Read in its source and measured (20,000
+log entries: 7,600 inserts/s without secondary indexes, 4,500/s with six): it never uses a
+secondary index for a query and has no TTL indexes, so there only unique indexes are created
+(they enforce something); real MongoDB gets every index.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ class Service(StrEnum):
 @dataclass(frozen=True)
 class ServiceInfo:
     service: Service
-    public_name: str  # as listed by GET /health (API.md section 10)
+    public_name: str  # as listed by GET /health (docs/api.md section 10)
     http_port: int  # /health and /metrics only
 
     @property

@@ -29,14 +29,14 @@ class Access(StrEnum):
     AUTHENTICATED = "authenticated"  # any role with a valid Bearer token
     DEVELOPER = "developer"  # DEVELOPER or ADMIN
     ADMIN = "admin"
-    # no identity: the X-Alert-Secret header must equal ALERT_SECRET (API.md section 9.3)
+    # no identity: the X-Alert-Secret header must equal ALERT_SECRET (docs/api.md section 9.3)
     ALERT_SECRET = "alert-secret"
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # template as API.md writes it, e.g. /api/v1/projects/:id
+    path: str  # template as docs/api.md writes it, e.g. /api/v1/projects/:id
     operation: str
     access: Access
     summary: str
@@ -74,7 +74,7 @@ DEVELOPER, ADMIN = Access.DEVELOPER, Access.ADMIN
 AUTH, PROJECT, LOGGING = Service.AUTH, Service.PROJECT, Service.LOGGING
 ANALYTICS = Service.ANALYTICS
 
-# Paths the platform owns (API.md section 1.5): only admins may attach a service route config
+# Paths the platform owns (docs/api.md section 1.5): only admins may attach a service route config
 # under them, and an upstream route config never may.
 RESERVED_PREFIXES = (
     "/health", "/api-docs", "/socket.io", "/monitor", "/api/v1/auth", "/api/v1/oauth",
@@ -101,7 +101,7 @@ ROUTES: tuple[Route, ...] = (
         "Health of the gateway, the four services, Redis and RabbitMQ",
         tags=("health",), errors=(503,),
     ),
-    # --- auth (API.md section 3) ---------------------------------------------------------------
+    # --- auth (docs/api.md section 3) -------------------------------------------------------------
     Route("POST", "/api/v1/auth/register", "auth.register", PUBLIC, "Register a developer",
           service=AUTH, tags=("auth",), body=auth.RegisterBody, response=auth.Registered,
           success_status=201, errors=(409,)),
@@ -131,7 +131,7 @@ ROUTES: tuple[Route, ...] = (
           "Set a new password with the token from the mail",
           service=AUTH, tags=("auth",), body=auth.ResetPasswordBody, response=auth.Message,
           errors=(400,)),
-    # --- projects (API.md section 4) -----------------------------------------------------------
+    # --- projects (docs/api.md section 4) ---------------------------------------------------------
     Route("POST", "/api/v1/projects", "project.create", DEVELOPER, "Create a project",
           service=PROJECT, tags=("projects",), body=projects.ProjectBody, success_status=201),
     Route("GET", "/api/v1/projects", "project.list", AUTHENTICATED,
@@ -149,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/projects/:id", "project.delete", DEVELOPER,
           "Delete a project with its keys and route configs",
           service=PROJECT, tags=("projects",), params=IdParams, errors=(404,)),
-    # --- API keys (API.md section 5) ------------------------------------------------------------
+    # --- API keys (docs/api.md section 5) ---------------------------------------------------------
     Route("POST", "/api/v1/projects/:projectId/keys", "key.create", DEVELOPER,
           "Issue an API key (the raw key is shown only in this answer)",
           service=PROJECT, tags=("keys",), params=ProjectIdParams, body=projects.KeyBody,
@@ -162,7 +162,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/keys/verify", "key.verify", PUBLIC,
           "Check an API key by its SHA-256", service=PROJECT, tags=("keys",),
           query=projects.KeyVerifyQuery),
-    # --- route configs (API.md section 6) -------------------------------------------------------
+    # --- route configs (docs/api.md section 6) ----------------------------------------------------
     Route("POST", "/api/v1/projects/:projectId/routes", "route.create", DEVELOPER,
           "Create a route config", service=PROJECT, tags=("routes",), params=ProjectIdParams,
           body=projects.RouteBody, success_status=201, errors=(403, 404, 409)),
@@ -178,7 +178,7 @@ ROUTES: tuple[Route, ...] = (
           service=PROJECT, tags=("routes",), params=IdParams, errors=(404,)),
     Route("GET", "/api/v1/routes", "route.list_active", ADMIN,
           "Every active route config (admins only)", service=PROJECT, tags=("routes",)),
-    # --- logs (API.md section 7) ----------------------------------------------------------------
+    # --- logs (docs/api.md section 7) -------------------------------------------------------------
     Route("POST", "/api/v1/logs", "log.ingest", PUBLIC, "Store one external log entry",
           service=LOGGING, tags=("logs",), body=logs.LogIngest, success_status=201,
           errors=(409,)),
@@ -195,7 +195,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/logs/:requestId", "log.get", AUTHENTICATED,
           "One log entry by its request id", service=LOGGING, tags=("logs",),
           params=logs.RequestIdParams, response=logs.LogEntryOut, errors=(404,)),
-    # --- analytics (API.md section 8) -----------------------------------------------------------
+    # --- analytics (docs/api.md section 8) --------------------------------------------------------
     *(Route("GET", f"/api/v1/analytics/{name}", f"analytics.{name.replace('-', '_')}",
             AUTHENTICATED, summary, service=ANALYTICS, tags=("analytics",),
             query=analytics.AnalyticsQuery, errors=(404,))
@@ -208,7 +208,7 @@ ROUTES: tuple[Route, ...] = (
           ("top-users", "Users with the most requests"),
           ("api-key-usage", "API keys with the most requests"),
       )),
-    # --- alerts (API.md section 9) --------------------------------------------------------------
+    # --- alerts (docs/api.md section 9) -----------------------------------------------------------
     Route("POST", "/api/v1/alerts/rules", "alert.rule_create", DEVELOPER,
           "Create an alert rule (owned by the caller)", service=ANALYTICS, tags=("alerts",),
           body=alerts.AlertRuleBody, success_status=201, errors=(404,)),

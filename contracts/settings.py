@@ -136,7 +136,7 @@ def _read(env: Env) -> Settings:
         # Processes serving the gateway port together (SO_REUSEPORT); limits, cache and key
         # revocation are shared through Redis and the broker, so they stay exact.
         gateway_workers=env.int("GATEWAY_WORKERS", 1, validate=Range(min=1, max=64)),
-        # GET /metrics of the gateway, on SERVICE_HOST (not the public port: API.md 10)
+        # GET /metrics of the gateway, on SERVICE_HOST (not the public port: docs/api.md 10)
         # (0: any free port, for tests)
         gateway_status_port=env.int("GATEWAY_STATUS_PORT", 4000,
                                     validate=Range(min=0, max=65535)),
@@ -164,7 +164,7 @@ def _read(env: Env) -> Settings:
         login_failure_window_s=env.int("LOGIN_FAILURE_WINDOW_S", 900, validate=Range(min=1)),
         # Upstream targets an operator allows despite the SSRF rules: CIDRs, hosts, or `*`.
         upstream_allow_private=tuple(env.list("UPSTREAM_ALLOW_PRIVATE", [])),
-        # Requests per 60 s by identity tier (API.md section 13.1).
+        # Requests per 60 s by identity tier (docs/api.md section 13.1).
         rate_limit_api_key=env.int("RATE_LIMIT_API_KEY", 1000, validate=Range(min=1)),
         rate_limit_user=env.int("RATE_LIMIT_USER", 100, validate=Range(min=1)),
         rate_limit_ip=env.int("RATE_LIMIT_IP", 20, validate=Range(min=1)),
@@ -201,14 +201,14 @@ def _read(env: Env) -> Settings:
         # arriving later (a message requeued while no consumer ran) would count again.
         analytics_ledger_hours=env.int("ANALYTICS_LEDGER_HOURS", 24,
                                        validate=Range(min=1, max=24 * 30)),
-        # How often the alert engine evaluates every enabled rule (API.md section 9.1).
+        # How often the alert engine evaluates every enabled rule (docs/api.md section 9.1).
         alert_interval_ms=env.int("ALERT_INTERVAL_MS", 30_000,
                                   validate=Range(min=100, max=3_600_000)),
         # Where alert events live: PostgreSQL (the analytics database; the default) or MongoDB
         # (beside the alert rules; the local FerretDB cannot index the events list).
         alert_event_store=env.str("ALERT_EVENT_STORE", "postgresql",
                                   validate=OneOf(["postgresql", "mongodb"])),
-        # Caps against minting identities to escape rate limits (API.md section 13.1).
+        # Caps against minting identities to escape rate limits (docs/api.md section 13.1).
         max_projects_per_user=env.int("MAX_PROJECTS_PER_USER", 50, validate=Range(min=1)),
         max_keys_per_project=env.int("MAX_KEYS_PER_PROJECT", 20, validate=Range(min=1)),
         # argon2id cost: RFC 9106's second recommended option (argon2-cffi's defaults). The
@@ -220,7 +220,7 @@ def _read(env: Env) -> Settings:
                                   validate=Range(min=8, max=4 * 1024 * 1024)),
         argon2_parallelism=env.int("ARGON2_PARALLELISM", ARGON2_RFC_9106.parallelism,
                                    validate=Range(min=1, max=64)),
-        # Live monitor (API.md section 11): log events per socket per second (the rest are
+        # Live monitor (docs/api.md section 11): log events per socket per second (the rest are
         # dropped and counted), and sockets per user across all gateways.
         monitor_max_events_per_s=env.int("MONITOR_MAX_EVENTS_PER_S", 50,
                                          validate=Range(min=1, max=10_000)),

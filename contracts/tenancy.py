@@ -1,4 +1,4 @@
-"""Tenancy rules that more than one service applies (API.md section 1.3)."""
+"""Tenancy rules that more than one service applies (docs/api.md section 1.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Time formats of the wire contract (API.md section 1.1)."""
+"""Time formats of the wire contract (docs/api.md section 1.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which upstream targets a route config may point at (API.md section 6.4): the SSRF rules,
+"""Which upstream targets a route config may point at (docs/api.md section 6.4): the SSRF rules,
 checked by the project service when a config is saved and by the gateway at every connection.
 """
 

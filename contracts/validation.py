@@ -1,5 +1,5 @@
 """Request validation with marshmallow, reported in the error envelope's `details` with the zod
-vocabulary of API.md section 2 (`invalid_type`, `too_small`, `too_big`, `invalid_string`,
+vocabulary of docs/api.md section 2 (`invalid_type`, `too_small`, `too_big`, `invalid_string`,
 `invalid_enum_value`, `custom`).
 
 marshmallow reports messages, not codes, so every message our schemas can produce is declared
@@ -41,7 +41,7 @@ def code_of(text: str) -> str:
 
 
 class RequestSchema(Schema):
-    """Unknown fields are dropped, never stored (API.md section 1.1)."""
+    """Unknown fields are dropped, never stored (docs/api.md section 1.1)."""
 
     class Meta:
         unknown = EXCLUDE
@@ -53,7 +53,7 @@ class TrimmedString(fields.String):
 
 
 class NormalisedEmail(fields.Email):
-    """Trimmed and lower-cased before it is checked (API.md section 3.1)."""
+    """Trimmed and lower-cased before it is checked (docs/api.md section 3.1)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
@@ -71,7 +71,7 @@ class StrictBoolean(fields.Boolean):
 
 
 class WholeNumber(fields.Integer):
-    """An integer: a JSON integer or a string of digits ("coerced" in API.md); never a
+    """An integer: a JSON integer or a string of digits ("coerced" in docs/api.md); never a
     fraction, a boolean or an exponent form."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
@@ -139,7 +139,7 @@ def pattern(regex: str, text: str) -> validate.Validator:
 
 class UtcDateTime(fields.Field):
     """ISO-8601 date-time in UTC ending in `Z`, fractional seconds allowed, offsets refused
-    (API.md section 1.1, as zod's `datetime()`); loads as an aware datetime."""
+    (docs/api.md section 1.1, as zod's `datetime()`); loads as an aware datetime."""
 
     # [0-9], not \d: \d also matches other scripts' digits, which int() would read
     _FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z")

@@ -1,4 +1,4 @@
-"""`POST /api/v1/alerts/emit` (API.md section 9.3), answered by the gateway itself: the access
+"""`POST /api/v1/alerts/emit` (docs/api.md section 9.3), answered by the gateway itself: the access
 gate has checked `X-Alert-Secret` and the validator the body; the alert is published as
 `alert.emitted` for every gateway's monitor relay (admin clients only) and not stored."""
 

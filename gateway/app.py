@@ -38,7 +38,7 @@ STATUS_LISTENER = web.AppKey("status_listener", web.AppRunner)
 
 
 async def start_status_listener(settings: Settings) -> web.AppRunner:
-    """Operator data off the public port (API.md section 10): `GET /metrics` on
+    """Operator data off the public port (docs/api.md section 10): `GET /metrics` on
     GATEWAY_STATUS_PORT, bound like the services' ports. With several workers each one binds
     it (SO_REUSEPORT), so a scrape reads one worker's registry."""
     status = web.Application()
@@ -84,7 +84,7 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
                                   api_keys)
         limiter = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
         app[RATE_LIMITER] = limiter
-        # the cache's own instance (API.md section 13.2): it can never evict limiter keys
+        # the cache's own instance (docs/api.md section 13.2): it can never evict limiter keys
         cache = ResponseCache(
             Redis(connection_pool=BlockingConnectionPool.from_url(
                 settings.cache_redis_url, max_connections=32, timeout=2,

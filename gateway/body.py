@@ -1,4 +1,4 @@
-"""Reading a JSON request body within the size limit (API.md section 1.1)."""
+"""Reading a JSON request body within the size limit (docs/api.md section 1.1)."""
 
 from __future__ import annotations
 

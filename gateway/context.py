@@ -41,7 +41,7 @@ class RequestContext:
     deadline_ms: int
     client_ip: str
     # the platform table's entry the request matched, and the active route config that
-    # applies to it (API.md section 6.4); both None for an unmatched request
+    # applies to it (docs/api.md section 6.4); both None for an unmatched request
     route: Route | None
     config: RouteConfig | None
     # method and matched template, e.g. `GET /api/v1/projects/:id`, or `unmatched`: the
@@ -69,13 +69,13 @@ class RequestContext:
     @property
     def matched_path(self) -> str | None:
         """The template the request matched: its route config's, else the platform
-        route's (API.md section 13.1); None when it matched neither."""
+        route's (docs/api.md section 13.1); None when it matched neither."""
         if self.config is not None:
             return self.config.path
         return self.route.path if self.route is not None else None
 
     def who(self) -> Who:
-        """The one answer to "who is calling" (API.md section 13.1), first that applies: a
+        """The one answer to "who is calling" (docs/api.md section 13.1), first that applies: a
         valid API key of the matched route config's project (a key gives nothing on any other
         route), a valid Bearer token, the client address."""
         key = self.api_key

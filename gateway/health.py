@@ -1,4 +1,4 @@
-"""`GET /health` (API.md section 10): the gateway, each service over RPC, Redis, RabbitMQ.
+"""`GET /health` (docs/api.md section 10): the gateway, each service over RPC, Redis, RabbitMQ.
 
 200 when every part answered, 503 naming the failing parts otherwise, so a load balancer can
 act on the status code alone.

@@ -1,6 +1,6 @@
 """The gateway's pipeline, in order. This module is the one place that says what runs when.
 
-Numbers follow DESIGN.md section 6. Like Kong and APISIX, the gateway does not walk every
+Numbers follow docs/architecture.md section 6. Like Kong and APISIX, the gateway does not walk every
 step for every request: `plan_for` decides once per route (and per route config applying
 to it) which steps apply, in this order, and the one handler every route runs through
 (`install`) calls just those as plain functions; a step returns something to wait for only
@@ -18,7 +18,7 @@ memoised and derived again whenever the route config snapshot changes.
     upstream config or for no route at all read a token optionally: a valid one identifies
     the caller (their 404s are theirs), a bad one is ignored unless the config requires auth
  5  API key: X-API-Key -> key of a project; a bad key is remembered, not refused yet
- 7  rate limiter: sliding window per identity and route template (API.md section 13.1);
+ 7  rate limiter: sliding window per identity and route template (docs/api.md section 13.1);
     it counts requests with bad credentials under their address, so it runs before ...
  4' ... the access gate: bad credentials refused, then the route's role gate, the alert
     bridge's secret, or an authRequired upstream's key/owner check

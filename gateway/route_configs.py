@@ -3,7 +3,7 @@
 The snapshot is loaded over RPC at start, then kept current from `config.route.changed`
 events, with a periodic full resync as a safety net: never a remote call per request.
 Overlapping templates: the most specific wins, comparing segments left to right with literals
-before parameters (API.md section 6.3).
+before parameters (docs/api.md section 6.3).
 """
 
 from __future__ import annotations

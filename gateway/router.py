@@ -33,7 +33,7 @@ def add_routes(
 
 CATCH_ALL = "upstream_catch_all"
 
-# Traffic that is neither rate limited nor logged (API.md sections 7.1 and 13.1): CORS
+# Traffic that is neither rate limited nor logged (docs/api.md sections 7.1 and 13.1): CORS
 # preflights, the Socket.IO transport, GET /health and the static files of the API docs and
 # of the monitor page (a browser loads several per page view).
 EXEMPT_PREFIXES = ("/socket.io/", "/api-docs/", "/monitor/")

@@ -1,10 +1,10 @@
 """The gateway's HTTP server: aiohttp's, with two changes aiohttp offers no public hook for:
 what the gateway answers itself names no software versions, and each of its error answers is
-in the envelope of API.md section 2.
+in the envelope of docs/api.md section 2.
 
 - `Server`: aiohttp sends `Python/3.x aiohttp/3.x` on every answer it prepares; here it is
   `gateway`, without a version. aiohttp only sets it where an answer has none, so proxied
-  answers keep their upstream's own `Server` (API.md section 6.4).
+  answers keep their upstream's own `Server` (docs/api.md section 6.4).
 - Requests aiohttp's parser refuses (a malformed request line, a header line without a colon,
   an over-long line...) never reach the application: aiohttp answers them itself, in plain
   text. Here they get the JSON error envelope with a fresh request id, also in X-Request-Id.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Brings up the local stack without Docker (see DESIGN.md section 5):
+# Brings up the local stack without Docker (see docs/architecture.md section 5):
 #   PostgreSQL :5432, Redis :6379, RabbitMQ :5672 (+ management :15672), FerretDB :27017
 # A server already listening on its port is reused, never replaced. Missing
 # Debian packages are installed when running as root. Idempotent: run it as

@@ -1,5 +1,5 @@
 """Wires the logging service: its log store (PostgreSQL or MongoDB, LOG_STORE), the
-`request.completed` consumer, the RPC operations of API.md section 7.2 and the upkeep task
+`request.completed` consumer, the RPC operations of docs/api.md section 7.2 and the upkeep task
 (retention, partitions ahead)."""
 
 from __future__ import annotations

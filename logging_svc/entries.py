@@ -1,4 +1,4 @@
-"""What a log store keeps and answers (API.md section 7.1), whichever store it is: the typed
+"""What a log store keeps and answers (docs/api.md section 7.1), whichever store it is: the typed
 record, the query filter, a position in the newest-first order, and the `LogStore` protocol
 that logging_svc.pg_store and logging_svc.mongo_store implement.
 
@@ -89,7 +89,7 @@ class LogRecord:
         return self.source == EXTERNAL
 
     def to_wire(self) -> dict[str, Any]:
-        """API.md's LogEntry."""
+        """docs/api.md's LogEntry."""
         return {
             "_id": self.digest[:12].hex(), "requestId": self.request_id,
             "timestamp": to_iso(self.timestamp), "method": self.method, "path": self.path,
@@ -145,7 +145,7 @@ class DuplicateRequestId(Exception):
 
 
 class LogStore(Protocol):
-    """What the logging service needs of a store. Visibility (API.md section 1.3) is the
+    """What the logging service needs of a store. Visibility (docs/api.md section 1.3) is the
     store's: an admin sees everything; anyone else external entries, their own requests
     (`userId`) and requests to their projects (`ownerId`)."""
 

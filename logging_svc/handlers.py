@@ -1,4 +1,4 @@
-"""The logging service's RPC operations (API.md section 7.2)."""
+"""The logging service's RPC operations (docs/api.md section 7.2)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ class LogHandlers:
         query = request.query
         project_id = query.get("projectId")
         if project_id is not None:
-            # 404 "Project not found" when the caller cannot see it (API.md section 7.2)
+            # 404 "Project not found" when the caller cannot see it (docs/api.md section 7.2)
             await ensure_project_visible(self._rpc, caller, str(project_id), request.request_id)
         where = LogFilter(
             user_id=query.get("userId"), status_code=query.get("statusCode"),

@@ -1,4 +1,4 @@
-"""Log entries in MongoDB (LOG_STORE=mongodb; collection `logentries`, API.md section 12.2),
+"""Log entries in MongoDB (LOG_STORE=mongodb; collection `logentries`, docs/api.md section 12.2),
 for deployments that run a real MongoDB. The local FerretDB serves it too, for its contract
 tests, but cannot index its queries (it sorts, skips and counts in memory): slow past tens of
 thousands of entries.
@@ -48,7 +48,7 @@ DELETE_CHUNK = 5000
 
 
 def indexes(retention: timedelta) -> tuple[Index, ...]:
-    """API.md section 12.2; newest first everywhere, and the retention TTL where the server
+    """docs/api.md section 12.2; newest first everywhere, and the retention TTL where the server
     has TTL indexes."""
     return (
         Index((("timestamp", -1),), "timestamp_desc",
@@ -78,7 +78,7 @@ def document_of(record: LogRecord) -> dict[str, Any]:
 
 
 def entry_out(document: dict[str, Any]) -> dict[str, Any]:
-    """A stored document as API.md's LogEntry."""
+    """A stored document as docs/api.md's LogEntry."""
     error = document.get("error")
     return {
         "_id": str(document["_id"]), "requestId": document["requestId"],
@@ -108,7 +108,7 @@ def record_of(document: dict[str, Any]) -> LogRecord:
 
 
 def visible_to(caller: Caller) -> dict[str, Any]:
-    """API.md section 1.3: own requests, requests to own projects, and external entries."""
+    """docs/api.md section 1.3: own requests, requests to own projects, and external entries."""
     if caller.is_admin:
         return {}
     return {"$or": [{"source": EXTERNAL}, {"userId": caller.user_id},

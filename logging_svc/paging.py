@@ -1,4 +1,4 @@
-"""Paging of `GET /logs` and `/logs/errors` that stays cheap at any depth (API.md section 7.2,
+"""Paging of `GET /logs` and `/logs/errors` that stays cheap at any depth (docs/api.md section 7.2,
 "Paging at scale"), for any LogStore.
 
 - `total` is exact up to MAX_DEPTH and then reported as MAX_DEPTH with `totalExact: false`

@@ -1,4 +1,4 @@
-"""Keeps log entries for `LOG_RETENTION_DAYS` (API.md section 7.1: 30 days), and whatever
+"""Keeps log entries for `LOG_RETENTION_DAYS` (docs/api.md section 7.1: 30 days), and whatever
 the store keeps ready ahead of time, every `LOG_SWEEP_INTERVAL_S`.
 
 The work is the store's (`LogStore.upkeep`): PostgreSQL drops whole day partitions and

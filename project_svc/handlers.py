@@ -1,4 +1,4 @@
-"""The project service's RPC operations (API.md sections 4, 5, 6). Bodies, queries and path
+"""The project service's RPC operations (docs/api.md sections 4, 5, 6). Bodies, queries and path
 ids arrive validated by the gateway against the route table's schemas.
 
 Every change a gateway must follow is published on `gw.events` under `config.` after it is

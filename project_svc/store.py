@@ -18,7 +18,7 @@ _PARAM_SEGMENT = re.compile(r"/:[A-Za-z_][A-Za-z0-9_]*")
 
 
 def template_of(path: str) -> str:
-    """`/users/:id/` and `/users/:uid` are the same template `/users/:` (API.md 6.3)."""
+    """`/users/:id/` and `/users/:uid` are the same template `/users/:` (docs/api.md 6.3)."""
     reduced = _PARAM_SEGMENT.sub("/:", path)
     return reduced.rstrip("/") or "/"
 
@@ -64,7 +64,7 @@ class LimitReached(Exception):
 
 class RouteOverlap(Exception):
     """Another project's active route config could receive this one's requests (or the
-    other way round): API.md section 6.3."""
+    other way round): docs/api.md section 6.3."""
 
     def __init__(self, method: str, path: str) -> None:
         super().__init__(f"{method} {path}")

@@ -1,4 +1,4 @@
-"""The analytics answers of API.md section 8 computed the slow way, from the raw events: the
+"""The analytics answers of docs/api.md section 8 computed the slow way, from the raw events: the
 reference the rollups are compared with (integration and end-to-end tests alike)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ UNMATCHED = "(unmatched)"
 
 def visible(events: Iterable[RequestCompleted], viewer: str | None,
             project: str | None = None) -> list[RequestCompleted]:
-    """Events a caller sees (API.md section 1.3): all for an admin (`viewer` None), else those
+    """Events a caller sees (docs/api.md section 1.3): all for an admin (`viewer` None), else those
     whose userId or ownerId is the viewer; narrowed to one project when given."""
     return [e for e in events
             if (viewer is None or viewer in (e.user_id, e.owner_id))
@@ -26,7 +26,7 @@ def visible(events: Iterable[RequestCompleted], viewer: str | None,
 
 def within(events: Iterable[RequestCompleted], since: datetime | None,
            until: datetime | None, now: datetime | None = None) -> list[RequestCompleted]:
-    """Events in the aligned inclusive range (API.md section 8): `from` rounded down, `to`
+    """Events in the aligned inclusive range (docs/api.md section 8): `from` rounded down, `to`
     rounded up, each to 10 s, or to the minute or hour where no finer rows are kept any
     more (README: resolutions and their retention)."""
     now = now or datetime.now(UTC)
@@ -127,7 +127,7 @@ def api_key_usage(events: Sequence[RequestCompleted], limit: int) -> list[dict]:
     return _top_seen(events, "api_key_id", "apiKeyId", "lastUsed", limit)
 
 
-# Fields that may come from histograms (API.md section 8: within 2 % of the true value).
+# Fields that may come from histograms (docs/api.md section 8: within 2 % of the true value).
 APPROXIMATE = {"p50", "p95", "p99", "p95Latency"}
 # Rounded to 2 decimals from a float sum: the database adds in another order than Python, so
 # a value on a rounding edge may land one hundredth away.

@@ -1,4 +1,4 @@
--- Analytics rollups (DESIGN.md section 7, API.md section 8).
+-- Analytics rollups (docs/architecture.md section 7, docs/api.md section 8).
 --
 -- Every rollup row belongs to one slice: (viewer, project, resolution, bucket).
 --   viewer      '*' for all traffic (an admin's view), else a user id: a request is folded

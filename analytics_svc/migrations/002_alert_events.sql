@@ -1,4 +1,4 @@
--- Alert events (API.md section 9.2) when ALERT_EVENT_STORE=postgresql (the default);
+-- Alert events (docs/api.md section 9.2) when ALERT_EVENT_STORE=postgresql (the default);
 -- analytics_svc.alert_events_pg. Rules stay in MongoDB.
 --
 -- id is the event's wire `_id` as bytes: the 12 bytes derived from its rule and evaluation

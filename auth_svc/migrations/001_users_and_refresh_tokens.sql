@@ -1,4 +1,4 @@
--- Users and their refresh tokens (API.md section 12.1). One-time tokens and refresh tokens
+-- Users and their refresh tokens (docs/api.md section 12.1). One-time tokens and refresh tokens
 -- are stored only as SHA-256 hex.
 CREATE TABLE users (
     id uuid PRIMARY KEY,

@@ -1,4 +1,4 @@
-"""Alert rules, alert events and the external alert bridge (API.md section 9)."""
+"""Alert rules, alert events and the external alert bridge (docs/api.md section 9)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from contracts.validation import (
     pattern,
 )
 
-# Every name a client may send; the README's, and the original code's (API.md section 9.1).
+# Every name a client may send; the README's, and the original code's (docs/api.md section 9.1).
 METRICS = ("request_count", "error_rate", "latency_p50", "latency_p95", "latency_p99",
            "uptime", "p95_latency", "request_rate", "error_count", "5xx_count", "avg_latency")
 OPERATORS = ("gt", "gte", "lt", "lte", "eq")

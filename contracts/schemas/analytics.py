@@ -1,4 +1,4 @@
-"""Analytics queries (API.md section 8): one schema for all seven endpoints."""
+"""Analytics queries (docs/api.md section 8): one schema for all seven endpoints."""
 
 from __future__ import annotations
 

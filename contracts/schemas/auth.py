@@ -1,4 +1,4 @@
-"""Auth request and response schemas (API.md section 3)."""
+"""Auth request and response schemas (docs/api.md section 3)."""
 
 from __future__ import annotations
 

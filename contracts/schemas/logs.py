@@ -1,4 +1,4 @@
-"""Log ingestion and log queries (API.md section 7.2)."""
+"""Log ingestion and log queries (docs/api.md section 7.2)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class LogIngest(RequestSchema):
 
 
 class LogListQuery(RequestSchema):
-    """Paging (API.md section 7.2): `page` (page * limit ≤ 10,000) or `cursor` (a previous
+    """Paging (docs/api.md section 7.2): `page` (page * limit ≤ 10,000) or `cursor` (a previous
     answer's `nextCursor`), not both; without either, the first page."""
 
     page = WholeNumber(validate=between("page", 1, 10_000))

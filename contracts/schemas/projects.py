@@ -1,4 +1,4 @@
-"""Projects, API keys and route configs (API.md sections 4, 5, 6)."""
+"""Projects, API keys and route configs (docs/api.md sections 4, 5, 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 10 for route configs with an `upstreamUrl`: an HTTP reverse proxy (API.md section 6.4).
+"""Step 10 for route configs with an `upstreamUrl`: an HTTP reverse proxy (docs/api.md section 6.4).
 
 - keep-alive connections per upstream (gateway.forwarders.upstream_client); request and
   response bodies are streamed;

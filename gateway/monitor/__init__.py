@@ -1,1 +1,1 @@
-"""The live monitor: Socket.IO `/monitor` (API.md section 11) and its page (11.1)."""
+"""The live monitor: Socket.IO `/monitor` (docs/api.md section 11) and its page (11.1)."""

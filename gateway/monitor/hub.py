@@ -1,4 +1,4 @@
-"""Socket.IO `/monitor` on this gateway process (API.md section 11).
+"""Socket.IO `/monitor` on this gateway process (docs/api.md section 11).
 
 - Handshake: the access token from `auth: {token}`, else `Authorization: Bearer`, else the
   `token` query parameter; refused with `connect_error` data `{error: UNAUTHORIZED |
@@ -84,7 +84,8 @@ class MonitorHub:
         self._settings = settings
         self._cap = settings.monitor_max_events_per_s
         # Long-polling needs every request of a session on one process; SO_REUSEPORT workers
-        # spread them, so several workers serve the websocket transport only (DESIGN.md 2).
+        # spread them, so several workers serve the websocket transport only
+        # (docs/architecture.md section 10).
         transports = ["websocket"] if settings.gateway_workers > 1 else None
         self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins=[],
                                         transports=transports, namespaces=[NAMESPACE])
@@ -272,7 +273,7 @@ class MonitorHub:
 
 
 def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
-    """`connect_error` with `message` and `data: {error: code}` (API.md section 11)."""
+    """`connect_error` with `message` and `data: {error: code}` (docs/api.md section 11)."""
     return socketio.exceptions.ConnectionRefusedError(message, {"error": code})
 
 

@@ -1,4 +1,4 @@
-"""The `stats` event (API.md section 11): requests per second, error rate and latency
+"""The `stats` event (docs/api.md section 11): requests per second, error rate and latency
 percentiles over the last 60 s of the traffic one view may see, computed by the relay from the
 events it receives (never by polling analytics). One-second slots, so the window slides by
 dropping whole slots; latencies go into the shared fixed-bin histogram (contracts.histogram),

@@ -4,7 +4,7 @@ A valid key selects the API-key rate-limit tier on, and authenticates, the upstr
 its project; it never replaces a Bearer token on platform endpoints. An invalid, revoked or
 expired key is refused with 403 at the access gate, after the rate limiter counted it under
 the client's address. A key not in the cache costs an RPC, so before asking the project service
-the address's tier must still have room (API.md section 13.1); otherwise 429 at once.
+the address's tier must still have room (docs/api.md section 13.1); otherwise 429 at once.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Step 4 (who is calling) and the access gate after step 7 (may they call this route).
 
-Public routes ignore any Authorization header (API.md section 3.2): the pipeline does not plan
+Public routes ignore any Authorization header (docs/api.md section 3.2): the pipeline does not plan
 this step for them. Elsewhere the header must be exactly `Bearer <JWT>`; the token is
 verified with the algorithm pinned and issuer and audience checked (contracts.identity).
 
 A bad credential is not refused here but remembered: the rate limiter (7) must first count
-the request under the client's address (API.md section 13.1), then the access gate refuses it
-and applies the role gate of API.md section 1.3: a viewer may not write (except log out), and
+the request under the client's address (docs/api.md section 13.1), then the access gate refuses it
+and applies the role gate of docs/api.md section 1.3: a viewer may not write (except log out), and
 routes for developers or admins refuse lower roles. The alert bridge takes no identity but
 a shared secret, checked by the gate too (before the body is validated).
 """
@@ -82,7 +82,7 @@ def role_gate(route: Route) -> Step | None:
 
 def upstream_gate(context: RequestContext, _request: web.Request) -> None:
     """An authRequired upstream takes a key of its project, or the owner's or an admin's
-    Bearer token (API.md section 6.4)."""
+    Bearer token (docs/api.md section 6.4)."""
     config = context.config
     assert config is not None
     key = context.api_key

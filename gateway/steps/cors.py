@@ -1,4 +1,4 @@
-"""CORS as API.md section 1.2: the origin is reflected with credentials allowed; preflights are
+"""CORS as docs/api.md section 1.2: the origin is reflected with credentials allowed; preflights are
 answered here (not forwarded, not rate limited); the rate-limit and cache headers are exposed.
 Socket.IO follows the same policy."""
 

@@ -1,4 +1,4 @@
-"""Step 12: every failure becomes the one JSON envelope (API.md section 2).
+"""Step 12: every failure becomes the one JSON envelope (docs/api.md section 2).
 
 The pipeline (gateway/pipeline.py) turns what any step or handler raises into this answer;
 the number is this step's place in the original order.

@@ -1,5 +1,5 @@
 """Step 11: one `request.completed` event for every response, errors, 401s and 429s included
-(fields of API.md section 7.1).
+(fields of docs/api.md section 7.1).
 
 Publishing only appends to the publisher's buffer; a background task sends batches with
 publisher confirms, so the response never waits for the broker.
@@ -19,7 +19,7 @@ from gateway.context import RequestContext
 from gateway.state import state_of
 
 # Query parameters whose values are secrets (one-time links, tokens, keys): logged as REDACTED
-# (API.md section 7.1), so they never reach the logs, analytics or monitor clients.
+# (docs/api.md section 7.1), so they never reach the logs, analytics or monitor clients.
 SECRET_PARAMETERS = frozenset({
     "token", "access_token", "refresh_token", "id_token", "api_key", "apikey", "key",
     "password", "secret", "client_secret", "code", "signature", "sig",
@@ -45,7 +45,7 @@ def completed_event(context: RequestContext, request: web.Request, status: int
     config = context.config
     key = context.api_key
     identity = context.identity
-    # Attributed to the matched route config's project, else to the key's (API.md 7.1): a
+    # Attributed to the matched route config's project, else to the key's (docs/api.md 7.1): a
     # key of another project must not move a request out of the route owner's view.
     project_id = config.project_id if config else key.project_id if key else None
     owner_id = config.owner_id if config else key.owner_id if key else None

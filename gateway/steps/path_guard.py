@@ -1,4 +1,4 @@
-"""Refuse request paths that could leave an upstream's base path (API.md section 6.4): a `.`
+"""Refuse request paths that could leave an upstream's base path (docs/api.md section 6.4): a `.`
 or `..` segment, raw or percent-encoded, or an encoded `/` or `\\`. Checked on the raw path,
 before any other step, so no later decoding can turn it into one."""
 

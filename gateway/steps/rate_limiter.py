@@ -1,4 +1,4 @@
-"""Step 7: sliding-window rate limiting (API.md section 13.1), one atomic Redis round trip.
+"""Step 7: sliding-window rate limiting (docs/api.md section 13.1), one atomic Redis round trip.
 
 Each bucket (identity + method + matched template) is a sorted set of request timestamps. One
 Lua script drops what left the window, counts, and records the request only when it is
@@ -183,7 +183,7 @@ async def _decide(context: RequestContext, request: web.Request, identity: str,
 
 
 async def check_address_tier(context: RequestContext, request: web.Request) -> None:
-    """The pre-check of API.md section 13.1: before a credential lookup that costs a remote
+    """The pre-check of docs/api.md section 13.1: before a credential lookup that costs a remote
     call, the client address's tier for this route must still have room (looked at, not
     recorded); otherwise 429 now, and the lookup is never made."""
     await _decide(context, request, f"ip:{context.client_ip}",

@@ -1,7 +1,7 @@
 """Step 2: a fresh request id, start time and deadline for every request, in its context; the
 id on every response.
 
-Any incoming X-Request-Id is ignored (API.md section 1.2): ids are ours, so a client cannot
+Any incoming X-Request-Id is ignored (docs/api.md section 1.2): ids are ours, so a client cannot
 make two requests share one in the logs.
 """
 

@@ -1,4 +1,4 @@
-"""Step 9: the response cache (API.md section 13.2, DESIGN.md section 6).
+"""Step 9: the response cache (docs/api.md section 13.2, docs/architecture.md section 6).
 
 - GET only, when the matching route config has `cacheTTL > 0` (an upstream config, or a
   service config on a platform GET route): the pipeline plans this step only there;
@@ -292,7 +292,7 @@ def fresh_on_arrival(response: web.StreamResponse, directives: dict[str, str]) -
 
 
 def storable(response: web.StreamResponse, max_body_bytes: int) -> bool:
-    """200 only (API.md section 13.2), whole and small enough, no cookies, nothing
+    """200 only (docs/api.md section 13.2), whole and small enough, no cookies, nothing
     `Cache-Control` keeps from a shared cache, fresh, and no `Vary` beyond Accept-Encoding
     (the key holds no other request header)."""
     if not isinstance(response, web.Response) or response.status != 200:

@@ -1,4 +1,4 @@
--- Log entries (API.md section 7.1), one partition per UTC day, created by the logging service
+-- Log entries (docs/api.md section 7.1), one partition per UTC day, created by the logging service
 -- (logging_svc.pg_store.Partitions) ahead of time and dropped whole when they pass the
 -- retention. What queries filter or sort on has a typed column; the rest of the entry is one
 -- orjson document (`rest`; read it with convert_from(rest, 'UTF8')::jsonb).

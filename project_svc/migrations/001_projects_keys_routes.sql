@@ -1,4 +1,4 @@
--- Projects, their API keys and route configs (API.md section 12.1). Owners are user ids of the
+-- Projects, their API keys and route configs (docs/api.md section 12.1). Owners are user ids of the
 -- auth database, so there is no foreign key to users.
 CREATE TABLE projects (
     id uuid PRIMARY KEY,

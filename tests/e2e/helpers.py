@@ -1,5 +1,5 @@
 """Helpers of the end-to-end tests: a real local upstream server, API calls and users, and
-the assertions on the API's answers (API.md section 2) that every module shares."""
+the assertions on the API's answers (docs/api.md section 2) that every module shares."""
 
 from __future__ import annotations
 
@@ -237,7 +237,7 @@ def parse_time(value: str) -> datetime:
 
 def assert_error(response: Response, status: int, code: str, message: str | None = None
                  ) -> dict[str, Any]:
-    """The error envelope of API.md section 2, with its request id echoed in the header;
+    """The error envelope of docs/api.md section 2, with its request id echoed in the header;
     returns its body."""
     got, body, headers = response
     assert got == status, body

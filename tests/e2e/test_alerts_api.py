@@ -1,4 +1,4 @@
-"""Alerts (API.md sections 1.3, 9 and 11 `alert:new`) end to end: rule CRUD with every error
+"""Alerts (docs/api.md sections 1.3, 9 and 11 `alert:new`) end to end: rule CRUD with every error
 code and tenancy, the engine firing on real traffic through the gateway and publishing
 `alert.triggered`, events and their acknowledgement, and the external alert bridge."""
 

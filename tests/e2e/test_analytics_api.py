@@ -1,4 +1,4 @@
-"""The analytics API (API.md sections 1.3 and 8) end to end: requests through the gateway
+"""The analytics API (docs/api.md sections 1.3 and 8) end to end: requests through the gateway
 become `request.completed` events, the analytics service folds them into rollups, and the
 seven endpoints answer from those, per tenant.
 

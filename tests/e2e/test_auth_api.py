@@ -1,4 +1,4 @@
-"""The auth API (API.md sections 1.2, 1.3, 2 and 3) end to end: every call goes through the
+"""The auth API (docs/api.md sections 1.2, 1.3, 2 and 3) end to end: every call goes through the
 gateway to the real auth service, its PostgreSQL database, Redis and an SMTP sink.
 
 All tests of this module share one stack and one database, so each one registers its own
@@ -345,7 +345,7 @@ def test_a_deactivated_account_is_refused_only_after_the_right_password(shared_s
                  {"email": account.email, "password": "Wrong1Password"})
     assert_error(wrong, 401, "UNAUTHORIZED", INVALID_LOGIN)
 
-    # Deactivation does not revoke access tokens already issued: they run out (API.md 3.1).
+    # Deactivation does not revoke access tokens already issued: they run out (docs/api.md 3.1).
     status, profile, _ = call(shared_stack, "GET", "/profile", token=account.access)
     assert status == 200 and profile["active"] is False
 

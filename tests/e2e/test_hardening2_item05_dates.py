@@ -40,7 +40,7 @@ RULES = "/api/v1/alerts/rules"
 INTERVAL_MS = 500
 EXTERNAL_TAG = f"item05-{uuid.uuid4().hex[:12]}"  # the userId of this module's external entries
 
-# --- what a 200 must look like (API.md sections 7.2, 8 and 9.2) ----------------------------
+# --- what a 200 must look like (docs/api.md sections 7.2, 8 and 9.2) ----------------------------
 
 OBJECT_FIELDS = {
     "summary": {"totalRequests", "avgLatency", "minLatency", "maxLatency", "p95Latency",

@@ -1,6 +1,6 @@
 """Issue 19, item 6: information leaks. Before, every answer the gateway made itself carried
 `Server: Python/3.11 aiohttp/3.x`, and requests aiohttp's parser refused were answered in
-plain text, outside the error envelope (API.md section 2)."""
+plain text, outside the error envelope (docs/api.md section 2)."""
 
 from __future__ import annotations
 

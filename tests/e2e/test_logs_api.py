@@ -1,4 +1,4 @@
-"""The logging API (API.md sections 1.3, 1.4, 2, 7 and 13.2) end to end: external ingestion
+"""The logging API (docs/api.md sections 1.3, 1.4, 2, 7 and 13.2) end to end: external ingestion
 (`POST /logs`, `/logs/batch`), the queries (`GET /logs`, `/logs/errors`, `/logs/:requestId`)
 and the gateway's own entries, which travel as `request.completed` events from the gateway
 through RabbitMQ to the logging service and MongoDB.
@@ -163,7 +163,7 @@ def assert_absent(stack: Stack, admin: Client, *request_ids: str) -> None:
 def test_ingest_stores_an_external_entry_with_defaults(gw, alice):
     user = tag()
     sent = ingest(userId=user, apiKeyId="claimed-key",
-                  # never accepted from clients (API.md 7.2): ignored, not refused
+                  # never accepted from clients (docs/api.md 7.2): ignored, not refused
                   source="gateway", projectId=str(uuid.uuid4()), ownerId=alice.user_id,
                   route="/orders/:id", _id="0" * 24)
     before = datetime.now(UTC) - timedelta(seconds=1)
@@ -605,7 +605,7 @@ def test_one_time_tokens_are_redacted_from_logged_paths(gw, admin):
     assert stored["path"] == "/api/v1/auth/verify-email?token=REDACTED"
 
 
-# --- tenancy (API.md 1.3) ------------------------------------------------------------------
+# --- tenancy (docs/api.md 1.3) ------------------------------------------------------------------
 
 
 def test_developers_never_see_each_others_gateway_entries(gw, alice, bob, admin):

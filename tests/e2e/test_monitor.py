@@ -1,4 +1,4 @@
-"""The live monitor (API.md section 11) end to end with a real Socket.IO client: the handshake,
+"""The live monitor (docs/api.md section 11) end to end with a real Socket.IO client: the handshake,
 who receives which event, alerts, token expiry, the page, and the traffic that is exempt from
 rate limiting and logging (sections 7.1, 13.1)."""
 

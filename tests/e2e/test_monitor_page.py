@@ -1,4 +1,4 @@
-"""The monitor page (API.md section 11.1) in a real browser: Playwright driving the Debian
+"""The monitor page (docs/api.md section 11.1) in a real browser: Playwright driving the Debian
 `chromium` package (installed by `make test`; nothing is downloaded by Playwright). A developer
 logs in, sees their requests appear, the chart move and an alert arrive, and acknowledges it;
 the API docs load ten times without a failed asset. The page's screenshot is kept in

@@ -1,10 +1,10 @@
-"""The project service API (API.md sections 1, 2, 4, 5 and 6) end to end: projects, API keys
+"""The project service API (docs/api.md sections 1, 2, 4, 5 and 6) end to end: projects, API keys
 and route configs, driven through the gateway against the real project service, its
 PostgreSQL database and the `gw.events` exchange.
 
 Every test of this module shares one stack and one database, so each one works on projects
 of its own, and every route config path starts with a unique `/e2e-<hex>` segment: the
-gateway's path space is global (API.md 6.3), and a clash with another test's config would
+gateway's path space is global (docs/api.md 6.3), and a clash with another test's config would
 give a 409 that this test did not cause.
 """
 
@@ -710,7 +710,7 @@ def test_the_path_space_is_global_across_tenants(owner, stranger):
         assert_error(stranger.call("POST", url, body), 409, "CONFLICT")
     assert new_route(stranger, theirs["id"], path=f"{prefix}/x/:other",
                      method="POST")["method"] == "POST"
-    # a more specific template would capture the owner's traffic (API.md 6.3): refused too
+    # a more specific template would capture the owner's traffic (docs/api.md 6.3): refused too
     assert_error(stranger.call("POST", url, route_body(path=f"{prefix}/x/literal",
                                                       method="GET")), 409, "CONFLICT")
 

@@ -98,7 +98,7 @@ async def test_every_response_carries_the_headers_even_404s(aiohttp_client, sett
     preflight = await client.options("/api/v1/ping", headers={
         "Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
     assert "X-RateLimit-Limit" not in preflight.headers
-    # any other OPTIONS counts (API.md section 13.1)
+    # any other OPTIONS counts (docs/api.md section 13.1)
     bare = await client.options("/api/v1/ping")
     assert bare.headers["X-RateLimit-Limit"] == "1000"
 

@@ -1,4 +1,4 @@
-"""What an alert rule means (API.md section 9.1): metric values, comparisons, severity and the
+"""What an alert rule means (docs/api.md section 9.1): metric values, comparisons, severity and the
 message, as pure functions."""
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def kept(moment_s: int, now_s: int) -> Resolution:
 
 
 def exact(since: datetime | None, until: datetime | None, now: datetime) -> tuple[int, int]:
-    """API.md section 8's aligned range in Unix seconds, computed without any clamp."""
+    """docs/api.md section 8's aligned range in Unix seconds, computed without any clamp."""
     start, end = seconds(FAR_PAST), seconds(FAR_FUTURE)
     if since is not None:
         step = kept(seconds(since), seconds(now)).seconds

@@ -1,4 +1,4 @@
-// The monitor page (API.md section 11.1): log in, then live panels fed by the /monitor
+// The monitor page (docs/api.md section 11.1): log in, then live panels fed by the /monitor
 // Socket.IO namespace and the alerts API. Tokens stay in memory; the access token is
 // refreshed a minute before it expires and the socket reconnects with the new one.
 "use strict";
