@@ -158,7 +158,7 @@ def _branches(query: _Query, caller: Caller, where: LogFilter,
             [["NOT external"]] if where.source == GATEWAY else [[]]
     else:
         sides = []
-        if where.source != GATEWAY:
+        if where.source != GATEWAY and where.project_id is None:  # external: no project
             sides.append(["external"])
         if where.source != EXTERNAL:
             me = query.arg(caller.user_id)
@@ -285,12 +285,13 @@ class PostgresLogStore:
     async def count(self, caller: Caller, where: LogFilter, *, up_to: int) -> int:
         query = _Query()
         branches = _branches(query, caller, where, None)
-        cap = query.arg(up_to)
         union = " UNION ALL ".join(
-            f"(SELECT 1 FROM log_entries WHERE {branch} LIMIT {cap})" for branch in branches)
-        total = await self._pool.fetchval(f"SELECT count(*) FROM ({union}) AS visible",
-                                          *query.args)
-        return min(total, up_to)
+            f"(SELECT 1 FROM log_entries WHERE {branch})" for branch in branches)
+        # the cap on the union, not on each branch: the branches run in turn and the count
+        # stops at `up_to` rows in all
+        return await self._pool.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM ({union}) AS visible "
+            f"LIMIT {query.arg(up_to)}) AS capped", *query.args)
 
     async def by_request_id(self, caller: Caller, request_id: str) -> dict[str, Any] | None:
         query = _Query()
