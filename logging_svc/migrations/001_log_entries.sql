@@ -24,7 +24,8 @@ CREATE INDEX log_entries_owner ON log_entries (owner_id, ts DESC, id DESC)
     INCLUDE (user_id, external, status_code, method, project_id) WHERE owner_id IS NOT NULL;
 CREATE INDEX log_entries_project ON log_entries (project_id, ts DESC, id DESC)
     WHERE project_id IS NOT NULL;
-CREATE INDEX log_entries_status ON log_entries (status_code, ts DESC, id DESC);
+CREATE INDEX log_entries_status ON log_entries (status_code, ts DESC, id DESC)
+    INCLUDE (external, user_id, owner_id);
 CREATE INDEX log_entries_external ON log_entries (ts DESC, id DESC)
     INCLUDE (status_code, method, user_id) WHERE external;
 CREATE INDEX log_entries_errors ON log_entries (ts DESC, id DESC) WHERE status_code >= 400;
