@@ -133,7 +133,8 @@ ROUTES: tuple[Route, ...] = (
           errors=(400,)),
     # --- projects (docs/api.md section 4) ---------------------------------------------------------
     Route("POST", "/api/v1/projects", "project.create", DEVELOPER, "Create a project",
-          service=PROJECT, tags=("projects",), body=projects.ProjectBody, success_status=201),
+          service=PROJECT, tags=("projects",), body=projects.ProjectBody, success_status=201,
+          errors=(409,)),
     Route("GET", "/api/v1/projects", "project.list", AUTHENTICATED,
           "List the caller's projects (all projects for an admin)",
           service=PROJECT, tags=("projects",), query=projects.ProjectListQuery),
@@ -153,7 +154,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/projects/:projectId/keys", "key.create", DEVELOPER,
           "Issue an API key (the raw key is shown only in this answer)",
           service=PROJECT, tags=("keys",), params=ProjectIdParams, body=projects.KeyBody,
-          success_status=201, errors=(404,)),
+          success_status=201, errors=(404, 409)),
     Route("GET", "/api/v1/projects/:projectId/keys", "key.list", AUTHENTICATED,
           "List a project's API keys", service=PROJECT, tags=("keys",),
           params=ProjectIdParams, errors=(404,)),
