@@ -29,10 +29,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from marshmallow import Schema
-
 from contracts.names import SERVICES
 from contracts.routes import RESERVED_PREFIXES, ROUTES, Access, Route
+from contracts.validation import RequestModel
 
 ROOT = Path(__file__).resolve().parent.parent
 API_DOC = Path("docs/api.md")
@@ -58,10 +57,10 @@ class DocsError(RuntimeError):
     """A document lacks a block this module renders, or has one it does not know."""
 
 
-def _fields(schema: type[Schema]) -> str:
-    """The wire names of a schema's fields in declared order, `?` marking optional ones."""
-    names = [(field.data_key or name) + ("" if field.required else "?")
-             for name, field in schema().fields.items()]
+def _fields(model: type[RequestModel]) -> str:
+    """The wire names of a model's fields in declared order, `?` marking optional ones."""
+    names = [(field.alias or name) + ("" if field.is_required() else "?")
+             for name, field in model.model_fields.items()]
     return ", ".join(names)
 
 

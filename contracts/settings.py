@@ -91,6 +91,7 @@ class Settings:
     argon2_parallelism: int
     monitor_max_events_per_s: int
     monitor_max_sockets_per_user: int
+    check_answers: bool
 
     @property
     def is_production(self) -> bool:
@@ -226,6 +227,10 @@ def _read(env: Env) -> Settings:
                                          validate=Range(min=1, max=10_000)),
         monitor_max_sockets_per_user=env.int("MONITOR_MAX_SOCKETS_PER_USER", 10,
                                              validate=Range(min=1, max=1000)),
+        # every service answer checked against its route's declared answer type before it
+        # leaves the gateway (an undeclared field is a 500, never a leak); on in development
+        # and tests, where it makes every end-to-end test a contract test
+        check_answers=env.bool("CHECK_ANSWERS", app_env != "production"),
     )
     if not values["gateway_id"]:
         values["gateway_id"] = default_gateway_id(values["app_url"])

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from pydantic import MISSING, BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 from swagger_ui_bundle import swagger_ui_path
 
 from contracts.routes import Access, Route
+from contracts.schemas.common import Answer
 from gateway.responses import json_response
 
 STATUS_TEXT = {
@@ -39,67 +39,129 @@ window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui",
 """
 
 
-class ErrorDetail(Schema):
-    field = fields.String()
-    location = fields.String()
-    message = fields.String()
-    code = fields.String()
+class ErrorDetail(Answer):
+    field: str
+    location: str
+    message: str
+    code: str
 
 
-class ErrorEnvelope(Schema):
-    error = fields.String(required=True)
-    message = fields.String(required=True)
-    statusCode = fields.Integer(required=True)
-    timestamp = fields.String(required=True)
-    requestId = fields.String(required=True)
-    details = fields.List(fields.Nested(ErrorDetail))
-    retryAfter = fields.Integer()
+class ErrorEnvelope(Answer):
+    error: str
+    message: str
+    status_code: int
+    timestamp: str
+    request_id: str
+    details: list[ErrorDetail] | MISSING = MISSING
+    retry_after: int | MISSING = MISSING
+
+
+REF = "#/components/schemas/{model}"
+
+
+class _Components:
+    """The document's shared schemas: every model a route names, once, by its class name."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+
+    def schema_of(self, declared: Any, mode: JsonSchemaMode) -> dict[str, Any]:
+        """An OpenAPI 3.0 schema of a model (or e.g. `list[Model]`), as a reference when it is
+        a model; the models it uses join the components."""
+        schema = TypeAdapter(declared).json_schema(mode=mode, ref_template=REF)
+        for name, definition in schema.pop("$defs", {}).items():
+            self.schemas.setdefault(name, openapi_3_0(definition))
+        if isinstance(declared, type) and issubclass(declared, BaseModel):
+            self.schemas.setdefault(declared.__name__, openapi_3_0(schema))
+            return {"$ref": REF.format(model=declared.__name__)}
+        return openapi_3_0(schema)
+
+    def parameters(self, model: type[BaseModel], where: str) -> list[dict[str, Any]]:
+        """A query or path model as OpenAPI parameters, one per field (wire names)."""
+        schema = model.model_json_schema(mode="validation", ref_template=REF)
+        required = set(schema.get("required", ()))
+        return [{"in": where, "name": name, "required": where == "path" or name in required,
+                 "schema": openapi_3_0(field)}
+                for name, field in schema["properties"].items()]
+
+
+def openapi_3_0(schema: Any) -> Any:
+    """JSON Schema as pydantic writes it (2020-12) in the dialect of OpenAPI 3.0, which Swagger
+    UI 4 renders: `anyOf [X, null]` is X with `nullable`, `const` an enum of one, no titles."""
+    if isinstance(schema, list):
+        return [openapi_3_0(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: openapi_3_0(value) for key, value in schema.items()
+                 if key not in ("title", "$schema")}
+    if "properties" in schema:  # property names are data, not keywords: keep them all
+        converted["properties"] = {name: openapi_3_0(value)
+                                   for name, value in schema["properties"].items()}
+    if "const" in converted:
+        converted["enum"] = [converted.pop("const")]
+    options = converted.get("anyOf")
+    if options is not None and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del converted["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            converted = {**rest[0], **converted}
+        elif len(rest) == 1:
+            converted["allOf"] = rest
+        else:
+            converted["anyOf"] = rest
+        converted["nullable"] = True
+    return converted
 
 
 def build_openapi(routes: tuple[Route, ...]) -> dict[str, Any]:
-    spec = APISpec(
-        title="Gateway platform API", version="1.0.0", openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
-        info={"description": "Every public route of the gateway, generated from the route "
-                             "table in contracts/routes.py."},
-    )
-    spec.components.schema("Error", schema=ErrorEnvelope)
-    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
-                                               "bearerFormat": "JWT"})
-    spec.components.security_scheme("alertSecret", {"type": "apiKey", "in": "header",
-                                                    "name": "X-Alert-Secret"})
-    operations: dict[str, dict[str, Any]] = {}
+    components = _Components()
+    error = components.schema_of(ErrorEnvelope, "serialization")
+    paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        operations.setdefault(route.openapi_path, {})[route.method.lower()] = _operation(route)
-    for path, ops in operations.items():
-        spec.path(path=path, operations=ops)
-    return spec.to_dict()
+        paths.setdefault(route.openapi_path, {})[route.method.lower()] = _operation(
+            route, components, error)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Gateway platform API", "version": "1.0.0",
+                 "description": "Every public route of the gateway, generated from the route "
+                                "table in contracts/routes.py."},
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(components.schemas.items())),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "alertSecret": {"type": "apiKey", "in": "header", "name": "X-Alert-Secret"},
+            },
+        },
+    }
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def _operation(route: Route, components: _Components, error: dict[str, Any]
+               ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": route.summary, "operationId": f"{route.operation}.{route.method.lower()}",
         "tags": list(route.tags),
     }
     parameters: list[dict[str, Any]] = []
     if route.params is not None:
-        parameters.append({"in": "path", "schema": route.params})
+        parameters += components.parameters(route.params, "path")
     else:
         parameters += [{"in": "path", "name": name, "required": True,
                         "schema": {"type": "string"}} for name in route.path_params]
     if route.query is not None:
-        parameters.append({"in": "query", "schema": route.query})
+        parameters += components.parameters(route.query, "query")
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
-        schema: Any = route.body
+        schema = components.schema_of(route.body, "validation")
         if route.body_max_items is not None:
-            schema = {"type": "array", "items": route.body, "maxItems": route.body_max_items}
+            schema = {"type": "array", "items": schema, "maxItems": route.body_max_items}
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": schema}}}
     success: dict[str, Any] = {"description": "Success"}
     if route.response is not None:
-        success["content"] = {"application/json": {"schema": route.response}}
+        success["content"] = {"application/json": {
+            "schema": components.schema_of(route.response, "serialization")}}
     responses: dict[str, Any] = {str(route.success_status): success}
     errors = set(route.errors) | {429, 500, 508}  # any request may come round (loop guard)
     if route.body is not None or route.query is not None or route.params is not None:
@@ -114,7 +176,7 @@ def _operation(route: Route) -> dict[str, Any]:
         errors |= {502, 503, 504}
     for status in sorted(errors):
         responses[str(status)] = {"description": STATUS_TEXT[status], "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            "application/json": {"schema": error}}}
     operation["responses"] = responses
     return operation
 

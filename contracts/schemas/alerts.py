@@ -1,22 +1,26 @@
-"""Alert rules, alert events and the external alert bridge (docs/api.md section 9)."""
+"""Alert rules, alert events and the external alert bridge: requests and answers (docs/api.md
+section 9)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
+from uuid import UUID
 
-from marshmallow import fields, validate
+from pydantic import MISSING, AfterValidator, Field
 
-from contracts.schemas.common import limit_field
+from contracts.schemas.common import Answer, Limit
 from contracts.validation import (
     JsonNumber,
-    RequestSchema,
+    QueryBoolean,
+    RequestModel,
     StrictBoolean,
-    TrimmedString,
+    Trimmed,
     UtcDateTime,
     WholeNumber,
     between,
+    checks,
     length,
-    message,
+    one_of,
     pattern,
 )
 
@@ -26,82 +30,125 @@ METRICS = ("request_count", "error_rate", "latency_p50", "latency_p95", "latency
 OPERATORS = ("gt", "gte", "lt", "lte", "eq")
 SEVERITIES = ("info", "warning", "critical")
 
+RuleName = Annotated[str, Trimmed, checks(length("name", min=1, max=100))]
+RuleDescription = Annotated[str, checks(length("description", max=500))]
+RuleService = Annotated[str, Trimmed, checks(length("service", min=1, max=50))]
+Metric = Annotated[str, checks(one_of("metric", METRICS))]
+WindowSeconds = Annotated[WholeNumber, checks(between("windowSeconds", 10, 86_400))]
+Operator = Annotated[str, checks(one_of("operator", OPERATORS))]
+CoolDownSeconds = Annotated[WholeNumber, checks(between("coolDownSeconds", 0, 86_400))]
+Severity = Annotated[str, checks(one_of("severity", SEVERITIES))]
 
-def _one_of(name: str, choices: tuple[str, ...], **kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.OneOf(choices, error=message(
-        "invalid_enum_value", f"{name} must be one of {', '.join(choices)}")), **kwargs)
+
+class AlertRuleBody(RequestModel):
+    name: RuleName
+    description: RuleDescription = ""
+    service: RuleService
+    metric: Metric
+    window_seconds: WindowSeconds
+    threshold: JsonNumber
+    operator: Operator
+    enabled: StrictBoolean = True
+    cool_down_seconds: CoolDownSeconds = 300
+    severity: Severity | None = None
+    project_id: UUID | None = None
 
 
-class _RuleFields(RequestSchema):
+class AlertRulePatch(RequestModel):
     """The fields of a rule without requirements or defaults (what PUT accepts)."""
 
-    name = TrimmedString(validate=length("name", min=1, max=100))
-    description = fields.String(validate=length("description", max=500))
-    service = TrimmedString(validate=length("service", min=1, max=50))
-    metric = _one_of("metric", METRICS)
-    windowSeconds = WholeNumber(validate=between("windowSeconds", 10, 86_400))
-    threshold = JsonNumber(allow_nan=False)
-    operator = _one_of("operator", OPERATORS)
-    enabled = StrictBoolean()
-    coolDownSeconds = WholeNumber(validate=between("coolDownSeconds", 0, 86_400))
-    severity = _one_of("severity", SEVERITIES, allow_none=True)
-    projectId = fields.UUID(allow_none=True)
+    name: RuleName | MISSING = MISSING
+    description: RuleDescription | MISSING = MISSING
+    service: RuleService | MISSING = MISSING
+    metric: Metric | MISSING = MISSING
+    window_seconds: WindowSeconds | MISSING = MISSING
+    threshold: JsonNumber | MISSING = MISSING
+    operator: Operator | MISSING = MISSING
+    enabled: StrictBoolean | MISSING = MISSING
+    cool_down_seconds: CoolDownSeconds | MISSING = MISSING
+    severity: Severity | MISSING | None = MISSING
+    project_id: UUID | MISSING | None = MISSING
 
 
-class AlertRulePatch(_RuleFields):
-    pass
+class MongoIdParams(RequestModel):
+    id: Annotated[str, checks(pattern(
+        r"^[0-9a-f]{24}$", "id must be 24 lowercase hex characters"))]
 
 
-class AlertRuleBody(_RuleFields):
-    name = TrimmedString(required=True, validate=length("name", min=1, max=100))
-    description = fields.String(load_default="", validate=length("description", max=500))
-    service = TrimmedString(required=True, validate=length("service", min=1, max=50))
-    metric = _one_of("metric", METRICS, required=True)
-    windowSeconds = WholeNumber(required=True, validate=between("windowSeconds", 10, 86_400))
-    threshold = JsonNumber(required=True, allow_nan=False)
-    operator = _one_of("operator", OPERATORS, required=True)
-    enabled = StrictBoolean(load_default=True)
-    coolDownSeconds = WholeNumber(load_default=300,
-                                  validate=between("coolDownSeconds", 0, 86_400))
-    severity = _one_of("severity", SEVERITIES, allow_none=True, load_default=None)
-    projectId = fields.UUID(allow_none=True, load_default=None)
+class AlertEventQuery(RequestModel):
+    acknowledged: QueryBoolean | MISSING = MISSING
+    severity: Severity | MISSING = MISSING
+    service: Annotated[str, Trimmed, checks(
+        length("service", min=1, max=100))] | MISSING = MISSING
+    since: UtcDateTime | MISSING = Field(MISSING, alias="from")
+    to: UtcDateTime | MISSING = MISSING
+    limit: Limit = 20
+    offset: Annotated[WholeNumber, checks(between("offset", 0, 1_000_000))] = 0
 
 
-class MongoIdParams(RequestSchema):
-    id = fields.String(required=True, validate=pattern(
-        r"^[0-9a-f]{24}$", "id must be 24 lowercase hex characters"))
+class AcknowledgeBody(RequestModel):
+    acknowledged_by: Annotated[str, Trimmed, checks(
+        length("acknowledgedBy", min=1, max=100))] | MISSING = MISSING
 
 
-class AlertEventQuery(RequestSchema):
-    acknowledged = fields.Boolean(truthy={"true"}, falsy={"false"})
-    severity = _one_of("severity", SEVERITIES)
-    service = TrimmedString(validate=length("service", min=1, max=100))
-    # 'from' is a keyword: the attribute is from_, the wire name from
-    from_ = UtcDateTime(data_key="from", attribute="from")
-    to = UtcDateTime()
-    limit = limit_field(20)
-    offset = WholeNumber(load_default=0, validate=between("offset", 0, 1_000_000))
+class AlertEmitBody(RequestModel):
+    type: Annotated[str, checks(length("type", max=100))] | MISSING = MISSING
+    # compared and kept lower-cased: `WARNING` is `warning`
+    severity: Annotated[str, AfterValidator(str.lower), checks(one_of("severity", SEVERITIES))]
+    message: Annotated[str, checks(length("message", min=1, max=1000))]
+    value: JsonNumber | MISSING = MISSING
+    threshold: JsonNumber | MISSING = MISSING
+    service: Annotated[str, checks(length("service", max=100))] | MISSING = MISSING
 
 
-class AcknowledgeBody(RequestSchema):
-    acknowledgedBy = TrimmedString(validate=length("acknowledgedBy", min=1, max=100))
+# --- answers ---------------------------------------------------------------------------------
 
 
-class LowerCaseChoice(fields.String):
-    """One of `choices`, compared and returned lower-cased (`WARNING` is `warning`)."""
+class AlertRule(Answer):
+    id: str
+    mongo_id: str = Field(alias="_id")
+    name: str
+    description: str
+    service: str
+    metric: str
+    window_seconds: int
+    threshold: float
+    operator: str
+    enabled: bool
+    cool_down_seconds: int
+    severity: str | None
+    project_id: str | None
+    user_id: str
+    created_at: str
+    updated_at: str
 
-    def __init__(self, name: str, choices: tuple[str, ...], **kwargs: Any) -> None:
-        super().__init__(validate=validate.OneOf(choices, error=message(
-            "invalid_enum_value", f"{name} must be one of {', '.join(choices)}")), **kwargs)
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        return super()._deserialize(value, attr, data, **kwargs).lower()
+class AlertEvent(Answer):
+    id: str
+    mongo_id: str = Field(alias="_id")
+    rule_id: str
+    rule_name: str
+    service: str
+    metric: str
+    value: float
+    threshold: float
+    operator: str
+    message: str
+    severity: str
+    timestamp: str
+    acknowledged: bool
+    acknowledged_by: str | None
+    acknowledged_at: str | None
+    user_id: str
+    project_id: str | None
 
 
-class AlertEmitBody(RequestSchema):
-    type = fields.String(validate=length("type", max=100))
-    severity = LowerCaseChoice("severity", SEVERITIES, required=True)
-    message = fields.String(required=True, validate=length("message", min=1, max=1000))
-    value = JsonNumber(allow_nan=False)
-    threshold = JsonNumber(allow_nan=False)
-    service = fields.String(validate=length("service", max=100))
+class AlertEventPage(Answer):
+    events: list[AlertEvent]
+    total: int
+    limit: int
+    offset: int
+
+
+class Received(Answer):
+    received: bool

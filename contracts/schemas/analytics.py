@@ -1,29 +1,90 @@
-"""Analytics queries (docs/api.md section 8): one schema for all seven endpoints."""
+"""Analytics: the query all seven endpoints share, and their answers (docs/api.md section 8)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
+from uuid import UUID
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from pydantic import MISSING, Field
 
-from contracts.schemas.common import limit_field
-from contracts.validation import RequestSchema, UtcDateTime, message
+from contracts.schemas.common import Answer
+from contracts.validation import (
+    RequestModel,
+    UtcDateTime,
+    WholeNumber,
+    between,
+    checks,
+    failure,
+    one_of,
+)
 
 INTERVALS = ("hour", "day")
-_BACKWARDS = message("custom", "to must not be before from")
 
 
-class AnalyticsQuery(RequestSchema):
-    # 'from' is a keyword: the attribute is from_, the wire name from
-    from_ = UtcDateTime(data_key="from", attribute="from")
-    to = UtcDateTime()
-    interval = fields.String(load_default="day", validate=validate.OneOf(
-        INTERVALS, error=message("invalid_enum_value", "interval must be hour or day")))
-    limit = limit_field(10)
-    projectId = fields.UUID()
+class AnalyticsQuery(RequestModel):
+    since: UtcDateTime | MISSING = Field(MISSING, alias="from")
+    to: UtcDateTime | MISSING = MISSING
+    interval: Annotated[str, checks(one_of(
+        "interval", INTERVALS, "interval must be hour or day"))] = "day"
+    limit: Annotated[WholeNumber, checks(between("limit", 1, 100))] = 10
+    project_id: UUID | MISSING = MISSING
 
-    @validates_schema
-    def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        since, until = data.get("from"), data.get("to")
-        if since is not None and until is not None and until < since:
-            raise ValidationError(_BACKWARDS, field_name="to")
+    def model_post_init(self, _context: object) -> None:
+        if self.since is not MISSING and self.to is not MISSING and self.to < self.since:
+            raise failure("custom", "to must not be before from", "to")
+
+
+class Summary(Answer):
+    total_requests: int
+    avg_latency: float
+    min_latency: float
+    max_latency: float
+    p95_latency: float
+    error_rate: float
+    error_count: int
+    total_errors: int
+    # requests per status class present, e.g. {"2xx": 10, "4xx": 1}
+    status_breakdown: dict[str, int]
+    unique_users: int
+    unique_endpoints: int
+
+
+class RequestCount(Answer):
+    date: str
+    count: int
+
+
+class ErrorRate(Answer):
+    total: int
+    errors4xx: int = Field(alias="errors4xx")
+    errors5xx: int = Field(alias="errors5xx")
+    total_errors: int
+    error_rate: float
+
+
+class Latency(Answer):
+    p50: float
+    p95: float
+    p99: float
+    avg: float
+    min: float
+    max: float
+
+
+class EndpointUse(Answer):
+    method: str
+    path: str
+    count: int
+    avg_latency: float
+
+
+class UserUse(Answer):
+    user_id: str
+    count: int
+    last_active: str | None
+
+
+class KeyUse(Answer):
+    api_key_id: str
+    count: int
+    last_used: str | None

@@ -1,87 +1,77 @@
-"""Auth request and response schemas (docs/api.md section 3)."""
+"""Auth requests and answers (docs/api.md section 3)."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Annotated, Literal
+from uuid import UUID
 
-from contracts.validation import (
-    NormalisedEmail,
-    RequestSchema,
-    TrimmedString,
-    length,
-    message,
-    pattern,
-)
+from contracts.schemas.common import Answer
+from contracts.validation import Email, RequestModel, Trimmed, checks, length, pattern
 
-EMAIL = {"required": True, "validate": length("Email", max=255)}
-
-
-def _password() -> fields.String:
-    return fields.String(required=True, validate=[
-        *length("Password", min=8, max=128),
-        pattern(r"[A-Z]", "Password must contain at least one uppercase letter"),
-        pattern(r"[0-9]", "Password must contain at least one number"),
-    ])
+EmailAddress = Annotated[Email, checks(length("Email", max=255))]
+Password = Annotated[str, checks(
+    length("Password", min=8, max=128),
+    pattern(r"[A-Z]", "Password must contain at least one uppercase letter"),
+    pattern(r"[0-9]", "Password must contain at least one number"),
+)]
 
 
-def _non_empty(field: str) -> fields.String:
-    return fields.String(required=True, validate=validate.Length(
-        min=1, error=message("too_small", f"{field} is required")))
+def _required(field: str) -> object:
+    return checks(length(field, min=1, too_short=f"{field} is required"))
 
 
-class RegisterBody(RequestSchema):
-    email = NormalisedEmail(**EMAIL)
-    password = _password()
-    name = TrimmedString(required=True, validate=length("Name", min=2, max=100))
+class RegisterBody(RequestModel):
+    email: EmailAddress
+    password: Password
+    name: Annotated[str, Trimmed, checks(length("Name", min=2, max=100))]
 
 
-class LoginBody(RequestSchema):
-    email = NormalisedEmail(**EMAIL)
-    password = _non_empty("Password")
+class LoginBody(RequestModel):
+    email: EmailAddress
+    password: Annotated[str, _required("Password")]
 
 
-class RefreshBody(RequestSchema):
-    refreshToken = _non_empty("Refresh token")
+class RefreshBody(RequestModel):
+    refresh_token: Annotated[str, _required("Refresh token")]
 
 
-class EmailBody(RequestSchema):
-    email = NormalisedEmail(**EMAIL)
+class EmailBody(RequestModel):
+    email: EmailAddress
 
 
-class TokenQuery(RequestSchema):
-    token = _non_empty("Token")
+class TokenQuery(RequestModel):
+    token: Annotated[str, _required("Token")]
 
 
-class ResetPasswordBody(RequestSchema):
-    token = _non_empty("Token")
-    newPassword = _password()
+class ResetPasswordBody(RequestModel):
+    token: Annotated[str, _required("Token")]
+    new_password: Password
 
 
-class User(Schema):
-    id = fields.UUID()
-    email = fields.String()
-    name = fields.String()
-    role = fields.String(validate=validate.OneOf(["ADMIN", "DEVELOPER", "VIEWER"]))
-    active = fields.Boolean()
-    createdAt = fields.String()
+Role = Literal["ADMIN", "DEVELOPER", "VIEWER"]
+
+
+class User(Answer):
+    id: UUID
+    email: str
+    name: str
+    role: Role
+    active: bool
+    created_at: str
 
 
 class Profile(User):
-    updatedAt = fields.String()
+    updated_at: str
 
 
-class TokenPair(Schema):
-    accessToken = fields.String()
-    refreshToken = fields.String()
+class TokenPair(Answer):
+    access_token: str
+    refresh_token: str
 
 
 class Session(TokenPair):
-    user = fields.Nested(User)
+    user: User
 
 
 class Registered(Session):
-    message = fields.String()
-
-
-class Message(Schema):
-    message = fields.String()
+    message: str

@@ -1,27 +1,35 @@
-"""Schemas shared by several resources: path ids and page/limit queries."""
+"""Request parts shared by several resources: path ids and page/limit queries."""
 
 from __future__ import annotations
 
-from marshmallow import fields
+from typing import Annotated
+from uuid import UUID
 
-from contracts.validation import RequestSchema, WholeNumber, between
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
+from contracts.validation import RequestModel, WholeNumber, between, checks
 
-def uuid_field() -> fields.UUID:
-    return fields.UUID(required=True)
-
-
-class IdParams(RequestSchema):
-    id = uuid_field()
-
-
-class ProjectIdParams(RequestSchema):
-    projectId = uuid_field()
+Page = Annotated[WholeNumber, checks(between("page", 1, 1_000_000))]
+Limit = Annotated[WholeNumber, checks(between("limit", 1, 100))]
 
 
-def limit_field(default: int) -> fields.Integer:
-    return WholeNumber(load_default=default, validate=between("limit", 1, 100))
+class IdParams(RequestModel):
+    id: UUID
 
 
-def page_field() -> fields.Integer:
-    return WholeNumber(load_default=1, validate=between("page", 1, 1_000_000))
+class ProjectIdParams(RequestModel):
+    project_id: UUID
+
+
+class Answer(BaseModel):
+    """A public answer (the OpenAPI response schema). Extra fields are refused, so a test
+    that validates real answers against their declared type fails on any field the type does
+    not list: an internal field cannot reach a client unnoticed."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+
+class Message(Answer):
+    message: str

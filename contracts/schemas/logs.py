@@ -1,111 +1,120 @@
-"""Log ingestion and log queries (docs/api.md section 7.2)."""
+"""Log ingestion and log queries: requests and answers (docs/api.md section 7.2)."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Annotated, Literal
+from uuid import UUID
 
-from contracts.schemas.common import limit_field
+from pydantic import MISSING, Field
+
+from contracts.schemas.common import Answer, Limit
 from contracts.validation import (
     JsonNumber,
-    RequestSchema,
-    TrimmedString,
+    RequestModel,
+    StrictWholeNumber,
+    Trimmed,
     UtcDateTime,
     WholeNumber,
+    at_least,
     between,
+    checks,
     length,
-    message,
+    one_of,
 )
 
 MAX_BATCH = 1000
 SOURCES = ("gateway", "external")
 
 
-class IngestError(RequestSchema):
-    code = fields.String(required=True, validate=length("code", max=200))
-    message = fields.String(required=True, validate=length("message", max=2000))
-    stack = fields.String(allow_none=True, load_default=None,
-                          validate=length("stack", max=20_000))
+def _text(field: str, *, min: int | None = None, max: int) -> object:
+    return checks(length(field, min=min, max=max))
 
 
-class LogIngest(RequestSchema):
+class IngestError(RequestModel):
+    code: Annotated[str, _text("code", max=200)]
+    message: Annotated[str, _text("message", max=2000)]
+    stack: Annotated[str, _text("stack", max=20_000)] | None = None
+
+
+class LogIngest(RequestModel):
     """One external log entry; `source`, `projectId`, `ownerId` and `route` are never taken
     from clients (unknown fields are dropped)."""
 
-    requestId = fields.UUID(required=True)
-    timestamp = UtcDateTime(load_default=None)
-    method = fields.String(required=True, validate=length("method", min=1, max=10))
-    path = fields.String(required=True, validate=length("path", min=1, max=2000))
-    statusCode = WholeNumber(required=True, strict=True,
-                             validate=between("statusCode", 100, 599))
-    latency = JsonNumber(required=True, allow_nan=False, validate=validate.Range(
-        min=0, error=message("too_small", "latency must be at least 0")))
-    ip = fields.String(required=True, validate=length("ip", max=45))
-    userId = fields.String(allow_none=True, load_default=None, validate=length("userId", max=100))
-    apiKeyId = fields.String(allow_none=True, load_default=None,
-                             validate=length("apiKeyId", max=100))
-    userAgent = fields.String(load_default="", validate=length("userAgent", max=500))
-    contentLength = WholeNumber(load_default=0, strict=True, validate=between(
-        "contentLength", 0, 2**53))
-    error = fields.Nested(IngestError, allow_none=True, load_default=None)
+    request_id: UUID
+    timestamp: UtcDateTime | None = None
+    method: Annotated[str, _text("method", min=1, max=10)]
+    path: Annotated[str, _text("path", min=1, max=2000)]
+    status_code: Annotated[StrictWholeNumber, checks(between("statusCode", 100, 599))]
+    latency: Annotated[JsonNumber, checks(at_least("latency", 0))]
+    ip: Annotated[str, _text("ip", max=45)]
+    user_id: Annotated[str, _text("userId", max=100)] | None = None
+    api_key_id: Annotated[str, _text("apiKeyId", max=100)] | None = None
+    user_agent: Annotated[str, _text("userAgent", max=500)] = ""
+    content_length: Annotated[StrictWholeNumber, checks(
+        between("contentLength", 0, 2**53))] = 0
+    error: IngestError | None = None
 
 
-class LogListQuery(RequestSchema):
+class LogListQuery(RequestModel):
     """Paging (docs/api.md section 7.2): `page` (page * limit ≤ 10,000) or `cursor` (a previous
     answer's `nextCursor`), not both; without either, the first page."""
 
-    page = WholeNumber(validate=between("page", 1, 10_000))
-    cursor = fields.String(validate=length("cursor", min=1, max=200))
-    limit = limit_field(20)
-    userId = TrimmedString(validate=length("userId", min=1, max=100))
-    statusCode = WholeNumber(validate=between("statusCode", 100, 599))
-    method = TrimmedString(validate=length("method", min=1, max=10))
-    # 'from' is a keyword: the attribute is from_, the wire name from
-    from_ = UtcDateTime(data_key="from", attribute="from")
-    to = UtcDateTime()
-    source = fields.String(validate=validate.OneOf(SOURCES, error=message(
-        "invalid_enum_value", "source must be gateway or external")))
-    projectId = fields.UUID()
+    page: Annotated[WholeNumber, checks(between("page", 1, 10_000))] | MISSING = MISSING
+    cursor: Annotated[str, _text("cursor", min=1, max=200)] | MISSING = MISSING
+    limit: Limit = 20
+    user_id: Annotated[str, Trimmed, _text("userId", min=1, max=100)] | MISSING = MISSING
+    status_code: Annotated[WholeNumber, checks(
+        between("statusCode", 100, 599))] | MISSING = MISSING
+    method: Annotated[str, Trimmed, _text("method", min=1, max=10)] | MISSING = MISSING
+    since: UtcDateTime | MISSING = Field(MISSING, alias="from")
+    to: UtcDateTime | MISSING = MISSING
+    source: Annotated[str, checks(one_of(
+        "source", SOURCES, "source must be gateway or external"))] | MISSING = MISSING
+    project_id: UUID | MISSING = MISSING
 
 
-class RequestIdParams(RequestSchema):
-    requestId = fields.UUID(required=True)
+class RequestIdParams(RequestModel):
+    request_id: UUID
 
 
-class LogErrorOut(Schema):
-    code = fields.String()
-    message = fields.String()
-    stack = fields.String(allow_none=True)
+# --- answers ---------------------------------------------------------------------------------
 
 
-class LogEntryOut(Schema):
-    _id = fields.String(data_key="_id")
-    requestId = fields.String()
-    timestamp = fields.String()
-    method = fields.String()
-    path = fields.String()
-    route = fields.String(allow_none=True)
-    statusCode = fields.Integer()
-    latency = fields.Float()
-    ip = fields.String()
-    userId = fields.String(allow_none=True)
-    apiKeyId = fields.String(allow_none=True)
-    projectId = fields.String(allow_none=True)
-    ownerId = fields.String(allow_none=True)
-    userAgent = fields.String()
-    contentLength = fields.Integer()
-    error = fields.Nested(LogErrorOut, allow_none=True)
-    source = fields.String()
+class LogError(Answer):
+    code: str
+    message: str
+    stack: str | None
 
 
-class LogPage(Schema):
+class LogEntry(Answer):
+    mongo_id: str = Field(alias="_id")
+    request_id: str
+    timestamp: str
+    method: str
+    path: str
+    route: str | None
+    status_code: int
+    latency: float
+    ip: str
+    user_id: str | None
+    api_key_id: str | None
+    project_id: str | None
+    owner_id: str | None
+    user_agent: str
+    content_length: int
+    error: LogError | None
+    source: Literal["gateway", "external"]
+
+
+class LogPage(Answer):
     """`total` is exact up to 10,000 (`totalExact`), then 10,000; `nextCursor` continues
     newest first from this page's last entry (null on the last page); a cursor's answer has
     `page: null`."""
 
-    entries = fields.List(fields.Nested(LogEntryOut))
-    total = fields.Integer()
-    totalExact = fields.Boolean()
-    page = fields.Integer(allow_none=True)
-    limit = fields.Integer()
-    totalPages = fields.Integer()
-    nextCursor = fields.String(allow_none=True)
+    entries: list[LogEntry]
+    total: int
+    total_exact: bool
+    page: int | None
+    limit: int
+    total_pages: int
+    next_cursor: str | None

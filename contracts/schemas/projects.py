@@ -1,102 +1,200 @@
-"""Projects, API keys and route configs (docs/api.md sections 4, 5, 6)."""
+"""Projects, API keys and route configs: requests and answers (docs/api.md sections 4, 5, 6)."""
 
 from __future__ import annotations
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from typing import Annotated, Literal
+
+from pydantic import MISSING, Field
 
 from contracts.names import SERVICES
-from contracts.schemas.common import limit_field, page_field
+from contracts.schemas.common import Answer, Limit, Page
 from contracts.validation import (
-    RequestSchema,
+    RequestModel,
     StrictBoolean,
-    TrimmedString,
+    Trimmed,
     WholeNumber,
     between,
+    checks,
+    failure,
     length,
-    message,
+    one_of,
     pattern,
 )
 
-SERVICE_NAMES = [info.public_name for info in SERVICES.values()]
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+SERVICE_NAMES = tuple(info.public_name for info in SERVICES.values())
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+ProjectName = Annotated[str, Trimmed, checks(length("Name", min=2, max=100))]
+Description = Annotated[str, Trimmed, checks(length("Description", max=500))]
 
 
-class ProjectBody(RequestSchema):
-    name = TrimmedString(required=True, validate=length("Name", min=2, max=100))
-    description = TrimmedString(allow_none=True, validate=length("Description", max=500))
+class ProjectBody(RequestModel):
+    name: ProjectName
+    description: Description | MISSING | None = MISSING
 
 
-class ProjectPatch(RequestSchema):
-    name = TrimmedString(validate=length("Name", min=2, max=100))
-    description = TrimmedString(allow_none=True, validate=length("Description", max=500))
+class ProjectPatch(RequestModel):
+    name: ProjectName | MISSING = MISSING
+    description: Description | MISSING | None = MISSING
 
 
-class ProjectListQuery(RequestSchema):
-    page = page_field()
-    limit = limit_field(20)
-    sort = fields.String(load_default="createdAt", validate=validate.OneOf(
-        ["name", "createdAt", "updatedAt"],
-        error=message("invalid_enum_value", "sort must be one of name, createdAt, updatedAt")))
-    order = fields.String(load_default="desc", validate=validate.OneOf(
-        ["asc", "desc"], error=message("invalid_enum_value", "order must be asc or desc")))
+class ProjectListQuery(RequestModel):
+    page: Page = 1
+    limit: Limit = 20
+    sort: Annotated[str, checks(one_of(
+        "sort", ("name", "createdAt", "updatedAt"),
+        "sort must be one of name, createdAt, updatedAt"))] = "createdAt"
+    order: Annotated[str, checks(one_of(
+        "order", ("asc", "desc"), "order must be asc or desc"))] = "desc"
 
 
-class KeyBody(RequestSchema):
-    name = TrimmedString(required=True, validate=length("Name", min=1, max=100))
-    expiresInDays = WholeNumber(allow_none=True, validate=between("expiresInDays", 1, 365))
+class KeyBody(RequestModel):
+    name: Annotated[str, Trimmed, checks(length("Name", min=1, max=100))]
+    expires_in_days: Annotated[WholeNumber, checks(
+        between("expiresInDays", 1, 365))] | MISSING | None = MISSING
 
 
-class KeyVerifyQuery(RequestSchema):
-    hash = fields.String(required=True, validate=pattern(
-        r"^[0-9a-f]{64}$", "hash must be 64 lowercase hex characters"))
+class KeyVerifyQuery(RequestModel):
+    hash: Annotated[str, checks(pattern(
+        r"^[0-9a-f]{64}$", "hash must be 64 lowercase hex characters"))]
 
 
-def _method(**kwargs: object) -> fields.String:
-    return fields.String(validate=validate.OneOf(METHODS, error=message(
-        "invalid_enum_value", "method must be one of GET, POST, PUT, PATCH, DELETE")), **kwargs)
-
-
-PATH_RULES = [
-    *length("Path", min=1, max=200),
+Method = Annotated[str, checks(one_of(
+    "method", METHODS, "method must be one of GET, POST, PUT, PATCH, DELETE"))]
+Path = Annotated[str, Trimmed, checks(
+    length("Path", min=1, max=200),
     pattern(r"^/", "Path must start with /"),
     pattern(r"^[^?#*\s]*$", "Path must not contain ?, #, * or whitespace"),
     pattern(r"^(?!.*//)", "Path must not contain empty segments (//)"),
     pattern(r"^(/(:[A-Za-z_][A-Za-z0-9_]*|[^/:]*))*$",
             "A path parameter is :name (a letter or _ then letters, digits or _)"),
-]
+)]
+ServiceName = Annotated[str, checks(one_of(
+    "service", SERVICE_NAMES, "service must be one of " + ", ".join(SERVICE_NAMES)))]
+UpstreamUrl = Annotated[str, checks(
+    length("upstreamUrl", min=1, max=2048),
+    pattern(r"^\S+$", "upstreamUrl must not contain whitespace"))]
+RateLimit = Annotated[WholeNumber, checks(between("rateLimit", 1, 10000))]
+CacheTtl = Annotated[WholeNumber, checks(between("cacheTTL", 0, 86400))]
+ONE_TARGET = "Exactly one of service and upstreamUrl is required"
 
 
-class RouteBody(RequestSchema):
-    path = TrimmedString(required=True, validate=PATH_RULES)
-    method = _method(required=True)
-    service = fields.String(allow_none=True, validate=validate.OneOf(
-        SERVICE_NAMES, error=message("invalid_enum_value",
-                                     "service must be one of " + ", ".join(SERVICE_NAMES))))
-    upstreamUrl = fields.String(allow_none=True, validate=[
-        *length("upstreamUrl", min=1, max=2048),
-        pattern(r"^\S+$", "upstreamUrl must not contain whitespace")])
-    rateLimit = WholeNumber(allow_none=True, validate=between("rateLimit", 1, 10000))
-    cacheTTL = WholeNumber(allow_none=True, validate=between("cacheTTL", 0, 86400))
-    authRequired = StrictBoolean()
+class RouteBody(RequestModel):
+    path: Path
+    method: Method
+    service: ServiceName | MISSING | None = MISSING
+    upstream_url: UpstreamUrl | MISSING | None = MISSING
+    rate_limit: RateLimit | MISSING | None = MISSING
+    cache_ttl: CacheTtl | MISSING | None = Field(MISSING, alias="cacheTTL")
+    auth_required: StrictBoolean | MISSING = MISSING
 
-    @validates_schema
-    def one_target(self, data: dict, **_: object) -> None:
-        if bool(data.get("service")) == bool(data.get("upstreamUrl")):
-            raise ValidationError(
-                message("custom", "Exactly one of service and upstreamUrl is required"),
-                "service")
+    def model_post_init(self, _context: object) -> None:
+        if self.given(self.service) == self.given(self.upstream_url):
+            raise failure("custom", ONE_TARGET, "service")
 
 
-class RoutePatch(RouteBody):
+class RoutePatch(RequestModel):
     """Every field optional; `null` clears rateLimit and cacheTTL; `active` only here."""
 
-    path = TrimmedString(validate=PATH_RULES)
-    method = _method()
-    active = StrictBoolean()
+    path: Path | MISSING = MISSING
+    method: Method | MISSING = MISSING
+    service: ServiceName | MISSING | None = MISSING
+    upstream_url: UpstreamUrl | MISSING | None = MISSING
+    rate_limit: RateLimit | MISSING | None = MISSING
+    cache_ttl: CacheTtl | MISSING | None = Field(MISSING, alias="cacheTTL")
+    auth_required: StrictBoolean | MISSING = MISSING
+    active: StrictBoolean | MISSING = MISSING
 
-    @validates_schema
-    def one_target(self, data: dict, **_: object) -> None:
-        if data.get("service") and data.get("upstreamUrl"):
-            raise ValidationError(
-                message("custom", "Exactly one of service and upstreamUrl is required"),
-                "service")
+    def model_post_init(self, _context: object) -> None:
+        if self.given(self.service) and self.given(self.upstream_url):
+            raise failure("custom", ONE_TARGET, "service")
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+class Project(Answer):
+    id: str
+    name: str
+    description: str | None
+    user_id: str
+    active: bool
+    created_at: str
+    updated_at: str
+
+
+class ProjectPage(Answer):
+    projects: list[Project]
+    total: int
+    page: int
+    limit: int
+    total_pages: int
+
+
+class ApiKey(Answer):
+    """A key as listed: never the key itself nor its hash, only the prefix that names it."""
+
+    id: str
+    prefix: str
+    name: str
+    active: bool
+    last_used_at: str | None
+    expires_at: str | None
+    created_at: str
+    revoked_at: str | None
+
+
+class IssuedKey(Answer):
+    """The answer that shows a raw key, once (`key` and `rawKey` are the same value)."""
+
+    id: str
+    key: str
+    raw_key: str
+    prefix: str
+    name: str
+    project_id: str
+    expires_at: str | None
+    created_at: str
+
+
+class VerifiedKey(Answer):
+    id: str
+    project_id: str
+    user_id: str
+    owner_id: str | None
+    expires_at: str | None
+
+
+class KeyVerdict(Answer):
+    valid: bool
+    reason: str | MISSING = MISSING
+    key: VerifiedKey | MISSING = MISSING
+
+
+class RouteConfig(Answer):
+    id: str
+    path: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    service: str | None
+    upstream_url: str | None
+    project_id: str
+    rate_limit: int | None
+    cache_ttl: int | None = Field(alias="cacheTTL")
+    auth_required: bool
+    active: bool
+    created_at: str
+    updated_at: str
+
+
+class ActiveRouteConfig(Answer):
+    """A route config in the admins' list of every active one."""
+
+    id: str
+    project_id: str
+    path: str
+    method: str
+    service: str | None
+    upstream_url: str | None
+    rate_limit: int | None
+    cache_ttl: int | None = Field(alias="cacheTTL")
+    auth_required: bool

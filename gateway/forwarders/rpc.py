@@ -7,6 +7,7 @@ from aiohttp import web
 from contracts.messages import RpcRequest
 from contracts.names import SERVICES
 from contracts.routes import Route
+from gateway.answers import AnswerCheck
 from gateway.context import context_of
 from gateway.responses import json_response
 from gateway.state import state_of
@@ -15,16 +16,20 @@ from gateway.state import state_of
 def rpc_handler(route: Route) -> web.Handler:
     assert route.service is not None
     queue = SERVICES[route.service].rpc_queue
+    check = AnswerCheck(route)
 
     async def forward(request: web.Request) -> web.StreamResponse:
         context = context_of(request)
         call = RpcRequest(
             body=context.body, query=context.query, params=context.params,
             caller=context.caller, request_id=context.request_id, client_ip=context.client_ip)
-        result = await state_of(request).rpc.call(queue, route.operation, call,
-                                                  deadline_ms=context.deadline_ms)
+        state = state_of(request)
+        result = await state.rpc.call(queue, route.operation, call,
+                                      deadline_ms=context.deadline_ms)
         if result.status == 204:
             return web.Response(status=204)
+        if state.settings.check_answers:
+            check(result.status, result.body)
         return json_response(result.body, status=result.status)
 
     return forward

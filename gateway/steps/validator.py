@@ -1,7 +1,8 @@
 """Step 8: parse the JSON body and check body and query against the route's schemas.
 
-Later steps and the forwarder read the cleaned values from the context, so what reaches a
-service is exactly what the schema lets through (unknown fields dropped).
+Later steps and the forwarder read the cleaned values from the context in their wire form
+(`RequestModel.wire()`), so what reaches a service is exactly what the model lets through
+(unknown fields dropped, fields left out still left out).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ def validator_for(route: Route) -> Step:
     def check_query_and_params(context: RequestContext, request: web.Request) -> None:
         query = dict(request.query)
         if route.query is not None:
-            query = load(route.query(), query, "query")
+            query = load(route.query, query, "query").wire()
         context.query = query
         params = dict(request.match_info)
         if route.params is not None:
-            params = load(route.params(), params, "params")
+            params = load(route.params, params, "params").wire()
         context.params = params
 
     if route.method not in BODY_METHODS:
@@ -40,9 +41,10 @@ def validator_for(route: Route) -> Step:
     async def check_all(context: RequestContext, request: web.Request) -> None:
         body = await read_json(request)
         if route.body is not None and route.body_max_items is not None:
-            body = load_list(route.body(), body, "body", route.body_max_items)
+            body = [item.wire() for item in
+                    load_list(route.body, body, "body", route.body_max_items)]
         elif route.body is not None:
-            body = load(route.body(), body, "body")
+            body = load(route.body, body, "body").wire()
         context.body = body
         check_query_and_params(context, request)
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marshmallow import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from analytics_svc.buckets import (
     EPOCH,
@@ -95,18 +95,18 @@ def test_the_issues_bounds_are_clamped_into_the_span_buckets_can_lie_in():
 
 
 def test_dates_of_other_scripts_digits_are_refused():
-    field = UtcDateTime()
-    assert field.deserialize("9999-12-31T23:59:59.999999999Z") == datetime(
+    field = TypeAdapter(UtcDateTime)
+    assert field.validate_python("9999-12-31T23:59:59.999999999Z") == datetime(
         9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
     for text in ("2026-01-01T00:00:00.\u0661Z", "\u0662\u0660\u0662\u0666-01-01T00:00:00Z"):
         with pytest.raises(ValidationError):
-            field.deserialize(text)
+            field.validate_python(text)
 
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(value=st.integers(-2**70, 2**70))
 def test_json_integers_outside_int64_become_doubles(value: int):
-    loaded = JsonNumber().deserialize(value)
+    loaded = TypeAdapter(JsonNumber).validate_python(value)
     if -2**63 <= value < 2**63:
         assert loaded == value and isinstance(loaded, int)
     else:
