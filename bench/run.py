@@ -46,7 +46,11 @@ Analytics (bench/analytics.py): events/s folded into rollups in the same ingest 
   entries. BENCH_ANALYTICS=0 skips the query rows, BENCH_ANALYTICS_RAW=0 their raw side (a
   few minutes on the local server).
 
-BENCH_ONLY=logs (or throughput, analytics, alerts; comma-separated) runs only those parts.
+BENCH_ONLY=logs (or throughput, analytics, alerts, decode; comma-separated) runs only those parts.
+Decode (bench/decode.py, first, before the stack starts; CPU only): decode_events of one message
+of 500 request.completed events against orjson.loads of the same bytes, and encode_events
+against orjson.dumps of the same events as dicts, ratios beside; <= 5 ms per 500 events;
+BENCH_DECODE=0 skips them (`python bench/decode.py` runs them alone, without the stack).
 Alerts (bench/alerts.py): GET /api/v1/alerts/events first page as an owner and an admin, and
 acknowledge-by-id, over BENCH_ALERT_EVENTS (100,000) events in the PostgreSQL event store,
 seeded once into gateway_bench_alerts; BENCH_ALERT_SAMPLES (20), at most BENCH_ALERT_BUDGET_S
@@ -86,7 +90,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import alerts, analytics, logs  # noqa: E402 - after the path
+from bench import alerts, analytics, decode, logs  # noqa: E402 - after the path
 from bench.logs import say  # noqa: E402
 from tests.support import rabbit_api, recreate_database, recreate_vhost  # noqa: E402
 
@@ -115,6 +119,7 @@ ANALYTICS_REQUESTS = int(os.environ.get("BENCH_ANALYTICS_REQUESTS", "1000000"))
 ANALYTICS_SAMPLES = int(os.environ.get("BENCH_ANALYTICS_SAMPLES", "20"))
 WITH_ANALYTICS = part("analytics", "BENCH_ANALYTICS")
 WITH_ALERTS = part("alerts", "BENCH_ALERTS")
+WITH_DECODE = part("decode", "BENCH_DECODE")
 WITH_RAW = os.environ.get("BENCH_ANALYTICS_RAW", "1") != "0"
 # seeded once, kept for later runs (re-seeded when a day old)
 ANALYTICS_QUERY_URL = f"{PG}/gateway_analytics_bench_query"
@@ -687,9 +692,11 @@ def main() -> int:
     checks: Checks = []
     started = time.monotonic()
     parts = (("throughput", WITH_THROUGHPUT), ("logs", WITH_LOGS), ("analytics", WITH_ANALYTICS),
-             ("alerts", WITH_ALERTS))
+             ("alerts", WITH_ALERTS), ("decode", WITH_DECODE))
     say(f"bench: {', '.join(name for name, on in parts if on)}; process logs in {stack.log_dir}")
     try:
+        if WITH_DECODE:  # CPU only, while nothing else runs
+            guarded("decode", decode.rows, checks)
         stack.reset_state()
         stack.start()
         gateway = stack.gateway

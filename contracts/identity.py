@@ -10,9 +10,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
+from pydantic import ConfigDict, Strict, TypeAdapter, with_config
+from pydantic.alias_generators import to_camel
 
 from contracts.errors import TokenExpired, Unauthorized
 
@@ -29,28 +31,34 @@ class Role(StrEnum):
     VIEWER = "VIEWER"
 
 
+@with_config(ConfigDict(alias_generator=to_camel, serialize_by_alias=True))
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who a service is answering: what the gateway hands to services in every RPC call."""
+    """Who a service is answering: what the gateway hands to services in every RPC call.
 
-    user_id: str
-    email: str
-    role: Role
+    A plain dataclass to construct (the gateway builds one per request from a token it has
+    verified); its fields are declared for pydantic, which reads and writes the wire form
+    `{"userId", "email", "role"}` (contracts.messages.RpcRequest carries it).
+    """
+
+    user_id: Annotated[str, Strict()]
+    email: Annotated[str, Strict()]
+    role: Role  # lax: the wire has the role's value, e.g. "ADMIN", never an enum member
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
     def to_wire(self) -> dict[str, Any]:
-        return {"userId": self.user_id, "email": self.email, "role": self.role.value}
+        return _CALLER.dump_python(self, mode="json")
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Caller:
-        """Raise KeyError, TypeError or ValueError for anything else."""
-        user_id, email = wire["userId"], wire["email"]
-        if not isinstance(user_id, str) or not isinstance(email, str):
-            raise TypeError("userId and email are strings")
-        return cls(user_id, email, Role(wire["role"]))
+        """Raise ValueError (pydantic's ValidationError) for anything else."""
+        return _CALLER.validate_python(wire)
+
+
+_CALLER = TypeAdapter(Caller)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    PlainSerializer,
     PlainValidator,
     Strict,
     WithJsonSchema,
@@ -218,8 +219,11 @@ def _email(value: str) -> str:
 Trimmed = AfterValidator(str.strip)
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 StrictWholeNumber = Annotated[int, Strict()]  # a JSON integer only, never a string of digits
-JsonNumber = Annotated[float, PlainValidator(_json_number), WithJsonSchema({"type": "number"})]
+# the number as read, an integer kept an integer (a float type would write 42 as 42.0)
+JsonNumber = Annotated[float, PlainValidator(_json_number), PlainSerializer(lambda number: number),
+                       WithJsonSchema({"type": "number"})]
 UtcDateTime = Annotated[datetime, PlainValidator(parse_utc_date_time),
+                        PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
                         WithJsonSchema({"type": "string", "format": "date-time"})]
 StrictBoolean = Annotated[bool, Strict()]  # a JSON true or false (no "yes", 1 or "true")
 QueryBoolean = Annotated[bool, BeforeValidator(_query_boolean)]

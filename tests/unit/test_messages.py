@@ -283,3 +283,125 @@ def test_rpc_request_refuses_a_bad_caller(caller):
 def test_rpc_request_refuses_bad_fields(wire):
     with pytest.raises(MalformedMessage):
         RpcRequest.from_wire(wire)
+
+
+# --- the wire form, as declared (pydantic) ----------------------------------------------------
+
+
+def test_the_wire_form_is_byte_for_byte_what_it_was():
+    assert encode_events([completed()]) == (
+        b'{"events":[{"requestId":"r-1","timestamp":"2026-05-10T00:00:00.123Z","method":"POST",'
+        b'"path":"/api/v1/things?x=1","route":"POST /api/v1/things","statusCode":503,'
+        b'"latency":12.345,"ip":"10.0.0.7","userId":"u-1","apiKeyId":"k-1","projectId":"p-1",'
+        b'"ownerId":"o-1","userAgent":"curl/8","contentLength":42,"error":{"code":"INTERNAL",'
+        b'"message":"Service Unavailable","stack":"trace"},"source":"gateway"}]}')
+    assert orjson.dumps(route_data().to_wire()) == (
+        b'{"id":"rc-1","projectId":"p-1","path":"/shop/:id","method":"GET","service":null,'
+        b'"upstreamUrl":"https://93.184.216.34","rateLimit":10,"cacheTTL":60,'
+        b'"authRequired":false,"active":true,"ownerId":"o-1","createdAt":"2026-05-10T00:00:00'
+        b'.123Z","updatedAt":"2026-05-10T00:00:00.123Z"}')
+    assert orjson.dumps(ProjectDeleted("p", ("k",), ("h",), (), AT).to_wire()) == (
+        b'{"projectId":"p","keyIds":["k"],"keyHashes":["h"],"routeIds":[],'
+        b'"at":"2026-05-10T00:00:00.123Z"}')
+
+
+def test_alert_payloads_keep_their_fields_and_numbers_as_sent():
+    triggered = AlertTriggered("e-2", "r-1", "Count", "gateway", "request_count", 10, 5, "gte",
+                               "m", "warning", AT, "u-1", None)
+    wire = orjson.dumps(triggered.to_wire())
+    assert b'"value":10,"threshold":5,' in wire  # an integer stays one through a relay
+    assert AlertTriggered.from_wire(orjson.loads(wire)).monitor_payload() == {
+        "id": "e-2", "ruleId": "r-1", "ruleName": "Count", "service": "gateway",
+        "metric": "request_count", "value": 10, "threshold": 5, "operator": "gte",
+        "message": "m", "severity": "warning", "timestamp": AT}
+    emitted = AlertEmitted(None, "info", "hello", 1.5, None, None, AT)
+    assert list(emitted.monitor_payload()) == ["type", "severity", "message", "value",
+                                               "threshold", "service", "source", "timestamp"]
+    assert emitted.monitor_payload()["source"] == "external"
+
+
+def test_optional_fields_missing_on_the_wire_read_as_null():
+    wire = _completed_wire()
+    for name in ("route", "userId", "apiKeyId", "projectId", "ownerId", "error", "source"):
+        del wire[name]
+    event = RequestCompleted.from_wire(wire)
+    assert (event.route, event.user_id, event.api_key_id, event.project_id, event.owner_id,
+            event.error) == (None,) * 6
+    emitted = AlertEmitted.from_wire({"severity": "info", "message": "m", "timestamp": AT})
+    assert emitted == AlertEmitted(None, "info", "m", None, None, None, AT)
+
+
+def test_the_source_on_the_wire_is_not_read():
+    assert RequestCompleted.from_wire(_completed_wire(source="external")) == completed()
+
+
+@pytest.mark.parametrize(("event_type", "wire"), [
+    (RequestCompleted, _completed_wire(latency=float("nan"))),
+    (RequestCompleted, _completed_wire(latency=float("inf"))),
+    (RequestCompleted, _completed_wire(contentLength=2**53 + 1)),
+    (RequestCompleted, _completed_wire(statusCode=503.0)),
+    (RequestCompleted, _completed_wire(timestamp="yesterday")),
+    (RequestCompleted, _completed_wire(timestamp="2026-05-10T00:00:00.000000000000000000000Z")),
+    (RequestCompleted, _completed_wire(error={"code": "X", "message": "m", "stack": 1})),
+    (AlertTriggered, {**EVENTS[9].to_wire(), "value": None}),
+    (AlertTriggered, {**EVENTS[9].to_wire(), "value": True}),
+    (AlertTriggered, {**EVENTS[9].to_wire(), "threshold": "5"}),
+    (AlertTriggered, {**EVENTS[9].to_wire(), "severity": "CRITICAL"}),
+    (AlertTriggered, _without(EVENTS[9].to_wire(), "userId")),
+    (AlertEmitted, {**EVENTS[11].to_wire(), "value": float("nan")}),
+    (AlertEmitted, {**EVENTS[11].to_wire(), "severity": None}),
+    (MonitorConnectionsChanged, {"at": "now"}),
+    (MonitorConnectionsChanged, {}),
+], ids=lambda value: repr(value)[:60])
+def test_numbers_moments_and_choices_refuse_what_does_not_fit(event_type, wire):
+    with pytest.raises(MalformedMessage):
+        event_type.from_wire(wire)
+
+
+def test_a_reason_names_every_field_that_does_not_fit_by_its_wire_name():
+    with pytest.raises(MalformedMessage) as refused:
+        RequestCompleted.from_wire(_completed_wire(statusCode=700, userAgent=None,
+                                                   error={"code": "X"}))
+    reason = str(refused.value)
+    assert "statusCode: " in reason and "userAgent: " in reason
+    assert "error.message: " in reason
+
+
+def test_a_malformed_event_among_many_leaves_the_others():
+    events = [completed(request_id=f"r-{n}") for n in range(500)]
+    raw = [event.to_wire() for event in events]
+    raw[250] = {**raw[250], "statusCode": 600}
+    batch = decode_events(RoutingKey.REQUEST_COMPLETED, orjson.dumps({"events": raw}))
+    assert batch.events == events[:250] + events[251:]
+    assert [(event, "statusCode" in reason) for event, reason in batch.malformed] \
+        == [(raw[250], True)]
+
+
+def test_other_members_of_a_message_body_are_not_read():
+    body = orjson.dumps({"v": 2, "events": [completed().to_wire()]})
+    assert decode_events(RoutingKey.REQUEST_COMPLETED, body) == DecodedBatch([completed()])
+
+
+def test_events_of_two_types_are_not_one_message():
+    with pytest.raises(TypeError):
+        encode_events([completed(), MonitorConnectionsChanged(AT)])
+    assert encode_events([]) == b'{"events":[]}'
+
+
+def test_constructing_a_message_does_not_validate_it():
+    """Values a process computed itself are not checked again; the receiver checks them."""
+    event = completed(status_code=700)
+    with pytest.raises(MalformedMessage, match="statusCode"):
+        RequestCompleted.from_wire(event.to_wire())
+
+
+def test_a_caller_reads_and_writes_its_wire_form():
+    assert CALLER.to_wire() == {"userId": "u-1", "email": "dev@example.com", "role": "DEVELOPER"}
+    assert type(CALLER.to_wire()["role"]) is str
+    assert Caller.from_wire(CALLER.to_wire()) == CALLER
+    with pytest.raises(ValueError):
+        Caller.from_wire({"userId": "u-1", "email": "dev@example.com"})
+
+
+def test_null_query_and_params_read_as_none():
+    assert RpcRequest.from_wire({"query": None, "params": None}) == RpcRequest()

@@ -60,3 +60,28 @@ def test_control_characters_are_refused_everywhere():
                                      "message": "Control characters are not allowed"}]
     assert load(RegisterBody, {"email": "a@b.co", "password": "Passw0rdX",
                                  "name": "Ada\tLovelace"}, "body").name == "Ada\tLovelace"
+
+
+def test_what_travels_on_keeps_numbers_as_sent_and_leaves_out_what_was_left_out():
+    from contracts.schemas.alerts import AlertRuleBody
+    from contracts.schemas.projects import RoutePatch
+
+    rule = load(AlertRuleBody, {"name": "a", "service": "s", "metric": "error_rate",
+                                "windowSeconds": 60, "threshold": 42, "operator": "gt"},
+                "body").wire()
+    assert rule["threshold"] == 42 and isinstance(rule["threshold"], int)
+    assert rule["coolDownSeconds"] == 300 and rule["severity"] is None  # defaults travel
+    assert load(RoutePatch, {"rateLimit": None}, "body").wire() == {"rateLimit": None}
+    assert load(RoutePatch, {}, "body").wire() == {}
+
+
+def test_dates_travel_as_iso_8601_with_their_offset():
+    from contracts.schemas.analytics import AnalyticsQuery
+
+    query = load(AnalyticsQuery, {"from": "2026-12-03T15:05:52.669Z"}, "query").wire()
+    assert query["from"] == "2026-12-03T15:05:52.669000+00:00"
+    with pytest.raises(ValidationError) as failed:
+        load(AnalyticsQuery, {"from": "2026-12-03T00:00:01Z", "to": "2026-12-03T00:00:00Z"},
+             "query")
+    assert failed.value.details == [{"field": "to", "location": "query", "code": "custom",
+                                     "message": "to must not be before from"}]
