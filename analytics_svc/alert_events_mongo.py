@@ -10,7 +10,6 @@ list does not, hence PostgreSQL by default (analytics_svc.alert_events_pg).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -21,12 +20,13 @@ from analytics_svc.alert_store import (
     AlertRule,
     EventFilter,
     event_document,
-    event_out,
+    event_view,
     is_visible,
     triggered_of,
 )
 from contracts.identity import Caller
 from contracts.messages import AlertTriggered
+from contracts.schemas.alerts import AlertEvent, AlertEventPage
 
 
 class MongoAlertEventStore:
@@ -49,10 +49,10 @@ class MongoAlertEventStore:
             await self._events.insert_one(document)
         except DuplicateKeyError:
             return None
-        return triggered_of(rule, event_out(document))
+        return triggered_of(rule, document)
 
     async def events(self, caller: Caller, where: EventFilter, *, limit: int,
-                     offset: int) -> dict[str, Any]:
+                     offset: int) -> AlertEventPage:
         query = where.to_mongo(caller)
         cursor = self._events.find(query).sort([("timestamp", -1), ("_id", -1)]) \
             .skip(offset).limit(limit)
@@ -61,11 +61,11 @@ class MongoAlertEventStore:
             total = len(documents)
         else:
             total = await self._events.count_documents(query)
-        return {"events": [event_out(d) for d in documents], "total": total, "limit": limit,
-                "offset": offset}
+        return AlertEventPage(events=[event_view(d) for d in documents], total=total,
+                              limit=limit, offset=offset)
 
     async def acknowledge(self, caller: Caller, event_id: str,
-                          by: str) -> dict[str, Any] | None:
+                          by: str) -> AlertEvent | None:
         # By `_id` alone: the local server looks a document up through its index only for
         # that filter (with any other field it reads the whole collection), so the owner is
         # checked on the document found; an event's owner never changes.
@@ -77,4 +77,4 @@ class MongoAlertEventStore:
             by_id, {"$set": {"acknowledged": True, "acknowledgedBy": by,
                              "acknowledgedAt": datetime.now(UTC)}},
             return_document=ReturnDocument.AFTER)
-        return event_out(document) if document is not None else None
+        return event_view(document) if document is not None else None

@@ -21,7 +21,7 @@ import asyncpg
 from analytics_svc.alert_store import AlertRule, EventFilter, event_document, triggered_of
 from contracts.identity import Caller
 from contracts.messages import AlertTriggered
-from contracts.timeutil import to_iso
+from contracts.schemas.alerts import AlertEvent, AlertEventPage
 
 # alert_events' columns, in the order of `row_of` (also for COPY: bench/alerts.py seeds so)
 COLUMNS = ("id", "ts", "user_id", "rule_id", "project_id", "service", "severity",
@@ -60,20 +60,11 @@ def row_of(document: dict[str, Any]) -> tuple[Any, ...]:
             document["operator"], document["message"])
 
 
-def _out(row: asyncpg.Record) -> dict[str, Any]:
-    """docs/api.md's AlertEvent (analytics_svc.alert_store.event_out, from a row)."""
+def _view(row: asyncpg.Record) -> AlertEvent:
+    """docs/api.md's AlertEvent of a row (its columns are the answer's fields but for the id,
+    kept as the ObjectId's 12 bytes, and `ts`)."""
     event_id = bytes(row["id"]).hex()
-    acknowledged_at = row["acknowledged_at"]
-    return {
-        "id": event_id, "_id": event_id, "ruleId": row["rule_id"],
-        "ruleName": row["rule_name"], "service": row["service"], "metric": row["metric"],
-        "value": row["value"], "threshold": row["threshold"], "operator": row["operator"],
-        "message": row["message"], "severity": row["severity"],
-        "timestamp": to_iso(row["ts"]), "acknowledged": row["acknowledged"],
-        "acknowledgedBy": row["acknowledged_by"],
-        "acknowledgedAt": to_iso(acknowledged_at) if acknowledged_at else None,
-        "userId": row["user_id"], "projectId": row["project_id"],
-    }
+    return AlertEvent.view(row, id=event_id, mongo_id=event_id, timestamp=row["ts"])
 
 
 def _where(caller: Caller, where: EventFilter) -> tuple[str, list[Any]]:
@@ -112,17 +103,14 @@ class PostgresAlertEventStore:
         status = await self._pool.execute(_INSERT, *row_of(document))
         if status != "INSERT 0 1":
             return None  # the slot's event exists already
-        event_id = document["_id"].binary.hex()
-        return triggered_of(rule, {"id": event_id, "ruleId": rule.id, "value": value,
-                                   "message": message, "severity": severity,
-                                   "timestamp": to_iso(document["timestamp"])})
+        return triggered_of(rule, document)
 
     async def last_event_at(self, rule_id: str) -> datetime | None:
         moment: datetime | None = await self._pool.fetchval(_LAST, rule_id)
         return moment
 
     async def events(self, caller: Caller, where: EventFilter, *, limit: int,
-                     offset: int) -> dict[str, Any]:
+                     offset: int) -> AlertEventPage:
         condition, arguments = _where(caller, where)
         n = len(arguments)
         rows = await self._pool.fetch(
@@ -134,11 +122,11 @@ class PostgresAlertEventStore:
         else:
             total = await self._pool.fetchval(
                 f"SELECT count(*) FROM alert_events WHERE {condition}", *arguments)
-        return {"events": [_out(row) for row in rows], "total": total, "limit": limit,
-                "offset": offset}
+        return AlertEventPage(events=[_view(row) for row in rows], total=total, limit=limit,
+                              offset=offset)
 
     async def acknowledge(self, caller: Caller, event_id: str,
-                          by: str) -> dict[str, Any] | None:
+                          by: str) -> AlertEvent | None:
         try:
             key = bytes.fromhex(event_id)
         except ValueError:
@@ -146,4 +134,4 @@ class PostgresAlertEventStore:
         row = await self._pool.fetchrow(
             _ACKNOWLEDGE, key, by, milliseconds(datetime.now(UTC)),
             None if caller.is_admin else caller.user_id)
-        return _out(row) if row is not None else None
+        return _view(row) if row is not None else None

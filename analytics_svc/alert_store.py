@@ -13,9 +13,10 @@ by `_id`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -24,6 +25,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from contracts.identity import Caller
 from contracts.messages import AlertTriggered
 from contracts.mongo import Index, derived_id, inclusive_range
+from contracts.schemas import alerts
+from contracts.schemas.common import Answer
 from contracts.timeutil import to_iso
 
 RULES = "alertrules"
@@ -76,35 +79,34 @@ class AlertRule:
                    bool(document.get("ownerIsAdmin")))
 
 
-def rule_out(document: dict[str, Any]) -> dict[str, Any]:
+A = TypeVar("A", bound=Answer)
+
+
+def stored_view(answer: type[A], document: Mapping[str, Any], defaults: Mapping[str, Any],
+                **values: Any) -> A:
+    """`answer`'s fields of a MongoDB document, which keeps them under their wire names (the
+    answer's aliases); `defaults` fill fields older documents lack, `values` come first."""
+    fields = {**defaults, **{name: document[field.alias]
+                             for name, field in answer.model_fields.items()
+                             if field.alias is not None and field.alias in document}}
+    return answer.view(fields, **values)
+
+
+# what a rule or event written by an earlier version may lack, and how it reads
+_RULE_DEFAULTS = {"description": "", "severity": None, "project_id": None}
+_EVENT_DEFAULTS = {"acknowledged": False, "acknowledged_by": None, "acknowledged_at": None,
+                   "project_id": None}
+
+
+def rule_view(document: Mapping[str, Any]) -> alerts.AlertRule:
     rule_id = str(document["_id"])
-    return {
-        "id": rule_id, "_id": rule_id, "name": document["name"],
-        "description": document.get("description", ""), "service": document["service"],
-        "metric": document["metric"], "windowSeconds": document["windowSeconds"],
-        "threshold": document["threshold"], "operator": document["operator"],
-        "enabled": document["enabled"], "coolDownSeconds": document["coolDownSeconds"],
-        "severity": document.get("severity"), "projectId": document.get("projectId"),
-        "userId": document["userId"], "createdAt": to_iso(document["createdAt"]),
-        "updatedAt": to_iso(document["updatedAt"]),
-    }
+    return stored_view(alerts.AlertRule, document, _RULE_DEFAULTS, id=rule_id, mongo_id=rule_id)
 
 
-def event_out(document: dict[str, Any]) -> dict[str, Any]:
+def event_view(document: Mapping[str, Any]) -> alerts.AlertEvent:
     event_id = str(document["_id"])
-    acknowledged_at = document.get("acknowledgedAt")
-    return {
-        "id": event_id, "_id": event_id, "ruleId": str(document["ruleId"]),
-        "ruleName": document["ruleName"], "service": document["service"],
-        "metric": document["metric"], "value": document["value"],
-        "threshold": document["threshold"], "operator": document["operator"],
-        "message": document["message"], "severity": document["severity"],
-        "timestamp": to_iso(document["timestamp"]),
-        "acknowledged": document.get("acknowledged", False),
-        "acknowledgedBy": document.get("acknowledgedBy"),
-        "acknowledgedAt": to_iso(acknowledged_at) if acknowledged_at else None,
-        "userId": document["userId"], "projectId": document.get("projectId"),
-    }
+    return stored_view(alerts.AlertEvent, document, _EVENT_DEFAULTS, id=event_id,
+                       mongo_id=event_id, rule_id=str(document["ruleId"]))
 
 
 def event_document(rule: AlertRule, slot: int, *, value: float, severity: str, message: str,
@@ -139,19 +141,21 @@ class EventFilter:
         return query
 
 
-def triggered_of(rule: AlertRule, event: dict[str, Any]) -> AlertTriggered:
-    """The `alert.triggered` message of a stored event (`event` as on the wire)."""
+def triggered_of(rule: AlertRule, document: Mapping[str, Any]) -> AlertTriggered:
+    """The `alert.triggered` message of a stored event (`document` as `event_document` made
+    it)."""
     return AlertTriggered(
-        id=event["id"], rule_id=event["ruleId"], rule_name=rule.name, service=rule.service,
-        metric=rule.metric, value=event["value"], threshold=rule.threshold,
-        operator=rule.operator, message=event["message"], severity=event["severity"],
-        timestamp=event["timestamp"], user_id=rule.user_id, project_id=rule.project_id)
+        id=str(document["_id"]), rule_id=rule.id, rule_name=rule.name, service=rule.service,
+        metric=rule.metric, value=document["value"], threshold=rule.threshold,
+        operator=rule.operator, message=document["message"], severity=document["severity"],
+        timestamp=to_iso(document["timestamp"]), user_id=rule.user_id,
+        project_id=rule.project_id)
 
 
 class AlertEventStore(Protocol):
-    """What the analytics service needs of an alert event store. Events are docs/api.md's
-    AlertEvent on the wire; visibility (docs/api.md section 1.3) is the store's: an owner sees
-    their own events, an admin every event."""
+    """What the analytics service needs of an alert event store. Events are answered as
+    docs/api.md's AlertEvent (`contracts.schemas.alerts`); visibility (docs/api.md section
+    1.3) is the store's: an owner sees their own events, an admin every event."""
 
     async def store_event(self, rule: AlertRule, slot: int, *, value: float, severity: str,
                           message: str, at: datetime) -> AlertTriggered | None:
@@ -164,13 +168,13 @@ class AlertEventStore(Protocol):
         ...
 
     async def events(self, caller: Caller, where: EventFilter, *, limit: int,
-                     offset: int) -> dict[str, Any]:
-        """`{events, total, limit, offset}`: visible events matching `where`, newest first
-        (timestamp, then `_id`, descending); `total` is exact."""
+                     offset: int) -> alerts.AlertEventPage:
+        """Visible events matching `where`, newest first (timestamp, then `_id`,
+        descending); `total` is exact."""
         ...
 
     async def acknowledge(self, caller: Caller, event_id: str,
-                          by: str) -> dict[str, Any] | None:
+                          by: str) -> alerts.AlertEvent | None:
         """Mark a visible event acknowledged by `by`, now (again: overwritten); None when
         there is no such event or the caller may not see it."""
         ...
@@ -185,29 +189,29 @@ class AlertStore:
 
     # --- rules -----------------------------------------------------------------------------
 
-    async def create_rule(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
+    async def create_rule(self, caller: Caller, fields: dict[str, Any]) -> alerts.AlertRule:
         now = datetime.now(UTC)
         document = {"_id": ObjectId(), **fields, "userId": caller.user_id,
                     # an admin's rule watches all traffic (docs/api.md 9.1); kept from creation
                     "ownerIsAdmin": caller.is_admin, "createdAt": now, "updatedAt": now}
         await self._rules.insert_one(document)
-        return rule_out(document)
+        return rule_view(document)
 
-    async def rules(self, caller: Caller) -> list[dict[str, Any]]:
+    async def rules(self, caller: Caller) -> list[alerts.AlertRule]:
         cursor = self._rules.find(visible_to(caller)).sort([("createdAt", -1), ("_id", -1)])
-        return [rule_out(document) async for document in cursor]
+        return [rule_view(document) async for document in cursor]
 
-    async def rule(self, caller: Caller, rule_id: str) -> dict[str, Any] | None:
+    async def rule(self, caller: Caller, rule_id: str) -> alerts.AlertRule | None:
         document = await self._rules.find_one({"_id": ObjectId(rule_id), **visible_to(caller)})
-        return rule_out(document) if document is not None else None
+        return rule_view(document) if document is not None else None
 
     async def update_rule(self, caller: Caller, rule_id: str,
-                          changes: dict[str, Any]) -> dict[str, Any] | None:
+                          changes: dict[str, Any]) -> alerts.AlertRule | None:
         document = await self._rules.find_one_and_update(
             {"_id": ObjectId(rule_id), **visible_to(caller)},
             {"$set": {**changes, "updatedAt": datetime.now(UTC)}},
             return_document=ReturnDocument.AFTER)
-        return rule_out(document) if document is not None else None
+        return rule_view(document) if document is not None else None
 
     async def delete_rule(self, caller: Caller, rule_id: str) -> bool:
         result = await self._rules.delete_one({"_id": ObjectId(rule_id), **visible_to(caller)})
@@ -229,9 +233,9 @@ class AlertStore:
                                               message=message, at=at)
 
     async def events(self, caller: Caller, where: EventFilter, *, limit: int,
-                     offset: int) -> dict[str, Any]:
+                     offset: int) -> alerts.AlertEventPage:
         return await self._events.events(caller, where, limit=limit, offset=offset)
 
     async def acknowledge(self, caller: Caller, event_id: str,
-                          by: str) -> dict[str, Any] | None:
+                          by: str) -> alerts.AlertEvent | None:
         return await self._events.acknowledge(caller, event_id, by)

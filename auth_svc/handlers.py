@@ -1,5 +1,6 @@
 """The auth service's RPC operations (docs/api.md section 3). The gateway has validated and
-normalised every body and query against the route table's schemas before they arrive here."""
+normalised every body and query against the route table's schemas; each handler receives them
+decoded into its operation's types (`contracts.operations`) and returns the declared answer."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from auth_svc.mail import Mailer
 from auth_svc.passwords import Passwords
 from auth_svc.store import AuthStore, EmailTaken, User
 from auth_svc.throttle import LoginThrottle
+from contracts import operations as op
 from contracts.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from contracts.identity import issue_access_token
 from contracts.logging import get_logger
-from contracts.messages import RpcRequest
-from contracts.rpc import Reply, operation
+from contracts.operations import Call
+from contracts.rpc import handles
+from contracts.schemas import auth
+from contracts.schemas.common import Message
 from contracts.settings import Settings
 
 log = get_logger(__name__)
@@ -45,42 +49,40 @@ class AuthHandlers:
 
     # --- operations --------------------------------------------------------------------------
 
-    @operation("auth.register")
-    async def register(self, request: RpcRequest) -> Reply:
-        body = request.body
-        password_hash = await self._passwords.hash(body["password"])
+    @handles(op.AUTH_REGISTER)
+    async def register(self, call: Call[auth.RegisterBody, None, None]) -> auth.Registered:
+        body = call.body
+        password_hash = await self._passwords.hash(body.password)
         try:
-            user = await self._store.create_user(body["email"], password_hash, body["name"])
+            user = await self._store.create_user(body.email, password_hash, body.name)
         except EmailTaken:
             raise Conflict("Email already registered") from None
         message = "Registration successful"
         if self._mailer.configured:
             message = "Registration successful. Verification email sent."
             self._after_reply(self._mail_verification(user))
-        return Reply({"message": message, "user": user.public(),
-                      **await self._new_session(user)}, status=201)
+        return auth.Registered.view(await self._new_session(user), message=message,
+                                    user=auth.User.view(user))
 
-    @operation("auth.login")
-    async def login(self, request: RpcRequest) -> dict[str, Any]:
-        body, client_ip = request.body, request.client_ip
-        email = body["email"]
+    @handles(op.AUTH_LOGIN)
+    async def login(self, call: Call[auth.LoginBody, None, None]) -> auth.Session:
+        email, password, client_ip = call.body.email, call.body.password, call.client_ip
         await self._throttle.admit(email, client_ip)  # counted as a failure until it succeeds
         user = await self._store.user_by_email(email)
         # Unknown email: verified against a dummy hash, so it costs what a wrong password costs.
         if not await self._passwords.verify(user.password_hash if user else None,
-                                            body["password"]) or user is None:
+                                            password) or user is None:
             raise Unauthorized(INVALID_LOGIN)
         await self._throttle.succeeded(email, client_ip)
         if not user.active:
             raise Forbidden("Account is deactivated")
         if self._passwords.needs_rehash(user.password_hash):
-            await self._store.set_password_hash(user.id, await self._passwords.hash(
-                body["password"]))
-        return {"user": user.public(), **await self._new_session(user)}
+            await self._store.set_password_hash(user.id, await self._passwords.hash(password))
+        return auth.Session.view(await self._new_session(user), user=auth.User.view(user))
 
-    @operation("auth.refresh")
-    async def refresh(self, request: RpcRequest) -> dict[str, Any]:
-        presented = secrets.digest(request.body["refreshToken"])
+    @handles(op.AUTH_REFRESH)
+    async def refresh(self, call: Call[auth.RefreshBody, None, None]) -> auth.TokenPair:
+        presented = secrets.digest(call.body.refresh_token)
         successor = secrets.refresh_token()
         outcome = await self._store.rotate_refresh_token(presented, secrets.digest(successor))
         if outcome.user_id is None:
@@ -92,58 +94,56 @@ class AuthHandlers:
             assert outcome.family_id is not None
             await self._store.revoke_family(outcome.family_id)
             raise Forbidden("Account not found or deactivated")
-        return {"accessToken": self._access_token(user), "refreshToken": successor}
+        return auth.TokenPair(access_token=self._access_token(user), refresh_token=successor)
 
-    @operation("auth.logout")
-    async def logout(self, request: RpcRequest) -> dict[str, str]:
+    @handles(op.AUTH_LOGOUT)
+    async def logout(self, call: Call[auth.RefreshBody, None, None]) -> Message:
         await self._store.revoke_refresh_token(
-            secrets.digest(request.body["refreshToken"]),
-            uuid.UUID(request.authenticated.user_id))
-        return {"message": "Logged out successfully"}
+            secrets.digest(call.body.refresh_token), uuid.UUID(call.authenticated.user_id))
+        return Message(message="Logged out successfully")
 
-    @operation("auth.profile")
-    async def profile(self, request: RpcRequest) -> dict[str, Any]:
-        user = await self._store.user_by_id(uuid.UUID(request.authenticated.user_id))
+    @handles(op.AUTH_PROFILE)
+    async def profile(self, call: Call[None, None, None]) -> auth.Profile:
+        user = await self._store.user_by_id(uuid.UUID(call.authenticated.user_id))
         if user is None:
             raise BadRequest("User not found")
-        return user.profile()
+        return auth.Profile.view(user)
 
-    @operation("auth.send_verification_email")
-    async def send_verification_email(self, request: RpcRequest) -> dict[str, str]:
+    @handles(op.AUTH_SEND_VERIFICATION_EMAIL)
+    async def send_verification_email(self, call: Call[auth.EmailBody, None, None]) -> Message:
         # The lookup happens after the reply: same answer and same timing for any address.
-        self._after_reply(self._verification_if_unverified(request.body["email"]))
-        return {"message": "If email exists, verification email sent"}
+        self._after_reply(self._verification_if_unverified(call.body.email))
+        return Message(message="If email exists, verification email sent")
 
-    @operation("auth.verify_email")
-    async def verify_email(self, request: RpcRequest) -> dict[str, str]:
-        outcome = await self._store.verify_email(secrets.digest(request.query["token"]))
+    @handles(op.AUTH_VERIFY_EMAIL)
+    async def verify_email(self, call: Call[None, auth.TokenQuery, None]) -> Message:
+        outcome = await self._store.verify_email(secrets.digest(call.query.token))
         if outcome == "invalid":
             raise BadRequest("Invalid verification token")
         if outcome == "already_verified":
             raise BadRequest("Email already verified")
         if outcome == "expired":
             raise BadRequest("Verification token expired or invalid")
-        return {"message": "Email verified successfully"}
+        return Message(message="Email verified successfully")
 
-    @operation("auth.forgot_password")
-    async def forgot_password(self, request: RpcRequest) -> dict[str, str]:
-        self._after_reply(self._mail_reset(request.body["email"]))
-        return {"message": "If email exists, reset link has been sent"}
+    @handles(op.AUTH_FORGOT_PASSWORD)
+    async def forgot_password(self, call: Call[auth.EmailBody, None, None]) -> Message:
+        self._after_reply(self._mail_reset(call.body.email))
+        return Message(message="If email exists, reset link has been sent")
 
-    @operation("auth.reset_password")
-    async def reset_password(self, request: RpcRequest) -> dict[str, str]:
-        body = request.body
-        token_hash = secrets.digest(body["token"])
+    @handles(op.AUTH_RESET_PASSWORD)
+    async def reset_password(self, call: Call[auth.ResetPasswordBody, None, None]) -> Message:
+        token_hash = secrets.digest(call.body.token)
         # the token first: a wrong one must not cost an argon2 hash (CPU on demand for free)
         outcome = await self._store.reset_token_state(token_hash)
         if outcome == "valid":
-            password_hash = await self._passwords.hash(body["newPassword"])
+            password_hash = await self._passwords.hash(call.body.new_password)
             outcome = await self._store.reset_password(token_hash, password_hash)
         if outcome == "invalid":
             raise BadRequest("Invalid reset token")
         if outcome == "expired":
             raise BadRequest("Reset token expired or invalid")
-        return {"message": "Password reset successfully"}
+        return Message(message="Password reset successfully")
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -151,11 +151,11 @@ class AuthHandlers:
         return issue_access_token(self._settings.access_token_secret, user_id=str(user.id),
                                   email=user.email, role=user.role)
 
-    async def _new_session(self, user: User) -> dict[str, str]:
+    async def _new_session(self, user: User) -> auth.TokenPair:
         """A token pair opening a new refresh token family (one per login)."""
         refresh_token = secrets.refresh_token()
         await self._store.add_refresh_token(user.id, secrets.digest(refresh_token))
-        return {"accessToken": self._access_token(user), "refreshToken": refresh_token}
+        return auth.TokenPair(access_token=self._access_token(user), refresh_token=refresh_token)
 
     def _after_reply(self, work: Coroutine[Any, Any, None]) -> None:
         async def run() -> None:

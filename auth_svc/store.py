@@ -6,11 +6,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
-
-from contracts.timeutil import to_iso
 
 REFRESH_TOKEN_TTL = timedelta(days=7)
 ONE_TIME_TOKEN_TTL = timedelta(hours=1)
@@ -35,16 +32,6 @@ class User:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> User:
         return cls(**dict(row))
-
-    def public(self) -> dict[str, Any]:
-        """`User` of docs/api.md section 3.3."""
-        return {
-            "id": str(self.id), "email": self.email, "name": self.name, "role": self.role,
-            "active": self.active, "createdAt": to_iso(self.created_at),
-        }
-
-    def profile(self) -> dict[str, Any]:
-        return {**self.public(), "updatedAt": to_iso(self.updated_at)}
 
 
 async def _lock_family(connection: asyncpg.Connection, family_id: uuid.UUID) -> None:

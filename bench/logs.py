@@ -65,6 +65,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from contracts.messages import RequestCompleted, RequestError
+from contracts.schemas.logs import LogIngest
 from contracts.timeutil import to_iso
 
 PUBLISH_AHEAD = 20_000
@@ -332,13 +333,13 @@ def generate(count: int, tenancy: Tenancy, end: datetime, census: Census,
             error = errors[status]
             census.external += 1
             census.entries += 1
-            yield LogRecord.of_ingest({
+            yield LogRecord.of_ingest(LogIngest.model_validate({
                 "requestId": request_id, "timestamp": to_iso(moment),
                 "method": method_of(rng), "path": f"/jobs/{rng.randrange(10_000)}",
                 "statusCode": status, "latency": latency, "ip": rng.choice(ips),
                 "userId": rng.choice(developers) if rng.random() < 0.5 else None,
                 "apiKeyId": None, "userAgent": "worker/2.1", "contentLength": size,
-                "error": None if error is None else {**error, "stack": "Error\n    at job"}},
+                "error": None if error is None else {**error, "stack": "Error\n    at job"}}),
                 moment)
             continue
         project = owner = project_id = api_key = None

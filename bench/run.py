@@ -275,6 +275,7 @@ def wrk(url: str, token: str | None = None, connections: int = CONNECTIONS,
 
 
 async def direct_rpc_p50(env: dict[str, str], caller: dict, calls: int = 2000) -> float:
+    from contracts import operations as op
     from contracts.amqp import connect
     from contracts.rpc import RpcClient
 
@@ -288,7 +289,7 @@ async def direct_rpc_p50(env: dict[str, str], caller: dict, calls: int = 2000) -
     timings = []
     for _ in range(calls):
         started = time.perf_counter()
-        await client.call("rpc.auth", "auth.profile", params)
+        await client.call("rpc.auth", op.AUTH_PROFILE, params)
         timings.append((time.perf_counter() - started) * 1000)
     await client.close()
     await connection.close()

@@ -109,11 +109,11 @@ def operations_table(routes: tuple[Route, ...] = ROUTES) -> str:
     lines = ["| Route | Answered by | RPC queue | Operation |", "|---|---|---|---|"]
     for route in routes:
         if route.service is None:
-            lines.append(f"| `{route.template}` | gateway | none | `{route.operation}` |")
+            lines.append(f"| `{route.template}` | gateway | none | `{route.operation.name}` |")
         else:
             info = SERVICES[route.service]
             lines.append(f"| `{route.template}` | `{route.service.value}_svc` | "
-                         f"`{info.rpc_queue}` | `{route.operation}` |")
+                         f"`{info.rpc_queue}` | `{route.operation.name}` |")
     return "\n".join(lines) + "\n"
 
 

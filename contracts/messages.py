@@ -58,7 +58,6 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from contracts.errors import Unauthorized
 from contracts.identity import Caller
 from contracts.names import RoutingKey
 from contracts.timeutil import parse_iso
@@ -421,11 +420,3 @@ class RpcRequest(_Message):
         # python mode: the body goes to orjson as the gateway's validator left it (UUIDs and
         # datetimes included), as it always did
         return _adapter(RpcRequest).serializer.to_python(self)
-
-    @property
-    def authenticated(self) -> Caller:
-        """The caller of a route that requires one (the gateway refused the request
-        otherwise, so its absence is a broken contract, not a client error)."""
-        if self.caller is None:
-            raise Unauthorized("Authentication required")
-        return self.caller

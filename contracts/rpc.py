@@ -9,8 +9,9 @@ Wire format (both sides live here, so they cannot drift):
   one it fetched too late, so a request whose caller gave up is never processed);
 - reply: JSON `{"ok": true, "status": 200, "result": ...}` or `{"ok": false, "error": {...}}`.
 
-A service's operations are methods marked `@operation("<name>")` (names as in the route table,
-`contracts.routes`); `operations_of(obj)` returns them bound, for `ServiceProcess.add_handlers`.
+A service's operations are methods marked `@handles(OPERATION)` (the declarations of
+`contracts.operations`); `operations_of(obj)` returns them bound, for
+`ServiceProcess.add_handlers`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from contracts.metrics import (
     RPC_SERVER_SECONDS,
 )
 from contracts.names import DIRECT_REPLY_TO, HEADER_DEADLINE
+from contracts.operations import Call, Operation
 from contracts.timeutil import now_ms
 
 log = get_logger(__name__)
@@ -75,33 +77,45 @@ HandlerMethod = TypeVar("HandlerMethod", bound=Callable[..., Awaitable[Any]])
 _OPERATION_ATTR = "__rpc_operation__"
 
 
-def operation(name: str) -> Callable[[HandlerMethod], HandlerMethod]:
-    """Mark a method as the handler of RPC operation `name`."""
+def handles(declared: Operation) -> Callable[[HandlerMethod], HandlerMethod]:
+    """Mark a method as the handler of `declared`: it takes the operation's `Call` and
+    returns its answer (`contracts.operations`)."""
 
     def mark(method: HandlerMethod) -> HandlerMethod:
-        setattr(method, _OPERATION_ATTR, name)
+        setattr(method, _OPERATION_ATTR, declared)
         return method
 
     return mark
 
 
-def declared_operations(cls: type) -> dict[str, str]:
-    """Operation name -> method name of every `@operation` method of `cls` (for checks)."""
-    found: dict[str, str] = {}
+def declared_operations(cls: type) -> dict[Operation, str]:
+    """Operation -> method name of every `@handles` method of `cls`."""
+    found: dict[Operation, str] = {}
     for klass in reversed(cls.__mro__):
         for attribute, value in vars(klass).items():
-            name = getattr(value, _OPERATION_ATTR, None)
-            if name is not None:
-                if name in found and found[name] != attribute:
-                    raise ValueError(f"operation {name} declared twice in {cls.__name__}")
-                found[name] = attribute
+            declared = getattr(value, _OPERATION_ATTR, None)
+            if declared is not None:
+                if declared in found and found[declared] != attribute:
+                    raise ValueError(f"{declared} handled twice in {cls.__name__}")
+                found[declared] = attribute
     return found
 
 
 def operations_of(handlers: object) -> dict[str, Handler]:
-    """The `@operation` methods of `handlers`, bound, by operation name."""
-    return {name: getattr(handlers, attribute)
-            for name, attribute in declared_operations(type(handlers)).items()}
+    """The `@handles` methods of `handlers`, bound to their operations, by the operation's
+    name on the wire: each decodes the request into the operation's types, runs the method
+    and writes its answer as the operation declares it."""
+    return {declared.name: _bound(declared, getattr(handlers, attribute))
+            for declared, attribute in declared_operations(type(handlers)).items()}
+
+
+def _bound(declared: Operation, method: Callable[[Call[Any, Any, Any]], Awaitable[Any]]
+           ) -> Handler:
+    async def run(request: RpcRequest) -> Reply:
+        answer = await method(declared.decode(request))
+        return Reply(declared.encode(answer), declared.status)
+
+    return run
 
 
 class RpcClient:
@@ -139,18 +153,19 @@ class RpcClient:
     async def call(
         self,
         queue: str,
-        operation: str,
+        declared: Operation,
         request: RpcRequest | None = None,
         *,
         timeout_ms: int | None = None,
         deadline_ms: int | None = None,
     ) -> RpcResult:
-        """Call `operation` on the service behind `queue`; raise the ApiError it answered with.
+        """Call `declared` on the service behind `queue`; raise the ApiError it answered with.
 
         The deadline is the earlier of now + timeout and the caller's own `deadline_ms`.
         """
         started = time.perf_counter()
         outcome = "error"
+        operation = declared.name
         try:
             result = await self._call(queue, operation, request or RpcRequest(), timeout_ms,
                                       deadline_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contracts import operations as op
 from contracts.identity import Caller
 from contracts.messages import RpcRequest
 from contracts.names import SERVICES, Service
@@ -17,7 +18,7 @@ async def ensure_project_visible(rpc: RpcClient, caller: Caller, project_id: str
                                  request_id: str) -> None:
     """Raise NotFound (`Project not found`) unless `caller` may see the project: the project
     service owns that rule, so it is asked rather than repeated here."""
-    await rpc.call(PROJECT_QUEUE, "project.get", RpcRequest(
+    await rpc.call(PROJECT_QUEUE, op.PROJECT_GET, RpcRequest(
         params={"id": project_id}, caller=caller, request_id=request_id))
 
 

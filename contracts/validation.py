@@ -194,8 +194,16 @@ def parse_utc_date_time(value: Any) -> datetime:
     return moment.replace(microsecond=int((fraction + "000000")[:6]))
 
 
+def _utc_iso(moment: datetime) -> str:
+    """The wire form: what `parse_utc_date_time` reads back (a service decodes it again)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def _query_boolean(value: Any) -> Any:
-    """`true` or `false` in a query string, nothing else."""
+    """`true` or `false` in a query string, nothing else (a boolean already: the wire form a
+    service decodes again)."""
+    if isinstance(value, bool):
+        return value
     if value == "true":
         return True
     if value == "false":
@@ -223,7 +231,7 @@ StrictWholeNumber = Annotated[int, Strict()]  # a JSON integer only, never a str
 JsonNumber = Annotated[float, PlainValidator(_json_number), PlainSerializer(lambda number: number),
                        WithJsonSchema({"type": "number"})]
 UtcDateTime = Annotated[datetime, PlainValidator(parse_utc_date_time),
-                        PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+                        PlainSerializer(_utc_iso, return_type=str, when_used="json"),
                         WithJsonSchema({"type": "string", "format": "date-time"})]
 StrictBoolean = Annotated[bool, Strict()]  # a JSON true or false (no "yes", 1 or "true")
 QueryBoolean = Annotated[bool, BeforeValidator(_query_boolean)]
@@ -249,10 +257,17 @@ class RequestModel(BaseModel):
         return value is not MISSING and bool(value)
 
 
+def or_none(value: T | MISSING) -> T | None:  # type: ignore[valid-type]
+    """A request field's value, None when it was left out (a filter not given, a column
+    stored as null)."""
+    return None if value is MISSING else value
+
+
 # --- loading -----------------------------------------------------------------------------------
 
 
 M = TypeVar("M", bound=RequestModel)
+T = TypeVar("T")
 
 
 def load(model: type[M], data: Any, location: str) -> M:

@@ -17,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from contracts import operations as op
 from contracts.errors import Forbidden
 from contracts.logging import get_logger
 from contracts.messages import RpcRequest
@@ -71,7 +72,7 @@ class ApiKeys:
         if verdict is None:
             if before_remote is not None:
                 await before_remote()
-            result = await self._rpc.call(PROJECT_QUEUE, "key.verify",
+            result = await self._rpc.call(PROJECT_QUEUE, op.KEY_VERIFY,
                                           RpcRequest(query={"hash": digest}),
                                           deadline_ms=deadline_ms)
             verdict = result.body

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from contracts import operations as op
 from contracts.amqp import connect, declare_topology
 from contracts.events import EventPublisher
 from contracts.routes import ROUTES, Route
@@ -32,7 +33,7 @@ from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
 from gateway.steps.request_context import add_response_headers
 from gateway.steps.response_cache import RESPONSE_CACHE, ResponseCache
 
-LOCAL_HANDLERS = {"health": health, "alert.emit": emit_alert}
+LOCAL_HANDLERS = {op.HEALTH: health, op.ALERT_EMIT: emit_alert}
 CONFIG_FOLLOWER = web.AppKey("config_follower", ConfigFollower)
 STATUS_LISTENER = web.AppKey("status_listener", web.AppRunner)
 

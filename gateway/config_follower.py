@@ -13,6 +13,7 @@ import asyncio
 
 from aio_pika.abc import AbstractRobustConnection
 
+from contracts import operations as op
 from contracts.errors import ApiError
 from contracts.events import ExclusiveSubscription
 from contracts.logging import get_logger
@@ -64,7 +65,8 @@ class ConfigFollower:
         it may predate them, so fetch again (a few times) rather than undo a newer change."""
         for _ in range(3):
             seen = self._route_events
-            result = await self._rpc.call(PROJECT_QUEUE, "route.active_set", timeout_ms=5000)
+            result = await self._rpc.call(PROJECT_QUEUE, op.ROUTE_ACTIVE_SET,
+                                          timeout_ms=5000)
             if self._route_events == seen:
                 try:
                     configs = [RouteConfigData.from_wire(c) for c in result.body["routes"]]

@@ -139,7 +139,7 @@ def build_openapi(routes: tuple[Route, ...]) -> dict[str, Any]:
 def _operation(route: Route, components: _Components, error: dict[str, Any]
                ) -> dict[str, Any]:
     operation: dict[str, Any] = {
-        "summary": route.summary, "operationId": f"{route.operation}.{route.method.lower()}",
+        "summary": route.summary, "operationId": f"{route.operation.name}.{route.method.lower()}",
         "tags": list(route.tags),
     }
     parameters: list[dict[str, Any]] = []

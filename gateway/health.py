@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from contracts import operations as op
 from contracts.errors import ApiError
 from contracts.names import SERVICES
 from contracts.timeutil import iso_now
@@ -43,7 +44,7 @@ async def _probe_service(state: GatewayState, queue: str, name: str, timeout_ms:
                          ) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        await state.rpc.call(queue, "health", timeout_ms=timeout_ms)
+        await state.rpc.call(queue, op.SERVICE_HEALTH, timeout_ms=timeout_ms)
     except ApiError as exc:
         return {"name": name, "status": "error", "error": exc.message}
     return {"name": name, "status": "ok", "latency": _ms_since(started)}

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
+from contracts.operations import Operation
 from contracts.routes import Route
 from gateway.forwarders.rpc import rpc_handler
 from gateway.route_configs import RouteConfig, RouteConfigTable
@@ -15,7 +16,7 @@ ROUTE_OF = web.AppKey("route_of", dict)
 
 
 def add_routes(
-    app: web.Application, routes: Iterable[Route], local: Mapping[str, web.Handler]
+    app: web.Application, routes: Iterable[Route], local: Mapping[Operation, web.Handler]
 ) -> None:
     """`local` maps the operations the gateway serves itself to their handlers."""
     route_of: dict[object, Route] = {}

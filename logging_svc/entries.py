@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from contracts.identity import Caller
 from contracts.messages import RequestCompleted
+from contracts.schemas.logs import LogIngest
 from contracts.timeutil import parse_iso, to_iso
 
 GATEWAY, EXTERNAL = "gateway", "external"
@@ -63,22 +64,17 @@ class LogRecord:
             error=event.error.to_wire() if event.error is not None else None)
 
     @classmethod
-    def of_ingest(cls, entry: dict[str, Any], now: datetime) -> LogRecord:
-        """From an ingest object as the gateway validated it (contracts.schemas.logs
-        .LogIngest; on the RPC wire its UUID and datetime are strings)."""
-        timestamp = entry.get("timestamp")
-        error = entry.get("error")
+    def of_ingest(cls, entry: LogIngest, now: datetime) -> LogRecord:
+        """From an external entry (`POST /logs`); one without a timestamp is stamped `now`."""
+        error = entry.error
         return cls(
-            request_id=str(entry["requestId"]).lower(),
-            timestamp=parse_iso(timestamp) if timestamp else now, source=EXTERNAL,
-            method=entry["method"], path=entry["path"], route=None,
-            status_code=entry["statusCode"], latency=entry["latency"], ip=entry["ip"],
-            user_id=entry.get("userId"), api_key_id=entry.get("apiKeyId"), project_id=None,
-            owner_id=None, user_agent=entry.get("userAgent", ""),
-            content_length=entry.get("contentLength", 0),
-            error=None if error is None else {"code": error.get("code"),
-                                              "message": error.get("message"),
-                                              "stack": error.get("stack")})
+            request_id=str(entry.request_id), timestamp=entry.timestamp or now,
+            source=EXTERNAL, method=entry.method, path=entry.path, route=None,
+            status_code=entry.status_code, latency=entry.latency, ip=entry.ip,
+            user_id=entry.user_id, api_key_id=entry.api_key_id, project_id=None,
+            owner_id=None, user_agent=entry.user_agent, content_length=entry.content_length,
+            error=None if error is None else {"code": error.code, "message": error.message,
+                                              "stack": error.stack})
 
     @cached_property
     def digest(self) -> bytes:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from contracts import operations as op
 from contracts.errors import Conflict, NotFound, ValidationError
 from contracts.logging import get_logger
-from contracts.messages import RpcRequest
-from contracts.rpc import Reply, RpcClient, operation
+from contracts.operations import Call
+from contracts.rpc import RpcClient, handles
+from contracts.schemas.common import Message
+from contracts.schemas.logs import LogEntry, LogIngest, LogListQuery, LogPage, RequestIdParams
 from contracts.tenancy import ensure_project_visible
-from contracts.timeutil import parse_iso
+from contracts.validation import or_none
 from logging_svc.consumer import LOG_ENTRIES_STORED
 from logging_svc.entries import DuplicateRequestId, LogFilter, LogRecord, LogStore
 from logging_svc.paging import Cursors, page_of
@@ -31,39 +34,39 @@ class LogHandlers:
 
     # --- operations ----------------------------------------------------------------------------
 
-    @operation("log.ingest")
-    async def ingest(self, request: RpcRequest) -> Reply:
-        await self._store_external([request.body])
+    @handles(op.LOG_INGEST)
+    async def ingest(self, call: Call[LogIngest, None, None]) -> Message:
+        await self._store_external([call.body])
         LOG_ENTRIES_STORED.labels("external", "new").inc()
-        return Reply({"message": "Log ingested"}, status=201)
+        return Message(message="Log ingested")
 
-    @operation("log.ingest_batch")
-    async def ingest_batch(self, request: RpcRequest) -> Reply:
-        entries = list(request.body or [])
+    @handles(op.LOG_INGEST_BATCH)
+    async def ingest_batch(self, call: Call[list[LogIngest], None, None]) -> Message:
+        entries = call.body
         if entries:
             await self._store_external(entries)
         LOG_ENTRIES_STORED.labels("external", "new").inc(len(entries))
-        return Reply({"message": f"{len(entries)} logs ingested"}, status=201)
+        return Message(message=f"{len(entries)} logs ingested")
 
-    @operation("log.list")
-    async def list_entries(self, request: RpcRequest) -> dict:
-        return await self._page(request, errors_only=False)
+    @handles(op.LOG_LIST)
+    async def list_entries(self, call: Call[None, LogListQuery, None]) -> LogPage:
+        return await self._page(call, errors_only=False)
 
-    @operation("log.errors")
-    async def list_errors(self, request: RpcRequest) -> dict:
-        return await self._page(request, errors_only=True)
+    @handles(op.LOG_ERRORS)
+    async def list_errors(self, call: Call[None, LogListQuery, None]) -> LogPage:
+        return await self._page(call, errors_only=True)
 
-    @operation("log.get")
-    async def get_entry(self, request: RpcRequest) -> dict:
-        entry = await self._store.by_request_id(request.authenticated,
-                                                str(request.params["requestId"]))
+    @handles(op.LOG_GET)
+    async def get_entry(self, call: Call[None, None, RequestIdParams]) -> LogEntry:
+        entry = await self._store.by_request_id(call.authenticated,
+                                                str(call.params.request_id))
         if entry is None:
             raise NotFound(NOT_FOUND)
-        return entry
+        return LogEntry.model_validate(entry)
 
     # --- helpers -------------------------------------------------------------------------------
 
-    async def _store_external(self, entries: list[dict]) -> None:
+    async def _store_external(self, entries: list[LogIngest]) -> None:
         now = datetime.now(UTC)
         records = [LogRecord.of_ingest(entry, now) for entry in entries]
         self._check_timestamps(records, now, batch=len(entries) > 1)
@@ -87,24 +90,19 @@ class LogHandlers:
         if details:
             raise ValidationError(details=details[:20])
 
-    async def _page(self, request: RpcRequest, *, errors_only: bool) -> dict:
-        caller = request.authenticated
-        query = request.query
-        project_id = query.get("projectId")
+    async def _page(self, call: Call[None, LogListQuery, None], *, errors_only: bool
+                    ) -> LogPage:
+        caller, query = call.authenticated, call.query
+        project_id = or_none(query.project_id)
         if project_id is not None:
             # 404 "Project not found" when the caller cannot see it (docs/api.md section 7.2)
-            await ensure_project_visible(self._rpc, caller, str(project_id), request.request_id)
+            await ensure_project_visible(self._rpc, caller, str(project_id), call.request_id)
         where = LogFilter(
-            user_id=query.get("userId"), status_code=query.get("statusCode"),
-            method=query.get("method"), since=_moment(query.get("from")),
-            until=_moment(query.get("to")),
-            source=query.get("source"),
+            user_id=or_none(query.user_id), status_code=or_none(query.status_code),
+            method=or_none(query.method), since=or_none(query.since), until=or_none(query.to),
+            source=or_none(query.source),
             project_id=str(project_id) if project_id is not None else None,
             errors_only=errors_only)
-        return await page_of(self._store, self._cursors, caller, where,
-                             page=query.get("page"), limit=query["limit"],
-                             cursor=query.get("cursor"))
-
-
-def _moment(value: str | None) -> datetime | None:
-    return parse_iso(value) if value else None
+        return LogPage.model_validate(await page_of(
+            self._store, self._cursors, caller, where, page=or_none(query.page),
+            limit=query.limit, cursor=or_none(query.cursor)))

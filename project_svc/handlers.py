@@ -1,5 +1,6 @@
-"""The project service's RPC operations (docs/api.md sections 4, 5, 6). Bodies, queries and path
-ids arrive validated by the gateway against the route table's schemas.
+"""The project service's RPC operations (docs/api.md sections 4, 5, 6): each a method bound to
+its declaration in `contracts.operations`, taking the typed call and returning the declared
+answer (a view of the stored row; `contracts.schemas.projects`).
 
 Every change a gateway must follow is published on `gw.events` under `config.` after it is
 committed, so gateways refresh within a second without asking per request.
@@ -16,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from contracts import operations as op
 from contracts.errors import Conflict, Forbidden, NotFound, ValidationError
 from contracts.events import EventPublisher
 from contracts.identity import Caller
@@ -26,21 +28,34 @@ from contracts.messages import (
     RouteAction,
     RouteChanged,
     RouteConfigData,
-    RpcRequest,
 )
+from contracts.operations import Call
 from contracts.routes import is_reserved
-from contracts.rpc import Reply, operation
-from contracts.tasks import stop_task
-from contracts.timeutil import iso_now, to_iso
-from contracts.upstream import TargetRefused, UpstreamPolicy
-from project_svc.store import (
-    LimitReached,
-    ProjectStore,
-    RouteOverlap,
-    key_out,
-    project_out,
-    route_out,
+from contracts.rpc import handles
+from contracts.schemas.common import IdParams, Message, ProjectIdParams
+from contracts.schemas.projects import (
+    ActiveRouteConfig,
+    ActiveRouteSet,
+    ApiKey,
+    IssuedKey,
+    KeyBody,
+    KeyVerdict,
+    KeyVerifyQuery,
+    Project,
+    ProjectBody,
+    ProjectListQuery,
+    ProjectPage,
+    ProjectPatch,
+    RouteBody,
+    RouteConfig,
+    RoutePatch,
+    VerifiedKey,
 )
+from contracts.tasks import stop_task
+from contracts.timeutil import iso_now
+from contracts.upstream import TargetRefused, UpstreamPolicy
+from contracts.validation import or_none
+from project_svc.store import LimitReached, ProjectStore, RouteOverlap
 
 log = get_logger(__name__)
 
@@ -105,44 +120,42 @@ class ProjectHandlers:
 
     # --- projects ----------------------------------------------------------------------------
 
-    @operation("project.create")
-    async def create_project(self, request: RpcRequest) -> Reply:
-        caller, body = request.authenticated, request.body
+    @handles(op.PROJECT_CREATE)
+    async def create_project(self, call: Call[ProjectBody, None, None]) -> Project:
+        body = call.body
         try:
-            row = await self._store.create_project(caller.user_id, body["name"],
-                                                   body.get("description"),
-                                                   self._max_projects)
+            row = await self._store.create_project(
+                call.authenticated.user_id, body.name,
+                or_none(body.description), self._max_projects)
         except LimitReached as exc:
             raise Conflict(f"Project limit reached ({exc.limit})") from None
-        return Reply(project_out(row), status=201)
+        return Project.view(row)
 
-    @operation("project.list")
-    async def list_projects(self, request: RpcRequest) -> dict[str, Any]:
-        query = request.query
+    @handles(op.PROJECT_LIST)
+    async def list_projects(self, call: Call[None, ProjectListQuery, None]) -> ProjectPage:
+        query = call.query
         rows, total = await self._store.list_projects(
-            request.authenticated, page=query["page"], limit=query["limit"],
-            sort=query["sort"], order=query["order"])
-        return {"projects": [project_out(r) for r in rows], "total": total,
-                "page": query["page"], "limit": query["limit"],
-                "totalPages": math.ceil(total / query["limit"])}
+            call.authenticated, page=query.page, limit=query.limit, sort=query.sort,
+            order=query.order)
+        return ProjectPage(projects=[Project.view(r) for r in rows], total=total,
+                           page=query.page, limit=query.limit,
+                           total_pages=math.ceil(total / query.limit))
 
-    @operation("project.get")
-    async def get_project(self, request: RpcRequest) -> dict[str, Any]:
-        return project_out(await self._project(request, "id"))
+    @handles(op.PROJECT_GET)
+    async def get_project(self, call: Call[None, None, IdParams]) -> Project:
+        return Project.view(await self._project(call, call.params.id))
 
-    @operation("project.update")
-    async def update_project(self, request: RpcRequest) -> dict[str, Any]:
-        row = await self._store.update_project(
-            request.authenticated, uuid.UUID(request.params["id"]),
-            request.body or {})
+    @handles(op.PROJECT_UPDATE)
+    async def update_project(self, call: Call[ProjectPatch, None, IdParams]) -> Project:
+        row = await self._store.update_project(call.authenticated, call.params.id, call.body)
         if row is None:
             raise NotFound("Project not found")
-        return project_out(row)
+        return Project.view(row)
 
-    @operation("project.delete")
-    async def delete_project(self, request: RpcRequest) -> dict[str, str]:
-        project_id = uuid.UUID(request.params["id"])
-        gone = await self._store.delete_project(request.authenticated, project_id)
+    @handles(op.PROJECT_DELETE)
+    async def delete_project(self, call: Call[None, None, IdParams]) -> Message:
+        project_id = call.params.id
+        gone = await self._store.delete_project(call.authenticated, project_id)
         if gone is None:
             raise NotFound("Project not found")
         keys, routes = gone
@@ -155,158 +168,143 @@ class ProjectHandlers:
         ))
         for route in routes:
             await self._route_changed("deleted", route)
-        return {"message": "Project deleted"}
+        return Message(message="Project deleted")
 
     # --- API keys ----------------------------------------------------------------------------
 
-    @operation("key.create")
-    async def create_key(self, request: RpcRequest) -> Reply:
-        project = await self._project(request, "projectId")
-        body = request.body
+    @handles(op.KEY_CREATE)
+    async def create_key(self, call: Call[KeyBody, None, ProjectIdParams]) -> IssuedKey:
+        project = await self._project(call, call.params.project_id)
+        body = call.body
         raw = new_raw_key()
         try:
             row = await self._store.create_key(
-                project, request.authenticated.user_id, body["name"], key_digest(raw),
-                raw[:10] + "...", body.get("expiresInDays"), self._max_keys)
+                project, call.authenticated.user_id, body.name, key_digest(raw),
+                raw[:10] + "...", or_none(body.expires_in_days), self._max_keys)
         except LimitReached as exc:
             raise Conflict(f"API key limit reached ({exc.limit})") from None
-        out = key_out(row)
-        return Reply({
-            "id": out["id"], "key": raw, "rawKey": raw, "prefix": out["prefix"],
-            "name": out["name"], "projectId": str(project["id"]),
-            "expiresAt": out["expiresAt"], "createdAt": out["createdAt"],
-        }, status=201)
+        return IssuedKey.view(row, key=raw, raw_key=raw)
 
-    @operation("key.list")
-    async def list_keys(self, request: RpcRequest) -> list[dict[str, Any]]:
-        project = await self._project(request, "projectId")
-        return [key_out(r) for r in await self._store.list_keys(project["id"])]
+    @handles(op.KEY_LIST)
+    async def list_keys(self, call: Call[None, None, ProjectIdParams]) -> list[ApiKey]:
+        project = await self._project(call, call.params.project_id)
+        return [ApiKey.view(r) for r in await self._store.list_keys(project["id"])]
 
-    @operation("key.revoke")
-    async def revoke_key(self, request: RpcRequest) -> dict[str, str]:
-        row = await self._store.revoke_key(request.authenticated,
-                                           uuid.UUID(request.params["id"]))
+    @handles(op.KEY_REVOKE)
+    async def revoke_key(self, call: Call[None, None, IdParams]) -> Message:
+        row = await self._store.revoke_key(call.authenticated, call.params.id)
         if row is None:
             raise NotFound("API key not found")
         self._publisher.publish(KeyRevoked(
             key_id=str(row["id"]), key_hash=row["key_hash"],
             project_id=str(row["project_id"]), reason="revoked", at=iso_now()))
-        return {"message": "API key revoked"}
+        return Message(message="API key revoked")
 
-    @operation("key.verify")
-    async def verify_key(self, request: RpcRequest) -> dict[str, Any]:
-        row = await self._store.key_by_hash(request.query["hash"])
+    @handles(op.KEY_VERIFY)
+    async def verify_key(self, call: Call[None, KeyVerifyQuery, None]) -> KeyVerdict:
+        row = await self._store.key_by_hash(call.query.hash)
         if row is None:
-            return {"valid": False, "reason": "Key not found"}
+            return KeyVerdict(valid=False, reason="Key not found")
         if not row["active"] or row["revoked_at"] is not None:
-            return {"valid": False, "reason": "Key revoked"}
+            return KeyVerdict(valid=False, reason="Key revoked")
         if row["expired"]:
-            return {"valid": False, "reason": "Key expired"}
+            return KeyVerdict(valid=False, reason="Key expired")
         self._usage.record(row["id"])
-        expires_at = row["expires_at"]
-        return {"valid": True, "key": {
-            "id": str(row["id"]), "projectId": str(row["project_id"]),
-            "userId": row["user_id"], "ownerId": row["owner"],
-            # gateways caching the verdict must stop accepting the key at this instant
-            "expiresAt": to_iso(expires_at) if expires_at else None,
-        }}
+        # gateways caching the verdict must stop accepting the key at `expiresAt`
+        return KeyVerdict(valid=True, key=VerifiedKey.view(row, owner_id=row["owner"]))
 
     # --- route configs -----------------------------------------------------------------------
 
-    @operation("route.create")
-    async def create_route(self, request: RpcRequest) -> Reply:
-        project = await self._project(request, "projectId")
-        body = request.body
-        fields = {"authRequired": True, "service": None, "upstreamUrl": None,
-                  "rateLimit": None, "cacheTTL": None, **body}
-        await self._check_target(request.authenticated, fields)
+    @handles(op.ROUTE_CREATE)
+    async def create_route(self, call: Call[RouteBody, None, ProjectIdParams]) -> RouteConfig:
+        project = await self._project(call, call.params.project_id)
+        body = call.body
+        await self._check_target(call.authenticated, body.path, or_none(body.upstream_url))
         try:
-            row = await self._store.create_route(project["id"], fields)
+            row = await self._store.create_route(project["id"], body)
         except asyncpg.UniqueViolationError as exc:
-            raise self._conflict(exc, fields) from None
+            raise _conflict(exc, body.method, body.path) from None
         except RouteOverlap as exc:
             raise _overlap_conflict(exc) from None
         await self._route_changed("created", row)
-        return Reply(route_out(row), status=201)
+        return RouteConfig.view(row)
 
-    @operation("route.list")
-    async def list_routes(self, request: RpcRequest) -> list[dict[str, Any]]:
-        project = await self._project(request, "projectId")
-        return [route_out(r) for r in await self._store.list_routes(project["id"])]
+    @handles(op.ROUTE_LIST)
+    async def list_routes(self, call: Call[None, None, ProjectIdParams]) -> list[RouteConfig]:
+        project = await self._project(call, call.params.project_id)
+        return [RouteConfig.view(r) for r in await self._store.list_routes(project["id"])]
 
-    @operation("route.get")
-    async def get_route(self, request: RpcRequest) -> dict[str, Any]:
-        return route_out(await self._route(request))
+    @handles(op.ROUTE_GET)
+    async def get_route(self, call: Call[None, None, IdParams]) -> RouteConfig:
+        return RouteConfig.view(await self._route(call))
 
-    @operation("route.update")
-    async def update_route(self, request: RpcRequest) -> dict[str, Any]:
-        current = route_out(await self._route(request))
-        changes = request.body or {}
-        merged = {**current, **changes}
-        if "service" in changes and changes["service"] and "upstreamUrl" not in changes:
-            merged["upstreamUrl"] = None  # switching kind: the old target goes
-        if "upstreamUrl" in changes and changes["upstreamUrl"] and "service" not in changes:
-            merged["service"] = None
-        if bool(merged["service"]) == bool(merged["upstreamUrl"]):
+    @handles(op.ROUTE_UPDATE)
+    async def update_route(self, call: Call[RoutePatch, None, IdParams]) -> RouteConfig:
+        current = RouteConfig.view(await self._route(call))
+        changes = {name: getattr(call.body, name) for name in call.body.model_fields_set}
+        if call.body.given(changes.get("service")) and "upstream_url" not in changes:
+            changes["upstream_url"] = None  # switching kind: the old target goes
+        if call.body.given(changes.get("upstream_url")) and "service" not in changes:
+            changes["service"] = None
+        merged = current.model_copy(update=changes)
+        if bool(merged.service) == bool(merged.upstream_url):
             raise ValidationError(details=[{
                 "field": "service", "location": "body", "code": "custom",
                 "message": "Exactly one of service and upstreamUrl is required"}])
-        await self._check_target(request.authenticated, merged)
+        await self._check_target(call.authenticated, merged.path, merged.upstream_url)
         try:
-            row = await self._store.replace_route(uuid.UUID(current["id"]), merged)
+            row = await self._store.replace_route(merged)
         except asyncpg.UniqueViolationError as exc:
-            raise self._conflict(exc, merged) from None
+            raise _conflict(exc, merged.method, merged.path) from None
         except RouteOverlap as exc:
             raise _overlap_conflict(exc) from None
         await self._route_changed("updated", row)
-        return route_out(row)
+        return RouteConfig.view(row)
 
-    @operation("route.delete")
-    async def delete_route(self, request: RpcRequest) -> dict[str, str]:
-        route = await self._route(request)
+    @handles(op.ROUTE_DELETE)
+    async def delete_route(self, call: Call[None, None, IdParams]) -> Message:
+        route = await self._route(call)
         await self._store.delete_route(route["id"])
         await self._route_changed("deleted", route)
-        return {"message": "Route config deleted"}
+        return Message(message="Route config deleted")
 
-    @operation("route.list_active")
-    async def list_active_routes(self, _request: RpcRequest) -> list[dict[str, Any]]:
-        keys = ("id", "projectId", "path", "method", "service", "upstreamUrl", "rateLimit",
-                "cacheTTL", "authRequired")
-        return [{k: route_out(r)[k] for k in keys} for r in await self._store.active_routes()]
+    @handles(op.ROUTE_LIST_ACTIVE)
+    async def list_active_routes(self, _call: Call[None, None, None]
+                                 ) -> list[ActiveRouteConfig]:
+        return [ActiveRouteConfig.view(r) for r in await self._store.active_routes()]
 
-    @operation("route.active_set")
-    async def active_route_set(self, _request: RpcRequest) -> dict[str, Any]:
+    @handles(op.ROUTE_ACTIVE_SET)
+    async def active_route_set(self, _call: Call[None, None, None]) -> ActiveRouteSet:
         rows = await self._store.active_routes()
-        return {"routes": [{**route_out(r), "ownerId": r["owner_id"]} for r in rows],
-                "at": iso_now()}
+        return ActiveRouteSet(routes=[route_config_data(r, r["owner_id"]) for r in rows],
+                              at=iso_now())
 
     # --- helpers -----------------------------------------------------------------------------
 
-    async def _project(self, request: RpcRequest, name: str) -> asyncpg.Record:
-        row = await self._store.visible_project(
-            request.authenticated, uuid.UUID(request.params[name]))
+    async def _project(self, call: Call[Any, Any, Any], project_id: uuid.UUID
+                       ) -> asyncpg.Record:
+        row = await self._store.visible_project(call.authenticated, project_id)
         if row is None:
             raise NotFound("Project not found")
         return row
 
-    async def _route(self, request: RpcRequest) -> asyncpg.Record:
-        row = await self._store.visible_route(
-            request.authenticated, uuid.UUID(request.params["id"]))
+    async def _route(self, call: Call[Any, Any, IdParams]) -> asyncpg.Record:
+        row = await self._store.visible_route(call.authenticated, call.params.id)
         if row is None:
             raise NotFound("Route config not found")
         return row
 
-    async def _check_target(self, caller: Caller, fields: dict[str, Any]) -> None:
+    async def _check_target(self, caller: Caller, path: str, upstream_url: str | None) -> None:
         """Platform paths (403 for a non-admin service config, 400 for an upstream config)
         and the upstream target rules (400 on upstreamUrl)."""
-        reserved = is_reserved(fields["path"])
-        if fields.get("upstreamUrl"):
+        reserved = is_reserved(path)
+        if upstream_url:
             if reserved:
                 raise ValidationError(details=[{
                     "field": "path", "location": "body", "code": "custom",
                     "message": "An upstream route config cannot use a platform path"}])
             try:
-                await self._upstreams.check(fields["upstreamUrl"])
+                await self._upstreams.check(upstream_url)
             except TargetRefused as exc:
                 raise ValidationError(details=[{
                     "field": "upstreamUrl", "location": "body", "code": "custom",
@@ -314,18 +312,27 @@ class ProjectHandlers:
         elif reserved and not caller.is_admin:
             raise Forbidden("Only admins may configure platform paths")
 
-    @staticmethod
-    def _conflict(exc: asyncpg.UniqueViolationError, fields: dict[str, Any]) -> Conflict:
-        if exc.constraint_name == "route_configs_project_path_method":
-            return Conflict(CONFLICT_SAME_PROJECT)
-        return Conflict(
-            f"Another active route config already serves {fields['method']} {fields['path']}")
-
     async def _route_changed(self, action: RouteAction, row: asyncpg.Record) -> None:
         # Gateways need the owner to let the project owner through an authRequired upstream.
         owner = None if action == "deleted" else await self._store.owner_of(row["project_id"])
-        self._publisher.publish(RouteChanged(
-            action, RouteConfigData.from_wire({**route_out(row), "ownerId": owner}), iso_now()))
+        self._publisher.publish(RouteChanged(action, route_config_data(row, owner), iso_now()))
+
+
+def route_config_data(row: asyncpg.Record, owner_id: str | None) -> RouteConfigData:
+    """A stored route config as gateways receive it: the public view and its owner."""
+    public = RouteConfig.view(row)
+    return RouteConfigData(
+        id=public.id, project_id=public.project_id, path=public.path, method=public.method,
+        service=public.service, upstream_url=public.upstream_url,
+        rate_limit=public.rate_limit, cache_ttl=public.cache_ttl,
+        auth_required=public.auth_required, active=public.active, owner_id=owner_id,
+        created_at=public.created_at, updated_at=public.updated_at)
+
+
+def _conflict(exc: asyncpg.UniqueViolationError, method: str, path: str) -> Conflict:
+    if exc.constraint_name == "route_configs_project_path_method":
+        return Conflict(CONFLICT_SAME_PROJECT)
+    return Conflict(f"Another active route config already serves {method} {path}")
 
 
 def _overlap_conflict(exc: RouteOverlap) -> Conflict:

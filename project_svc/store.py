@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
-from typing import Any
 
 import asyncpg
+from pydantic import MISSING
 
 from contracts.identity import Caller
-from contracts.timeutil import to_iso
+from contracts.schemas.projects import ProjectPatch, RouteBody, RouteConfig
+from contracts.validation import or_none
 
 SORT_COLUMNS = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at"}
 _PARAM_SEGMENT = re.compile(r"/:[A-Za-z_][A-Za-z0-9_]*")
@@ -22,38 +22,6 @@ def template_of(path: str) -> str:
     reduced = _PARAM_SEGMENT.sub("/:", path)
     return reduced.rstrip("/") or "/"
 
-
-
-def _iso(value: datetime | None) -> str | None:
-    return to_iso(value) if value is not None else None
-
-
-def project_out(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]), "name": row["name"], "description": row["description"],
-        "userId": row["user_id"], "active": row["active"],
-        "createdAt": to_iso(row["created_at"]), "updatedAt": to_iso(row["updated_at"]),
-    }
-
-
-def key_out(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]), "prefix": row["prefix"], "name": row["name"],
-        "active": row["active"], "lastUsedAt": _iso(row["last_used_at"]),
-        "expiresAt": _iso(row["expires_at"]), "createdAt": to_iso(row["created_at"]),
-        "revokedAt": _iso(row["revoked_at"]),
-    }
-
-
-def route_out(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]), "path": row["path"], "method": row["method"],
-        "service": row["service"], "upstreamUrl": row["upstream_url"],
-        "projectId": str(row["project_id"]), "rateLimit": row["rate_limit"],
-        "cacheTTL": row["cache_ttl"], "authRequired": row["auth_required"],
-        "active": row["active"], "createdAt": to_iso(row["created_at"]),
-        "updatedAt": to_iso(row["updated_at"]),
-    }
 
 
 class LimitReached(Exception):
@@ -138,7 +106,8 @@ class ProjectStore:
         return rows, total
 
     async def update_project(self, caller: Caller, project_id: uuid.UUID,
-                             changes: dict[str, Any]) -> asyncpg.Record | None:
+                             changes: ProjectPatch) -> asyncpg.Record | None:
+        """Only the fields the patch carries change (`null` clears the description)."""
         return await self.pool.fetchrow(
             "UPDATE projects SET"
             " name = CASE WHEN $4 THEN $5 ELSE name END,"
@@ -146,8 +115,8 @@ class ProjectStore:
             " updated_at = now()"
             " WHERE id = $1 AND ($2 OR user_id = $3) RETURNING *",
             project_id, caller.is_admin, caller.user_id,
-            "name" in changes, changes.get("name"),
-            "description" in changes, changes.get("description"))
+            changes.name is not MISSING, or_none(changes.name),
+            changes.description is not MISSING, or_none(changes.description))
 
     async def delete_project(self, caller: Caller, project_id: uuid.UUID
                              ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]] | None:
@@ -212,19 +181,18 @@ class ProjectStore:
 
     # --- route configs -----------------------------------------------------------------------
 
-    async def create_route(self, project_id: uuid.UUID, fields: dict[str, Any]
-                           ) -> asyncpg.Record:
+    async def create_route(self, project_id: uuid.UUID, body: RouteBody) -> asyncpg.Record:
+        """A new config from its body: a field left out is null (authRequired: true)."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await _refuse_overlap(connection, project_id, fields["method"], fields["path"],
-                                  None)
+            await _refuse_overlap(connection, project_id, body.method, body.path, None)
             return await connection.fetchrow(
                 "INSERT INTO route_configs (id, path, template, method, service, upstream_url,"
                 " project_id, rate_limit, cache_ttl, auth_required)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
-                uuid.uuid4(), fields["path"], template_of(fields["path"]), fields["method"],
-                fields.get("service"), fields.get("upstreamUrl"), project_id,
-                fields.get("rateLimit"), fields.get("cacheTTL"),
-                fields.get("authRequired", True))
+                uuid.uuid4(), body.path, template_of(body.path), body.method,
+                or_none(body.service), or_none(body.upstream_url), project_id,
+                or_none(body.rate_limit), or_none(body.cache_ttl),
+                True if body.auth_required is MISSING else body.auth_required)
 
     async def visible_route(self, caller: Caller, route_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
@@ -237,19 +205,20 @@ class ProjectStore:
             "SELECT * FROM route_configs WHERE project_id = $1 ORDER BY created_at DESC, id",
             project_id)
 
-    async def replace_route(self, route_id: uuid.UUID, merged: dict[str, Any]
-                            ) -> asyncpg.Record:
+    async def replace_route(self, merged: RouteConfig) -> asyncpg.Record:
+        """Store every setting of `merged` (a config with a patch applied) under its id."""
+        route_id = uuid.UUID(merged.id)
         async with self.pool.acquire() as connection, connection.transaction():
-            if merged["active"]:
-                await _refuse_overlap(connection, uuid.UUID(str(merged["projectId"])),
-                                      merged["method"], merged["path"], route_id)
+            if merged.active:
+                await _refuse_overlap(connection, uuid.UUID(merged.project_id),
+                                      merged.method, merged.path, route_id)
             return await connection.fetchrow(
                 "UPDATE route_configs SET path = $2, template = $3, method = $4, service = $5,"
                 " upstream_url = $6, rate_limit = $7, cache_ttl = $8, auth_required = $9,"
                 " active = $10, updated_at = now() WHERE id = $1 RETURNING *",
-                route_id, merged["path"], template_of(merged["path"]), merged["method"],
-                merged["service"], merged["upstreamUrl"], merged["rateLimit"],
-                merged["cacheTTL"], merged["authRequired"], merged["active"])
+                route_id, merged.path, template_of(merged.path), merged.method,
+                merged.service, merged.upstream_url, merged.rate_limit, merged.cache_ttl,
+                merged.auth_required, merged.active)
 
     async def delete_route(self, route_id: uuid.UUID) -> None:
         await self.pool.execute("DELETE FROM route_configs WHERE id = $1", route_id)

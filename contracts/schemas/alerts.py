@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import MISSING, AfterValidator, Field
 
-from contracts.schemas.common import Answer, Limit
+from contracts.schemas.common import Answer, Id, Limit, Moment
 from contracts.validation import (
     JsonNumber,
     QueryBoolean,
@@ -105,6 +105,8 @@ class AlertEmitBody(RequestModel):
 
 
 class AlertRule(Answer):
+    """`id` and `_id` carry the same value."""
+
     id: str
     mongo_id: str = Field(alias="_id")
     name: str
@@ -112,35 +114,39 @@ class AlertRule(Answer):
     service: str
     metric: str
     window_seconds: int
-    threshold: float
+    # as the client sent it: an integer stays an integer (`5`, not `5.0`)
+    threshold: JsonNumber
     operator: str
     enabled: bool
     cool_down_seconds: int
     severity: str | None
-    project_id: str | None
+    project_id: Id | None
     user_id: str
-    created_at: str
-    updated_at: str
+    created_at: Moment
+    updated_at: Moment
 
 
 class AlertEvent(Answer):
+    """`id` and `_id` carry the same value."""
+
     id: str
     mongo_id: str = Field(alias="_id")
     rule_id: str
     rule_name: str
     service: str
     metric: str
-    value: float
-    threshold: float
+    # numbers as the store keeps them (MongoDB keeps an integer, PostgreSQL a float)
+    value: JsonNumber
+    threshold: JsonNumber
     operator: str
     message: str
     severity: str
-    timestamp: str
+    timestamp: Moment
     acknowledged: bool
     acknowledged_by: str | None
-    acknowledged_at: str | None
+    acknowledged_at: Moment | None
     user_id: str
-    project_id: str | None
+    project_id: Id | None
 
 
 class AlertEventPage(Answer):

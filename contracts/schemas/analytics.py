@@ -7,8 +7,9 @@ from uuid import UUID
 
 from pydantic import MISSING, Field
 
-from contracts.schemas.common import Answer
+from contracts.schemas.common import Answer, Moment
 from contracts.validation import (
+    JsonNumber,
     RequestModel,
     UtcDateTime,
     WholeNumber,
@@ -34,13 +35,18 @@ class AnalyticsQuery(RequestModel):
             raise failure("custom", "to must not be before from", "to")
 
 
+# Averages and rates are the integer 0 where there is no traffic and a float (rounded to two
+# decimals) otherwise; the answer keeps the number's kind, as the JSON bytes always had it.
+Rounded = JsonNumber
+
+
 class Summary(Answer):
     total_requests: int
-    avg_latency: float
+    avg_latency: Rounded
     min_latency: float
     max_latency: float
     p95_latency: float
-    error_rate: float
+    error_rate: Rounded
     error_count: int
     total_errors: int
     # requests per status class present, e.g. {"2xx": 10, "4xx": 1}
@@ -50,7 +56,7 @@ class Summary(Answer):
 
 
 class RequestCount(Answer):
-    date: str
+    date: Moment  # the UTC start of the hour or day
     count: int
 
 
@@ -59,14 +65,14 @@ class ErrorRate(Answer):
     errors4xx: int = Field(alias="errors4xx")
     errors5xx: int = Field(alias="errors5xx")
     total_errors: int
-    error_rate: float
+    error_rate: Rounded
 
 
 class Latency(Answer):
     p50: float
     p95: float
     p99: float
-    avg: float
+    avg: Rounded
     min: float
     max: float
 
@@ -81,10 +87,10 @@ class EndpointUse(Answer):
 class UserUse(Answer):
     user_id: str
     count: int
-    last_active: str | None
+    last_active: Moment | None
 
 
 class KeyUse(Answer):
     api_key_id: str
     count: int
-    last_used: str | None
+    last_used: Moment | None

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from uuid import UUID
 
-from contracts.schemas.common import Answer
+from contracts.schemas.common import Answer, Id, Moment
 from contracts.validation import Email, RequestModel, Trimmed, checks, length, pattern
 
 EmailAddress = Annotated[Email, checks(length("Email", max=255))]
@@ -52,16 +51,18 @@ Role = Literal["ADMIN", "DEVELOPER", "VIEWER"]
 
 
 class User(Answer):
-    id: UUID
+    """`User` of docs/api.md section 3.3: never the password hash nor the one-time tokens."""
+
+    id: Id
     email: str
     name: str
     role: Role
     active: bool
-    created_at: str
+    created_at: Moment
 
 
 class Profile(User):
-    updated_at: str
+    updated_at: Moment
 
 
 class TokenPair(Answer):

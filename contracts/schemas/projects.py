@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import MISSING, Field
 
+from contracts.messages import RouteConfigData
 from contracts.names import SERVICES
-from contracts.schemas.common import Answer, Limit, Page
+from contracts.schemas.common import Answer, Id, Limit, Moment, Page
 from contracts.validation import (
     RequestModel,
     StrictBoolean,
@@ -114,13 +115,13 @@ class RoutePatch(RequestModel):
 
 
 class Project(Answer):
-    id: str
+    id: Id
     name: str
     description: str | None
     user_id: str
     active: bool
-    created_at: str
-    updated_at: str
+    created_at: Moment
+    updated_at: Moment
 
 
 class ProjectPage(Answer):
@@ -134,35 +135,37 @@ class ProjectPage(Answer):
 class ApiKey(Answer):
     """A key as listed: never the key itself nor its hash, only the prefix that names it."""
 
-    id: str
+    id: Id
     prefix: str
     name: str
     active: bool
-    last_used_at: str | None
-    expires_at: str | None
-    created_at: str
-    revoked_at: str | None
+    last_used_at: Moment | None
+    expires_at: Moment | None
+    created_at: Moment
+    revoked_at: Moment | None
 
 
 class IssuedKey(Answer):
     """The answer that shows a raw key, once (`key` and `rawKey` are the same value)."""
 
-    id: str
+    id: Id
     key: str
     raw_key: str
     prefix: str
     name: str
-    project_id: str
-    expires_at: str | None
-    created_at: str
+    project_id: Id
+    expires_at: Moment | None
+    created_at: Moment
 
 
 class VerifiedKey(Answer):
-    id: str
-    project_id: str
+    """What a gateway caches of a valid key: whose it is and until when."""
+
+    id: Id
+    project_id: Id
     user_id: str
     owner_id: str | None
-    expires_at: str | None
+    expires_at: Moment | None
 
 
 class KeyVerdict(Answer):
@@ -172,25 +175,28 @@ class KeyVerdict(Answer):
 
 
 class RouteConfig(Answer):
-    id: str
+    """A route config as its project's members see it; `RouteConfigData` (contracts.messages)
+    is the same config with its project's owner, as gateways receive it."""
+
+    id: Id
     path: str
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     service: str | None
     upstream_url: str | None
-    project_id: str
+    project_id: Id
     rate_limit: int | None
     cache_ttl: int | None = Field(alias="cacheTTL")
     auth_required: bool
     active: bool
-    created_at: str
-    updated_at: str
+    created_at: Moment
+    updated_at: Moment
 
 
 class ActiveRouteConfig(Answer):
     """A route config in the admins' list of every active one."""
 
-    id: str
-    project_id: str
+    id: Id
+    project_id: Id
     path: str
     method: str
     service: str | None
@@ -198,3 +204,10 @@ class ActiveRouteConfig(Answer):
     rate_limit: int | None
     cache_ttl: int | None = Field(alias="cacheTTL")
     auth_required: bool
+
+
+class ActiveRouteSet(Answer):
+    """Every active route config with its owner, at a moment: a gateway's snapshot."""
+
+    routes: list[RouteConfigData]
+    at: str

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from contracts import operations as op
 from contracts.errors import ApiError, Forbidden, Unauthorized
 from contracts.identity import Identity, Role, verify_access_token
 from contracts.routes import Access, Route
@@ -28,7 +29,7 @@ from gateway.state import state_of
 Step = Callable[[RequestContext, web.Request], None]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-VIEWER_MAY_WRITE = frozenset({"auth.logout"})
+VIEWER_MAY_WRITE = frozenset({op.AUTH_LOGOUT})
 MINIMUM_ROLES = {
     Access.AUTHENTICATED: frozenset(Role),
     Access.DEVELOPER: frozenset({Role.DEVELOPER, Role.ADMIN}),

@@ -107,4 +107,7 @@ def test_the_api_docs_load_ten_times_without_a_failed_asset(gw: Stack, page: Pag
     for _ in range(10):
         page.goto(f"{gw.gateway_url}/api-docs/", wait_until="networkidle")
         expect(page.locator(".swagger-ui")).to_be_visible()
+        # the document itself rendered (its fetch can start after the network looked idle;
+        # the next visit must not cut it off)
+        expect(page.locator(".opblock").first).to_be_visible(timeout=10_000)
     assert failures == []

@@ -57,7 +57,7 @@ def engine_of(alert_store: AlertStore, pool, publisher, redis, key: str,
 
 async def rule_of(alert_store: AlertStore, caller: Caller = OWNER, **changes) -> AlertRule:
     created = await alert_store.create_rule(caller, rule_fields(**changes))
-    [rule] = [r for r in await alert_store.enabled_rules() if r.id == created["id"]]
+    [rule] = [r for r in await alert_store.enabled_rules() if r.id == created.id]
     return rule
 
 
@@ -130,7 +130,7 @@ async def test_cool_down_is_respected_across_ticks(
     later = await engine.tick(now + timedelta(seconds=61))
     assert quiet.id in [e.rule_id for e in later]
     listed = await alert_store.events(OWNER, EventFilter(), limit=100, offset=0)
-    assert listed["total"] == 7
+    assert listed.total == 7
 
 
 async def test_two_engines_store_one_event_per_breach(

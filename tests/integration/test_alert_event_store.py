@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from pydantic_core import to_jsonable_python
 
 from analytics_svc.alert_events_pg import milliseconds
 from analytics_svc.alert_store import AlertEventStore, AlertRule, EventFilter
@@ -33,6 +35,11 @@ WIRE_KEYS = {"id", "_id", "ruleId", "ruleName", "service", "metric", "value", "t
              "acknowledgedAt", "userId", "projectId"}
 
 
+def wire(answer: Any) -> Any:
+    """An answer as the service writes it: wire names, JSON values."""
+    return to_jsonable_python(answer, by_alias=True)
+
+
 async def store(events: AlertEventStore, rule: AlertRule, slot: int, *, seconds: float = 0,
                 severity: str = "warning", value: float = 12.0):
     return await events.store_event(rule, slot, value=value, severity=severity,
@@ -42,7 +49,7 @@ async def store(events: AlertEventStore, rule: AlertRule, slot: int, *, seconds:
 
 async def listed(events: AlertEventStore, caller: Caller = OWNER, *, limit: int = 100,
                  offset: int = 0, **where) -> dict:
-    return await events.events(caller, EventFilter(**where), limit=limit, offset=offset)
+    return wire(await events.events(caller, EventFilter(**where), limit=limit, offset=offset))
 
 
 async def test_one_event_per_rule_and_slot_with_the_derived_id(
@@ -146,12 +153,12 @@ async def test_only_the_owner_or_an_admin_acknowledges(alert_event_store: AlertE
     assert await alert_event_store.acknowledge(OTHER, stored.id, OTHER.email) is None
     assert (await the_event())["acknowledged"] is False
     before = datetime.now(UTC) - timedelta(seconds=1)
-    mine = await alert_event_store.acknowledge(OWNER, stored.id, "on-call")
+    mine = wire(await alert_event_store.acknowledge(OWNER, stored.id, "on-call"))
     assert mine is not None
     assert (mine["acknowledged"], mine["acknowledgedBy"]) == (True, "on-call")
     assert datetime.fromisoformat(mine["acknowledgedAt"]) >= before
     assert await the_event() == mine
-    again = await alert_event_store.acknowledge(ADMIN, stored.id, ADMIN.email)
+    again = wire(await alert_event_store.acknowledge(ADMIN, stored.id, ADMIN.email))
     assert again is not None and again["acknowledgedBy"] == ADMIN.email  # overwritten
     assert {k: v for k, v in again.items() if not k.startswith("acknowledged")} == {
         k: v for k, v in mine.items() if not k.startswith("acknowledged")}

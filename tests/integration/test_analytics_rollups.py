@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 from analytics_svc.buckets import MINUTE, TimeRange
 from analytics_svc.handlers import AnalyticsAnswers
@@ -15,6 +18,11 @@ from contracts.tenancy import ALL_TRAFFIC
 from contracts.timeutil import to_iso
 from tests import analytics_oracle as oracle
 from tests.factories import random_traffic, request_completed
+
+
+def wire(answer: Any) -> Any:
+    """An answer as the service writes it: wire names, JSON values."""
+    return to_jsonable_python(answer, by_alias=True)
 
 
 def scope(viewer: str | None, since: datetime | None, until: datetime | None,
@@ -37,21 +45,22 @@ async def assert_all_answers(answers: AnalyticsAnswers, events, viewer: str | No
     seen = oracle.within(oracle.visible(events, viewer, project), since, until)
     where = scope(viewer, since, until, project)
     context = (viewer, project, since, until, len(seen))
-    oracle.assert_matches(await answers.summary(where), oracle.summary(seen))
-    oracle.assert_matches(await answers.error_rate(where), oracle.error_rate(seen))
-    oracle.assert_matches(await answers.latency(where), oracle.latency(seen))
+    oracle.assert_matches(wire(await answers.summary(where)), oracle.summary(seen))
+    oracle.assert_matches(wire(await answers.error_rate(where)), oracle.error_rate(seen))
+    oracle.assert_matches(wire(await answers.latency(where)), oracle.latency(seen))
     for interval in ("hour", "day"):
-        assert await answers.requests_over_time(where, interval) == \
+        assert wire(await answers.requests_over_time(where, interval)) == \
             oracle.requests_over_time(seen, interval), context
     for limit in (1, 3, 100):
-        top = await answers.top_endpoints(where, limit)
+        top = wire(await answers.top_endpoints(where, limit))
         expected = oracle.top_endpoints(seen, limit)
         assert [(r["method"], r["path"], r["count"]) for r in top] == \
             [(r["method"], r["path"], r["count"]) for r in expected], context
         for got, want in zip(top, expected, strict=True):
             assert abs(got["avgLatency"] - want["avgLatency"]) <= 0.01 + 1e-9, context
-        assert await answers.top_users(where, limit) == oracle.top_users(seen, limit), context
-        assert await answers.api_key_usage(where, limit) == \
+        assert wire(await answers.top_users(where, limit)) == oracle.top_users(seen, limit), \
+            context
+        assert wire(await answers.api_key_usage(where, limit)) == \
             oracle.api_key_usage(seen, limit), context
 
 
@@ -77,18 +86,18 @@ async def test_every_answer_equals_brute_force_over_random_traffic(analytics_poo
 async def test_no_data_answers_zero_and_empty_lists(analytics_pool):
     answers = AnalyticsAnswers(RollupStore(analytics_pool))
     where = scope("nobody", None, None)
-    assert await answers.summary(where) == {
+    assert wire(await answers.summary(where)) == {
         "totalRequests": 0, "avgLatency": 0, "minLatency": 0, "maxLatency": 0,
         "p95Latency": 0, "errorRate": 0, "errorCount": 0, "totalErrors": 0,
         "statusBreakdown": {}, "uniqueUsers": 0, "uniqueEndpoints": 0}
-    assert await answers.latency(where) == {"p50": 0, "p95": 0, "p99": 0, "avg": 0, "min": 0,
-                                            "max": 0}
-    assert await answers.error_rate(where) == {"total": 0, "errors4xx": 0, "errors5xx": 0,
-                                               "totalErrors": 0, "errorRate": 0}
-    assert await answers.requests_over_time(where, "day") == []
-    assert await answers.top_endpoints(where, 10) == []
-    assert await answers.top_users(where, 10) == []
-    assert await answers.api_key_usage(where, 10) == []
+    assert wire(await answers.latency(where)) == {"p50": 0, "p95": 0, "p99": 0, "avg": 0,
+                                                  "min": 0, "max": 0}
+    assert wire(await answers.error_rate(where)) == {
+        "total": 0, "errors4xx": 0, "errors5xx": 0, "totalErrors": 0, "errorRate": 0}
+    assert wire(await answers.requests_over_time(where, "day")) == []
+    assert wire(await answers.top_endpoints(where, 10)) == []
+    assert wire(await answers.top_users(where, 10)) == []
+    assert wire(await answers.api_key_usage(where, 10)) == []
 
 
 async def test_range_bounds_align_to_ten_seconds_and_include_the_bucket_of_to(analytics_pool):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from contracts.identity import Caller, Role
+from contracts.schemas.logs import LogIngest
 from contracts.settings import Settings
 from logging_svc.copy import copy_logs, load_checkpoint
 from logging_svc.entries import LogFilter, LogRecord
@@ -23,16 +24,21 @@ from tests.integration.conftest import store_under_test
 ADMIN = Caller("admin", "admin@example.com", Role.ADMIN)
 
 
+def utc_text(moment: datetime) -> str:
+    """A moment as a client sends it: ISO-8601 in UTC ending in Z, to the microsecond."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def records(count: int) -> list[LogRecord]:
     now = datetime.now(UTC)
     gateway = [LogRecord.of_event(request_completed(i, user_id=f"u{i % 3}",
                                                     owner_id="owner", project_id="p1"))
                for i in range(count)]
-    external = [LogRecord.of_ingest({
+    external = [LogRecord.of_ingest(LogIngest.model_validate({
         "requestId": str(uuid.uuid4()), "method": "PUT", "path": f"/ext/{i}",
         "statusCode": 404, "latency": 3, "ip": "10.1.1.1",
-        "timestamp": (now - timedelta(days=2, seconds=i)).isoformat(),
-        "error": {"code": "X", "message": "y"}}, now) for i in range(count // 4)]
+        "timestamp": utc_text(now - timedelta(days=2, seconds=i)),
+        "error": {"code": "X", "message": "y"}}), now) for i in range(count // 4)]
     return gateway + external
 
 

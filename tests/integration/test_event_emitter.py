@@ -11,12 +11,13 @@ import pytest
 from contracts.amqp import declare_events_exchange
 from contracts.messages import RequestCompleted, RequestError, RpcRequest, decode_events
 from contracts.names import Service
+from contracts.operations import Operation
 from contracts.routes import ROUTES, Access, Route
 from contracts.rpc import RpcServer
 from gateway.app import build_app
 
-PING = Route("GET", "/api/v1/ping/:id", "test.ping", Access.PUBLIC, "ping",
-             service=Service.AUTH)
+PING = Route("GET", "/api/v1/ping/:id", Operation("test.ping", Service.AUTH), Access.PUBLIC,
+             "ping")
 
 
 async def ping(_request: RpcRequest):

@@ -16,21 +16,20 @@ from contracts.errors import NotFound
 from contracts.identity import Caller, issue_access_token
 from contracts.messages import RpcRequest
 from contracts.names import SERVICES, Service
+from contracts.operations import Operation
 from contracts.routes import ROUTES, Access, Route
 from contracts.rpc import Reply, RpcServer
 from gateway.app import build_app
 
-ECHO = Route("POST", "/api/v1/echo/:id", "test.echo", Access.PUBLIC, "echo",
-             service=Service.AUTH)
-MISSING = Route("GET", "/api/v1/missing", "test.missing", Access.PUBLIC, "404",
-                service=Service.AUTH)
-SLOW = Route("GET", "/api/v1/slow", "test.slow", Access.PUBLIC, "slow", service=Service.AUTH)
-NOBODY = Route("GET", "/api/v1/nobody", "test.nobody", Access.PUBLIC, "no consumer",
-               service=Service.ANALYTICS)
-WRITE = Route("POST", "/api/v1/write", "test.echo", Access.AUTHENTICATED, "any role",
-              service=Service.AUTH)
-ADMIN_ONLY = Route("GET", "/api/v1/admin-only", "test.echo", Access.ADMIN, "admins",
-                   service=Service.AUTH)
+TEST_ECHO = Operation("test.echo", Service.AUTH)
+ECHO = Route("POST", "/api/v1/echo/:id", TEST_ECHO, Access.PUBLIC, "echo")
+MISSING = Route("GET", "/api/v1/missing", Operation("test.missing", Service.AUTH),
+                Access.PUBLIC, "404")
+SLOW = Route("GET", "/api/v1/slow", Operation("test.slow", Service.AUTH), Access.PUBLIC, "slow")
+NOBODY = Route("GET", "/api/v1/nobody", Operation("test.nobody", Service.ANALYTICS),
+               Access.PUBLIC, "no consumer")
+WRITE = Route("POST", "/api/v1/write", TEST_ECHO, Access.AUTHENTICATED, "any role")
+ADMIN_ONLY = Route("GET", "/api/v1/admin-only", TEST_ECHO, Access.ADMIN, "admins")
 TABLE = (*ROUTES, ECHO, MISSING, SLOW, NOBODY, WRITE, ADMIN_ONLY)
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contracts.identity import Caller, Role
+from contracts.schemas.logs import LogIngest
 from logging_svc.entries import DuplicateRequestId, LogFilter, LogRecord
 from logging_svc.retention import RetentionSweeper
 from tests.factories import request_completed as completed
@@ -23,10 +24,15 @@ BOB = Caller("bob", "bob@example.com", Role.DEVELOPER)
 NOW = datetime.now(UTC)
 
 
+def utc_text(moment: datetime) -> str:
+    """A moment as a client sends it: ISO-8601 in UTC ending in Z, to the microsecond."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def ingest(request_id: str | None = None, **fields) -> LogRecord:
-    return LogRecord.of_ingest({"requestId": request_id or str(uuid.uuid4()), "method": "POST",
-                                "path": "/ext", "statusCode": 201, "latency": 2.0,
-                                "ip": "10.0.0.1", **fields}, NOW)
+    return LogRecord.of_ingest(LogIngest.model_validate({
+        "requestId": request_id or str(uuid.uuid4()), "method": "POST", "path": "/ext",
+        "statusCode": 201, "latency": 2.0, "ip": "10.0.0.1", **fields}), NOW)
 
 
 def event(index: int, **fields) -> LogRecord:
@@ -135,9 +141,9 @@ async def test_newest_first_by_offset_and_by_position(log_store: StoreUnderTest)
     start = NOW - timedelta(hours=1)
     # a second of one entry each, and three entries in the same millisecond
     await store.store_external(
-        [ingest(timestamp=(start + timedelta(seconds=i)).isoformat(), path=f"/p{i}")
+        [ingest(timestamp=utc_text(start + timedelta(seconds=i)), path=f"/p{i}")
          for i in range(25)]
-        + [ingest(timestamp=(start + timedelta(seconds=30)).isoformat(), path=f"/same{i}")
+        + [ingest(timestamp=utc_text(start + timedelta(seconds=30)), path=f"/same{i}")
            for i in range(3)])
     everything = LogFilter()
     first = await store.newest(ADMIN, everything, after=None, skip=0, limit=10)
@@ -182,7 +188,7 @@ async def test_retention_removes_expired_entries_and_keeps_the_rest(
     store = log_store.store
     old = NOW - timedelta(days=33)
     # entries from before the retention: what a store kept from earlier days
-    await store.store_external([ingest(timestamp=(old + timedelta(seconds=i)).isoformat())
+    await store.store_external([ingest(timestamp=utc_text(old + timedelta(seconds=i)))
                                 for i in range(30)])
     await store.store_once([event(i) for i in range(5)])  # stamped now
     sweeper = RetentionSweeper(store, interval_s=3600)

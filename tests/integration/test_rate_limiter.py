@@ -12,12 +12,14 @@ import pytest
 
 from contracts.messages import RpcRequest
 from contracts.names import Service
+from contracts.operations import Operation
 from contracts.routes import ROUTES, Access, Route
 from contracts.rpc import RpcServer
 from gateway.app import build_app
 from gateway.steps.rate_limiter import WINDOW_MS, RateLimiter
 
-PING = Route("GET", "/api/v1/ping", "test.ping", Access.PUBLIC, "ping", service=Service.AUTH)
+PING = Route("GET", "/api/v1/ping", Operation("test.ping", Service.AUTH), Access.PUBLIC,
+             "ping")
 TABLE = (*ROUTES, PING)
 
 

@@ -13,7 +13,13 @@ from contracts.errors import NotFound, ServiceUnavailable, Unauthorized, Upstrea
 from contracts.identity import Caller, Role
 from contracts.messages import RpcRequest
 from contracts.names import DIRECT_REPLY_TO, HEADER_DEAD_REASON, dead_letter_queue, rpc_queue
+from contracts.operations import Operation
 from contracts.rpc import Reply, RpcClient, RpcServer
+
+
+def named(name: str) -> Operation:
+    """An operation of these transport tests (served by raw handlers, not by a service)."""
+    return Operation(name, None)
 
 
 async def echo(request: RpcRequest) -> Reply:
@@ -39,7 +45,7 @@ async def test_round_trip(amqp, unique):
     sent = RpcRequest(body={"a": 1, "list": [1, "x", None]}, query={"page": 2},
                       params={"id": "p-1"}, caller=Caller("u-1", "a@b.co", Role.VIEWER),
                       request_id="r-1", client_ip="10.0.0.9")
-    result = await client.call(rpc_queue(unique), "echo", sent)
+    result = await client.call(rpc_queue(unique), named("echo"), sent)
 
     assert (result.status, result.body) == (201, {"echo": {"a": 1, "list": [1, "x", None]}})
     assert received == [sent]  # the handler gets the request typed, caller included
@@ -55,7 +61,7 @@ async def test_a_call_without_a_request_sends_an_empty_one(amqp, unique):
         received.append(request)
 
     async def whoami(request: RpcRequest) -> str:
-        return request.authenticated.user_id
+        return named("whoami").decode(request).authenticated.user_id
 
     server = RpcServer(await amqp("server"), rpc_queue(unique),
                        {"record": record, "whoami": whoami})
@@ -63,13 +69,13 @@ async def test_a_call_without_a_request_sends_an_empty_one(amqp, unique):
     client = RpcClient(await amqp("client"), default_timeout_ms=3000)
     await client.start()
 
-    result = await client.call(rpc_queue(unique), "record")
+    result = await client.call(rpc_queue(unique), named("record"))
     assert (result.status, result.body) == (200, None)
     assert received == [RpcRequest()]
     with pytest.raises(Unauthorized):  # no caller where one is required: a 401, not a crash
-        await client.call(rpc_queue(unique), "whoami")
+        await client.call(rpc_queue(unique), named("whoami"))
     caller = Caller("u-7", "a@b.co", Role.ADMIN)
-    assert (await client.call(rpc_queue(unique), "whoami", RpcRequest(caller=caller))).body \
+    assert (await client.call(rpc_queue(unique), named("whoami"), RpcRequest(caller=caller))).body \
         == "u-7"
     await server.stop()
     await client.close()
@@ -89,14 +95,14 @@ async def test_errors_cross_the_wire_as_envelopes(amqp, unique):
     await client.start()
 
     with pytest.raises(NotFound) as not_found:
-        await client.call(rpc_queue(unique), "missing")
+        await client.call(rpc_queue(unique), named("missing"))
     assert not_found.value.message == "Project not found"
     with pytest.raises(Exception) as internal:
-        await client.call(rpc_queue(unique), "broken")
+        await client.call(rpc_queue(unique), named("broken"))
     assert internal.value.status == 500
     assert "secret" not in internal.value.message
     with pytest.raises(NotFound):
-        await client.call(rpc_queue(unique), "no-such-operation")
+        await client.call(rpc_queue(unique), named("no-such-operation"))
     await server.stop()
     await client.close()
 
@@ -112,7 +118,7 @@ async def test_hundred_concurrent_calls_each_get_their_own_reply(amqp, unique):
     await client.start()
 
     results = await asyncio.gather(
-        *(client.call(rpc_queue(unique), "echo", body({"i": i})) for i in range(100))
+        *(client.call(rpc_queue(unique), named("echo"), body({"i": i})) for i in range(100))
     )
 
     assert [r.body["i"] for r in results] == list(range(100))
@@ -136,10 +142,10 @@ async def test_call_past_its_deadline_is_504_and_never_processed(amqp, unique):
     client = RpcClient(await amqp("client"), default_timeout_ms=5000)
     await client.start()
 
-    first = asyncio.create_task(client.call(rpc_queue(unique), "op", body({"i": 0})))
+    first = asyncio.create_task(client.call(rpc_queue(unique), named("op"), body({"i": 0})))
     await asyncio.sleep(0.2)
     with pytest.raises(UpstreamTimeout) as timed_out:
-        await client.call(rpc_queue(unique), "op", body({"i": 1}), timeout_ms=300)
+        await client.call(rpc_queue(unique), named("op"), body({"i": 1}), timeout_ms=300)
     assert timed_out.value.status == 504
     release.set()
     assert (await first).body == 0
@@ -158,11 +164,11 @@ async def test_no_consumer_is_503_and_later_calls_fail_fast(amqp, unique):
     await client.start()
 
     with pytest.raises(ServiceUnavailable):
-        await client.call(rpc_queue(unique), "echo", timeout_ms=300)
+        await client.call(rpc_queue(unique), named("echo"), timeout_ms=300)
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(ServiceUnavailable):
-        await client.call(rpc_queue(unique), "echo", timeout_ms=3000)
+        await client.call(rpc_queue(unique), named("echo"), timeout_ms=3000)
     assert loop.time() - started < 1.0  # remembered, not waited for again
     await client.close()
 
@@ -171,7 +177,7 @@ async def test_unknown_queue_is_503(amqp, unique):
     client = RpcClient(await amqp("client"), default_timeout_ms=5000)
     await client.start()
     with pytest.raises(ServiceUnavailable):
-        await client.call(rpc_queue(unique), "echo", timeout_ms=300)
+        await client.call(rpc_queue(unique), named("echo"), timeout_ms=300)
     await client.close()
 
 
@@ -184,7 +190,7 @@ async def test_service_restarted_mid_traffic_loses_no_call(amqp, unique):
     async def traffic() -> list[Any]:
         calls = []
         for i in range(60):
-            call = client.call(rpc_queue(unique), "echo", body({"i": i}))
+            call = client.call(rpc_queue(unique), named("echo"), body({"i": i}))
             calls.append(asyncio.create_task(call))
             await asyncio.sleep(0.01)
         return await asyncio.gather(*calls)
@@ -217,7 +223,7 @@ async def test_poison_message_is_dead_lettered_and_consumer_keeps_going(amqp, un
         aio_pika.Message(b'{"a": 1}'), routing_key=rpc_queue(unique)  # no operation
     )
 
-    result = await client.call(rpc_queue(unique), "echo", body({"still": "alive"}))
+    result = await client.call(rpc_queue(unique), named("echo"), body({"still": "alive"}))
     assert result.body == {"echo": {"still": "alive"}}
 
     dead = await raw.declare_queue(dead_letter_queue(rpc_queue(unique)), passive=True)
@@ -248,7 +254,7 @@ async def test_graceful_stop_finishes_in_flight_calls(amqp, unique):
     client = RpcClient(await amqp("client"), default_timeout_ms=5000)
     await client.start()
 
-    calls = [asyncio.create_task(client.call(rpc_queue(unique), "slow")) for _ in range(5)]
+    calls = [asyncio.create_task(client.call(rpc_queue(unique), named("slow"))) for _ in range(5)]
     await asyncio.sleep(0.1)
     await server.stop(grace_s=5)
 
@@ -304,6 +310,6 @@ async def test_malformed_requests_are_dead_lettered_and_answered_400(amqp, uniqu
     # The server keeps serving well-formed requests.
     client = RpcClient(await amqp("client"), default_timeout_ms=3000)
     await client.start()
-    assert (await client.call(rpc_queue(unique), "echo")).body == "handled"
+    assert (await client.call(rpc_queue(unique), named("echo"))).body == "handled"
     await server.stop()
     await client.close()

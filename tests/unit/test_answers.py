@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
+from contracts import operations as op
 from contracts.errors import InternalError
 from contracts.messages import AlertEmitted, AlertTriggered, RequestCompleted
+from contracts.operations import Operation
 from contracts.routes import ROUTES, Route
 from gateway.answers import AnswerCheck
 from gateway.docs import build_openapi
@@ -37,6 +39,14 @@ def _property_names(schema: Any) -> set[str]:
         elif isinstance(item, list):
             pending += item
     return names
+
+
+def test_the_openapi_document_is_valid_openapi_3_0():
+    from openapi_spec_validator import validate
+
+    document = build_openapi(ROUTES)
+    assert document["openapi"] == "3.0.3"
+    validate(document)
 
 
 def test_every_operation_declares_its_answer():
@@ -76,8 +86,8 @@ def test_no_public_event_carries_an_internal_field():
         assert {_squashed(n) for n in wire} & INTERNAL == set()
 
 
-def _route(operation: str) -> Route:
-    return next(r for r in ROUTES if r.operation == operation)
+def _route(operation: Operation) -> Route:
+    return next(r for r in ROUTES if r.operation is operation)
 
 
 ROUTE_CONFIG = {
@@ -89,23 +99,23 @@ ROUTE_CONFIG = {
 
 
 def test_an_answer_as_declared_passes():
-    AnswerCheck(_route("route.get"))(200, ROUTE_CONFIG)
-    AnswerCheck(_route("route.list"))(200, [ROUTE_CONFIG, ROUTE_CONFIG])
+    AnswerCheck(_route(op.ROUTE_GET))(200, ROUTE_CONFIG)
+    AnswerCheck(_route(op.ROUTE_LIST))(200, [ROUTE_CONFIG, ROUTE_CONFIG])
 
 
 @pytest.mark.parametrize("stray", [{"keyHash": "ab" * 32}, {"ownerId": "u"}])
 def test_an_undeclared_field_is_a_500_not_a_leak(stray: dict[str, Any]):
     with pytest.raises(InternalError):
-        AnswerCheck(_route("route.get"))(200, {**ROUTE_CONFIG, **stray})
+        AnswerCheck(_route(op.ROUTE_GET))(200, {**ROUTE_CONFIG, **stray})
 
 
 def test_a_missing_or_mistyped_field_is_a_500():
     without = {k: v for k, v in ROUTE_CONFIG.items() if k != "cacheTTL"}
     with pytest.raises(InternalError):
-        AnswerCheck(_route("route.get"))(200, without)
+        AnswerCheck(_route(op.ROUTE_GET))(200, without)
     with pytest.raises(InternalError):
-        AnswerCheck(_route("route.list"))(200, ROUTE_CONFIG)  # an object where a list belongs
+        AnswerCheck(_route(op.ROUTE_LIST))(200, ROUTE_CONFIG)  # an object where a list belongs
 
 
 def test_error_answers_are_not_checked_against_the_success_type():
-    AnswerCheck(_route("route.get"))(404, {"error": "NOT_FOUND"})
+    AnswerCheck(_route(op.ROUTE_GET))(404, {"error": "NOT_FOUND"})

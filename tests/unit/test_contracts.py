@@ -1,5 +1,6 @@
 import pytest
 
+from contracts import operations as op
 from contracts.messages import (
     KeyRevoked,
     MalformedMessage,
@@ -8,6 +9,7 @@ from contracts.messages import (
     encode_events,
 )
 from contracts.names import SERVICES, RoutingKey, Service, rpc_queue
+from contracts.operations import Operation
 from contracts.routes import ROUTES, Access, Route, check_table
 from contracts.timeutil import iso_of_unix, to_iso
 
@@ -58,16 +60,16 @@ def test_services_have_their_queue_and_port():
 
 
 def test_route_templates_convert_for_aiohttp():
-    route = Route("GET", "/api/v1/projects/:id/keys/:keyId", "project.get", Access.DEVELOPER,
-                  "x", service=Service.PROJECT)
+    route = Route("GET", "/api/v1/projects/:id/keys/:keyId", op.PROJECT_GET, Access.DEVELOPER,
+                  "x")
     assert route.aiohttp_path == "/api/v1/projects/{id}/keys/{keyId}"
     assert route.path_params == ("id", "keyId")
     assert route.template == "GET /api/v1/projects/:id/keys/:keyId"
 
 
 def test_a_route_cannot_be_listed_twice():
-    a = Route("GET", "/x/:id", "a", Access.PUBLIC, "a")
-    b = Route("GET", "/x/:other", "b", Access.PUBLIC, "b")
+    a = Route("GET", "/x/:id", Operation("a", None), Access.PUBLIC, "a")
+    b = Route("GET", "/x/:other", Operation("b", None), Access.PUBLIC, "b")
     with pytest.raises(ValueError, match="twice"):
         check_table((a, b))
     check_table(ROUTES)

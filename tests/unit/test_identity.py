@@ -3,6 +3,7 @@ import time
 import jwt
 import pytest
 
+from contracts import operations as op
 from contracts.errors import Forbidden, TokenExpired, Unauthorized
 from contracts.identity import (
     AUDIENCE,
@@ -12,6 +13,7 @@ from contracts.identity import (
     issue_access_token,
     verify_access_token,
 )
+from contracts.operations import Operation
 from contracts.routes import Access, Route
 from gateway.steps.authenticator import authorize
 
@@ -64,8 +66,8 @@ def test_bad_tokens_are_unauthorized(token):
         verify_access_token(SECRET, token)
 
 
-def route(method: str, access: Access, operation: str = "x.op") -> Route:
-    return Route(method, "/x", operation, access, "x")
+def route(method: str, access: Access, operation: Operation | None = None) -> Route:
+    return Route(method, "/x", operation or Operation("x.op", None), access, "x")
 
 
 def who(role: Role) -> Identity:
@@ -80,7 +82,7 @@ def test_viewers_may_not_write(method):
 
 def test_viewers_may_read_and_log_out():
     authorize(who(Role.VIEWER), route("GET", Access.AUTHENTICATED), "GET")
-    authorize(who(Role.VIEWER), route("POST", Access.AUTHENTICATED, "auth.logout"), "POST")
+    authorize(who(Role.VIEWER), route("POST", Access.AUTHENTICATED, op.AUTH_LOGOUT), "POST")
 
 
 def test_minimum_roles():

@@ -25,6 +25,7 @@ from contracts.messages import (
     encode_events,
 )
 from contracts.names import RoutingKey
+from contracts.operations import Operation
 
 AT = "2026-05-10T00:00:00.123Z"
 
@@ -249,11 +250,12 @@ def test_an_empty_rpc_request_round_trips_and_has_no_caller():
     assert RpcRequest.from_wire(wire) == request
     assert RpcRequest.from_wire({}) == request
     with pytest.raises(Unauthorized):
-        _ = request.authenticated
+        _ = Operation("x.y", None).decode(request).authenticated
 
 
 def test_authenticated_gives_the_caller():
-    caller = RpcRequest.from_wire({"caller": CALLER.to_wire()}).authenticated
+    request = RpcRequest.from_wire({"caller": CALLER.to_wire()})
+    caller = Operation("x.y", None).decode(request).authenticated
     assert caller == CALLER and isinstance(caller.role, Role)
 
 

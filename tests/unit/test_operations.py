@@ -1,16 +1,23 @@
-"""The route table and the services' `@operation` methods name the same operations."""
+"""The route table and the services' `@handles` methods bind the same operation objects; the
+binding decodes a call into its declared types and writes exactly the declared answer."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 
 import pytest
+from pydantic import ValidationError as PydanticError
 
+from contracts import operations as op
+from contracts.errors import ValidationError
 from contracts.messages import RpcRequest
 from contracts.names import Service
+from contracts.operations import Call, Operation
 from contracts.routes import ROUTES
-from contracts.rpc import declared_operations, operation, operations_of
+from contracts.rpc import Reply, declared_operations, handles, operations_of
+from contracts.schemas.common import IdParams, Message
 
 # Where each service's operations are declared: (module, class) pairs.
 HANDLER_CLASSES: dict[Service, tuple[tuple[str, str], ...]] = {
@@ -22,8 +29,8 @@ HANDLER_CLASSES: dict[Service, tuple[tuple[str, str], ...]] = {
 }
 
 # Operations that a service serves to other processes, not to a public route.
-INTERNAL: dict[Service, set[str]] = {
-    Service.PROJECT: {"route.active_set"},  # the gateway's config snapshot
+INTERNAL: dict[Service, set[Operation]] = {
+    Service.PROJECT: {op.ROUTE_ACTIVE_SET},  # the gateway's config snapshot
 }
 
 
@@ -32,9 +39,9 @@ def handler_classes(service: Service) -> list[type]:
             for module, name in HANDLER_CLASSES[service]]
 
 
-def declared(service: Service) -> dict[str, str]:
-    """Operation name -> method name over the service's handler classes (each name once)."""
-    found: dict[str, str] = {}
+def declared(service: Service) -> dict[Operation, str]:
+    """Operation -> method name over the service's handler classes (each operation once)."""
+    found: dict[Operation, str] = {}
     for cls in handler_classes(service):
         operations = declared_operations(cls)
         assert not found.keys() & operations.keys(), f"{service}: declared twice"
@@ -42,7 +49,7 @@ def declared(service: Service) -> dict[str, str]:
     return found
 
 
-def routed_operations(service: Service) -> set[str]:
+def routed_operations(service: Service) -> set[Operation]:
     return {route.operation for route in ROUTES if route.service is service}
 
 
@@ -53,13 +60,13 @@ def test_every_service_with_routes_has_its_handler_classes_listed_here():
 
 @pytest.mark.parametrize("service", list(Service))
 def test_every_route_has_its_operation_declared(service):
-    missing = sorted(routed_operations(service) - declared(service).keys())
+    missing = sorted(o.name for o in routed_operations(service) - declared(service).keys())
     assert not missing, f"{service}: routes name operations nobody declares: {missing}"
 
 
 @pytest.mark.parametrize("service", list(Service))
 def test_no_operation_is_declared_that_no_route_uses(service):
-    unused = sorted(declared(service).keys() - routed_operations(service)
+    unused = sorted(o.name for o in declared(service).keys() - routed_operations(service)
                     - INTERNAL.get(service, set()))
     assert not unused, f"{service}: operations no route uses: {unused}"
 
@@ -77,77 +84,120 @@ def test_routes_the_gateway_answers_itself_have_its_handlers():
         LOCAL_HANDLERS.keys()
 
 
-def test_operation_methods_are_coroutines_taking_a_request():
+def test_every_declared_operation_is_served_by_its_own_service():
+    for service in HANDLER_CLASSES:
+        assert all(o.service is service for o in declared(service)), service
+
+
+def test_operation_names_are_unique():
+    declared_ops = [v for v in vars(op).values() if isinstance(v, Operation)]
+    names = [o.name for o in declared_ops if o is not op.SERVICE_HEALTH]
+    assert len(names) == len(set(names))
+
+
+def test_handlers_take_the_typed_call_of_their_operation_and_return_its_answer():
+    """A handler's signature names its operation's types: Call[body, query, params] and the
+    declared answer (a list of the body model for a batch)."""
     for service in HANDLER_CLASSES:
         for cls in handler_classes(service):
-            for name, attribute in declared_operations(cls).items():
+            module = importlib.import_module(cls.__module__)
+            for declared_op, attribute in declared_operations(cls).items():
                 method = getattr(cls, attribute)
-                assert inspect.iscoroutinefunction(method), f"{name} is not async"
-                assert len(inspect.signature(method).parameters) == 2, \
-                    f"{name} should take (self, request)"
+                assert inspect.iscoroutinefunction(method), f"{declared_op} is not async"
+                hints = typing.get_type_hints(method, vars(module))
+                call = next(v for k, v in hints.items() if k != "return")
+                body = declared_op.body
+                if body is not None and declared_op.body_max_items is not None:
+                    body = list[body]
+                wanted = tuple(type(None) if t is None else t
+                               for t in (body, declared_op.query, declared_op.params))
+                assert typing.get_origin(call) is Call, declared_op
+                assert typing.get_args(call) == wanted, (declared_op, typing.get_args(call))
+                answer = type(None) if declared_op.answer is None else declared_op.answer
+                assert hints["return"] == answer, (declared_op, hints["return"])
 
 
-# --- the decorator itself ----------------------------------------------------------------------
+# --- the binding itself ------------------------------------------------------------------------
+
+THING_GET = Operation("thing.get", None, params=IdParams, answer=Message)
+THING_DELETE = Operation("thing.delete", None, params=IdParams, status=204)
+THING_LIST = Operation("thing.list", None, answer=list[Message])
+ID = "0b7f3c52-54a5-4c1c-9a38-1f6a1b1d0a11"
 
 
 class Base:
     def __init__(self, tag: str) -> None:
         self.tag = tag
 
-    @operation("thing.get")
-    async def get(self, request: RpcRequest) -> dict:
-        return {"tag": self.tag, "params": dict(request.params)}
+    @handles(THING_GET)
+    async def get(self, call: Call[None, None, IdParams]) -> Message:
+        return Message(message=f"{self.tag} {call.params.id}")
 
-    @operation("thing.delete")
-    async def delete(self, _request: RpcRequest) -> None:
+    @handles(THING_DELETE)
+    async def delete(self, _call: Call[None, None, IdParams]) -> None:
         return None
 
-    async def helper(self, _request: RpcRequest) -> None:  # not an operation
+    async def helper(self, _call: Call[None, None, None]) -> None:  # not an operation
         return None
 
 
 class Derived(Base):
-    @operation("thing.get")  # overrides under the same method name: still one operation
-    async def get(self, _request: RpcRequest) -> dict:
-        return {"derived": self.tag}
+    @handles(THING_GET)  # overrides under the same method name: still one operation
+    async def get(self, _call: Call[None, None, IdParams]) -> Message:
+        return Message(message=f"derived {self.tag}")
 
-    @operation("thing.list")
-    async def list_things(self, _request: RpcRequest) -> list:
-        return []
-
-
-def test_declared_operations_names_methods_without_an_instance():
-    assert declared_operations(Base) == {"thing.get": "get", "thing.delete": "delete"}
-    assert declared_operations(Derived) == {"thing.get": "get", "thing.delete": "delete",
-                                            "thing.list": "list_things"}
+    @handles(THING_LIST)
+    async def list_things(self, _call: Call[None, None, None]) -> list[Message]:
+        return [Message(message="a"), Message(message="b")]
 
 
-async def test_operations_of_returns_bound_methods():
-    first, second = Base("one"), Base("two")
-    operations = operations_of(first)
+def test_declared_operations_name_methods_without_an_instance():
+    assert declared_operations(Base) == {THING_GET: "get", THING_DELETE: "delete"}
+    assert declared_operations(Derived) == {THING_GET: "get", THING_DELETE: "delete",
+                                            THING_LIST: "list_things"}
+
+
+async def test_operations_of_decodes_the_call_and_writes_the_declared_answer():
+    operations = operations_of(Base("one"))
     assert set(operations) == {"thing.get", "thing.delete"}
-    for name, handler in operations.items():
-        assert inspect.ismethod(handler) and handler.__self__ is first
-        assert handler.__func__ is getattr(Base, declared_operations(Base)[name])
-    assert await operations["thing.get"](RpcRequest(params={"id": "7"})) == \
-        {"tag": "one", "params": {"id": "7"}}
-    assert await operations_of(second)["thing.get"](RpcRequest()) == {"tag": "two", "params": {}}
+    reply = await operations["thing.get"](RpcRequest(params={"id": ID}))
+    assert reply == Reply({"message": f"one {ID}"}, 200)
+    assert await operations["thing.delete"](RpcRequest(params={"id": ID})) == Reply(None, 204)
+    assert await operations_of(Base("two"))["thing.get"](RpcRequest(params={"id": ID})) == \
+        Reply({"message": f"two {ID}"}, 200)
+
+
+async def test_a_call_that_does_not_fit_its_types_is_a_400():
+    with pytest.raises(ValidationError):
+        await operations_of(Base("one"))["thing.get"](RpcRequest(params={"id": "seven"}))
+
+
+async def test_an_answer_that_does_not_fit_its_type_is_refused():
+    class Leaky:
+        @handles(THING_GET)
+        async def get(self, _call: Call[None, None, IdParams]) -> Message:
+            return {"message": "m", "keyHash": "ab"}  # type: ignore[return-value]
+
+    with pytest.raises(PydanticError):
+        await operations_of(Leaky())["thing.get"](RpcRequest(params={"id": ID}))
 
 
 async def test_operations_of_a_subclass_use_its_overrides():
     operations = operations_of(Derived("d"))
-    assert await operations["thing.get"](RpcRequest()) == {"derived": "d"}
-    assert operations["thing.delete"].__self__.tag == "d"
+    assert await operations["thing.get"](RpcRequest(params={"id": ID})) == \
+        Reply({"message": "derived d"}, 200)
+    assert await operations["thing.list"](RpcRequest()) == \
+        Reply([{"message": "a"}, {"message": "b"}], 200)
 
 
 def test_the_same_operation_on_two_methods_is_refused():
     class Twice:
-        @operation("thing.get")
-        async def get(self, _request: RpcRequest) -> None:
+        @handles(THING_GET)
+        async def get(self, _call: Call[None, None, IdParams]) -> None:
             return None
 
-        @operation("thing.get")
-        async def get_again(self, _request: RpcRequest) -> None:
+        @handles(THING_GET)
+        async def get_again(self, _call: Call[None, None, IdParams]) -> None:
             return None
 
     with pytest.raises(ValueError, match=r"thing\.get"):
@@ -158,8 +208,8 @@ def test_the_same_operation_on_two_methods_is_refused():
 
 def test_the_same_operation_on_a_new_method_of_a_subclass_is_refused():
     class Again(Base):
-        @operation("thing.delete")
-        async def remove(self, _request: RpcRequest) -> None:
+        @handles(THING_DELETE)
+        async def remove(self, _call: Call[None, None, IdParams]) -> None:
             return None
 
     with pytest.raises(ValueError, match=r"thing\.delete"):
