@@ -1,6 +1,5 @@
-from analytics_svc.app import configure
-from contracts.names import Service
+from analytics_svc.app import ANALYTICS
 from contracts.service import run_service
 
 if __name__ == "__main__":
-    run_service(Service.ANALYTICS, configure)
+    run_service(ANALYTICS)

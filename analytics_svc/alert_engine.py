@@ -16,9 +16,7 @@ rollup step at most is added at its start), never from raw log entries.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -36,10 +34,10 @@ from analytics_svc.alerting import (
 from analytics_svc.buckets import TimeRange
 from analytics_svc.rollup import ANY_PROJECT
 from analytics_svc.store import RollupStore, Scope
-from contracts.events import EventPublisher
+from contracts.broker import Publisher
 from contracts.logging import get_logger
 from contracts.messages import AlertTriggered
-from contracts.tasks import stop_task
+from contracts.periodic import Periodic
 from contracts.tenancy import ALL_TRAFFIC
 
 log = get_logger(__name__)
@@ -79,20 +77,20 @@ class Lease:
 
 
 class AlertEngine:
-    def __init__(self, alerts: AlertStore, rollups: RollupStore, publisher: EventPublisher,
+    def __init__(self, alerts: AlertStore, rollups: RollupStore, publisher: Publisher,
                  lease: Lease, interval_ms: int) -> None:
         self._alerts = alerts
         self._rollups = rollups
         self._publisher = publisher
         self._lease = lease
         self._interval_ms = interval_ms
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="alert-engine")
+    def periodic(self) -> Periodic:
+        """The tick, on multiples of the interval: the same instants in every replica."""
+        return Periodic("alert-engine", self.tick, self._interval_ms / 1000, aligned=True)
 
     async def close(self) -> None:
-        await stop_task(self._task)
+        """Hand the lease over at once (a replica need not wait for it to run out)."""
         with contextlib.suppress(Exception):
             await self._lease.release()
 
@@ -134,13 +132,3 @@ class AlertEngine:
             ALERTS_TRIGGERED.labels(severity).inc()
             log.info("alert triggered", rule_id=rule.id, metric=rule.metric, value=value)
         return event
-
-    async def _run(self) -> None:
-        interval_s = self._interval_ms / 1000
-        while True:
-            # ticks on multiples of the interval, the same instants in every replica
-            await asyncio.sleep(interval_s - (time.time() % interval_s))
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("alert engine tick failed; the next tick retries")

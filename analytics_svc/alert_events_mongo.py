@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from analytics_svc.alert_store import (
@@ -26,11 +25,12 @@ from analytics_svc.alert_store import (
 )
 from contracts.identity import Caller
 from contracts.messages import AlertTriggered
+from contracts.mongo import Collection
 from contracts.schemas.alerts import AlertEvent, AlertEventPage
 
 
 class MongoAlertEventStore:
-    def __init__(self, events: AsyncCollection) -> None:
+    def __init__(self, events: Collection) -> None:
         self._events = events
 
     async def last_event_at(self, rule_id: str) -> datetime | None:

@@ -6,9 +6,10 @@ from typing import Any
 
 from analytics_svc.alert_store import AlertStore, EventFilter
 from contracts import operations as op
+from contracts.broker import RpcCaller
 from contracts.errors import NotFound
 from contracts.operations import Call
-from contracts.rpc import RpcClient, handles
+from contracts.rpc import handles
 from contracts.schemas.alerts import (
     AcknowledgeBody,
     AlertEvent,
@@ -27,7 +28,7 @@ EVENT_NOT_FOUND = "Alert event not found"
 
 
 class AlertHandlers:
-    def __init__(self, store: AlertStore, rpc: RpcClient) -> None:
+    def __init__(self, store: AlertStore, rpc: RpcCaller) -> None:
         self._store = store
         self._rpc = rpc
 

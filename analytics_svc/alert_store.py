@@ -20,11 +20,10 @@ from typing import Any, Protocol, TypeVar
 
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts.identity import Caller
 from contracts.messages import AlertTriggered
-from contracts.mongo import Index, derived_id, inclusive_range
+from contracts.mongo import Collection, Index, derived_id, inclusive_range
 from contracts.schemas import alerts
 from contracts.schemas.common import Answer
 from contracts.timeutil import to_iso
@@ -183,7 +182,7 @@ class AlertEventStore(Protocol):
 class AlertStore:
     """Rules in MongoDB; events in `events`, whichever store it is."""
 
-    def __init__(self, rules: AsyncCollection, events: AlertEventStore) -> None:
+    def __init__(self, rules: Collection, events: AlertEventStore) -> None:
         self._rules = rules
         self._events = events
 

@@ -27,11 +27,11 @@ from analytics_svc.consumer import RollupWriter
 from analytics_svc.handlers import AnalyticsHandlers
 from analytics_svc.pruning import Pruner
 from analytics_svc.store import RollupStore
+from contracts.messages import RequestCompleted
 from contracts.migrations import open_migrated_pool, read_migrations
 from contracts.mongo import Mongo, open_mongo
-from contracts.names import ANALYTICS_REQUESTS
-from contracts.rpc import operations_of
-from contracts.service import ServiceProcess
+from contracts.names import ANALYTICS_REQUESTS, Service
+from contracts.service import Assembly, Consumer, ServiceDeclaration, closing
 from contracts.settings import Settings
 
 MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
@@ -57,58 +57,34 @@ async def open_alert_event_store(settings: Settings, pool: asyncpg.Pool,
     return MongoAlertEventStore(events)
 
 
-class AnalyticsComponent:
-    def __init__(self) -> None:
-        self._pool: asyncpg.Pool | None = None
-        self._mongo: Mongo | None = None
-        self._redis: Redis | None = None
-        self._pruner: Pruner | None = None
-        self._engine: AlertEngine | None = None
-        self._writer: RollupWriter | None = None
+async def assemble(service: Assembly) -> None:
+    settings = service.settings
+    pool = await service.open(closing(await open_database(settings), asyncpg.Pool.close))
+    rollups = RollupStore(pool)
+    mongo = await service.open(closing(
+        await open_mongo(settings.mongo_url, settings.mongo_db, app_name=service.name),
+        Mongo.close))
+    rules = mongo.db[RULES]
+    await mongo.ensure_indexes(rules, RULE_INDEXES)
+    alerts = AlertStore(rules, await open_alert_event_store(settings, pool, mongo))
+    service.serve(AnalyticsHandlers(rollups, service.rpc))
+    service.serve(AlertHandlers(alerts, service.rpc))
 
-    async def start(self, process: ServiceProcess) -> None:
-        assert process.rpc is not None and process.publisher is not None
-        settings = process.settings
-        self._pool = await open_database(settings)
-        rollups = RollupStore(self._pool)
-        self._mongo = await open_mongo(settings.mongo_url, settings.mongo_db,
-                                       app_name=process.name)
-        rules = self._mongo.db[RULES]
-        await self._mongo.ensure_indexes(rules, RULE_INDEXES)
-        alerts = AlertStore(rules, await open_alert_event_store(settings, self._pool,
-                                                                self._mongo))
-        process.add_handlers(operations_of(AnalyticsHandlers(rollups, process.rpc)))
-        process.add_handlers(operations_of(AlertHandlers(alerts, process.rpc)))
-        self._writer = RollupWriter(rollups)
-        self._writer.start()
-        process.add_consumer(ANALYTICS_REQUESTS, self._writer.on_requests,
-                             prefetch=CONSUMER_PREFETCH)
-        self._pruner = Pruner(
-            self._pool, ledger_horizon=timedelta(hours=settings.analytics_ledger_hours))
-        self._pruner.start()
-        self._redis = Redis.from_url(settings.redis_url)
-        lease = Lease(self._redis, LEASE_KEY,
-                      ttl_ms=max(1000, LEASE_INTERVALS * settings.alert_interval_ms))
-        self._engine = AlertEngine(alerts, rollups, process.publisher, lease,
-                                   settings.alert_interval_ms)
-        self._engine.start()
+    writer = RollupWriter(rollups)
+    writer.start()
+    await service.open(closing(writer, RollupWriter.close))
+    service.consume(Consumer(ANALYTICS_REQUESTS, RequestCompleted, writer.on_requests,
+                             prefetch=CONSUMER_PREFETCH))
 
-    async def stop(self, _process: ServiceProcess) -> None:
-        if self._engine is not None:
-            await self._engine.close()
-        if self._pruner is not None:
-            await self._pruner.close()
-        if self._writer is not None:
-            await self._writer.close()
-        if self._redis is not None:
-            await self._redis.aclose()
-        if self._mongo is not None:
-            await self._mongo.close()
-        if self._pool is not None:
-            await self._pool.close()
+    pruner = Pruner(pool, ledger_horizon=timedelta(hours=settings.analytics_ledger_hours))
+    service.every(pruner.periodic())
+
+    redis = await service.open(closing(Redis.from_url(settings.redis_url), Redis.aclose))
+    lease = Lease(redis, LEASE_KEY, ttl_ms=max(1000, LEASE_INTERVALS * settings.alert_interval_ms))
+    engine = await service.open(closing(
+        AlertEngine(alerts, rollups, service.publisher, lease, settings.alert_interval_ms),
+        AlertEngine.close))
+    service.every(engine.periodic())
 
 
-def configure(process: ServiceProcess) -> None:
-    component = AnalyticsComponent()
-    process.on_start(component.start)
-    process.on_stop(component.stop)
+ANALYTICS = ServiceDeclaration(Service.ANALYTICS, assemble)

@@ -12,9 +12,10 @@ from analytics_svc.buckets import TimeRange
 from analytics_svc.rollup import ANY_PROJECT
 from analytics_svc.store import RollupStore, Scope
 from contracts import operations as op
+from contracts.broker import RpcCaller
 from contracts.histogram import quantiles
 from contracts.operations import Call
-from contracts.rpc import RpcClient, handles
+from contracts.rpc import handles
 from contracts.schemas.analytics import (
     AnalyticsQuery,
     EndpointUse,
@@ -26,6 +27,7 @@ from contracts.schemas.analytics import (
     UserUse,
 )
 from contracts.tenancy import analytics_view, ensure_project_visible
+from contracts.timeutil import to_iso
 from contracts.validation import or_none
 
 
@@ -52,7 +54,7 @@ class AnalyticsAnswers:
 
     async def requests_over_time(self, scope: Scope, interval: str) -> list[RequestCount]:
         counts = await self._store.over_time(scope, interval)
-        return [RequestCount(date=start, count=count) for start, count in counts]
+        return [RequestCount(date=to_iso(start), count=count) for start, count in counts]
 
     async def error_rate(self, scope: Scope) -> ErrorRate:
         totals = await self._store.totals(scope)
@@ -77,13 +79,18 @@ class AnalyticsAnswers:
 
     async def top_users(self, scope: Scope, limit: int) -> list[UserUse]:
         rows = await self._store.top_users(scope, limit)
-        return [UserUse(user_id=row.name[0], count=row.requests, last_active=row.last_seen)
-                for row in rows]
+        return [UserUse(user_id=row.name[0], count=row.requests,
+                        last_active=_iso_or_none(row.last_seen)) for row in rows]
 
     async def api_key_usage(self, scope: Scope, limit: int) -> list[KeyUse]:
         rows = await self._store.top_keys(scope, limit)
-        return [KeyUse(api_key_id=row.name[0], count=row.requests, last_used=row.last_seen)
-                for row in rows]
+        return [KeyUse(api_key_id=row.name[0], count=row.requests,
+                       last_used=_iso_or_none(row.last_seen)) for row in rows]
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    """A stored moment as its answer field reads it (what `Moment` would make of it)."""
+    return None if moment is None else to_iso(moment)
 
 
 # all seven take the same query
@@ -93,7 +100,7 @@ AnalyticsCall = Call[None, AnalyticsQuery, None]
 class AnalyticsHandlers:
     """The RPC layer: who is asking and about what (a scope), then the answer."""
 
-    def __init__(self, store: RollupStore, rpc: RpcClient) -> None:
+    def __init__(self, store: RollupStore, rpc: RpcCaller) -> None:
         self._answers = AnalyticsAnswers(store)
         self._rpc = rpc
 

@@ -4,18 +4,18 @@ past their resolution's retention (analytics_svc.buckets)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from analytics_svc.buckets import RESOLUTIONS, TRAFFIC_RESOLUTIONS
 from contracts.logging import get_logger
-from contracts.tasks import stop_task
+from contracts.periodic import Periodic
 
 log = get_logger(__name__)
 
 CHUNK = 10_000
+INTERVAL_S = 300.0
 # Rows are deleted a little after their retention ends, so a query aligned to a resolution
 # just inside it never finds them gone (buckets.TimeRange.inclusive).
 SLACK = timedelta(hours=1)
@@ -24,18 +24,18 @@ ROLLUP_TABLES = {"traffic": TRAFFIC_RESOLUTIONS, "endpoint_traffic": RESOLUTIONS
 
 
 class Pruner:
-    def __init__(self, pool: asyncpg.Pool, *, ledger_horizon: timedelta,
-                 interval_s: float = 300.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, ledger_horizon: timedelta) -> None:
         self._pool = pool
         self._ledger_horizon = ledger_horizon
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="analytics-pruner")
+    def periodic(self) -> Periodic:
+        """Every few minutes, the first pass at start."""
+        return Periodic("analytics-pruner", self.run, INTERVAL_S, immediately=True)
 
-    async def close(self) -> None:
-        await stop_task(self._task)
+    async def run(self) -> None:
+        deleted = await self.prune()
+        if deleted:
+            log.info("analytics rows pruned", rows=deleted)
 
     async def prune(self, now: datetime | None = None) -> int:
         """One pass; returns the number of rows deleted."""
@@ -60,13 +60,3 @@ class Pruner:
             total += count
             if count < CHUNK:
                 return total
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                deleted = await self.prune()
-                if deleted:
-                    log.info("analytics rows pruned", rows=deleted)
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("analytics pruning failed; next pass retries", error=repr(exc))
-            await asyncio.sleep(self._interval_s)

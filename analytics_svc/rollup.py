@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from analytics_svc.buckets import DAY, RESOLUTIONS
 from contracts.histogram import bin_of
@@ -25,6 +26,7 @@ ANY_PROJECT = "*"
 # (viewer, project, resolution in seconds, bucket start in Unix seconds): a plain tuple, as
 # one is built per event and slice.
 Slice = tuple[str, str, int, int]
+_Key = TypeVar("_Key")  # a count table's key: a slice with an endpoint, a user or a key
 
 
 @dataclass(slots=True)
@@ -128,7 +130,7 @@ class Rollup:
                     cell.add(status_class, latency, latency_bin)
 
 
-def _count(table: dict, key: tuple, latency: float, seen: float) -> None:
+def _count(table: dict[_Key, CountCell], key: _Key, latency: float, seen: float) -> None:
     cell = table.get(key)
     if cell is None:
         cell = table[key] = CountCell()

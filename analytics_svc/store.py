@@ -28,6 +28,7 @@ from analytics_svc.buckets import RESOLUTIONS, TRAFFIC_RESOLUTIONS, Resolution, 
 from analytics_svc.rollup import CountCell, Rollup, Slice
 from contracts.logging import get_logger
 from contracts.messages import RequestCompleted
+from contracts.postgres import Connection, returned
 
 log = get_logger(__name__)
 
@@ -191,13 +192,14 @@ class RollupStore:
     # --- reading ---------------------------------------------------------------------------
 
     async def totals(self, scope: Scope) -> Totals:
-        row = await self._pool.fetchrow(
+        # an aggregate without GROUP BY: always one row
+        row = returned(await self._pool.fetchrow(
             "SELECT coalesce(sum(requests), 0), coalesce(sum(status_1xx), 0),"
             " coalesce(sum(status_2xx), 0), coalesce(sum(status_3xx), 0),"
             " coalesce(sum(status_4xx), 0), coalesce(sum(status_5xx), 0),"
             " coalesce(sum(latency_sum), 0), coalesce(min(latency_min), 0),"
             " coalesce(max(latency_max), 0) " + _in_scope("traffic"),
-            *scope.arguments(TRAFFIC_RESOLUTIONS))
+            *scope.arguments(TRAFFIC_RESOLUTIONS)))
         return Totals(int(row[0]), (int(row[1]), int(row[2]), int(row[3]), int(row[4]),
                                     int(row[5])), row[6], row[7], row[8])
 
@@ -218,13 +220,15 @@ class RollupStore:
         return [(row[0], int(row[1])) for row in rows]
 
     async def distinct_users(self, scope: Scope) -> int:
-        return await self._pool.fetchval(
+        count: int = await self._pool.fetchval(
             "SELECT count(DISTINCT user_id) " + _in_scope("user_traffic"), *scope.arguments())
+        return count
 
     async def distinct_endpoints(self, scope: Scope) -> int:
-        return await self._pool.fetchval(
+        count: int = await self._pool.fetchval(
             "SELECT count(*) FROM (SELECT DISTINCT method, route " + _in_scope(
                 "endpoint_traffic") + ") AS endpoints", *scope.arguments())
+        return count
 
     async def top_endpoints(self, scope: Scope, limit: int) -> list[Ranked]:
         rows = await self._pool.fetch(
@@ -249,7 +253,7 @@ class RollupStore:
         return [Ranked((row[0],), int(row[1]), 0.0, row[2]) for row in rows]
 
 
-async def _write(connection: asyncpg.Connection, rollup: Rollup) -> None:
+async def _write(connection: Connection, rollup: Rollup) -> None:
     traffic = sorted(rollup.traffic.items())
     slices = [where for where, _ in traffic]
     cells = [cell for _, cell in traffic]
@@ -271,13 +275,15 @@ async def _write(connection: asyncpg.Connection, rollup: Rollup) -> None:
             await connection.execute(statement, *_seen_columns(sorted(table.items())))
 
 
-def _slice_columns(slices: Sequence[Slice]) -> tuple[list, list, list, list]:
+def _slice_columns(slices: Sequence[Slice]
+                   ) -> tuple[list[str], list[str], list[int], list[datetime]]:
     viewers, projects, resolutions, buckets = zip(*slices, strict=True)
     return (list(viewers), list(projects), list(resolutions),
             [datetime.fromtimestamp(bucket, UTC) for bucket in buckets])
 
 
-def _seen_columns(rows: Sequence[tuple[tuple[Slice, str], CountCell]]) -> tuple:
+def _seen_columns(rows: Sequence[tuple[tuple[Slice, str], CountCell]]) -> tuple[
+        list[str], list[str], list[int], list[datetime], list[str], list[int], list[datetime]]:
     return (*_slice_columns([key[0] for key, _ in rows]), [key[1] for key, _ in rows],
             [cell.requests for _, cell in rows],
             [datetime.fromtimestamp(cell.last_seen, UTC) for _, cell in rows])

@@ -1,11 +1,10 @@
 import sys
 
-from auth_svc.app import configure
+from auth_svc.app import AUTH
 from auth_svc.cli import main
-from contracts.names import Service
 from contracts.service import run_service
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
         sys.exit(main(sys.argv[1:]))
-    run_service(Service.AUTH, configure)
+    run_service(AUTH)

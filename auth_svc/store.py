@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from contracts.postgres import Connection, returned
+
 REFRESH_TOKEN_TTL = timedelta(days=7)
 ONE_TIME_TOKEN_TTL = timedelta(hours=1)
 
@@ -34,7 +36,7 @@ class User:
         return cls(**dict(row))
 
 
-async def _lock_family(connection: asyncpg.Connection, family_id: uuid.UUID) -> None:
+async def _lock_family(connection: Connection, family_id: uuid.UUID) -> None:
     """Transaction-scoped advisory lock on one refresh-token family."""
     await connection.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", str(family_id))
@@ -69,7 +71,7 @@ class AuthStore:
             )
         except asyncpg.UniqueViolationError:
             raise EmailTaken(email) from None
-        return User.from_row(row)
+        return User.from_row(returned(row))
 
     async def user_by_email(self, email: str) -> User | None:
         row = await self._pool.fetchrow(
@@ -206,10 +208,10 @@ class AuthStore:
                     " VALUES ($1, $2, $3, $4, now() + $5)",
                     new_id, new_token_hash, row["user_id"], row["family_id"], REFRESH_TOKEN_TTL)
                 return RotationOutcome(user_id=row["user_id"], family_id=row["family_id"])
-            known = await connection.fetchrow(
+            known = returned(await connection.fetchrow(
                 "SELECT revoked, replaced_by IS NOT NULL AS rotated,"
                 " expires_at <= now() AS expired FROM refresh_tokens WHERE token_hash = $1",
-                token_hash)
+                token_hash))
             if known["rotated"]:
                 await self._revoke_family(connection, family)
                 return RotationOutcome(reused=True)
@@ -221,7 +223,7 @@ class AuthStore:
             return await self._revoke_family(connection, family_id)
 
     @staticmethod
-    async def _revoke_family(connection: asyncpg.Connection, family_id: uuid.UUID) -> int:
+    async def _revoke_family(connection: Connection, family_id: uuid.UUID) -> int:
         status = await connection.execute(
             "UPDATE refresh_tokens SET revoked = true WHERE family_id = $1 AND NOT revoked",
             family_id)

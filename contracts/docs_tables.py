@@ -24,6 +24,7 @@ Blocks:
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable
@@ -122,7 +123,7 @@ def renderers(routes: tuple[Route, ...] = ROUTES) -> dict[Path, dict[str, Callab
     api: dict[str, Callable[[], str]] = {}
     for tag in tags(routes):
         tagged = tuple(r for r in routes if (r.tags[0] if r.tags else "other") == tag)
-        api[f"endpoints:{tag}"] = lambda tagged=tagged: endpoint_table(tagged)
+        api[f"endpoints:{tag}"] = functools.partial(endpoint_table, tagged)
     api["reserved-prefixes"] = reserved_prefixes
     return {API_DOC: api, ARCHITECTURE_DOC: {"operations": lambda: operations_table(routes)}}
 
@@ -133,13 +134,15 @@ def regenerate(text: str, blocks: dict[str, Callable[[], str]], *, where: str) -
     found = [match["name"] for match in _BLOCK.finditer(text)]
     missing = [name for name in blocks if name not in found]
     unknown = [name for name in found if name not in blocks]
-    if missing or unknown:
-        raise DocsError(
-            f"{where}: " + "; ".join(filter(None, (
-                missing and "no markers for " + ", ".join(missing) + " (add '<!-- BEGIN "
-                "GENERATED: <name> -->' and '<!-- END GENERATED: <name> -->' lines where "
-                "the table belongs)",
-                unknown and "unknown generated blocks " + ", ".join(unknown)))))
+    problems = []
+    if missing:
+        problems.append("no markers for " + ", ".join(missing) + " (add '<!-- BEGIN "
+                        "GENERATED: <name> -->' and '<!-- END GENERATED: <name> -->' lines "
+                        "where the table belongs)")
+    if unknown:
+        problems.append("unknown generated blocks " + ", ".join(unknown))
+    if problems:
+        raise DocsError(f"{where}: " + "; ".join(problems))
     return _BLOCK.sub(lambda m: m["begin"] + blocks[m["name"]]() + m["end"], text)
 
 

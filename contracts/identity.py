@@ -50,7 +50,8 @@ class Caller:
         return self.role is Role.ADMIN
 
     def to_wire(self) -> dict[str, Any]:
-        return _CALLER.dump_python(self, mode="json")
+        wire: dict[str, Any] = _CALLER.dump_python(self, mode="json")
+        return wire
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Caller:

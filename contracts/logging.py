@@ -11,6 +11,7 @@ import sys
 
 import orjson
 import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -39,13 +40,16 @@ def _dumps(value: object, **_: object) -> bytes:
     return orjson.dumps(value, default=str)
 
 
-def _add_service(service: str) -> structlog.types.Processor:
-    def processor(_logger: object, _name: str, event: dict) -> dict:
+def _add_service(service: str) -> Processor:
+    def processor(_logger: object, _name: str, event: EventDict) -> EventDict:
         event.setdefault("service", service)
         return event
 
     return processor
 
 
-def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    # configure_logging's wrapper class (structlog's default one too); get_logger is untyped
+    # because structlog cannot know which wrapper class was configured
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger

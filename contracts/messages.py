@@ -37,7 +37,6 @@ null), requestId, clientIp.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,12 +83,6 @@ def _absent(value: Any) -> Any:
     return Field(default_factory=lambda: value)
 
 
-def _wire_only(value: str) -> Any:
-    """A constant written on the wire where the field stands, never read from it (nor taken
-    by the constructor, nor compared)."""
-    return field(default=value, init=False, repr=False, compare=False)
-
-
 def _iso_8601(value: str) -> str:
     """Kept as sent; `parse_iso` must be able to read it later."""
     try:
@@ -112,10 +105,25 @@ Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 RouteAction = Literal["created", "updated", "deleted"]
 
+_T = TypeVar("_T")
+_E = TypeVar("_E")
 
-@functools.cache
-def _adapter(cls: type) -> TypeAdapter[Any]:
-    return TypeAdapter(cls)
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[_T]) -> TypeAdapter[_T]:
+    """One adapter per type, built on first use (building one takes milliseconds)."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+def _batch_adapter(event_type: type[_E]) -> TypeAdapter[_Batch[_E]]:
+    # The generic is subscripted at run time with the batch's event class, which mypy accepts
+    # only for a type written out in the source.
+    return _adapter(_Batch[event_type])  # type: ignore[valid-type]
 
 
 def _reason(exc: ValidationError) -> str:
@@ -135,14 +143,16 @@ class _Message:
     __slots__ = ()
 
     def to_wire(self) -> dict[str, Any]:
-        return _adapter(type(self)).serializer.to_python(self, mode="json")
+        wire: dict[str, Any] = _adapter(type(self)).serializer.to_python(self, mode="json")
+        return wire
 
     @classmethod
     def from_wire(cls, wire: Any) -> Self:
         try:
-            return _adapter(cls).validator.validate_python(wire)
+            message: Self = _adapter(cls).validator.validate_python(wire)
         except ValidationError as exc:
             raise MalformedMessage(_reason(exc)) from None
+        return message
 
 
 # --- request.completed ---------------------------------------------------------------------------
@@ -156,10 +166,6 @@ class RequestError(_Message):
     code: Annotated[str, _chars(200)]
     message: Annotated[str, _chars(2000)]
     stack: Annotated[str, _chars(20_000)] | None = None
-
-    @classmethod
-    def from_wire(cls, wire: Any) -> Self | None:
-        return None if wire is None else super().from_wire(wire)
 
 
 @with_config(_WIRE)
@@ -185,8 +191,9 @@ class RequestCompleted(_Message):
     user_agent: Annotated[str, _chars(10_000)]
     content_length: _Count
     error: Annotated[RequestError | None, _absent(None)]
-    # on the wire only (a log entry's source; external ones come in by `POST /logs`)
-    source: Literal["gateway"] = _wire_only("gateway")
+    # on the wire only (a log entry's source; external ones come in by `POST /logs`): written
+    # where the field stands, never read from it, nor taken by the constructor, nor compared
+    source: Literal["gateway"] = field(default="gateway", init=False, repr=False, compare=False)
 
     @property
     def moment(self) -> datetime:
@@ -278,8 +285,9 @@ class AlertTriggered(_Message):
 
     def monitor_payload(self) -> dict[str, Any]:
         """What monitor clients receive as `alert:new` (no routing fields)."""
-        return _adapter(AlertTriggered).serializer.to_python(
+        payload: dict[str, Any] = _adapter(AlertTriggered).serializer.to_python(
             self, mode="json", exclude={"user_id", "project_id"})
+        return payload
 
 
 @with_config(_WIRE)
@@ -296,7 +304,9 @@ class AlertEmitted(_Message):
     value: Annotated[_Number | None, _absent(None)]
     threshold: Annotated[_Number | None, _absent(None)]
     service: Annotated[_Id | None, _absent(None)]
-    source: Literal["external"] = _wire_only("external")
+    # on the wire only, like RequestCompleted.source
+    source: Literal["external"] = field(
+        default="external", init=False, repr=False, compare=False)
     timestamp: _Moment
 
     def monitor_payload(self) -> dict[str, Any]:
@@ -323,8 +333,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
                                AlertTriggered, AlertEmitted, MonitorConnectionsChanged)
 }
 
-_E = TypeVar("_E")
-
 
 @dataclass(slots=True)
 class _Batch(Generic[_E]):
@@ -340,7 +348,7 @@ def encode_events(events: list[Event]) -> bytes:
     # would write an event of another type under its own field names, silently: refuse that.
     if any(type(event) is not event_type for event in events):
         raise TypeError(f"events of more than one type: {event_type.__name__} and others")
-    return _adapter(_Batch[event_type]).dump_json(_Batch(events))
+    return _batch_adapter(event_type).dump_json(_Batch(events))
 
 
 @dataclass(frozen=True)
@@ -367,7 +375,7 @@ def decode_events(routing_key: str, body: bytes) -> DecodedBatch:
         raise MalformedMessage(f"no message type for routing key {routing_key!r}")
     try:
         # the usual case, every event fits: the body is parsed and checked in one pass
-        return DecodedBatch(_adapter(_Batch[event_type]).validate_json(body).events)
+        return DecodedBatch(_batch_adapter(event_type).validate_json(body).events)
     except ValidationError:
         pass  # something does not fit: event by event, to set apart only what does not
     try:
@@ -419,4 +427,5 @@ class RpcRequest(_Message):
     def to_wire(self) -> dict[str, Any]:
         # python mode: the body goes to orjson as the gateway's validator left it (UUIDs and
         # datetimes included), as it always did
-        return _adapter(RpcRequest).serializer.to_python(self)
+        wire: dict[str, Any] = _adapter(RpcRequest).serializer.to_python(self)
+        return wire

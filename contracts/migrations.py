@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 
 from contracts.logging import get_logger
+from contracts.postgres import Connection
 
 log = get_logger(__name__)
 
@@ -21,7 +22,7 @@ def read_migrations(directory: Path) -> list[tuple[str, str]]:
     return [(path.stem, path.read_text()) for path in sorted(directory.glob("*.sql"))]
 
 
-async def migrate(connection: asyncpg.Connection, migrations: list[tuple[str, str]]) -> list[str]:
+async def migrate(connection: Connection, migrations: list[tuple[str, str]]) -> list[str]:
     """Apply the migrations not applied yet; return their versions."""
     applied_now: list[str] = []
     await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)

@@ -17,6 +17,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeAlias
 
 from bson import ObjectId
 from pymongo import AsyncMongoClient
@@ -30,25 +31,30 @@ log = get_logger(__name__)
 
 DUPLICATE_KEY = 11000
 
+# Documents as the client hands them out (its default document class); the stores read their
+# fields by name.
+Document: TypeAlias = dict[str, Any]
+Collection: TypeAlias = AsyncCollection[Document]
+
 
 @dataclass(frozen=True)
 class Index:
     keys: tuple[tuple[str, int], ...]
     name: str
     unique: bool = False
-    options: dict[str, object] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # passed to create_index as they are
 
 
 @dataclass
 class Mongo:
-    client: AsyncMongoClient
-    db: AsyncDatabase
+    client: AsyncMongoClient[Document]
+    db: AsyncDatabase[Document]
     ferretdb: bool  # the local stand-in (buildInfo names its version)
 
     async def close(self) -> None:
         await self.client.close()
 
-    async def ensure_indexes(self, collection: AsyncCollection,
+    async def ensure_indexes(self, collection: Collection,
                              indexes: tuple[Index, ...]) -> None:
         """Create what is missing (on FerretDB: only unique indexes, see above)."""
         for index in indexes:
@@ -62,7 +68,7 @@ async def open_mongo(url: str, database: str, *, app_name: str,
                      give_up_after_s: float = 60.0) -> Mongo:
     """Connect (timezone-aware datetimes, majority writes) and wait until the server answers:
     a service that starts before its database retries rather than failing its first call."""
-    client: AsyncMongoClient = AsyncMongoClient(
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
         url, tz_aware=True, appname=app_name, serverSelectionTimeoutMS=5000,
         connectTimeoutMS=3000, w="majority")
     started = time.monotonic()

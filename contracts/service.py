@@ -1,13 +1,25 @@
-"""The process skeleton every back-end service shares.
+"""The runtime every back-end service process runs. A service is one declaration:
 
-A service module gives `run_service` a `configure(process)` that adds start/stop hooks. A start
-hook opens the service's resources and registers what the service serves:
-`process.add_handlers(operations_of(handlers))` for RPC operations and
-`process.add_consumer(queue, handler)` for event queues. The skeleton connects (retrying
-until the broker is there), declares the shared topology, runs the start hooks, then serves
-RPC on `rpc.<service>` and consumes the event queues (so nothing arrives before the hooks
-ran), serves `/health` and `/metrics` on its small HTTP port, and on SIGTERM/SIGINT stops
-taking requests and events, finishes those in flight, runs the stop hooks, then exits.
+    SERVICE = ServiceDeclaration(Service.ANALYTICS, assemble)
+
+`assemble(assembly)` opens the service's resources, each with `await assembly.open(...)` (an
+async context manager entered into the process's one `AsyncExitStack`), and declares what the
+service does:
+
+- `assembly.serve(handlers)`: the `@handles` methods of an object, its RPC operations
+  (`contracts.operations`);
+- `assembly.consume(Consumer(queue, message_type, handle))`: a consumer, a function bound to
+  an event queue that receives the queue's declared message type;
+- `assembly.every(Periodic(...))`: a periodic task under the one policy of
+  `contracts.periodic`.
+
+The runtime opens its broker (`contracts.broker`: RabbitMQ, retrying until it is there, or
+the in-memory broker of unit tests), runs `assemble`, then serves `/health` and `/metrics`
+on the service's small HTTP port, RPC on `rpc.<service>`, the consumers and the periodic
+tasks (so nothing arrives before the resources are open). Everything started is in the
+exit stack: on SIGTERM/SIGINT, and as well when start-up fails half-way, it is closed in
+reverse: periodic tasks stop, consumers and RPC finish what is in flight (within
+`SHUTDOWN_GRACE_S`), the resources close, then the broker connection.
 """
 
 from __future__ import annotations
@@ -15,122 +27,164 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import uvloop
-from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from contracts.amqp import connect, declare_topology
-from contracts.events import EventConsumer, EventHandler, EventPublisher
+from contracts.broker import AmqpBroker, Broker, Publisher, RpcCaller
 from contracts.logging import configure_logging, get_logger
-from contracts.messages import RpcRequest
+from contracts.messages import EVENT_TYPES, Event, RpcRequest
 from contracts.names import SERVICES, EventQueue, Service, ServiceInfo
-from contracts.rpc import Handler, RpcClient, RpcServer
+from contracts.periodic import Periodic, PeriodicRunner
+from contracts.rpc import Handler, operations_of
 from contracts.settings import Settings, SettingsError, load_settings
 from contracts.timeutil import iso_now
 
 log = get_logger(__name__)
 
-Hook = Callable[["ServiceProcess"], Awaitable[None]]
+R = TypeVar("R")
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class Consumer(Generic[E]):
+    """A function bound to a durable event queue: it receives the events of one message, of
+    the queue's declared type, and the message is acknowledged once it returns (retries and
+    dead-lettering: `contracts.events.EventConsumer`)."""
+
+    queue: EventQueue
+    message: type[E]
+    handle: Callable[[list[E]], Awaitable[None]]
+    prefetch: int = 16
+
+    def __post_init__(self) -> None:
+        delivered = {EVENT_TYPES[key] for key in self.queue.bindings}
+        if delivered != {self.message}:
+            raise TypeError(f"{self.queue.name} delivers {delivered}, not {self.message}")
+
+
+class Assembly:
+    """What `assemble` works with: the settings, the broker clients every service has, the
+    exit stack its resources go into, and the declarations it makes."""
+
+    def __init__(self, process: ServiceProcess, stack: AsyncExitStack) -> None:
+        self.settings = process.settings
+        self.name = process.name
+        self.publisher: Publisher = process.broker.publisher
+        self.rpc: RpcCaller = process.broker.rpc
+        self._process = process
+        self._stack = stack
+
+    async def open(self, resource: AbstractAsyncContextManager[R]) -> R:
+        """Enter `resource`; it is closed when the process stops (in reverse order of
+        opening), or at once if start-up fails later."""
+        return await self._stack.enter_async_context(resource)
+
+    def serve(self, handlers: object) -> None:
+        self._process.add_handlers(operations_of(handlers))
+
+    def consume(self, consumer: Consumer[Any]) -> None:
+        self._process.consumers.append(consumer)
+
+    def every(self, periodic: Periodic) -> None:
+        self._process.periodic.append(periodic)
+
+
+@dataclass(frozen=True)
+class ServiceDeclaration:
+    service: Service
+    assemble: Callable[[Assembly], Awaitable[None]]
+
+
+def closing(resource: R, close: Callable[[R], Awaitable[object]]
+            ) -> AbstractAsyncContextManager[R]:
+    """`resource` as a context manager that awaits `close(resource)` on exit (for clients
+    whose own close method is not an async context manager)."""
+
+    @asynccontextmanager
+    async def managed() -> AsyncIterator[R]:
+        try:
+            yield resource
+        finally:
+            await close(resource)
+
+    return managed()
 
 
 class ServiceProcess:
-    def __init__(self, service: Service, settings: Settings) -> None:
-        self.info: ServiceInfo = SERVICES[service]
+    def __init__(self, declaration: ServiceDeclaration, settings: Settings,
+                 broker: Broker | None = None) -> None:
+        self.declaration = declaration
+        self.info: ServiceInfo = SERVICES[declaration.service]
         self.settings = settings
+        # RabbitMQ unless a test gives it a `MemoryBroker`
+        self.broker: Broker = broker or AmqpBroker(settings)
         self.handlers: dict[str, Handler] = {"health": self._health}
-        self.connection: AbstractRobustConnection | None = None
-        self.publisher: EventPublisher | None = None
-        self.rpc: RpcClient | None = None  # calls to other services
-        self._on_start: list[Hook] = []
-        self._on_stop: list[Hook] = []
-        self._rpc: RpcServer | None = None
-        self._consumers: list[EventConsumer] = []
-        self._started = False
-        self._http: web.AppRunner | None = None
+        self.consumers: list[Consumer[Any]] = []
+        self.periodic: list[Periodic] = []
+        self._stack = AsyncExitStack()
 
     @property
     def name(self) -> str:
         return self.info.public_name
 
-    def add_handlers(self, handlers: Mapping[str, Handler]) -> None:
-        """Serve these RPC operations (call before the skeleton starts serving: from
-        `configure` or a start hook)."""
-        if self._started:
-            raise RuntimeError("handlers are added before the service starts serving")
+    @property
+    def connected(self) -> bool:
+        return self.broker.connected
+
+    def add_handlers(self, handlers: dict[str, Handler]) -> None:
         clash = self.handlers.keys() & handlers.keys()
         if clash:
             raise ValueError(f"operations registered twice: {sorted(clash)}")
         self.handlers.update(handlers)
 
-    def add_consumer(self, queue: EventQueue, handler: EventHandler, *,
-                     prefetch: int = 16) -> None:
-        """Consume the durable event queue `queue` with `handler` (ack after it returns,
-        retries, then dead-lettering: `contracts.events.EventConsumer`)."""
-        if self._started or self.connection is None:
-            raise RuntimeError("consumers are added from a start hook")
-        self._consumers.append(EventConsumer(
-            self.connection, queue, handler, prefetch=prefetch,
-            max_retries=self.settings.event_max_retries))
-
-    def on_start(self, hook: Hook) -> None:
-        self._on_start.append(hook)
-
-    def on_stop(self, hook: Hook) -> None:
-        self._on_stop.append(hook)
-
     async def _health(self, _request: RpcRequest) -> dict[str, Any]:
         return {"status": "ok", "service": self.name, "timestamp": iso_now()}
 
     async def start(self) -> None:
-        settings = self.settings
-        self.connection = await connect(settings.amqp_url, name=self.name)
-        await declare_topology(self.connection)
-        self.publisher = EventPublisher(self.connection, max_buffer=settings.event_buffer_max)
-        await self.publisher.start()
-        self.rpc = RpcClient(self.connection, default_timeout_ms=settings.rpc_timeout_ms)
-        await self.rpc.start()
-        for hook in self._on_start:
-            await hook(self)
+        """Open and start everything; on a failure, close what was opened and re-raise."""
+        try:
+            await self._start(self._stack)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        settings, broker = self.settings, self.broker
+        await broker.open(self.name)
+        stack.push_async_callback(broker.close)
+
+        await self.declaration.assemble(Assembly(self, stack))
+
         # /health and /metrics first: once the RPC queue answers (the gateway's health
         # probe), the service's own port answers too
-        self._http = web.AppRunner(self._http_app(), access_log=None)
-        await self._http.setup()
+        http = web.AppRunner(self._http_app(), access_log=None)
+        await http.setup()
+        stack.push_async_callback(http.cleanup)
         port = settings.service_ports[self.info.service]
-        await web.TCPSite(self._http, settings.service_host, port).start()
-        self._rpc = RpcServer(
-            self.connection, self.info.rpc_queue, self.handlers, prefetch=settings.rpc_prefetch
-        )
-        await self._rpc.start()
-        for consumer in self._consumers:
-            await consumer.start()
-        self._started = True
+        await web.TCPSite(http, settings.service_host, port).start()
+        stack.push_async_callback(await broker.serve(self.info.rpc_queue, self.handlers,
+                                                     prefetch=settings.rpc_prefetch))
+        for consumer in self.consumers:
+            stack.push_async_callback(await broker.consume(
+                consumer.queue, consumer.handle, prefetch=consumer.prefetch,
+                max_retries=settings.event_max_retries))
+        for periodic in self.periodic:
+            runner = PeriodicRunner(periodic)
+            runner.start()
+            stack.push_async_callback(runner.stop)
         log.info("service ready", queue=self.info.rpc_queue, http_port=port,
                  operations=sorted(self.handlers),
-                 consumes=[consumer.queue_name for consumer in self._consumers])
+                 consumes=[consumer.queue.name for consumer in self.consumers],
+                 periodic=[periodic.name for periodic in self.periodic])
 
     async def stop(self) -> None:
-        grace = self.settings.shutdown_grace_s
-        if self._rpc is not None:
-            await self._rpc.stop(grace)
-        for consumer in self._consumers:
-            await consumer.stop(grace)
-        if self._http is not None:
-            await self._http.cleanup()
-        for hook in reversed(self._on_stop):
-            try:
-                await hook(self)
-            except Exception:
-                log.exception("stop hook failed")
-        if self.rpc is not None:
-            await self.rpc.close()
-        if self.publisher is not None:
-            await self.publisher.close(timeout=grace)
-        if self.connection is not None:
-            await self.connection.close()
+        await self._stack.aclose()
         log.info("service stopped")
 
     def _http_app(self) -> web.Application:
@@ -140,7 +194,7 @@ class ServiceProcess:
         return app
 
     async def _http_health(self, _request: web.Request) -> web.Response:
-        broker_ok = self.connection is not None and not self.connection.is_closed
+        broker_ok = self.connected
         body = await self._health(RpcRequest())
         if not broker_ok:
             body["status"] = "error"
@@ -160,7 +214,7 @@ async def serve_until_signalled(process: ServiceProcess) -> None:
     stopping = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if starting in done:
-        starting.result()  # raise a start-up failure
+        starting.result()  # raise a start-up failure (what it opened is closed already)
         await stopping
     else:
         starting.cancel()
@@ -168,14 +222,13 @@ async def serve_until_signalled(process: ServiceProcess) -> None:
     await process.stop()
 
 
-def run_service(service: Service, configure: Callable[[ServiceProcess], None]) -> None:
+def run_service(declaration: ServiceDeclaration) -> None:
     """Entry point of `python -m <service package>`."""
+    name = SERVICES[declaration.service].public_name
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(f"{SERVICES[service].public_name}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(SERVICES[service].public_name, settings.log_level)
-    process = ServiceProcess(service, settings)
-    configure(process)
-    uvloop.run(serve_until_signalled(process))
+    configure_logging(name, settings.log_level)
+    uvloop.run(serve_until_signalled(ServiceProcess(declaration, settings)))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Literal, TypeVar, get_args
 
 from argon2.profiles import RFC_9106_LOW_MEMORY as ARGON2_RFC_9106
 from environs import Env, EnvError
@@ -19,6 +19,9 @@ from marshmallow.validate import Length, OneOf, Range
 
 AppEnv = Literal["development", "test", "production"]
 LogStoreKind = Literal["postgresql", "mongodb"]
+_Choice = TypeVar("_Choice", bound=str)
+APP_ENVS: tuple[AppEnv, ...] = get_args(AppEnv)
+LOG_STORE_KINDS: tuple[LogStoreKind, ...] = get_args(LogStoreKind)
 
 DEV_SECRETS = {
     "ACCESS_TOKEN_SECRET": "dev-only-access-token-secret-0123456789abcdef",
@@ -104,11 +107,11 @@ def load_settings() -> Settings:
 
 
 def _read(env: Env) -> Settings:
-    app_env = env.str(
-        "APP_ENV", "production", validate=OneOf(["development", "test", "production"])
-    )
+    # An unknown APP_ENV reads the rest as a non-production profile would, so that seal()
+    # reports that one mistake rather than every production secret as missing too.
+    app_env = _choice(env, "APP_ENV", "production", APP_ENVS, stand_in="development")
     port = Range(min=1, max=65535)
-    values = dict(
+    settings = Settings(
         app_env=app_env,
         log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(
             ["DEBUG", "INFO", "WARNING", "ERROR"])),
@@ -188,7 +191,7 @@ def _read(env: Env) -> Settings:
         gateway_id=env.str("GATEWAY_ID", "", validate=_token),
         # Where log entries live: PostgreSQL (day partitions; the default) or MongoDB (for
         # deployments that run a real one; the local FerretDB cannot index these queries).
-        log_store=env.str("LOG_STORE", "postgresql", validate=OneOf(["postgresql", "mongodb"])),
+        log_store=_choice(env, "LOG_STORE", "postgresql", LOG_STORE_KINDS),
         logs_database_url=env.str(
             "LOGS_DATABASE_URL", "postgresql://gateway:gateway@127.0.0.1:5432/gateway_logs"),
         # day partitions the logging service keeps created ahead of today
@@ -207,8 +210,7 @@ def _read(env: Env) -> Settings:
                                   validate=Range(min=100, max=3_600_000)),
         # Where alert events live: PostgreSQL (the analytics database; the default) or MongoDB
         # (beside the alert rules; the local FerretDB cannot index the events list).
-        alert_event_store=env.str("ALERT_EVENT_STORE", "postgresql",
-                                  validate=OneOf(["postgresql", "mongodb"])),
+        alert_event_store=_choice(env, "ALERT_EVENT_STORE", "postgresql", LOG_STORE_KINDS),
         # Caps against minting identities to escape rate limits (docs/api.md section 13.1).
         max_projects_per_user=env.int("MAX_PROJECTS_PER_USER", 50, validate=Range(min=1)),
         max_keys_per_project=env.int("MAX_KEYS_PER_PROJECT", 20, validate=Range(min=1)),
@@ -232,20 +234,30 @@ def _read(env: Env) -> Settings:
         # and tests, where it makes every end-to-end test a contract test
         check_answers=env.bool("CHECK_ANSWERS", app_env != "production"),
     )
-    if not values["gateway_id"]:
-        values["gateway_id"] = default_gateway_id(values["app_url"])
+    if not settings.gateway_id:
+        settings = replace(settings, gateway_id=default_gateway_id(settings.app_url))
     try:
         env.seal()
     except EnvError as exc:
         raise SettingsError(f"invalid configuration: {exc}") from None
     if app_env == "production" and (
-            values["argon2_time_cost"] < ARGON2_RFC_9106.time_cost
-            or values["argon2_memory_kib"] < ARGON2_RFC_9106.memory_cost):
+            settings.argon2_time_cost < ARGON2_RFC_9106.time_cost
+            or settings.argon2_memory_kib < ARGON2_RFC_9106.memory_cost):
         raise SettingsError(
             "ARGON2_TIME_COST / ARGON2_MEMORY_KIB are below RFC 9106's recommendation "
             f"({ARGON2_RFC_9106.time_cost} / {ARGON2_RFC_9106.memory_cost}); cheaper password "
             "hashes are for the test profile only")
-    return Settings(**values)
+    return settings
+
+
+def _choice(env: Env, name: str, default: _Choice, choices: tuple[_Choice, ...], *,
+            stand_in: _Choice | None = None) -> _Choice:
+    """The variable as one of `choices` (a Literal's values), so the field keeps its Literal
+    type. A value outside them is reported at seal(); until then `stand_in` (or the default)
+    takes its place."""
+    value = env.str(name, default, validate=OneOf(choices))
+    fallback = default if stand_in is None else stand_in
+    return next((choice for choice in choices if choice == value), fallback)
 
 
 def default_gateway_id(app_url: str) -> str:

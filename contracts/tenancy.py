@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from contracts import operations as op
+from contracts.broker import RpcCaller
 from contracts.identity import Caller
 from contracts.messages import RpcRequest
 from contracts.names import SERVICES, Service
-from contracts.rpc import RpcClient
 
 PROJECT_QUEUE = SERVICES[Service.PROJECT].rpc_queue
 
@@ -14,8 +14,8 @@ PROJECT_QUEUE = SERVICES[Service.PROJECT].rpc_queue
 ALL_TRAFFIC = "*"
 
 
-async def ensure_project_visible(rpc: RpcClient, caller: Caller, project_id: str,
-                                 request_id: str) -> None:
+async def ensure_project_visible(rpc: RpcCaller, caller: Caller, project_id: str,
+                                 request_id: str | None) -> None:
     """Raise NotFound (`Project not found`) unless `caller` may see the project: the project
     service owns that rule, so it is asked rather than repeated here."""
     await rpc.call(PROJECT_QUEUE, op.PROJECT_GET, RpcRequest(

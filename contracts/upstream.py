@@ -187,4 +187,6 @@ async def resolve(host: str, port: int) -> list[str]:
             host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):  # UnicodeError: an empty or over-long DNS label
         raise TargetRefused(f"Host {host} cannot be resolved") from None
-    return sorted({info[4][0] for info in infos})
+    # str(): typeshed also allows an (int, bytes) address, which only a CPython built without
+    # IPv6 support gives; the host of every INET/INET6 address is already a string
+    return sorted({str(info[4][0]) for info in infos})

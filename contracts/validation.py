@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeGuard, TypeVar
 
 from pydantic import (
     MISSING,
@@ -252,12 +252,12 @@ class RequestModel(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def given(cls, value: Any) -> bool:
+    def given(cls, value: T | MISSING) -> TypeGuard[T]:
         """True when a field was sent with a truthy value (`MISSING` is truthy)."""
         return value is not MISSING and bool(value)
 
 
-def or_none(value: T | MISSING) -> T | None:  # type: ignore[valid-type]
+def or_none(value: T | MISSING) -> T | None:
     """A request field's value, None when it was left out (a filter not given, a column
     stored as null)."""
     return None if value is MISSING else value

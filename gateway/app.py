@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -67,57 +68,67 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
     install(app)  # last: every route above runs through the pipeline
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        connection = await connect(settings.amqp_url, name="gateway")
-        await declare_topology(connection)
-        rpc = RpcClient(connection, default_timeout_ms=settings.rpc_timeout_ms)
-        await rpc.start()
-        publisher = EventPublisher(connection, max_buffer=settings.event_buffer_max)
-        await publisher.start()
-        # A blocking pool: under load callers wait a moment for a connection instead of
-        # failing (which would make the rate limiter fail open).
-        redis = Redis(connection_pool=BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=64, timeout=2, socket_connect_timeout=1,
-            socket_timeout=1))
-        route_configs = RouteConfigTable()
-        api_keys = ApiKeys(redis, rpc)
-        app[STATE] = GatewayState(settings, connection, rpc, publisher, redis,
-                                  ClientAddress(settings.trusted_proxies), route_configs,
-                                  api_keys)
-        limiter = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
-        app[RATE_LIMITER] = limiter
-        # the cache's own instance (docs/api.md section 13.2): it can never evict limiter keys
-        cache = ResponseCache(
-            Redis(connection_pool=BlockingConnectionPool.from_url(
-                settings.cache_redis_url, max_connections=32, timeout=2,
-                socket_connect_timeout=1, socket_timeout=1)),
-            max_body_bytes=settings.cache_max_body_bytes,
-            project_budget_bytes=settings.cache_project_budget_bytes)
-        app[RESPONSE_CACHE] = cache
-        own = await OwnAddresses.of(settings.app_url, settings.gateway_port)
-        proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private, own),
-                              connect_timeout_s=settings.upstream_connect_timeout_s,
-                              total_timeout_s=settings.upstream_timeout_s,
-                              max_header_bytes=settings.upstream_max_header_bytes,
-                              max_header_fields=settings.upstream_max_header_fields)
-        await proxy.start()
-        app[UPSTREAM_PROXY] = proxy
-        follower = ConfigFollower(connection, rpc, route_configs, api_keys)
-        await follower.start()
-        app[CONFIG_FOLLOWER] = follower
-        await monitor.start(redis, connection, publisher)
-        status = await start_status_listener(settings)
-        app[STATUS_LISTENER] = status
-        yield
-        await status.cleanup()
-        await monitor.close()
-        await follower.close()
-        await proxy.close()
-        await publisher.close(timeout=settings.shutdown_grace_s)
-        await rpc.close()
-        await cache.close()
-        await limiter.close()
-        await redis.aclose()
-        await connection.close()
+        # Everything opened goes into one exit stack: closed in reverse at shutdown, and at
+        # once if start-up fails half-way (nothing opened before the failure stays open).
+        async with AsyncExitStack() as stack:
+            await open_resources(app, settings, monitor, stack)
+            yield
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def open_resources(app: web.Application, settings: Settings, monitor: MonitorHub,
+                         stack: AsyncExitStack) -> None:
+    """The gateway's connections and background parts, each pushed on `stack` when open."""
+    grace = settings.shutdown_grace_s
+    connection = await connect(settings.amqp_url, name="gateway")
+    stack.push_async_callback(connection.close)
+    await declare_topology(connection)
+    rpc = RpcClient(connection, default_timeout_ms=settings.rpc_timeout_ms)
+    await rpc.start()
+    stack.push_async_callback(rpc.close)
+    publisher = EventPublisher(connection, max_buffer=settings.event_buffer_max)
+    await publisher.start()
+    stack.push_async_callback(publisher.close, timeout=grace)
+    # A blocking pool: under load callers wait a moment for a connection instead of
+    # failing (which would make the rate limiter fail open).
+    redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=64, timeout=2, socket_connect_timeout=1,
+        socket_timeout=1))
+    stack.push_async_callback(redis.aclose)
+    route_configs = RouteConfigTable()
+    api_keys = ApiKeys(redis, rpc)
+    app[STATE] = GatewayState(settings, connection, rpc, publisher, redis,
+                              ClientAddress(settings.trusted_proxies), route_configs,
+                              api_keys)
+    limiter = RateLimiter(redis, fail_closed=settings.rate_limit_fail_closed)
+    stack.push_async_callback(limiter.close)
+    app[RATE_LIMITER] = limiter
+    # the cache's own instance (docs/api.md section 13.2): it can never evict limiter keys
+    cache = ResponseCache(
+        Redis(connection_pool=BlockingConnectionPool.from_url(
+            settings.cache_redis_url, max_connections=32, timeout=2,
+            socket_connect_timeout=1, socket_timeout=1)),
+        max_body_bytes=settings.cache_max_body_bytes,
+        project_budget_bytes=settings.cache_project_budget_bytes)
+    stack.push_async_callback(cache.close)
+    app[RESPONSE_CACHE] = cache
+    own = await OwnAddresses.of(settings.app_url, settings.gateway_port)
+    proxy = UpstreamProxy(UpstreamPolicy(settings.upstream_allow_private, own),
+                          connect_timeout_s=settings.upstream_connect_timeout_s,
+                          total_timeout_s=settings.upstream_timeout_s,
+                          max_header_bytes=settings.upstream_max_header_bytes,
+                          max_header_fields=settings.upstream_max_header_fields)
+    await proxy.start()
+    stack.push_async_callback(proxy.close)
+    app[UPSTREAM_PROXY] = proxy
+    follower = ConfigFollower(connection, rpc, route_configs, api_keys)
+    await follower.start()
+    stack.push_async_callback(follower.close)
+    app[CONFIG_FOLLOWER] = follower
+    await monitor.start(redis, connection, publisher)
+    stack.push_async_callback(monitor.close)
+    status = await start_status_listener(settings)
+    stack.push_async_callback(status.cleanup)
+    app[STATUS_LISTENER] = status

@@ -8,11 +8,13 @@ import orjson
 from aiohttp import web
 
 from contracts.errors import BadRequest, PayloadTooLarge
+from gateway.state import state_of
 
 
 async def read_json(request: web.Request) -> Any:
     """The parsed body, or None when there is none. 413 over the limit, 400 when malformed."""
-    limit = request._client_max_size
+    # the application's client_max_size (gateway.app), which request.read() enforces too
+    limit = state_of(request).settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge()
     if not request.body_exists:

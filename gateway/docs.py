@@ -74,7 +74,8 @@ class _Components:
         if isinstance(declared, type) and issubclass(declared, BaseModel):
             self.schemas.setdefault(declared.__name__, openapi_3_0(schema))
             return {"$ref": REF.format(model=declared.__name__)}
-        return openapi_3_0(schema)
+        converted: dict[str, Any] = openapi_3_0(schema)  # an object in, an object out
+        return converted
 
     def parameters(self, model: type[BaseModel], where: str) -> list[dict[str, Any]]:
         """A query or path model as OpenAPI parameters, one per field (wire names)."""

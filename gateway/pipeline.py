@@ -36,9 +36,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from contracts.routes import Route
 from gateway.context import RequestContext
+from gateway.library_internals import RouteHandler, set_route_handler
 from gateway.route_configs import RouteConfig
 from gateway.router import is_exempt, is_preflight, matched
 from gateway.state import STATE
@@ -134,11 +136,10 @@ def install(app: web.Application) -> None:
     (and aiohttp's own current-app middleware that comes with it) adds coroutine frames that
     every resumption of every request walks through."""
     for route in app.router.routes():
-        # aiohttp offers no public setter; the route's handler is its `_handler`
-        route._handler = _through_pipeline(route.handler)  # type: ignore[attr-defined]
+        set_route_handler(route, _through_pipeline(route.handler))
 
 
-def _through_pipeline(handler: web.Handler) -> web.Handler:
+def _through_pipeline(handler: Handler) -> RouteHandler:
     async def pipeline(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
         configs = state.route_configs

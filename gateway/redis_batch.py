@@ -29,15 +29,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import hiredis
-from redis._parsers import BaseParser  # its mapping of error replies to exception classes
 from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, InvalidResponse, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.library_internals import redis_error_of
 
 Command = tuple[Any, ...]
 
@@ -73,10 +74,11 @@ class _Connection(asyncio.Protocol):
         self.replied = 0
         options: dict[str, Any] = {"encoding": decode} if decode else {}
         self._reader = hiredis.Reader(protocolError=InvalidResponse,
-                                      replyError=BaseParser.parse_error, **options)
+                                      replyError=redis_error_of, **options)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a stream connection's (asyncio types the argument as any kind of transport)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)

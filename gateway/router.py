@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from contracts.operations import Operation
 from contracts.routes import Route
@@ -16,7 +17,7 @@ ROUTE_OF = web.AppKey("route_of", dict)
 
 
 def add_routes(
-    app: web.Application, routes: Iterable[Route], local: Mapping[Operation, web.Handler]
+    app: web.Application, routes: Iterable[Route], local: Mapping[Operation, Handler]
 ) -> None:
     """`local` maps the operations the gateway serves itself to their handlers."""
     route_of: dict[object, Route] = {}

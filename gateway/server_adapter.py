@@ -11,12 +11,8 @@ in the envelope of docs/api.md section 2.
   They are no request of any route: no access log line and no `request.completed` event
   (what aiohttp answers itself never passes through the pipeline).
 
-Everything that touches aiohttp's non-public API is in this module, and
-tests/unit/test_server_adapter.py checks that the API is still there as used: `handle_error`
-of `web_protocol.RequestHandler` (which aiohttp calls for parser errors and for exceptions
-that escape a handler), `web.Server`'s `_loop` and `_kwargs` (what it builds a connection's
-RequestHandler with), `web.AppRunner._make_server`, and the module global
-`web_response.SERVER_SOFTWARE`.
+The aiohttp internals this takes are in gateway.library_internals (`set_server_software`,
+`ErrorAnsweringRunner`), checked by tests/unit/test_library_internals.py.
 """
 
 from __future__ import annotations
@@ -24,10 +20,11 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 
-from aiohttp import web, web_protocol, web_response
+from aiohttp import web
 
 from contracts.errors import ApiError, BadRequest, InternalError, UpstreamTimeout
 from contracts.logging import get_logger
+from gateway.library_internals import ErrorAnsweringRunner, set_server_software
 from gateway.steps.error_handler import render
 from gateway.steps.request_context import new_request_id
 
@@ -41,17 +38,14 @@ KEEPALIVE_TIMEOUT_S = 75.0
 def hide_server_versions() -> None:
     """Every answer aiohttp prepares in this process names no versions. Process-wide, once
     at start: it costs nothing per request."""
-    web_response.SERVER_SOFTWARE = SERVER_NAME
+    set_server_software(SERVER_NAME)
 
 
-class JsonErrorRequestHandler(web_protocol.RequestHandler):
-    """aiohttp's per-connection protocol, answering what it answers itself in the envelope."""
+class GatewayRunner(ErrorAnsweringRunner):
+    """web.AppRunner whose connections answer what aiohttp answers itself in the envelope."""
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500,
-                     exc: BaseException | None = None, message: str | None = None
-                     ) -> web.StreamResponse:
-        if request.writer.output_size > 0:  # too late for an answer: aiohttp drops the line
-            return super().handle_error(request, status, exc, message)
+    def answer_error(self, request: web.BaseRequest, status: int, exc: BaseException | None,
+                     message: str | None) -> web.StreamResponse:
         request_id = new_request_id()
         if status >= 500:  # escaped a handler: the pipeline answers everything it runs
             log.error("unhandled error outside the pipeline", request_id=request_id,
@@ -72,22 +66,6 @@ def _error_of(status: int) -> ApiError:
     error = BadRequest("Malformed HTTP request")
     error.status = status  # the parser's refusals are 400s; a future one keeps its own
     return error
-
-
-class _Server(web.Server):
-    def __call__(self) -> web_protocol.RequestHandler:
-        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class GatewayRunner(web.AppRunner):
-    """web.AppRunner whose connections are JsonErrorRequestHandler's."""
-
-    async def _make_server(self) -> web.Server:
-        # the application's own start-up and the server's arguments, as aiohttp makes them
-        made = await super()._make_server()
-        return _Server(made.request_handler, request_factory=made.request_factory,
-                       handler_cancellation=made.handler_cancellation, loop=made._loop,
-                       **made._kwargs)
 
 
 def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool,

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from contracts.messages import RequestCompleted
 from contracts.mongo import Mongo, open_mongo
-from contracts.names import LOGGING_REQUESTS
-from contracts.rpc import operations_of
-from contracts.service import ServiceProcess
+from contracts.names import LOGGING_REQUESTS, Service
+from contracts.service import Assembly, Consumer, ServiceDeclaration, closing
 from contracts.settings import Settings
 from logging_svc.consumer import RequestLogWriter
 from logging_svc.entries import LogStore
@@ -37,35 +37,18 @@ async def open_log_store(settings: Settings) -> tuple[LogStore, Mongo | None]:
     return MongoLogStore(collection, retention_days=settings.log_retention_days), mongo
 
 
-class LoggingComponent:
-    def __init__(self) -> None:
-        self._store: LogStore | None = None
-        self._mongo: Mongo | None = None
-        self._sweeper: RetentionSweeper | None = None
-
-    async def start(self, process: ServiceProcess) -> None:
-        settings = process.settings
-        assert process.rpc is not None
-        self._store, self._mongo = await open_log_store(settings)
-        handlers = LogHandlers(self._store, process.rpc,
-                               Cursors(cursor_key(settings.access_token_secret)),
-                               retention_days=settings.log_retention_days)
-        process.add_handlers(operations_of(handlers))
-        process.add_consumer(LOGGING_REQUESTS, RequestLogWriter(self._store).on_requests,
-                             prefetch=CONSUMER_PREFETCH)
-        self._sweeper = RetentionSweeper(self._store, interval_s=settings.log_sweep_interval_s)
-        self._sweeper.start()
-
-    async def stop(self, _process: ServiceProcess) -> None:
-        if self._sweeper is not None:
-            await self._sweeper.close()
-        if self._store is not None:
-            await self._store.close()
-        if self._mongo is not None:
-            await self._mongo.close()
+async def assemble(service: Assembly) -> None:
+    settings = service.settings
+    store, mongo = await open_log_store(settings)
+    if mongo is not None:
+        await service.open(closing(mongo, Mongo.close))
+    await service.open(closing(store, lambda opened: opened.close()))
+    service.serve(LogHandlers(store, service.rpc,
+                              Cursors(cursor_key(settings.access_token_secret)),
+                              retention_days=settings.log_retention_days))
+    service.consume(Consumer(LOGGING_REQUESTS, RequestCompleted,
+                             RequestLogWriter(store).on_requests, prefetch=CONSUMER_PREFETCH))
+    service.every(RetentionSweeper(store).periodic(settings.log_sweep_interval_s))
 
 
-def configure(process: ServiceProcess) -> None:
-    component = LoggingComponent()
-    process.on_start(component.start)
-    process.on_stop(component.stop)
+LOGGING = ServiceDeclaration(Service.LOGGING, assemble)

@@ -20,13 +20,15 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.settings import Settings, SettingsError, load_settings
+from contracts.mongo import Mongo
+from contracts.settings import LogStoreKind, Settings, SettingsError, load_settings
 from logging_svc.entries import LogStore
 
-STORES = ("mongodb", "postgresql")
+STORES: tuple[LogStoreKind, ...] = ("mongodb", "postgresql")
 
 
 @dataclass
@@ -51,7 +53,7 @@ def save_checkpoint(path: Path, progress: Progress) -> None:
 
 
 async def copy_logs(source: LogStore, target: LogStore, checkpoint: Path, *,
-                    batch: int = 1000, say=print) -> Progress:
+                    batch: int = 1000, say: Callable[[str], object] = print) -> Progress:
     progress = load_checkpoint(checkpoint)
     if progress.done:
         say(f"already copied ({progress.read} read, {progress.new} new): "
@@ -73,7 +75,7 @@ async def copy_logs(source: LogStore, target: LogStore, checkpoint: Path, *,
         say(f"{progress.read} entries read, {progress.new} new, {rate:,.0f}/s")
 
 
-async def open_store(kind: str, settings: Settings):
+async def open_store(kind: LogStoreKind, settings: Settings) -> tuple[LogStore, Mongo | None]:
     from dataclasses import replace
 
     from logging_svc.app import open_log_store

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from contracts import operations as op
+from contracts.broker import RpcCaller
 from contracts.errors import Conflict, NotFound, ValidationError
 from contracts.logging import get_logger
 from contracts.operations import Call
-from contracts.rpc import RpcClient, handles
+from contracts.rpc import handles
 from contracts.schemas.common import Message
 from contracts.schemas.logs import LogEntry, LogIngest, LogListQuery, LogPage, RequestIdParams
 from contracts.tenancy import ensure_project_visible
@@ -25,7 +26,7 @@ FUTURE_LEEWAY = timedelta(days=1)
 
 
 class LogHandlers:
-    def __init__(self, store: LogStore, rpc: RpcClient, cursors: Cursors, *,
+    def __init__(self, store: LogStore, rpc: RpcCaller, cursors: Cursors, *,
                  retention_days: int) -> None:
         self._store = store
         self._rpc = rpc

@@ -22,12 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from contracts.identity import Caller
 from contracts.logging import get_logger
-from contracts.mongo import DUPLICATE_KEY, Index, inclusive_range
+from contracts.mongo import DUPLICATE_KEY, Collection, Index, inclusive_range
 from contracts.timeutil import to_iso
 from logging_svc.entries import (
     EXTERNAL,
@@ -142,7 +141,7 @@ def to_mongo(caller: Caller, where: LogFilter, after: Position | None = None
 
 
 class MongoLogStore:
-    def __init__(self, collection: AsyncCollection, *, retention_days: int) -> None:
+    def __init__(self, collection: Collection, *, retention_days: int) -> None:
         self._entries = collection
         self._retention = timedelta(days=retention_days)
 

@@ -289,9 +289,10 @@ class PostgresLogStore:
             f"(SELECT 1 FROM log_entries WHERE {branch})" for branch in branches)
         # the cap on the union, not on each branch: the branches run in turn and the count
         # stops at `up_to` rows in all
-        return await self._pool.fetchval(
+        visible: int = await self._pool.fetchval(
             f"SELECT count(*) FROM (SELECT 1 FROM ({union}) AS visible "
             f"LIMIT {query.arg(up_to)}) AS capped", *query.args)
+        return visible
 
     async def by_request_id(self, caller: Caller, request_id: str) -> dict[str, Any] | None:
         query = _Query()

@@ -9,13 +9,12 @@ run it: both are idempotent.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
 from contracts.logging import get_logger
-from contracts.tasks import stop_task
+from contracts.periodic import Periodic
 from logging_svc.entries import LogStore
 
 log = get_logger(__name__)
@@ -24,29 +23,17 @@ LOG_ENTRIES_EXPIRED = Counter("log_entries_expired_total", "Log entries deleted 
 
 
 class RetentionSweeper:
-    def __init__(self, store: LogStore, *, interval_s: float) -> None:
+    def __init__(self, store: LogStore) -> None:
         self._store = store
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+
+    def periodic(self, interval_s: float) -> Periodic:
+        """Every `interval_s` (the store did one pass when it opened)."""
+        return Periodic("log-retention", self.sweep, interval_s)
 
     async def sweep(self) -> int:
         """One upkeep pass; returns how many entries expired."""
         expired = await self._store.upkeep(datetime.now(UTC))
         LOG_ENTRIES_EXPIRED.inc(expired)
+        if expired:
+            log.info("expired log entries deleted", count=expired)
         return expired
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="log-retention")
-
-    async def close(self) -> None:
-        await stop_task(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)  # the store did one pass when it opened
-            try:
-                expired = await self.sweep()
-                if expired:
-                    log.info("expired log entries deleted", count=expired)
-            except Exception:
-                log.exception("log retention sweep failed; trying again next interval")

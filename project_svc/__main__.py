@@ -1,6 +1,5 @@
-from contracts.names import Service
 from contracts.service import run_service
-from project_svc.app import configure
+from project_svc.app import PROJECT
 
 if __name__ == "__main__":
-    run_service(Service.PROJECT, configure)
+    run_service(PROJECT)

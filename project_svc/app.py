@@ -7,8 +7,8 @@ from pathlib import Path
 import asyncpg
 
 from contracts.migrations import open_migrated_pool, read_migrations
-from contracts.rpc import operations_of
-from contracts.service import ServiceProcess
+from contracts.names import Service
+from contracts.service import Assembly, ServiceDeclaration, closing
 from contracts.settings import Settings
 from contracts.upstream import OwnAddresses, UpstreamPolicy
 from project_svc.handlers import KeyUsage, ProjectHandlers
@@ -21,36 +21,19 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
     return await open_migrated_pool(settings.project_database_url, MIGRATIONS)
 
 
-class ProjectComponent:
-    def __init__(self) -> None:
-        self._handlers: ProjectHandlers | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._usage: KeyUsage | None = None
-
-    async def start(self, process: ServiceProcess) -> None:
-        assert process.publisher is not None
-        self._pool = await open_database(process.settings)
-        store = ProjectStore(self._pool)
-        self._usage = KeyUsage(store)
-        await self._usage.start()
-        settings = process.settings
-        self._handlers = ProjectHandlers(
-            store, process.publisher, self._usage,
-            # the gateway's own addresses as the settings state them (it may run elsewhere)
-            UpstreamPolicy(settings.upstream_allow_private,
-                           await OwnAddresses.of(settings.app_url, settings.gateway_port)),
-            max_projects_per_user=settings.max_projects_per_user,
-            max_keys_per_project=settings.max_keys_per_project)
-        process.add_handlers(operations_of(self._handlers))
-
-    async def stop(self, _process: ServiceProcess) -> None:
-        if self._usage is not None:
-            await self._usage.close()
-        if self._pool is not None:
-            await self._pool.close()
+async def assemble(service: Assembly) -> None:
+    settings = service.settings
+    pool = await service.open(closing(await open_database(settings), asyncpg.Pool.close))
+    store = ProjectStore(pool)
+    usage = KeyUsage(store)
+    service.every(usage.periodic())
+    service.serve(ProjectHandlers(
+        store, service.publisher, usage,
+        # the gateway's own addresses as the settings state them (it may run elsewhere)
+        UpstreamPolicy(settings.upstream_allow_private,
+                       await OwnAddresses.of(settings.app_url, settings.gateway_port)),
+        max_projects_per_user=settings.max_projects_per_user,
+        max_keys_per_project=settings.max_keys_per_project))
 
 
-def configure(process: ServiceProcess) -> None:
-    component = ProjectComponent()
-    process.on_start(component.start)
-    process.on_stop(component.stop)
+PROJECT = ServiceDeclaration(Service.PROJECT, assemble)

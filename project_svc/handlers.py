@@ -8,7 +8,6 @@ committed, so gateways refresh within a second without asking per request.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import secrets
@@ -18,8 +17,8 @@ from typing import Any
 import asyncpg
 
 from contracts import operations as op
+from contracts.broker import Publisher
 from contracts.errors import Conflict, Forbidden, NotFound, ValidationError
-from contracts.events import EventPublisher
 from contracts.identity import Caller
 from contracts.logging import get_logger
 from contracts.messages import (
@@ -30,6 +29,7 @@ from contracts.messages import (
     RouteConfigData,
 )
 from contracts.operations import Call
+from contracts.periodic import Periodic
 from contracts.routes import is_reserved
 from contracts.rpc import handles
 from contracts.schemas.common import IdParams, Message, ProjectIdParams
@@ -51,7 +51,6 @@ from contracts.schemas.projects import (
     RoutePatch,
     VerifiedKey,
 )
-from contracts.tasks import stop_task
 from contracts.timeutil import iso_now
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from contracts.validation import or_none
@@ -75,17 +74,16 @@ class KeyUsage:
     """`lastUsedAt` without a database write per gateway request: key ids seen since the last
     flush are written in one UPDATE every few seconds (and at shutdown)."""
 
-    def __init__(self, store: ProjectStore, interval_s: float = 5.0) -> None:
+    def __init__(self, store: ProjectStore) -> None:
         self._store = store
-        self._interval_s = interval_s
         self._seen: set[uuid.UUID] = set()
-        self._task: asyncio.Task[None] | None = None
+
+    def periodic(self, interval_s: float = 5.0) -> Periodic:
+        """A flush every few seconds, and a last one when the process stops."""
+        return Periodic("key-usage", self.flush, interval_s, at_stop=True)
 
     def record(self, key_id: uuid.UUID) -> None:
         self._seen.add(key_id)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="key-usage")
 
     async def flush(self) -> None:
         if not self._seen:
@@ -97,18 +95,9 @@ class KeyUsage:
             self._seen.update(batch)  # try again next time
             log.warning("could not record key usage", error=repr(exc))
 
-    async def close(self) -> None:
-        await stop_task(self._task)
-        await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.flush()
-
 
 class ProjectHandlers:
-    def __init__(self, store: ProjectStore, publisher: EventPublisher, usage: KeyUsage,
+    def __init__(self, store: ProjectStore, publisher: Publisher, usage: KeyUsage,
                  upstreams: UpstreamPolicy, *, max_projects_per_user: int = 50,
                  max_keys_per_project: int = 20) -> None:
         self._max_projects = max_projects_per_user

@@ -10,6 +10,7 @@ import asyncpg
 from pydantic import MISSING
 
 from contracts.identity import Caller
+from contracts.postgres import Connection, returned
 from contracts.schemas.projects import ProjectPatch, RouteBody, RouteConfig
 from contracts.validation import or_none
 
@@ -49,7 +50,7 @@ def templates_overlap(a: str, b: str) -> bool:
                                                                          strict=True))
 
 
-async def _refuse_overlap(connection: asyncpg.Connection, project_id: uuid.UUID, method: str,
+async def _refuse_overlap(connection: Connection, project_id: uuid.UUID, method: str,
                           path: str, route_id: uuid.UUID | None) -> None:
     """Raise RouteOverlap when another project's active config of `method` overlaps `path`.
     Overlap is no unique index, so the check and the write hold a lock per method for the
@@ -80,9 +81,9 @@ class ProjectStore:
             if await connection.fetchval(
                     "SELECT count(*) FROM projects WHERE user_id = $1", owner) >= limit:
                 raise LimitReached(limit)
-            return await connection.fetchrow(
+            return returned(await connection.fetchrow(
                 "INSERT INTO projects (id, name, description, user_id) VALUES ($1, $2, $3, $4)"
-                " RETURNING *", uuid.uuid4(), name, description, owner)
+                " RETURNING *", uuid.uuid4(), name, description, owner))
 
     async def visible_project(self, caller: Caller, project_id: uuid.UUID
                               ) -> asyncpg.Record | None:
@@ -149,11 +150,11 @@ class ProjectStore:
                 " AND (expires_at IS NULL OR expires_at > now())", project["id"])
             if usable >= limit:
                 raise LimitReached(limit)
-            return await connection.fetchrow(
+            return returned(await connection.fetchrow(
                 "INSERT INTO api_keys (id, key_hash, prefix, name, project_id, user_id,"
                 " expires_at) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL"
                 " THEN NULL ELSE now() + make_interval(days => $7) END) RETURNING *",
-                uuid.uuid4(), key_hash, prefix, name, project["id"], creator, expires_in_days)
+                uuid.uuid4(), key_hash, prefix, name, project["id"], creator, expires_in_days))
 
     async def list_keys(self, project_id: uuid.UUID) -> list[asyncpg.Record]:
         return await self.pool.fetch(
@@ -185,14 +186,14 @@ class ProjectStore:
         """A new config from its body: a field left out is null (authRequired: true)."""
         async with self.pool.acquire() as connection, connection.transaction():
             await _refuse_overlap(connection, project_id, body.method, body.path, None)
-            return await connection.fetchrow(
+            return returned(await connection.fetchrow(
                 "INSERT INTO route_configs (id, path, template, method, service, upstream_url,"
                 " project_id, rate_limit, cache_ttl, auth_required)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
                 uuid.uuid4(), body.path, template_of(body.path), body.method,
                 or_none(body.service), or_none(body.upstream_url), project_id,
                 or_none(body.rate_limit), or_none(body.cache_ttl),
-                True if body.auth_required is MISSING else body.auth_required)
+                True if body.auth_required is MISSING else body.auth_required))
 
     async def visible_route(self, caller: Caller, route_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
@@ -212,13 +213,13 @@ class ProjectStore:
             if merged.active:
                 await _refuse_overlap(connection, uuid.UUID(merged.project_id),
                                       merged.method, merged.path, route_id)
-            return await connection.fetchrow(
+            return returned(await connection.fetchrow(
                 "UPDATE route_configs SET path = $2, template = $3, method = $4, service = $5,"
                 " upstream_url = $6, rate_limit = $7, cache_ttl = $8, auth_required = $9,"
                 " active = $10, updated_at = now() WHERE id = $1 RETURNING *",
                 route_id, merged.path, template_of(merged.path), merged.method,
                 merged.service, merged.upstream_url, merged.rate_limit, merged.cache_ttl,
-                merged.auth_required, merged.active)
+                merged.auth_required, merged.active))
 
     async def delete_route(self, route_id: uuid.UUID) -> None:
         await self.pool.execute("DELETE FROM route_configs WHERE id = $1", route_id)
@@ -229,4 +230,6 @@ class ProjectStore:
             " JOIN projects p ON p.id = r.project_id WHERE r.active ORDER BY r.created_at, r.id")
 
     async def owner_of(self, project_id: uuid.UUID) -> str | None:
-        return await self.pool.fetchval("SELECT user_id FROM projects WHERE id = $1", project_id)
+        owner: str | None = await self.pool.fetchval(
+            "SELECT user_id FROM projects WHERE id = $1", project_id)
+        return owner

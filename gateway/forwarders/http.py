@@ -22,7 +22,7 @@ import functools
 import ipaddress
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import aiohttp
@@ -412,7 +412,7 @@ class ClientBodyBroken(Exception):
     """The client's request body broke off (the client went away mid-upload)."""
 
 
-async def _capped(stream: web.StreamReader, limit: int):
+async def _capped(stream: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
     """The request body, streamed, refusing more than `limit` bytes (chunked uploads too)."""
     sent = 0
     chunks = stream.iter_chunked(64 * 1024)

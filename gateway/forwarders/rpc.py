@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from contracts.messages import RpcRequest
 from contracts.names import SERVICES
@@ -13,7 +14,7 @@ from gateway.responses import json_response
 from gateway.state import state_of
 
 
-def rpc_handler(route: Route) -> web.Handler:
+def rpc_handler(route: Route) -> Handler:
     assert route.service is not None
     queue = SERVICES[route.service].rpc_queue
     check = AnswerCheck(route)

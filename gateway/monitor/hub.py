@@ -237,7 +237,8 @@ class MonitorHub:
         """Packets waiting to be written to this socket's transport."""
         try:
             eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-            return self.sio.eio.sockets[eio_sid].queue.qsize()
+            waiting: int = self.sio.eio.sockets[eio_sid].queue.qsize()
+            return waiting
         except (KeyError, AttributeError):
             return 0
 
@@ -278,9 +279,11 @@ def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedEr
 
 
 def _token_of(environ: dict[str, Any], auth: Any) -> str | None:
-    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
-        return auth["token"]
-    header = environ.get("HTTP_AUTHORIZATION", "")
+    if isinstance(auth, dict):
+        token = auth.get("token")
+        if isinstance(token, str):
+            return token
+    header: str = environ.get("HTTP_AUTHORIZATION", "")
     if header.startswith("Bearer ") and header[7:]:
         return header[7:]
     values = parse_qs(environ.get("QUERY_STRING", "")).get("token")

@@ -123,10 +123,11 @@ class RateLimiter:
 
     async def _evaluate(self, bucket: str, args: list[Any]) -> list[int]:
         try:
-            return await self._batcher.call("EVALSHA", self._sha, 1, bucket, *args)
+            reply: list[int] = await self._batcher.call("EVALSHA", self._sha, 1, bucket, *args)
         except NoScriptError:  # after a Redis restart
             await self._redis.script_load(SLIDING_WINDOW)
-            return await self._batcher.call("EVALSHA", self._sha, 1, bucket, *args)
+            reply = await self._batcher.call("EVALSHA", self._sha, 1, bucket, *args)
+        return reply
 
     async def hit(self, bucket: str, limit: int, now_ms: int | None = None, *,
                   record: bool = True) -> Decision | None:

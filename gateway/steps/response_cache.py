@@ -32,10 +32,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TypeGuard
 from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -109,9 +111,12 @@ class Entry:
 
     @classmethod
     def of(cls, response: web.Response) -> Entry:
+        body = _whole_body(response)
+        if body is None:  # storable() refuses these
+            raise TypeError("an answer with a payload object for a body is never stored")
         return cls(response.status, [(k, v) for k, v in response.headers.items()
                                      if k.lower() not in NOT_STORED_HEADERS],
-                   time.time(), bytes(response.body or b""))
+                   time.time(), bytes(body))
 
     def meta(self) -> bytes:
         return orjson.dumps({"status": self.status, "headers": self.headers,
@@ -291,13 +296,23 @@ def fresh_on_arrival(response: web.StreamResponse, directives: dict[str, str]) -
     return moment.tzinfo is not None and moment.timestamp() > time.time()
 
 
-def storable(response: web.StreamResponse, max_body_bytes: int) -> bool:
+def _whole_body(response: web.Response) -> bytes | bytearray | None:
+    """The answer's body held in memory (empty when it has none); None when the body is a
+    payload object (a file, a stream), which is not whole until it is sent."""
+    body = response.body
+    if body is None:
+        return b""
+    return body if isinstance(body, bytes | bytearray) else None
+
+
+def storable(response: web.StreamResponse, max_body_bytes: int) -> TypeGuard[web.Response]:
     """200 only (docs/api.md section 13.2), whole and small enough, no cookies, nothing
     `Cache-Control` keeps from a shared cache, fresh, and no `Vary` beyond Accept-Encoding
     (the key holds no other request header)."""
     if not isinstance(response, web.Response) or response.status != 200:
         return False
-    if len(response.body or b"") > max_body_bytes or "Set-Cookie" in response.headers:
+    body = _whole_body(response)
+    if body is None or len(body) > max_body_bytes or "Set-Cookie" in response.headers:
         return False
     varies = {name.strip().lower() for value in response.headers.getall("Vary", [])
               for name in value.split(",")} - {"", "accept-encoding"}
@@ -309,7 +324,7 @@ def storable(response: web.StreamResponse, max_body_bytes: int) -> bool:
     return fresh_on_arrival(response, directives)
 
 
-async def _fetch(context: RequestContext, request: web.Request, handler: web.Handler,
+async def _fetch(context: RequestContext, request: web.Request, handler: Handler,
                  cache: ResponseCache, key: str, ttl: int
                  ) -> tuple[web.StreamResponse, Entry | None]:
     """Calls the backend; stores a storable answer. Returns the response and what others
@@ -319,7 +334,7 @@ async def _fetch(context: RequestContext, request: web.Request, handler: web.Han
     response = await handler(request)
     entry = None
     if storable(response, cache.max_body_bytes):
-        entry = Entry.of(response)  # type: ignore[arg-type]
+        entry = Entry.of(response)
         assert context.config is not None
         if not await cache.put(key, context.config.project_id, entry, ttl):
             entry = None  # over budget: not shared either (each waiter asks for itself)
@@ -329,7 +344,7 @@ async def _fetch(context: RequestContext, request: web.Request, handler: web.Han
 
 
 async def response_cache(context: RequestContext, request: web.Request,
-                         handler: web.Handler) -> web.StreamResponse:
+                         handler: Handler) -> web.StreamResponse:
     """Around the handler of a GET route whose config has `cacheTTL > 0` (the pipeline plans
     it only there)."""
     # a Range request's answer (206, or a 200 the upstream did not cut) is its own, and so is

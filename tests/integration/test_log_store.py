@@ -191,7 +191,7 @@ async def test_retention_removes_expired_entries_and_keeps_the_rest(
     await store.store_external([ingest(timestamp=utc_text(old + timedelta(seconds=i)))
                                 for i in range(30)])
     await store.store_once([event(i) for i in range(5)])  # stamped now
-    sweeper = RetentionSweeper(store, interval_s=3600)
+    sweeper = RetentionSweeper(store)
     assert await sweeper.sweep() == 30
     assert await stored(log_store) == 5
     assert await sweeper.sweep() == 0

@@ -1,48 +1,21 @@
-"""gateway.server_adapter: aiohttp's non-public API it relies on is still there as used (these
-fail first when aiohttp changes), and a server run by GatewayRunner answers its own refusals
-in the envelope and names no versions."""
+"""gateway.server_adapter: a server run by GatewayRunner answers its own refusals in the
+envelope and names no versions. That the aiohttp internals it takes (through
+gateway.library_internals) are still there is tests/unit/test_library_internals.py's."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiohttp import web, web_protocol, web_response
+from aiohttp import web, web_response
 
 from gateway import server_adapter
 from gateway.server_adapter import GatewayRunner
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-# --- what the adapter overrides or reads ---------------------------------------------------
-
-
-def test_aiohttp_still_answers_parser_errors_through_handle_error():
-    parameters = inspect.signature(web_protocol.RequestHandler.handle_error).parameters
-    assert list(parameters) == ["self", "request", "status", "exc", "message"]
-    # a refused request's handler is a closure that calls self.handle_error
-    source = inspect.getsource(web_protocol.RequestHandler._make_error_handler)
-    assert "self.handle_error(" in source
-    assert "self._make_error_handler(" in inspect.getsource(web_protocol.RequestHandler.start)
-
-
-def test_aiohttp_servers_still_build_their_handlers_from_loop_and_kwargs():
-    source = inspect.getsource(web.Server.__call__)
-    assert "RequestHandler(self, loop=self._loop, **self._kwargs)" in source
-    parameters = inspect.signature(web.Server.__init__).parameters
-    assert {"handler", "request_factory", "handler_cancellation", "loop"} <= set(parameters)
-    assert inspect.iscoroutinefunction(web.AppRunner._make_server)
-
-
-def test_aiohttp_still_reads_its_server_header_from_the_module_global():
-    assert isinstance(web_response.SERVER_SOFTWARE, str)
-    source = inspect.getsource(web_response.StreamResponse._prepare_headers)
-    assert "headers.setdefault(hdrs.SERVER, SERVER_SOFTWARE)" in source
-
 
 # --- a server run by GatewayRunner -----------------------------------------------------------
 
