@@ -21,7 +21,7 @@ help:
 	@echo "make test    start infrastructure, then run every test"
 	@echo "make infra   install (if missing) and start PostgreSQL, Redis, RabbitMQ, FerretDB"
 	@echo "make bench   throughput/latency table of the gateway against baselines"
-	@echo "make lint    ruff"
+	@echo "make lint    ruff, then mypy --strict over every package"
 	@echo "make docs    rewrite the tables of docs/ generated from the route table"
 	@echo "make stop    stop the servers that make infra started"
 	@echo "make clean   stop them and delete all local state (.local/)"
@@ -50,8 +50,20 @@ run: setup infra
 	@echo ""
 	@$(DEV_ENV) exec $(PY) infra/stack.py
 
-test: setup infra browser
+# lint first: a type error fails in seconds, before the servers start; then the unit layer
+# (no servers; its time printed on its own), then integration and end-to-end tests on the
+# real servers. PYTEST_ARGS=... runs just what it names (after lint and the servers).
+test: setup lint
+ifeq ($(strip $(PYTEST_ARGS)),)
+	@echo "== unit layer (no servers) =="
+	@$(PY) -m pytest tests/unit
+	@$(MAKE) --no-print-directory infra browser
+	@echo "== integration and end-to-end (real servers) =="
+	@$(PY) -m pytest tests/integration tests/e2e
+else
+	@$(MAKE) --no-print-directory infra browser
 	@$(PY) -m pytest $(PYTEST_ARGS)
+endif
 
 # The browser tests drive Debian's chromium through Playwright (no browser download).
 browser:
@@ -74,8 +86,10 @@ bench: setup infra  ## BENCH_SECONDS=10 BENCH_PROFILE=1 are optional
 		{ echo "bench needs wrk (Debian package wrk)"; exit 1; }; }
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/run.py
 
+# mypy checks the packages listed under [tool.mypy] in pyproject.toml (files), strictly
 lint: setup
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
 
 # docs/api.md and docs/architecture.md: the blocks between `BEGIN GENERATED` / `END GENERATED`
 # markers come from contracts/routes.py; tests/unit/test_docs.py fails while they are stale.

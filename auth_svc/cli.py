@@ -17,7 +17,7 @@ from contracts.settings import SettingsError, load_settings
 
 
 async def _run(argv: list[str]) -> int:
-    settings = load_settings()
+    settings = load_settings("auth")
     command, args = argv[0], argv[1:]
     if command == "set-role" and len(args) == 2 and args[1].upper() in Role.__members__:
         pool = await open_database(settings)

@@ -22,6 +22,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
+    FieldValue,
 )
 
 from contracts.logging import get_logger
@@ -36,7 +37,7 @@ from contracts.names import (
 
 log = get_logger(__name__)
 
-QUORUM = {"x-queue-type": "quorum"}
+QUORUM: dict[str, FieldValue] = {"x-queue-type": "quorum"}
 
 
 async def connect(

@@ -283,7 +283,7 @@ class EventConsumer(QueueConsumer):
         queue = self._spec.name
         # Only the events that decoded travel on: the others are dead-lettered already.
         body = encode_events(batch.events) if batch.malformed else message.body
-        retries = int((message.headers or {}).get(HEADER_RETRIES, 0) or 0)
+        retries = _count((message.headers or {}).get(HEADER_RETRIES))
         if retries >= self._max_retries:
             log.exception("event handler failed; dead-lettering", queue=queue,
                           retries=retries)
@@ -386,3 +386,8 @@ class ExclusiveSubscription:
             await message.ack()
         except Exception:  # channel gone: the exclusive queue went with it
             log.warning("could not ack a subscription message", purpose=self._purpose)
+
+
+def _count(header: object) -> int:
+    """A count header as we write it (an int); anything else counts as 0."""
+    return header if isinstance(header, int) and not isinstance(header, bool) else 0

@@ -226,7 +226,7 @@ def run_service(declaration: ServiceDeclaration) -> None:
     """Entry point of `python -m <service package>`."""
     name = SERVICES[declaration.service].public_name
     try:
-        settings = load_settings()
+        settings = load_settings(declaration.service.value)
     except SettingsError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

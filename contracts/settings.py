@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from argon2.profiles import RFC_9106_LOW_MEMORY as ARGON2_RFC_9106
 from environs import Env, EnvError
@@ -101,9 +101,64 @@ class Settings:
         return self.app_env == "production"
 
 
-def load_settings() -> Settings:
-    """Read and validate the process environment; raise SettingsError listing every problem."""
-    return _read(Env(eager=False))
+# What each process reads of the environment (the variables of its settings); a process
+# leaves every other variable unread, so one it does not use can neither stop it nor be
+# taken by it. tests/unit/test_settings.py holds each package to its list.
+Process = Literal["gateway", "auth", "project", "analytics", "logging"]
+COMMON = frozenset({
+    "APP_ENV", "LOG_LEVEL", "AMQP_URL", "SERVICE_HOST", "RPC_TIMEOUT_MS", "RPC_PREFETCH",
+    "EVENT_BUFFER_MAX", "EVENT_MAX_RETRIES", "SHUTDOWN_GRACE_S", "APP_URL", "GATEWAY_ID",
+})
+READS: dict[Process, frozenset[str]] = {
+    "gateway": COMMON | {
+        "REDIS_URL", "CACHE_REDIS_URL", "CACHE_MAX_BODY_BYTES", "CACHE_PROJECT_BUDGET_BYTES",
+        "ACCESS_TOKEN_SECRET", "ALERT_SECRET", "GATEWAY_HOST", "GATEWAY_PORT",
+        "GATEWAY_WORKERS", "GATEWAY_STATUS_PORT", "HEALTH_TIMEOUT_MS", "MAX_BODY_BYTES",
+        "UPSTREAM_ALLOW_PRIVATE", "RATE_LIMIT_API_KEY", "RATE_LIMIT_USER", "RATE_LIMIT_IP",
+        "RATE_LIMIT_FAIL_CLOSED", "TRUSTED_PROXIES", "UPSTREAM_CONNECT_TIMEOUT_S",
+        "UPSTREAM_TIMEOUT_S", "UPSTREAM_MAX_HEADER_BYTES", "UPSTREAM_MAX_HEADER_FIELDS",
+        "MONITOR_MAX_EVENTS_PER_S", "MONITOR_MAX_SOCKETS_PER_USER", "CHECK_ANSWERS"},
+    "auth": COMMON | {
+        "AUTH_HTTP_PORT", "AUTH_DATABASE_URL", "REDIS_URL", "ACCESS_TOKEN_SECRET", "SMTP_URL",
+        "MAIL_FROM", "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_IP",
+        "LOGIN_FAILURE_WINDOW_S", "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB",
+        "ARGON2_PARALLELISM"},
+    "project": COMMON | {
+        "PROJECT_HTTP_PORT", "PROJECT_DATABASE_URL", "UPSTREAM_ALLOW_PRIVATE", "GATEWAY_PORT",
+        "MAX_PROJECTS_PER_USER", "MAX_KEYS_PER_PROJECT"},
+    "analytics": COMMON | {
+        "ANALYTICS_HTTP_PORT", "ANALYTICS_DATABASE_URL", "MONGO_URL", "MONGO_DB", "REDIS_URL",
+        "ANALYTICS_LEDGER_HOURS", "ALERT_INTERVAL_MS", "ALERT_EVENT_STORE"},
+    "logging": COMMON | {
+        "LOGGING_HTTP_PORT", "LOG_STORE", "LOGS_DATABASE_URL", "LOG_PARTITIONS_AHEAD_DAYS",
+        "LOG_RETENTION_DAYS", "LOG_SWEEP_INTERVAL_S", "MONGO_URL", "MONGO_DB",
+        "ACCESS_TOKEN_SECRET"},
+}
+
+
+def load_settings(process: Process | None = None) -> Settings:
+    """Read and validate the environment: every variable, or only those `process` reads (the
+    others keep their defaults, unread). Raise SettingsError listing every problem."""
+    env = Env(eager=False)
+    return _read(env if process is None else _Only(env, READS[process]))
+
+
+class _Only(Env):
+    """An Env that reads only `names`; any other variable is its default, never looked at."""
+
+    def __init__(self, env: Env, names: frozenset[str]) -> None:
+        self.__dict__.update(env.__dict__)
+        self._names = names
+        for kind in ("str", "int", "float", "bool", "list"):
+            setattr(self, kind, self._scoped(getattr(env, kind)))
+
+    def _scoped(self, read: Any) -> Any:
+        def scoped(name: str, *args: Any, **kwargs: Any) -> Any:
+            if name in self._names:
+                return read(name, *args, **kwargs)
+            return args[0] if args else kwargs.get("default")
+
+        return scoped
 
 
 def _read(env: Env) -> Settings:
@@ -282,6 +337,8 @@ def _smtp_url(value: str) -> None:
 
 
 def _secret(env: Env, app_env: str, name: str, *, min_length: int) -> str:
+    if isinstance(env, _Only) and name not in env._names:
+        return ""  # a process that does not use this secret needs none
     if app_env == "production":
         value = env.str(name, None)
         if value is None:

@@ -62,7 +62,7 @@ def supervise(settings: Settings) -> int:
 
 def main() -> None:
     try:
-        settings = load_settings()
+        settings = load_settings("gateway")
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

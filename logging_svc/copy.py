@@ -117,7 +117,7 @@ def run(argv: list[str]) -> int:
         print("usage: python -m logging_svc copy-logs --from STORE --to STORE", file=sys.stderr)
         return 2
     try:
-        settings = load_settings()
+        settings = load_settings("logging")
     except SettingsError as exc:
         print(f"logging_svc: {exc}", file=sys.stderr)
         return 2

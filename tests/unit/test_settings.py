@@ -86,3 +86,59 @@ def test_gateway_id_defaults_to_a_hash_of_app_url_and_must_be_a_token(monkeypatc
         monkeypatch.setenv("GATEWAY_ID", bad)
         with pytest.raises(SettingsError, match="GATEWAY_ID"):
             load_settings()
+
+
+# --- each process reads only its own settings -----------------------------------------------
+
+PACKAGES: dict[str, str] = {"gateway": "gateway", "auth": "auth_svc", "project": "project_svc",
+                            "analytics": "analytics_svc", "logging": "logging_svc"}
+
+
+def _fields_read_in(package: str) -> set[str]:
+    """The Settings fields a package's code reads (`settings.x`, `self._settings.x`, ...)."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    from contracts.settings import Settings
+
+    names = {f.name for f in fields(Settings)} | {"is_production"}
+    found: set[str] = set()
+    for source in (Path(__file__).parents[2] / package).rglob("*.py"):
+        found |= {m for m in re.findall(r"settings\.(\w+)", source.read_text()) if m in names}
+    return found
+
+
+def _variable_of(field: str, process: str) -> str:
+    return {"service_ports": f"{process.upper()}_HTTP_PORT",
+            "is_production": "APP_ENV"}.get(field, field.upper())
+
+
+@pytest.mark.parametrize("process", list(PACKAGES))
+def test_a_process_reads_only_the_settings_it_declares(process: str):
+    from contracts.settings import READS
+
+    wanted = {_variable_of(f, process) for f in _fields_read_in(PACKAGES[process])}
+    # the runtime (contracts) reads the common ones for every service
+    assert wanted - READS[process] == set(), process  # type: ignore[index]
+
+
+def test_a_bad_setting_stops_only_the_process_that_reads_it(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "test")
+    monkeypatch.setenv("LOG_STORE", "oracle")
+    monkeypatch.setenv("RATE_LIMIT_IP", "many")
+    assert load_settings("auth").log_store == "postgresql"  # unread: the default
+    with pytest.raises(SettingsError, match="LOG_STORE") as refused:
+        load_settings("logging")
+    assert "RATE_LIMIT_IP" not in str(refused.value)
+    with pytest.raises(SettingsError, match="RATE_LIMIT_IP"):
+        load_settings("gateway")
+
+
+def test_production_secrets_are_required_only_where_they_are_used():
+    # no secret set, production: the services that hold none start, the others refuse
+    assert load_settings("project").is_production
+    assert load_settings("analytics").is_production
+    for process in ("gateway", "auth", "logging"):
+        with pytest.raises(SettingsError, match="ACCESS_TOKEN_SECRET"):
+            load_settings(process)  # type: ignore[arg-type]
