@@ -60,8 +60,11 @@ ifeq ($(strip $(PYTEST_ARGS)),)
 	@$(MAKE) --no-print-directory infra browser
 	@echo "== integration and end-to-end (real servers) =="
 	@$(PY) -m pytest tests/integration tests/e2e
+	@$(MAKE) --no-print-directory cluster
+	@echo "== on the local clusters (make cluster) =="
+	@$(PY) -m pytest tests/cluster
 else
-	@$(MAKE) --no-print-directory infra browser
+	@$(MAKE) --no-print-directory infra browser $(if $(findstring cluster,$(PYTEST_ARGS)),cluster)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 endif
 
@@ -96,7 +99,13 @@ lint: setup
 docs: setup
 	@$(PY) -m contracts.docs_tables
 
+# Local clusters for the scale-out tests (docs/architecture.md section 5): each part's script
+# under infra/cluster/ starts (or reuses) its nodes under .local/cluster/, on ports of their own.
+cluster: setup
+	@for part in infra/cluster/*.sh; do if [ -f "$$part" ]; then bash "$$part" up || exit 1; fi; done
+
 stop:
+	@for part in infra/cluster/*.sh; do if [ -f "$$part" ]; then bash "$$part" down || true; fi; done
 	@bash infra/down.sh
 
 clean: stop

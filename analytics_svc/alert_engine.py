@@ -21,7 +21,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
-from redis.asyncio import Redis
 
 from analytics_svc.alert_store import AlertRule, AlertStore
 from analytics_svc.alerting import (
@@ -38,6 +37,7 @@ from contracts.broker import Publisher
 from contracts.logging import get_logger
 from contracts.messages import AlertTriggered
 from contracts.periodic import Periodic
+from contracts.redis_clients import RedisClient
 from contracts.tenancy import ALL_TRAFFIC
 
 log = get_logger(__name__)
@@ -63,7 +63,7 @@ return 0
 class Lease:
     """A Redis key held by one process at a time, for `ttl_ms` after each `hold()`."""
 
-    def __init__(self, redis: Redis, key: str, ttl_ms: int) -> None:
+    def __init__(self, redis: RedisClient, key: str, ttl_ms: int) -> None:
         self._redis = redis
         self._key = key
         self._ttl_ms = ttl_ms

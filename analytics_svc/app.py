@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-from redis.asyncio import Redis
 
 from analytics_svc.alert_engine import LEASE_KEY, AlertEngine, Lease
 from analytics_svc.alert_events_mongo import MongoAlertEventStore
@@ -31,6 +30,7 @@ from contracts.messages import RequestCompleted
 from contracts.migrations import open_migrated_pool, read_migrations
 from contracts.mongo import Mongo, open_mongo
 from contracts.names import ANALYTICS_REQUESTS, Service
+from contracts.redis_clients import client_for
 from contracts.service import Assembly, Consumer, ServiceDeclaration, closing
 from contracts.settings import Settings
 
@@ -43,7 +43,9 @@ LEASE_INTERVALS = 3
 
 
 async def open_database(settings: Settings) -> asyncpg.Pool:
-    return await open_migrated_pool(settings.analytics_database_url, MIGRATIONS)
+    return await open_migrated_pool(
+        settings.analytics_database_url, MIGRATIONS, pool_mode=settings.database_pool_mode,
+        migration_url=settings.analytics_migration_url)
 
 
 async def open_alert_event_store(settings: Settings, pool: asyncpg.Pool,
@@ -60,6 +62,7 @@ async def open_alert_event_store(settings: Settings, pool: asyncpg.Pool,
 async def assemble(service: Assembly) -> None:
     settings = service.settings
     pool = await service.open(closing(await open_database(settings), asyncpg.Pool.close))
+    service.ready_when("postgresql", lambda: pool.fetchval("SELECT 1"))
     rollups = RollupStore(pool)
     mongo = await service.open(closing(
         await open_mongo(settings.mongo_url, settings.mongo_db, app_name=service.name),
@@ -79,7 +82,8 @@ async def assemble(service: Assembly) -> None:
     pruner = Pruner(pool, ledger_horizon=timedelta(hours=settings.analytics_ledger_hours))
     service.every(pruner.periodic())
 
-    redis = await service.open(closing(Redis.from_url(settings.redis_url), Redis.aclose))
+    redis = await service.open(closing(client_for(settings, "state"),
+                                       lambda client: client.aclose()))
     lease = Lease(redis, LEASE_KEY, ttl_ms=max(1000, LEASE_INTERVALS * settings.alert_interval_ms))
     engine = await service.open(closing(
         AlertEngine(alerts, rollups, service.publisher, lease, settings.alert_interval_ms),

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
-from redis.asyncio import Redis
 
 from auth_svc.handlers import AuthHandlers
 from auth_svc.mail import Mailer
@@ -16,6 +15,7 @@ from auth_svc.throttle import LoginThrottle
 from contracts.logging import get_logger
 from contracts.migrations import open_migrated_pool, read_migrations
 from contracts.names import Service
+from contracts.redis_clients import client_for
 from contracts.service import Assembly, ServiceDeclaration, closing
 from contracts.settings import Settings
 
@@ -25,16 +25,19 @@ MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
 
 
 async def open_database(settings: Settings) -> asyncpg.Pool:
-    return await open_migrated_pool(settings.auth_database_url, MIGRATIONS)
+    return await open_migrated_pool(
+        settings.auth_database_url, MIGRATIONS, pool_mode=settings.database_pool_mode,
+        migration_url=settings.auth_migration_url)
 
 
 async def assemble(service: Assembly) -> None:
     settings = service.settings
     grace = settings.shutdown_grace_s
     pool = await service.open(closing(await open_database(settings), asyncpg.Pool.close))
+    service.ready_when("postgresql", lambda: pool.fetchval("SELECT 1"))
     redis = await service.open(closing(
-        Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1),
-        Redis.aclose))
+        client_for(settings, "state", socket_connect_timeout=1, socket_timeout=1),
+        lambda client: client.aclose()))
     passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
                           settings.argon2_parallelism)
     await passwords.start()

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import hashlib
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from contracts.errors import TooManyRequests
 from contracts.logging import get_logger
+from contracts.redis_clients import REDIS_FAILURES, RedisClient
 
 log = get_logger(__name__)
 
 
 class LoginThrottle:
     def __init__(
-        self, redis: Redis, *, max_per_account: int, max_per_ip: int, window_s: int
+        self, redis: RedisClient, *, max_per_account: int, max_per_ip: int, window_s: int
     ) -> None:
         self._redis = redis
         self._limits = (max_per_account, max_per_ip)
@@ -34,9 +32,12 @@ class LoginThrottle:
     @staticmethod
     def _keys(email: str, client_ip: str | None) -> list[str]:
         account = hashlib.sha256(email.encode()).hexdigest()[:32]
-        keys = [f"auth:login-failures:account:{account}"]
+        # one hash tag for every counter: the admitting script reads an account's and an
+        # address's counters atomically, so on a Cluster they must share a slot (logins are
+        # few, argon2 bounds them, so one slot carries them all easily)
+        keys = [f"auth:login-failures:{{throttle}}:account:{account}"]
         if client_ip:
-            keys.append(f"auth:login-failures:ip:{client_ip}")
+            keys.append(f"auth:login-failures:{{throttle}}:ip:{client_ip}")
         return keys
 
     async def admit(self, email: str, client_ip: str | None) -> None:
@@ -46,7 +47,7 @@ class LoginThrottle:
         try:
             retry_after = int(await self._redis.eval(
                 _ADMIT, len(keys), *keys, self._window_s, *self._limits[:len(keys)]))
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             log.warning("login throttle unavailable, failing open", error=repr(exc))
             return
         if retry_after:
@@ -65,7 +66,7 @@ class LoginThrottle:
                 if len(keys) > 1:
                     pipe.decr(keys[1])
                 await pipe.execute()
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             log.warning("login throttle unavailable", error=repr(exc))
 
 

@@ -44,8 +44,8 @@ class Publisher(Protocol):
 
 class RpcCaller(Protocol):
     async def call(self, queue: str, declared: Operation, request: RpcRequest | None = None,
-                   *, timeout_ms: int | None = None, deadline_ms: int | None = None
-                   ) -> RpcResult: ...
+                   *, timeout_ms: int | None = None, deadline_ms: int | None = None,
+                   idempotent: bool = False) -> RpcResult: ...
 
 
 class Broker(Protocol):
@@ -187,8 +187,8 @@ class MemoryRpcClient:
         self._bus = bus
 
     async def call(self, queue: str, declared: Operation, request: RpcRequest | None = None,
-                   *, timeout_ms: int | None = None, deadline_ms: int | None = None
-                   ) -> RpcResult:
+                   *, timeout_ms: int | None = None, deadline_ms: int | None = None,
+                   idempotent: bool = False) -> RpcResult:
         return await self._bus.call(queue, declared.name, request or RpcRequest())
 
 

@@ -16,6 +16,10 @@ RPC_EXPIRED_DROPPED = Counter(
     "rpc_expired_dropped_total", "RPC requests dropped unprocessed because their caller gave up",
     ["queue"],
 )
+RPC_RETRIED = Counter(
+    "rpc_retried_total",
+    "Idempotent RPC calls made again after their broker connection dropped", ["operation"],
+)
 MESSAGES_DEAD_LETTERED = Counter(
     "messages_dead_lettered_total", "Messages moved to a dead-letter queue", ["queue", "reason"],
 )

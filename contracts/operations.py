@@ -104,6 +104,9 @@ LOGGING, ANALYTICS = Service.LOGGING, Service.ANALYTICS
 
 # --- the gateway's own -----------------------------------------------------------------------
 HEALTH = Operation("health", None, answer=health.Health)
+# every process answers these two (contracts.readiness); the gateway on its public port too
+LIVEZ = Operation("livez", None, answer=health.Live)
+READYZ = Operation("readyz", None, answer=health.Ready)
 ALERT_EMIT = Operation("alert.emit", None, body=alerts.AlertEmitBody, answer=alerts.Received)
 # every service answers it (contracts.service); the gateway's /health asks each
 SERVICE_HEALTH = Operation("health", None)

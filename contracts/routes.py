@@ -97,9 +97,9 @@ DEVELOPER, ADMIN = Access.DEVELOPER, Access.ADMIN
 # Paths the platform owns (docs/api.md section 1.5): only admins may attach a service route config
 # under them, and an upstream route config never may.
 RESERVED_PREFIXES = (
-    "/health", "/api-docs", "/socket.io", "/monitor", "/api/v1/auth", "/api/v1/oauth",
-    "/api/v1/projects", "/api/v1/keys", "/api/v1/routes", "/api/v1/logs", "/api/v1/analytics",
-    "/api/v1/alerts", "/api/v1/webhooks", "/api/v1/events", "/metrics",
+    "/health", "/livez", "/readyz", "/api-docs", "/socket.io", "/monitor", "/api/v1/auth",
+    "/api/v1/oauth", "/api/v1/projects", "/api/v1/keys", "/api/v1/routes", "/api/v1/logs",
+    "/api/v1/analytics", "/api/v1/alerts", "/api/v1/webhooks", "/api/v1/events", "/metrics",
 )
 
 
@@ -118,6 +118,11 @@ def is_reserved(path: str) -> bool:
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", op.HEALTH, PUBLIC,
           "Health of the gateway, the four services, Redis and RabbitMQ",
+          tags=("health",), errors=(503,)),
+    Route("GET", "/livez", op.LIVEZ, PUBLIC, "The process answers (liveness)",
+          tags=("health",)),
+    Route("GET", "/readyz", op.READYZ, PUBLIC,
+          "The process takes traffic: its dependencies answer and it is not draining",
           tags=("health",), errors=(503,)),
     # --- auth (docs/api.md section 3) -------------------------------------------------------------
     Route("POST", "/api/v1/auth/register", op.AUTH_REGISTER, PUBLIC, "Register a developer",

@@ -1,4 +1,4 @@
-"""RPC over RabbitMQ: one durable queue per service, replies on direct reply-to.
+"""RPC over RabbitMQ: one quorum queue per service, replies on direct reply-to.
 
 Wire format (both sides live here, so they cannot drift):
 
@@ -28,6 +28,7 @@ import orjson
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 
@@ -46,6 +47,7 @@ from contracts.metrics import (
     MESSAGES_DEAD_LETTERED,
     RPC_CLIENT_SECONDS,
     RPC_EXPIRED_DROPPED,
+    RPC_RETRIED,
     RPC_SERVER_SECONDS,
 )
 from contracts.names import DIRECT_REPLY_TO, HEADER_DEADLINE
@@ -118,6 +120,11 @@ def _bound(declared: Operation, method: Callable[[Call[Any, Any, Any]], Awaitabl
     return run
 
 
+class BrokerConnectionLost(ServiceUnavailable):
+    """The call's connection to the broker dropped (or could not publish) before its answer
+    came: 503, unless the call is idempotent and may be made again."""
+
+
 class RpcClient:
     """Many calls in flight on one channel; each waits on its own future by correlation id."""
 
@@ -130,8 +137,10 @@ class RpcClient:
         self._presence: dict[str, tuple[int, float]] = {}
         self._presence_checks: dict[str, asyncio.Task[int]] = {}
         self._probe_lock = asyncio.Lock()  # one probe channel, one passive declare at a time
-        self._channel: AbstractChannel | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._probe_channel: AbstractChannel | None = None
+        # set (and replaced) at each reconnect: what a call waits on before it is made again
+        self._reconnected = asyncio.Event()
 
     async def start(self) -> None:
         # Direct reply-to needs the consumer and the publisher on the same channel.
@@ -142,9 +151,12 @@ class RpcClient:
         await reply_queue.consume(self._on_reply, no_ack=True)
         # Replies to calls made before a connection loss can never arrive: fail them now.
         self._connection.close_callbacks.add(self._on_connection_lost)
+        # aio-pika calls these once every channel is restored, the reply consumer included
+        self._connection.reconnect_callbacks.add(self._on_reconnected)
 
     async def close(self) -> None:
         self._connection.close_callbacks.discard(self._on_connection_lost)
+        self._connection.reconnect_callbacks.discard(self._on_reconnected)
         self._fail_all(ServiceUnavailable("RPC client closed"))
         for channel in (self._channel, self._probe_channel):
             if channel is not None and not channel.is_closed:
@@ -158,17 +170,31 @@ class RpcClient:
         *,
         timeout_ms: int | None = None,
         deadline_ms: int | None = None,
+        idempotent: bool = False,
     ) -> RpcResult:
         """Call `declared` on the service behind `queue`; raise the ApiError it answered with.
 
-        The deadline is the earlier of now + timeout and the caller's own `deadline_ms`.
+        The deadline is the earlier of now + timeout and the caller's own `deadline_ms`. An
+        `idempotent` call (a GET) whose broker connection dropped before its answer came is
+        made once more, on the restored connection (possibly another node), within the same
+        deadline; any other call is answered 503, since it may have been carried out.
         """
         started = time.perf_counter()
         outcome = "error"
         operation = declared.name
+        deadline = now_ms() + (timeout_ms or self._default_timeout_ms)
+        if deadline_ms is not None:
+            deadline = min(deadline, deadline_ms)
+        request = request or RpcRequest()
+        reconnected = self._reconnected
         try:
-            result = await self._call(queue, operation, request or RpcRequest(), timeout_ms,
-                                      deadline_ms)
+            try:
+                result = await self._call(queue, operation, request, deadline)
+            except BrokerConnectionLost:
+                if not idempotent or not await _set_before(reconnected, deadline):
+                    raise
+                RPC_RETRIED.labels(operation).inc()
+                result = await self._call(queue, operation, request, deadline)
             outcome = "ok"
             return result
         except ApiError as exc:
@@ -182,16 +208,11 @@ class RpcClient:
         queue: str,
         operation: str,
         request: RpcRequest,
-        timeout_ms: int | None,
-        deadline_ms: int | None,
+        deadline: int,
     ) -> RpcResult:
         if self._channel is None:
             raise RuntimeError("RpcClient.start() was not called")
-        now = now_ms()
-        deadline = now + (timeout_ms or self._default_timeout_ms)
-        if deadline_ms is not None:
-            deadline = min(deadline, deadline_ms)
-        remaining_ms = deadline - now
+        remaining_ms = deadline - now_ms()
         if remaining_ms <= 0:
             raise UpstreamTimeout(f"Deadline passed before calling {operation}")
         # Known absent: confirm with one passive declare (cheap, and only paid while the
@@ -213,13 +234,20 @@ class RpcClient:
                 headers={HEADER_DEADLINE: deadline},
             )
             try:
-                await self._channel.default_exchange.publish(
-                    message, routing_key=queue, mandatory=False
-                )
-            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-                raise ServiceUnavailable("Message broker unavailable") from exc
+                # Not past the deadline while the connection is being restored, and not
+                # before the channel is whole again: a request whose reply-to consumer is
+                # not back yet is refused with a channel error (PRECONDITION_FAILED - fast
+                # reply consumer does not exist).
+                async with asyncio.timeout(remaining_ms / 1000):
+                    await self._channel.ready()
+                    await self._channel.default_exchange.publish(
+                        message, routing_key=queue, mandatory=False
+                    )
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError,
+                    TimeoutError) as exc:
+                raise BrokerConnectionLost("Message broker unavailable") from exc
             try:
-                reply = await asyncio.wait_for(future, remaining_ms / 1000)
+                reply = await asyncio.wait_for(future, max(deadline - now_ms(), 0) / 1000)
             except TimeoutError:
                 if await self._check_presence(queue) == 0:
                     raise ServiceUnavailable(f"{_service_of(queue)} is unavailable") from None
@@ -269,12 +297,31 @@ class RpcClient:
             future.set_exception(InternalError())
 
     def _on_connection_lost(self, *_: Any) -> None:
-        self._fail_all(ServiceUnavailable("Connection to the message broker lost"))
+        self._fail_all(BrokerConnectionLost("Connection to the message broker lost"))
+
+    def _on_reconnected(self, *_: Any) -> None:
+        # A failed publish may be seen before the connection's loss is (its channel closes
+        # first): waiting for a reconnect after the call began, not for "connected now",
+        # keeps the second attempt off the connection that is going away.
+        self._reconnected.set()
+        self._reconnected = asyncio.Event()
 
     def _fail_all(self, error: ApiError) -> None:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)
+
+
+async def _set_before(event: asyncio.Event, deadline: int) -> bool:
+    remaining_s = (deadline - now_ms()) / 1000
+    if remaining_s <= 0:
+        return False
+    try:
+        async with asyncio.timeout(remaining_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def _service_of(queue: str) -> str:
@@ -312,7 +359,7 @@ class RpcServer(QueueConsumer):
         self._channel = await self._connection.channel(publisher_confirms=False)
         await self._channel.set_qos(prefetch_count=self._prefetch)  # per consumer
         self._dead_letter_channel = await self._connection.channel(publisher_confirms=True)
-        queue = await declare_rpc_queue(self._channel, self._queue_name)
+        queue = await declare_rpc_queue(self._connection, self._channel, self._queue_name)
         await self._consume(queue, [self._channel, self._dead_letter_channel])
 
     async def _process(self, message: AbstractIncomingMessage) -> None:

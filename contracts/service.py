@@ -11,14 +11,18 @@ service does:
 - `assembly.consume(Consumer(queue, message_type, handle))`: a consumer, a function bound to
   an event queue that receives the queue's declared message type;
 - `assembly.every(Periodic(...))`: a periodic task under the one policy of
-  `contracts.periodic`.
+  `contracts.periodic`;
+- `assembly.ready_when(name, check)`: a cheap check of a resource the service cannot work
+  without, asked by `/readyz` (the broker connection is always asked).
 
 The runtime opens its broker (`contracts.broker`: RabbitMQ, retrying until it is there, or
-the in-memory broker of unit tests), runs `assemble`, then serves `/health` and `/metrics`
-on the service's small HTTP port, RPC on `rpc.<service>`, the consumers and the periodic
-tasks (so nothing arrives before the resources are open). Everything started is in the
-exit stack: on SIGTERM/SIGINT, and as well when start-up fails half-way, it is closed in
-reverse: periodic tasks stop, consumers and RPC finish what is in flight (within
+the in-memory broker of unit tests), runs `assemble`, then serves `/health`, `/livez`,
+`/readyz` and `/metrics` on the service's small HTTP port, RPC on `rpc.<service>`, the
+consumers and the periodic tasks (so nothing arrives before the resources are open).
+Everything started is in the exit stack. On SIGTERM/SIGINT the service first drains:
+`/readyz` answers 503 while it goes on working for `SHUTDOWN_DRAIN_S` (a second signal ends
+that early). Then, and as well when start-up fails half-way, the stack is closed in reverse:
+periodic tasks stop, consumers and RPC finish what is in flight (within
 `SHUTDOWN_GRACE_S`), the resources close, then the broker connection.
 """
 
@@ -28,7 +32,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -41,6 +45,7 @@ from contracts.logging import configure_logging, get_logger
 from contracts.messages import EVENT_TYPES, Event, RpcRequest
 from contracts.names import SERVICES, EventQueue, Service, ServiceInfo
 from contracts.periodic import Periodic, PeriodicRunner
+from contracts.readiness import LIVE, Check, Readiness, connected, status_of
 from contracts.rpc import Handler, operations_of
 from contracts.settings import Settings, SettingsError, load_settings
 from contracts.timeutil import iso_now
@@ -94,6 +99,11 @@ class Assembly:
     def every(self, periodic: Periodic) -> None:
         self._process.periodic.append(periodic)
 
+    def ready_when(self, name: str, check: Check) -> None:
+        """`/readyz` answers 503 while `check` (an awaitable call, e.g. a `SELECT 1` on the
+        service's pool) raises or takes longer than contracts.readiness.CHECK_TIMEOUT_S."""
+        self._process.readiness.require(name, check)
+
 
 @dataclass(frozen=True)
 class ServiceDeclaration:
@@ -127,6 +137,9 @@ class ServiceProcess:
         self.handlers: dict[str, Handler] = {"health": self._health}
         self.consumers: list[Consumer[Any]] = []
         self.periodic: list[Periodic] = []
+        # its port answers before RPC and the consumers run: ready only once they do
+        self.readiness = Readiness(started=False)
+        self.readiness.require("rabbitmq", connected(lambda: not self.broker.connected))
         self._stack = AsyncExitStack()
 
     @property
@@ -178,6 +191,7 @@ class ServiceProcess:
             runner = PeriodicRunner(periodic)
             runner.start()
             stack.push_async_callback(runner.stop)
+        self.readiness.mark_started()
         log.info("service ready", queue=self.info.rpc_queue, http_port=port,
                  operations=sorted(self.handlers),
                  consumes=[consumer.queue.name for consumer in self.consumers],
@@ -190,8 +204,14 @@ class ServiceProcess:
     def _http_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/health", self._http_health)
+        app.router.add_get("/livez", _livez)
+        app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", _metrics)
         return app
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        ready = await self.readiness.state()
+        return web.json_response(ready.model_dump(mode="json"), status=status_of(ready))
 
     async def _http_health(self, _request: web.Request) -> web.Response:
         broker_ok = self.connected
@@ -199,6 +219,10 @@ class ServiceProcess:
         if not broker_ok:
             body["status"] = "error"
         return web.json_response(body, status=200 if broker_ok else 503)
+
+
+async def _livez(_request: web.Request) -> web.Response:
+    return web.json_response(LIVE.model_dump(mode="json"))
 
 
 async def _metrics(_request: web.Request) -> web.Response:
@@ -216,10 +240,23 @@ async def serve_until_signalled(process: ServiceProcess) -> None:
     if starting in done:
         starting.result()  # raise a start-up failure (what it opened is closed already)
         await stopping
-    else:
+        await drain(process, stop)
+    else:  # still starting: nothing serves yet, so nothing to drain
         starting.cancel()
         await asyncio.gather(starting, return_exceptions=True)
     await process.stop()
+
+
+async def drain(process: ServiceProcess, signalled: asyncio.Event) -> None:
+    """`/readyz` 503 at once, and SHUTDOWN_DRAIN_S more of work as usual (RPC, consumers,
+    periodic tasks, the HTTP port), so whatever routes by readiness stops choosing this
+    process before it stops taking work; a second signal ends the drain early."""
+    process.readiness.drain()
+    drain_s = process.settings.shutdown_drain_s
+    log.info("draining", drain_s=drain_s)
+    signalled.clear()
+    with suppress(TimeoutError):
+        await asyncio.wait_for(signalled.wait(), drain_s)
 
 
 def run_service(declaration: ServiceDeclaration) -> None:

@@ -19,9 +19,11 @@ from marshmallow.validate import Length, OneOf, Range
 
 AppEnv = Literal["development", "test", "production"]
 LogStoreKind = Literal["postgresql", "mongodb"]
+PoolMode = Literal["session", "transaction"]
 _Choice = TypeVar("_Choice", bound=str)
 APP_ENVS: tuple[AppEnv, ...] = get_args(AppEnv)
 LOG_STORE_KINDS: tuple[LogStoreKind, ...] = get_args(LogStoreKind)
+POOL_MODES: tuple[PoolMode, ...] = get_args(PoolMode)
 
 DEV_SECRETS = {
     "ACCESS_TOKEN_SECRET": "dev-only-access-token-secret-0123456789abcdef",
@@ -40,6 +42,14 @@ class Settings:
     amqp_url: str
     redis_url: str
     cache_redis_url: str
+    # Cluster or Sentinel instead of the URL's one server (contracts.redis_clients): each
+    # a comma-separated host:port list, "" when unused
+    redis_cluster_nodes: str
+    redis_sentinels: str
+    redis_sentinel_master: str
+    cache_redis_cluster_nodes: str
+    cache_redis_sentinels: str
+    cache_redis_sentinel_master: str
     cache_max_body_bytes: int
     cache_project_budget_bytes: int
     mongo_url: str
@@ -95,6 +105,13 @@ class Settings:
     monitor_max_events_per_s: int
     monitor_max_sockets_per_user: int
     check_answers: bool
+    shutdown_drain_s: float
+    monitor_allow_polling: bool
+    database_pool_mode: PoolMode
+    auth_migration_url: str
+    project_migration_url: str
+    analytics_migration_url: str
+    logs_migration_url: str
 
     @property
     def is_production(self) -> bool:
@@ -107,30 +124,42 @@ class Settings:
 Process = Literal["gateway", "auth", "project", "analytics", "logging"]
 COMMON = frozenset({
     "APP_ENV", "LOG_LEVEL", "AMQP_URL", "SERVICE_HOST", "RPC_TIMEOUT_MS", "RPC_PREFETCH",
-    "EVENT_BUFFER_MAX", "EVENT_MAX_RETRIES", "SHUTDOWN_GRACE_S", "APP_URL", "GATEWAY_ID",
+    "EVENT_BUFFER_MAX", "EVENT_MAX_RETRIES", "SHUTDOWN_GRACE_S", "SHUTDOWN_DRAIN_S", "APP_URL",
+    "GATEWAY_ID",
 })
+DATABASE = frozenset({"DATABASE_POOL_MODE"})
+# where the limiter/state Redis is: one server, a Cluster or a Sentinel-watched primary
+REDIS = frozenset({"REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SENTINELS",
+                   "REDIS_SENTINEL_MASTER"})
+CACHE_REDIS = frozenset({"CACHE_REDIS_URL", "CACHE_REDIS_CLUSTER_NODES",
+                         "CACHE_REDIS_SENTINELS", "CACHE_REDIS_SENTINEL_MASTER"})
 READS: dict[Process, frozenset[str]] = {
-    "gateway": COMMON | {
-        "REDIS_URL", "CACHE_REDIS_URL", "CACHE_MAX_BODY_BYTES", "CACHE_PROJECT_BUDGET_BYTES",
+    "gateway": COMMON | REDIS | CACHE_REDIS | {
+        "CACHE_MAX_BODY_BYTES", "CACHE_PROJECT_BUDGET_BYTES",
         "ACCESS_TOKEN_SECRET", "ALERT_SECRET", "GATEWAY_HOST", "GATEWAY_PORT",
         "GATEWAY_WORKERS", "GATEWAY_STATUS_PORT", "HEALTH_TIMEOUT_MS", "MAX_BODY_BYTES",
         "UPSTREAM_ALLOW_PRIVATE", "RATE_LIMIT_API_KEY", "RATE_LIMIT_USER", "RATE_LIMIT_IP",
         "RATE_LIMIT_FAIL_CLOSED", "TRUSTED_PROXIES", "UPSTREAM_CONNECT_TIMEOUT_S",
         "UPSTREAM_TIMEOUT_S", "UPSTREAM_MAX_HEADER_BYTES", "UPSTREAM_MAX_HEADER_FIELDS",
-        "MONITOR_MAX_EVENTS_PER_S", "MONITOR_MAX_SOCKETS_PER_USER", "CHECK_ANSWERS"},
-    "auth": COMMON | {
-        "AUTH_HTTP_PORT", "AUTH_DATABASE_URL", "REDIS_URL", "ACCESS_TOKEN_SECRET", "SMTP_URL",
+        "MONITOR_MAX_EVENTS_PER_S", "MONITOR_MAX_SOCKETS_PER_USER", "MONITOR_ALLOW_POLLING",
+        "CHECK_ANSWERS"},
+    "auth": COMMON | DATABASE | REDIS | {
+        "AUTH_HTTP_PORT", "AUTH_DATABASE_URL", "AUTH_MIGRATION_URL",
+        "ACCESS_TOKEN_SECRET", "SMTP_URL",
         "MAIL_FROM", "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_IP",
         "LOGIN_FAILURE_WINDOW_S", "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB",
         "ARGON2_PARALLELISM"},
-    "project": COMMON | {
-        "PROJECT_HTTP_PORT", "PROJECT_DATABASE_URL", "UPSTREAM_ALLOW_PRIVATE", "GATEWAY_PORT",
+    "project": COMMON | DATABASE | {
+        "PROJECT_HTTP_PORT", "PROJECT_DATABASE_URL", "PROJECT_MIGRATION_URL",
+        "UPSTREAM_ALLOW_PRIVATE", "GATEWAY_PORT",
         "MAX_PROJECTS_PER_USER", "MAX_KEYS_PER_PROJECT"},
-    "analytics": COMMON | {
-        "ANALYTICS_HTTP_PORT", "ANALYTICS_DATABASE_URL", "MONGO_URL", "MONGO_DB", "REDIS_URL",
+    "analytics": COMMON | DATABASE | REDIS | {
+        "ANALYTICS_HTTP_PORT", "ANALYTICS_DATABASE_URL", "ANALYTICS_MIGRATION_URL",
+        "MONGO_URL", "MONGO_DB",
         "ANALYTICS_LEDGER_HOURS", "ALERT_INTERVAL_MS", "ALERT_EVENT_STORE"},
-    "logging": COMMON | {
-        "LOGGING_HTTP_PORT", "LOG_STORE", "LOGS_DATABASE_URL", "LOG_PARTITIONS_AHEAD_DAYS",
+    "logging": COMMON | DATABASE | {
+        "LOGGING_HTTP_PORT", "LOG_STORE", "LOGS_DATABASE_URL", "LOGS_MIGRATION_URL",
+        "LOG_PARTITIONS_AHEAD_DAYS",
         "LOG_RETENTION_DAYS", "LOG_SWEEP_INTERVAL_S", "MONGO_URL", "MONGO_DB",
         "ACCESS_TOKEN_SECRET"},
 }
@@ -170,10 +199,18 @@ def _read(env: Env) -> Settings:
         app_env=app_env,
         log_level=env.str("LOG_LEVEL", "INFO", validate=OneOf(
             ["DEBUG", "INFO", "WARNING", "ERROR"])),
-        amqp_url=env.str("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        # one node, or several of one cluster separated by commas (contracts.amqp)
+        amqp_url=env.str("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/",
+                         validate=_amqp_urls),
         redis_url=env.str("REDIS_URL", "redis://127.0.0.1:6379/0"),
         # the response cache's own Redis instance, with maxmemory and an LRU policy
         cache_redis_url=env.str("CACHE_REDIS_URL", "redis://127.0.0.1:6380/0"),
+        redis_cluster_nodes=env.str("REDIS_CLUSTER_NODES", ""),
+        redis_sentinels=env.str("REDIS_SENTINELS", ""),
+        redis_sentinel_master=env.str("REDIS_SENTINEL_MASTER", "mymaster"),
+        cache_redis_cluster_nodes=env.str("CACHE_REDIS_CLUSTER_NODES", ""),
+        cache_redis_sentinels=env.str("CACHE_REDIS_SENTINELS", ""),
+        cache_redis_sentinel_master=env.str("CACHE_REDIS_SENTINEL_MASTER", "mymaster"),
         cache_max_body_bytes=env.int("CACHE_MAX_BODY_BYTES", 1024 * 1024,
                                      validate=Range(min=1, max=64 * 1024 * 1024)),
         cache_project_budget_bytes=env.int("CACHE_PROJECT_BUDGET_BYTES", 64 * 1024 * 1024,
@@ -288,6 +325,21 @@ def _read(env: Env) -> Settings:
         # leaves the gateway (an undeclared field is a 500, never a leak); on in development
         # and tests, where it makes every end-to-end test a contract test
         check_answers=env.bool("CHECK_ANSWERS", app_env != "production"),
+        # After SIGTERM: seconds the process still serves new connections while /readyz
+        # answers 503, so a load balancer stops sending before the listener closes.
+        shutdown_drain_s=env.float("SHUTDOWN_DRAIN_S", 5.0, validate=Range(min=0, max=300)),
+        # Socket.IO long-polling needs every request of a session on one process: only
+        # behind a sticky load balancer. Off: websocket only.
+        monitor_allow_polling=env.bool("MONITOR_ALLOW_POLLING", False),
+        # `transaction` behind PgBouncer's transaction pooling: no prepared statement cache,
+        # migrations under a transaction-scoped lock (or over *_MIGRATION_URL).
+        database_pool_mode=_choice(env, "DATABASE_POOL_MODE", "session", POOL_MODES),
+        # a direct URL (not through a pooler) for each service's migrations; empty: the
+        # service's own DATABASE_URL
+        auth_migration_url=env.str("AUTH_MIGRATION_URL", ""),
+        project_migration_url=env.str("PROJECT_MIGRATION_URL", ""),
+        analytics_migration_url=env.str("ANALYTICS_MIGRATION_URL", ""),
+        logs_migration_url=env.str("LOGS_MIGRATION_URL", ""),
     )
     if not settings.gateway_id:
         settings = replace(settings, gateway_id=default_gateway_id(settings.app_url))
@@ -329,6 +381,15 @@ def _token(value: str) -> None:
     if value and not _TOKEN.match(value):
         raise ValidationError("GATEWAY_ID must be 1 to 64 token characters (letters, digits, "
                               "and !#$%&'*+.^_`|~-)")
+
+
+def _amqp_urls(value: str) -> None:
+    from contracts.amqp import broker_urls  # aio-pika only where the URL is read
+
+    try:
+        broker_urls(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def _smtp_url(value: str) -> None:

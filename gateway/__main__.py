@@ -1,4 +1,5 @@
-"""`python -m gateway`: serve the gateway until SIGTERM/SIGINT.
+"""`python -m gateway`: serve the gateway until SIGTERM/SIGINT, then drain (`/readyz` 503,
+still serving, SHUTDOWN_DRAIN_S) and stop (in-flight requests get SHUTDOWN_GRACE_S).
 
 With GATEWAY_WORKERS > 1 this process forks that many workers that share the port through
 SO_REUSEPORT (the kernel spreads connections); it forwards SIGTERM/SIGINT to them, and if one
@@ -18,6 +19,7 @@ import uvloop
 from contracts.logging import configure_logging
 from contracts.settings import Settings, SettingsError, load_settings
 from gateway.app import build_app
+from gateway.health import READINESS
 from gateway.server_adapter import run_app
 
 
@@ -29,8 +31,10 @@ def serve(settings: Settings, reuse_port: bool) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     # aiohttp's server, answering its own refusals in the JSON envelope, naming no versions
+    # on SIGTERM: /readyz 503 and SHUTDOWN_DRAIN_S more of serving, then the shutdown
     run_app(app, host=settings.gateway_host, port=settings.gateway_port, reuse_port=reuse_port,
-            shutdown_timeout=settings.shutdown_grace_s, loop=uvloop.new_event_loop())
+            shutdown_timeout=settings.shutdown_grace_s, drain_s=settings.shutdown_drain_s,
+            on_drain=app[READINESS].drain, loop=uvloop.new_event_loop())
 
 
 def supervise(settings: Settings) -> int:

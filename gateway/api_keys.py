@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from contracts import operations as op
 from contracts.errors import Forbidden
 from contracts.logging import get_logger
 from contracts.messages import RpcRequest
 from contracts.names import SERVICES, Service
+from contracts.redis_clients import REDIS_FAILURES, RedisClient
 from contracts.rpc import RpcClient
 from contracts.timeutil import iso_now
 
@@ -55,7 +54,7 @@ class ValidKey:
 
 
 class ApiKeys:
-    def __init__(self, redis: Redis, rpc: RpcClient) -> None:
+    def __init__(self, redis: RedisClient, rpc: RpcClient) -> None:
         self._redis = redis
         self._rpc = rpc
 
@@ -95,13 +94,13 @@ class ApiKeys:
                 for digest in digests:
                     pipe.set(cache_key(digest), refusal, ex=REVOKED_TTL_S)
                 await pipe.execute()
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             log.error("could not drop cached key verdicts", error=repr(exc))
 
     async def _cached(self, digest: str) -> dict[str, Any] | None:
         try:
             raw = await self._redis.get(cache_key(digest))
-        except RedisError:
+        except REDIS_FAILURES:
             return None  # no cache: ask the project service
         return orjson.loads(raw) if raw else None
 
@@ -109,5 +108,5 @@ class ApiKeys:
         try:
             await self._redis.set(cache_key(digest), orjson.dumps(verdict), nx=True,
                                   ex=VALID_TTL_S if verdict.get("valid") else INVALID_TTL_S)
-        except RedisError:
+        except REDIS_FAILURES:
             pass

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
+from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from contracts import operations as op
 from contracts.amqp import connect, declare_topology
 from contracts.events import EventPublisher
+from contracts.readiness import NotReady, Readiness, connected
+from contracts.redis_clients import RedisClient, client_for
 from contracts.routes import ROUTES, Route
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
@@ -21,7 +23,7 @@ from gateway.client_ip import ClientAddress
 from gateway.config_follower import ConfigFollower
 from gateway.docs import add_docs
 from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_found
-from gateway.health import health, metrics
+from gateway.health import READINESS, health, livez, metrics, readyz
 from gateway.monitor.hub import MONITOR_HUB, MonitorHub
 from gateway.monitor.page import add_monitor_page
 from gateway.pipeline import PLANS, Plans, install
@@ -34,17 +36,22 @@ from gateway.steps.rate_limiter import RATE_LIMITER, RateLimiter
 from gateway.steps.request_context import add_response_headers
 from gateway.steps.response_cache import RESPONSE_CACHE, ResponseCache
 
-LOCAL_HANDLERS = {op.HEALTH: health, op.ALERT_EMIT: emit_alert}
+LOCAL_HANDLERS = {op.HEALTH: health, op.LIVEZ: livez, op.READYZ: readyz,
+                  op.ALERT_EMIT: emit_alert}
 CONFIG_FOLLOWER = web.AppKey("config_follower", ConfigFollower)
 STATUS_LISTENER = web.AppKey("status_listener", web.AppRunner)
 
 
-async def start_status_listener(settings: Settings) -> web.AppRunner:
+async def start_status_listener(settings: Settings, readiness: Readiness) -> web.AppRunner:
     """Operator data off the public port (docs/api.md section 10): `GET /metrics` on
-    GATEWAY_STATUS_PORT, bound like the services' ports. With several workers each one binds
-    it (SO_REUSEPORT), so a scrape reads one worker's registry."""
+    GATEWAY_STATUS_PORT, bound like the services' ports, with `/livez` and `/readyz` for
+    probes that should not share the public port. With several workers each one binds it
+    (SO_REUSEPORT), so a scrape or a probe reads one worker."""
     status = web.Application()
+    status[READINESS] = readiness
     status.router.add_get("/metrics", metrics)
+    status.router.add_get("/livez", livez)
+    status.router.add_get("/readyz", readyz)
     runner = GatewayRunner(status, access_log=None)  # its refusals in the envelope too
     await runner.setup()
     await web.TCPSite(runner, settings.service_host, settings.gateway_status_port,
@@ -55,6 +62,8 @@ async def start_status_listener(settings: Settings) -> web.AppRunner:
 def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[PLANS] = Plans()
+    # before `install`: the pipeline closes connections while the process drains
+    app[READINESS] = Readiness()
     app.on_response_prepare.append(add_response_headers)
     app[VERIFIED_TOKENS] = VerifiedTokens()
     add_docs(app, routes)
@@ -91,11 +100,9 @@ async def open_resources(app: web.Application, settings: Settings, monitor: Moni
     publisher = EventPublisher(connection, max_buffer=settings.event_buffer_max)
     await publisher.start()
     stack.push_async_callback(publisher.close, timeout=grace)
-    # A blocking pool: under load callers wait a moment for a connection instead of
-    # failing (which would make the rate limiter fail open).
-    redis = Redis(connection_pool=BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=64, timeout=2, socket_connect_timeout=1,
-        socket_timeout=1))
+    # standalone, Cluster or Sentinel, as configured (contracts.redis_clients)
+    redis = client_for(settings, "state", max_connections=64, socket_connect_timeout=1,
+                       socket_timeout=1)
     stack.push_async_callback(redis.aclose)
     route_configs = RouteConfigTable()
     api_keys = ApiKeys(redis, rpc)
@@ -107,9 +114,8 @@ async def open_resources(app: web.Application, settings: Settings, monitor: Moni
     app[RATE_LIMITER] = limiter
     # the cache's own instance (docs/api.md section 13.2): it can never evict limiter keys
     cache = ResponseCache(
-        Redis(connection_pool=BlockingConnectionPool.from_url(
-            settings.cache_redis_url, max_connections=32, timeout=2,
-            socket_connect_timeout=1, socket_timeout=1)),
+        client_for(settings, "cache", max_connections=32, socket_connect_timeout=1,
+                   socket_timeout=1),
         max_body_bytes=settings.cache_max_body_bytes,
         project_budget_bytes=settings.cache_project_budget_bytes)
     stack.push_async_callback(cache.close)
@@ -129,6 +135,28 @@ async def open_resources(app: web.Application, settings: Settings, monitor: Moni
     app[CONFIG_FOLLOWER] = follower
     await monitor.start(redis, connection, publisher)
     stack.push_async_callback(monitor.close)
-    status = await start_status_listener(settings)
+    require_dependencies(app[READINESS], connection, redis, follower,
+                         fail_closed=settings.rate_limit_fail_closed)
+    status = await start_status_listener(settings, app[READINESS])
     stack.push_async_callback(status.cleanup)
     app[STATUS_LISTENER] = status
+
+
+def require_dependencies(readiness: Readiness, connection: AbstractRobustConnection,
+                         redis: RedisClient, follower: ConfigFollower, *,
+                         fail_closed: bool) -> None:
+    """What this gateway cannot serve well without (`/readyz`): the broker (every platform
+    route is an RPC), the limiter's Redis when limits fail closed (failing open, a gateway
+    without Redis still serves: taking every gateway out of a load balancer at once for a
+    Redis outage would be worse), and a first snapshot of the route configs (until then
+    every upstream route would be a 404). Later reloads failing do not count: the snapshot
+    in memory stays good."""
+    readiness.require("rabbitmq", connected(lambda: connection.is_closed))
+    if fail_closed:
+        readiness.require("redis", redis.ping)
+
+    async def route_configs() -> None:
+        if not follower.synced.is_set():
+            raise NotReady("not loaded yet")
+
+    readiness.require("route-configs", route_configs)

@@ -2,6 +2,10 @@
 
 200 when every part answered, 503 naming the failing parts otherwise, so a load balancer can
 act on the status code alone.
+
+`/livez` and `/readyz` (contracts.readiness) on the public port and on the status listener:
+this process only, no service asked, so a load balancer probing every gateway often costs the
+services nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contracts import operations as op
 from contracts.errors import ApiError
 from contracts.names import SERVICES
+from contracts.readiness import LIVE, Readiness, status_of
 from contracts.timeutil import iso_now
 from gateway.responses import json_response
 from gateway.state import GatewayState, state_of
+
+READINESS = web.AppKey("readiness", Readiness)
+_LIVE = LIVE.model_dump(mode="json")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -63,6 +71,15 @@ def _probe_broker(state: GatewayState) -> dict[str, Any]:
     if state.connection.is_closed:
         return {"name": "rabbitmq", "status": "error", "error": "connection closed"}
     return {"name": "rabbitmq", "status": "ok"}
+
+
+async def livez(_request: web.Request) -> web.Response:
+    return json_response(_LIVE)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = await request.app[READINESS].state()
+    return json_response(ready.model_dump(mode="json"), status=status_of(ready))
 
 
 async def metrics(_request: web.Request) -> web.Response:

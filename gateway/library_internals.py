@@ -27,6 +27,9 @@ redis-py
   reply (`NOSCRIPT ...`) to its exception class (NoScriptError...). gateway.redis_batch parses
   replies with hiredis itself and hands it this, so callers get the exceptions redis-py's own
   client raises.
+- `cluster_startup_nodes`: `RedisCluster.nodes_manager.startup_nodes`, the addresses a Cluster
+  client was given. gateway.redis_batch asks them for the slot map when none of the nodes it
+  knows answers (before the client's first command, `get_nodes()` is still empty).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 from aiohttp import web, web_protocol, web_response
 from redis._parsers import BaseParser
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 # --- aiohttp: routes ------------------------------------------------------------------------
@@ -114,3 +118,9 @@ class _RequestHandler(web_protocol.RequestHandler):
 
 # an error reply's text -> the exception redis-py raises for it
 redis_error_of: Callable[[str], RedisError] = BaseParser.parse_error
+
+
+def cluster_startup_nodes(cluster: RedisCluster) -> list[tuple[str, int]]:
+    """The addresses `cluster` was created with."""
+    return [(node.host, int(node.port))
+            for node in cluster.nodes_manager.startup_nodes.values()]

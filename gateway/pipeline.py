@@ -11,6 +11,8 @@ memoised and derived again whenever the route config snapshot changes.
  -  CORS headers; a real preflight is answered at once, neither counted nor logged
  6  route config resolver: in memory, before the plan is chosen (gateway.router.matched)
  -  path guard: no dot segments or encoded slashes, before anything looks at the path
+ -  monitor transport (exempt traffic only): Socket.IO long-polling refused (400) unless
+    MONITOR_ALLOW_POLLING, before the Socket.IO server sees the request
  -  loop guard: a request whose `Via` names this deployment came round (508), refused
     before it costs a credential lookup or a limiter round trip
  4  authenticator: Bearer JWT -> identity; only on routes that take one (public platform
@@ -38,8 +40,10 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from contracts.readiness import Readiness
 from contracts.routes import Route
 from gateway.context import RequestContext
+from gateway.health import READINESS
 from gateway.library_internals import RouteHandler, set_route_handler
 from gateway.route_configs import RouteConfig
 from gateway.router import is_exempt, is_preflight, matched
@@ -58,6 +62,7 @@ from gateway.steps.cors import cors, preflight_answer
 from gateway.steps.error_handler import error_response
 from gateway.steps.event_emitter import event_emitter
 from gateway.steps.loop_guard import loop_guard
+from gateway.steps.monitor_transport import monitor_transport
 from gateway.steps.path_guard import path_guard
 from gateway.steps.rate_limiter import rate_limiter
 from gateway.steps.request_context import begin
@@ -83,7 +88,8 @@ def plan_for(route: Route | None, config: RouteConfig | None, *, exempt: bool) -
     path = config.path if config is not None else route.path if route is not None else None
     template = f"{method} {path}" if path is not None else "unmatched"
     steps: list[Step] = [path_guard]
-    if exempt:  # the docs, the monitor page, the Socket.IO transport, GET /health
+    if exempt:  # the docs, the monitor page, the Socket.IO transport, health and probes
+        steps.append(monitor_transport)  # no long-polling unless allowed
         if route is not None:
             steps.append(validator_for(route))
         return Plan(template, False, tuple(steps), False)
@@ -135,11 +141,15 @@ def install(app: web.Application) -> None:
     """Every route's handler runs inside the pipeline. Not an aiohttp middleware: its chain
     (and aiohttp's own current-app middleware that comes with it) adds coroutine frames that
     every resumption of every request walks through."""
+    readiness = app[READINESS]
     for route in app.router.routes():
-        set_route_handler(route, _through_pipeline(route.handler))
+        set_route_handler(route, _through_pipeline(route.handler, readiness))
 
 
-def _through_pipeline(handler: Handler) -> RouteHandler:
+def _through_pipeline(handler: Handler, readiness: Readiness) -> RouteHandler:
+    # While the process drains (SIGTERM), every answer closes its connection: a keep-alive
+    # client reconnects, through the load balancer, to a process that stays, and no idle
+    # connection is left for the listener's closing to cut under a request just sent.
     async def pipeline(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
         configs = state.route_configs
@@ -160,6 +170,8 @@ def _through_pipeline(handler: Handler) -> RouteHandler:
             else:
                 response = await handler(request)  # 10
             status = response.status
+            if readiness.draining:
+                response.force_close()
             return response
         except Exception as exc:
             if isinstance(exc, web.HTTPException) and exc.status < 400:
@@ -167,6 +179,8 @@ def _through_pipeline(handler: Handler) -> RouteHandler:
                 raise  # redirects are answers, not errors
             response = error_response(request, context.request_id, exc)  # 12
             status = response.status
+            if readiness.draining:
+                response.force_close()
             return response
         finally:
             access_log(context, request, status)  # 3

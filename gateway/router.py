@@ -36,10 +36,12 @@ def add_routes(
 CATCH_ALL = "upstream_catch_all"
 
 # Traffic that is neither rate limited nor logged (docs/api.md sections 7.1 and 13.1): CORS
-# preflights, the Socket.IO transport, GET /health and the static files of the API docs and
-# of the monitor page (a browser loads several per page view).
+# preflights, the Socket.IO transport, GET /health, /livez and /readyz (probes every few
+# seconds would fill the logs and the address tier of a load balancer) and the static files
+# of the API docs and of the monitor page (a browser loads several per page view).
 EXEMPT_PREFIXES = ("/socket.io/", "/api-docs/", "/monitor/")
 EXEMPT_PATHS = frozenset({"/api-docs", "/monitor"})
+PROBE_PATHS = frozenset({"/health", "/livez", "/readyz"})  # exempt for GET and HEAD
 
 
 def is_preflight(request: web.Request) -> bool:
@@ -52,7 +54,7 @@ def is_exempt(request: web.Request) -> bool:
     if request.method == "OPTIONS":
         return is_preflight(request)
     path = request.path
-    if path == "/health":
+    if path in PROBE_PATHS:
         return request.method in ("GET", "HEAD")
     return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
 

@@ -18,6 +18,8 @@ The aiohttp internals this takes are in gateway.library_internals (`set_server_s
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections.abc import Callable
 from contextlib import suppress
 
 from aiohttp import web
@@ -69,12 +71,20 @@ def _error_of(status: int) -> ApiError:
 
 
 def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool,
-            shutdown_timeout: float, loop: asyncio.AbstractEventLoop) -> None:
-    """web.run_app with GatewayRunner and no access log: serves until SIGTERM/SIGINT, then
-    shuts down as web.run_app does (in-flight requests get `shutdown_timeout`)."""
+            shutdown_timeout: float, drain_s: float, on_drain: Callable[[], None],
+            loop: asyncio.AbstractEventLoop) -> None:
+    """web.run_app with GatewayRunner and no access log, and a drain before the shutdown.
+
+    Serves until SIGTERM/SIGINT. Then `on_drain()` (readiness turns 503) and `drain_s`
+    seconds more of serving, new connections included, so a load balancer probing /readyz
+    stops sending here before the listener closes (aiohttp's own signal handling closes it at
+    once); a second signal ends the drain early. Then the shutdown of web.run_app: the
+    listener closes and in-flight requests get `shutdown_timeout`. A signal before the
+    listener is open stops at once (there is nothing to drain)."""
     hide_server_versions()
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_serve(app, host, port, reuse_port, shutdown_timeout))
+    main = loop.create_task(_serve(app, host, port, reuse_port, shutdown_timeout, drain_s,
+                                   on_drain))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):  # the signal handler's way out
@@ -92,16 +102,34 @@ def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool,
 
 
 async def _serve(app: web.Application, host: str, port: int, reuse_port: bool,
-                 shutdown_timeout: float) -> None:
+                 shutdown_timeout: float, drain_s: float, on_drain: Callable[[], None]
+                 ) -> None:
+    # aiohttp's signal handlers (GracefulExit) while the application starts; ours once it
+    # serves (aiohttp removes both at cleanup)
     runner = GatewayRunner(app, handle_signals=True, access_log=None,
                            keepalive_timeout=KEEPALIVE_TIMEOUT_S,
                            shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
-        await asyncio.Event().wait()  # until cancelled
+        await _drain_after_signal(drain_s, on_drain)
     finally:
         await runner.cleanup()
+
+
+async def _drain_after_signal(drain_s: float, on_drain: Callable[[], None]) -> None:
+    """Returns `drain_s` after the first SIGTERM/SIGINT, or at a second one."""
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, signalled.set)
+    await signalled.wait()
+    signalled.clear()
+    on_drain()
+    log.info("draining", drain_s=drain_s)
+    with suppress(TimeoutError):
+        await asyncio.wait_for(signalled.wait(), drain_s)
+    log.info("drain over: closing the listener")
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
-from redis.asyncio import Redis
 
 from contracts.events import EventPublisher
+from contracts.redis_clients import RedisClient
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
 from gateway.api_keys import ApiKeys
@@ -25,7 +25,7 @@ class GatewayState:
     connection: AbstractRobustConnection
     rpc: RpcClient
     publisher: EventPublisher
-    redis: Redis
+    redis: RedisClient
     client_address: ClientAddress
     route_configs: RouteConfigTable
     api_keys: ApiKeys

@@ -80,6 +80,16 @@ else
     log "rabbitmq: not started by up.sh; leaving it alone"
 fi
 
+# PgBouncer (before the PostgreSQL it fronts)
+if [ -f "$STATE_DIR/pgbouncer.started" ]; then
+    if [ -f "$STATE_DIR/pgbouncer/pgbouncer.pid" ]; then
+        stop_pid pgbouncer "$STATE_DIR/pgbouncer/pgbouncer.pid" "$(command -v pgbouncer || true)"
+    fi
+    rm -f "$STATE_DIR/pgbouncer.started"
+else
+    log "pgbouncer: not started by up.sh; leaving it alone"
+fi
+
 # PostgreSQL (Debian cluster recorded by up.sh as "VERSION NAME")
 if [ -f "$STATE_DIR/postgres.started" ]; then
     read -r pg_ver pg_name _ <"$STATE_DIR/postgres.started" || true

@@ -6,6 +6,7 @@
 #   ferretdb/               FerretDB's SQLite files
 #   redis/                  Redis working dir (persistence is off)
 #   rabbitmq/               RabbitMQ node data (mnesia) when we start it
+#   pgbouncer/              PgBouncer's configuration (transaction pooling)
 #   logs/                   one log per service
 #   *.pid, *.started        pid files / markers of the servers that up.sh started;
 #                           down.sh stops only those.
@@ -30,6 +31,8 @@ CACHE_REDIS_MAXMEMORY="${CACHE_REDIS_MAXMEMORY:-256mb}"
 RABBIT_PORT=5672
 RABBIT_MGMT_PORT=15672
 MONGO_PORT=27017
+# PgBouncer in transaction pooling in front of PostgreSQL (how many replicas usually reach it)
+PGBOUNCER_PORT=6432
 LOCALHOST=127.0.0.1
 
 # RabbitMQ's Erlang distribution (25672) and epmd (4369) listen on loopback only, like every

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings up the local stack without Docker (see docs/architecture.md section 5):
-#   PostgreSQL :5432, Redis :6379, RabbitMQ :5672 (+ management :15672), FerretDB :27017
+#   PostgreSQL :5432 (PgBouncer :6432 in front), Redis :6379, RabbitMQ :5672 (+ management :15672), FerretDB :27017
 # A server already listening on its port is reused, never replaced. Missing
 # Debian packages are installed when running as root. Idempotent: run it as
 # often as you like. infra/down.sh stops what this script started.
@@ -34,6 +34,9 @@ install_missing() {
     fi
     if ! port_open "$RABBIT_PORT" && ! have rabbitmq-server; then
         pkgs+=(rabbitmq-server)
+    fi
+    if ! port_open "$PGBOUNCER_PORT" && ! have pgbouncer; then
+        pkgs+=(pgbouncer)
     fi
     if [ "${#pkgs[@]}" -gt 0 ]; then
         apt_install "${pkgs[@]}"
@@ -110,6 +113,53 @@ SQL
             || die "postgres: cannot log in as gateway over TCP ($PG_URL_AUTH); check $hba"
     fi
     log "postgres: role gateway and databases gateway_auth, gateway_project, gateway_analytics, gateway_logs ready"
+}
+
+# --------------------------------------------------------------------------
+# 1b. PgBouncer on :6432 in transaction pooling, in front of that PostgreSQL (every database
+# name passes through), loopback only. It refuses to run as root: it runs as `postgres`.
+# --------------------------------------------------------------------------
+start_pgbouncer() {
+    if port_open "$PGBOUNCER_PORT"; then
+        log "pgbouncer: reusing server on $LOCALHOST:$PGBOUNCER_PORT"
+        return 0
+    fi
+    have pgbouncer || die "pgbouncer: not found (install the Debian package pgbouncer)"
+    local dir="$STATE_DIR/pgbouncer"
+    mkdir -p "$dir"
+    cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$LOCALHOST port=$PG_PORT
+
+[pgbouncer]
+listen_addr = $LOCALHOST
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 20
+ignore_startup_parameters = extra_float_digits
+logfile = $LOG_DIR/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+    # the password PgBouncer logs in to PostgreSQL with (clients on loopback are trusted)
+    echo '"gateway" "gateway"' >"$dir/userlist.txt"
+    local owner=postgres
+    id "$owner" >/dev/null 2>&1 || owner="$(id -un)"
+    chown -R "$owner" "$dir"
+    touch "$LOG_DIR/pgbouncer.log" && chown "$owner" "$LOG_DIR/pgbouncer.log"
+    log "pgbouncer: starting (transaction pooling)"
+    if is_root && [ "$owner" != root ]; then
+        pgbouncer -d -u "$owner" "$dir/pgbouncer.ini" \
+            || { show_log_tail "$LOG_DIR/pgbouncer.log"; die "pgbouncer failed to start"; }
+    else
+        pgbouncer -d "$dir/pgbouncer.ini" \
+            || { show_log_tail "$LOG_DIR/pgbouncer.log"; die "pgbouncer failed to start"; }
+    fi
+    touch "$STATE_DIR/pgbouncer.started"
+    wait_port pgbouncer "$PGBOUNCER_PORT" 30 "$LOG_DIR/pgbouncer.log"
 }
 
 # --------------------------------------------------------------------------
@@ -329,6 +379,7 @@ start_all=$SECONDS
 install_missing
 start_postgres
 setup_postgres_roles
+start_pgbouncer
 start_redis
 # RabbitMQ boots in the background while FerretDB is built/started.
 start_rabbitmq
@@ -336,4 +387,4 @@ start_ferretdb
 await_rabbitmq
 enable_rabbit_mgmt
 wait_rabbit_mgmt
-log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 (cache redis://$LOCALHOST:$CACHE_REDIS_PORT/0) | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB)"
+log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 (cache redis://$LOCALHOST:$CACHE_REDIS_PORT/0) | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT) | pgbouncer postgresql://gateway:gateway@$LOCALHOST:$PGBOUNCER_PORT/<database> (transaction pooling) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB)"

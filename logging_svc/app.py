@@ -29,7 +29,8 @@ async def open_log_store(settings: Settings) -> tuple[LogStore, Mongo | None]:
     if settings.log_store == "postgresql":
         store = await PostgresLogStore.open(
             settings.logs_database_url, retention_days=settings.log_retention_days,
-            ahead_days=settings.log_partitions_ahead_days)
+            ahead_days=settings.log_partitions_ahead_days,
+            pool_mode=settings.database_pool_mode, migration_url=settings.logs_migration_url)
         return store, None
     mongo = await open_mongo(settings.mongo_url, settings.mongo_db, app_name="logging")
     collection = mongo.db[COLLECTION]
@@ -43,6 +44,7 @@ async def assemble(service: Assembly) -> None:
     if mongo is not None:
         await service.open(closing(mongo, Mongo.close))
     await service.open(closing(store, lambda opened: opened.close()))
+    service.ready_when("log-store", store.ping)
     service.serve(LogHandlers(store, service.rpc,
                               Cursors(cursor_key(settings.access_token_secret)),
                               retention_days=settings.log_retention_days))

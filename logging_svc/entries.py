@@ -183,3 +183,7 @@ class LogStore(Protocol):
 
     async def close(self) -> None:
         ...
+
+    async def ping(self) -> None:
+        """Raise unless the store answers (the service's /readyz)."""
+        ...

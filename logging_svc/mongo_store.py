@@ -148,6 +148,9 @@ class MongoLogStore:
     async def close(self) -> None:
         """The client is the service's (contracts.mongo.Mongo), closed by it."""
 
+    async def ping(self) -> None:
+        await self._entries.database.command("ping")
+
     async def store_once(self, records: list[LogRecord]) -> int:
         # already past the retention (a backlog replayed days later): dropped as expired
         cutoff = datetime.now(UTC) - self._retention

@@ -32,6 +32,7 @@ import orjson
 from contracts.identity import Caller
 from contracts.logging import get_logger
 from contracts.migrations import open_migrated_pool, read_migrations
+from contracts.settings import PoolMode
 from contracts.timeutil import to_iso
 from logging_svc.entries import (
     EXTERNAL,
@@ -217,16 +218,21 @@ class PostgresLogStore:
         self.partitions = Partitions(pool)
 
     @classmethod
-    async def open(cls, url: str, *, retention_days: int, ahead_days: int
+    async def open(cls, url: str, *, retention_days: int, ahead_days: int,
+                   pool_mode: PoolMode = "session", migration_url: str = ""
                    ) -> PostgresLogStore:
-        store = cls(await open_migrated_pool(url, MIGRATIONS), retention_days=retention_days,
-                    ahead_days=ahead_days)
+        pool = await open_migrated_pool(url, MIGRATIONS, pool_mode=pool_mode,
+                                        migration_url=migration_url)
+        store = cls(pool, retention_days=retention_days, ahead_days=ahead_days)
         await store.partitions.load()
         await store.upkeep(datetime.now(UTC))
         return store
 
     async def close(self) -> None:
         await self._pool.close()
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
 
     # --- writes --------------------------------------------------------------------------
 

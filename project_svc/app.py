@@ -18,12 +18,15 @@ MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
 
 
 async def open_database(settings: Settings) -> asyncpg.Pool:
-    return await open_migrated_pool(settings.project_database_url, MIGRATIONS)
+    return await open_migrated_pool(
+        settings.project_database_url, MIGRATIONS, pool_mode=settings.database_pool_mode,
+        migration_url=settings.project_migration_url)
 
 
 async def assemble(service: Assembly) -> None:
     settings = service.settings
     pool = await service.open(closing(await open_database(settings), asyncpg.Pool.close))
+    service.ready_when("postgresql", lambda: pool.fetchval("SELECT 1"))
     store = ProjectStore(pool)
     usage = KeyUsage(store)
     service.every(usage.periodic())

@@ -28,6 +28,8 @@ TEST_ENV = {
     "LOGS_DATABASE_URL": "postgresql://gateway:gateway@127.0.0.1:5432/gateway_logs_test",
     # the gateway's status listener on any free port (tests build many gateways)
     "GATEWAY_STATUS_PORT": "0",
+    # no drain window after SIGTERM (the drain test sets its own)
+    "SHUTDOWN_DRAIN_S": "0",
     # Many tests share 127.0.0.1: the limiter's own tests set small limits explicitly.
     "RATE_LIMIT_IP": "1000000",
     "RATE_LIMIT_USER": "1000000",

@@ -1,4 +1,5 @@
-"""The gateway's health answer (docs/api.md section 10)."""
+"""The health answers (docs/api.md section 10): the gateway's deep `/health`, and `/livez` and
+`/readyz`, which every process answers."""
 
 from __future__ import annotations
 
@@ -25,3 +26,18 @@ class Health(Answer):
     uptime: float
     services: list[Probe]
     dependencies: list[Probe]
+
+
+class Live(Answer):
+    """`/livez`: the process answers (nothing else is asked)."""
+
+    status: Literal["ok"]
+
+
+class Ready(Answer):
+    """`/readyz`: whether the process should be sent new work. `starting` until it serves
+    everything it declares and `draining` after SIGTERM (no check is run in either),
+    `unavailable` when a check failed; `checks` lists what was asked."""
+
+    status: Literal["ok", "starting", "draining", "unavailable"]
+    checks: list[Probe]

@@ -18,6 +18,9 @@ def rpc_handler(route: Route) -> Handler:
     assert route.service is not None
     queue = SERVICES[route.service].rpc_queue
     check = AnswerCheck(route)
+    # A GET changes nothing, so one whose broker connection dropped mid-call may be asked
+    # again (on the node the connection reached); any other call may have been carried out.
+    idempotent = route.method == "GET"
 
     async def forward(request: web.Request) -> web.StreamResponse:
         context = context_of(request)
@@ -26,7 +29,7 @@ def rpc_handler(route: Route) -> Handler:
             caller=context.caller, request_id=context.request_id, client_ip=context.client_ip)
         state = state_of(request)
         result = await state.rpc.call(queue, route.operation, call,
-                                      deadline_ms=context.deadline_ms)
+                                      deadline_ms=context.deadline_ms, idempotent=idempotent)
         if result.status == 204:
             return web.Response(status=204)
         if state.settings.check_answers:

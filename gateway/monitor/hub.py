@@ -31,7 +31,6 @@ import socketio
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import Counter
-from redis.asyncio import Redis
 
 from contracts.errors import ApiError, TokenExpired, Unauthorized
 from contracts.events import EventPublisher, ExclusiveSubscription
@@ -45,6 +44,7 @@ from contracts.messages import (
     RequestCompleted,
 )
 from contracts.names import RoutingKey
+from contracts.redis_clients import RedisClient
 from contracts.settings import Settings
 from contracts.tasks import stop_task
 from contracts.tenancy import ALL_TRAFFIC
@@ -83,10 +83,10 @@ class MonitorHub:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._cap = settings.monitor_max_events_per_s
-        # Long-polling needs every request of a session on one process; SO_REUSEPORT workers
-        # spread them, so several workers serve the websocket transport only
-        # (docs/architecture.md section 10).
-        transports = ["websocket"] if settings.gateway_workers > 1 else None
+        # Long-polling needs every request of a session on one process: websocket only unless
+        # an operator with a sticky load balancer allows it (gateway.steps.monitor_transport
+        # refuses a polling request before it gets here; docs/architecture.md section 10).
+        transports = None if settings.monitor_allow_polling else ["websocket"]
         self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins=[],
                                         transports=transports, namespaces=[NAMESPACE])
         self.sio.on("connect", self._connect, namespace=NAMESPACE)
@@ -102,7 +102,7 @@ class MonitorHub:
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app, socketio_path=SOCKETIO_PATH)
 
-    async def start(self, redis: Redis, connection: AbstractRobustConnection,
+    async def start(self, redis: RedisClient, connection: AbstractRobustConnection,
                     publisher: EventPublisher) -> None:
         self._publisher = publisher
         self._presence = Presence(redis, f"{os.getpid()}-{uuid.uuid4().hex[:8]}",

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 
-from redis.asyncio import Redis
+from contracts.redis_clients import RedisClient
 
 HEARTBEAT_S = 10.0
 STALE_S = 30.0
-ALL_KEY = "monitor:sockets"
+# one hash tag for every presence key: admitting a socket updates the set of all and the
+# user's own atomically, so on a Cluster they share a slot
+ALL_KEY = "monitor:{sockets}"
 
 # KEYS: all, user. ARGV: member, now, stale_before, cap. Returns 1 (admitted) or 0 (full).
 _ADMIT = """
@@ -30,11 +32,11 @@ return 1
 
 
 def user_key(user_id: str) -> str:
-    return f"monitor:sockets:user:{user_id}"
+    return f"monitor:{{sockets}}:user:{user_id}"
 
 
 class Presence:
-    def __init__(self, redis: Redis, process_id: str, max_per_user: int) -> None:
+    def __init__(self, redis: RedisClient, process_id: str, max_per_user: int) -> None:
         self._redis = redis
         self._process = process_id
         self._max_per_user = max_per_user

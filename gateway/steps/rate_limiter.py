@@ -6,7 +6,8 @@ allowed, so concurrent gateways can never let more through than the limit and re
 requests consume no quota. The script reads Redis's own clock (one clock for every gateway);
 tests may pass the time explicitly.
 
-Redis unreachable: fail open by default (no headers), counted in a metric and logged at most
+Redis unreachable, failing over, or refusing (cluster errors included): fail open by default
+(no headers), counted in `gateway_rate_limit_unchecked_total` by reason and logged at most
 once per interval; RATE_LIMIT_FAIL_CLOSED answers 503 instead. Never a 500.
 """
 
@@ -22,11 +23,19 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.errors import ServiceUnavailable, TooManyRequests
 from contracts.logging import get_logger
+from contracts.redis_clients import REDIS_FAILURES, RedisClient
 from contracts.settings import Settings
 from gateway.context import RequestContext
 from gateway.redis_batch import RedisBatcher
@@ -41,6 +50,29 @@ RATE_LIMIT_DECISIONS = Counter(
 # label children bound once, not looked up per request
 ALLOWED, LIMITED, STORE_UNAVAILABLE = (RATE_LIMIT_DECISIONS.labels(outcome) for outcome in (
     "allowed", "limited", "store_unavailable"))
+# Every request whose limit was not checked (its Redis call failed), by why: with the
+# fail-open policy these requests went through unlimited, so any increase is worth an alert
+# ("rate limiting silently off"); with fail-closed they were answered 503.
+RATE_LIMIT_UNCHECKED = Counter(
+    "gateway_rate_limit_unchecked_total",
+    "Rate limit checks skipped because the store failed, by reason", ["reason"])
+UNCHECKED = {reason: RATE_LIMIT_UNCHECKED.labels(reason) for reason in (
+    "connection", "timeout", "readonly", "cluster", "reply", "other")}
+
+
+def unchecked_reason(exc: BaseException) -> str:
+    """The metric's label for a failed check."""
+    if isinstance(exc, RedisTimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, RedisConnectionError | OSError):
+        return "connection"
+    if isinstance(exc, ReadOnlyError):
+        return "readonly"
+    if isinstance(exc, ClusterError | RedisClusterException):
+        return "cluster"
+    if isinstance(exc, ResponseError):
+        return "reply"
+    return "other"
 
 # KEYS[1] bucket; ARGV: window ms, limit, unique member, now ms ("" = Redis TIME),
 # record ("0": only look, record nothing)
@@ -105,7 +137,7 @@ class RateLimiter:
     """Decisions of one event-loop tick travel together (gateway.redis_batch): one write of
     their EVALSHA calls on one connection, instead of a connection and a round trip each."""
 
-    def __init__(self, redis: Redis, *, fail_closed: bool = False,
+    def __init__(self, redis: RedisClient, *, fail_closed: bool = False,
                  log_interval_s: float = 30.0) -> None:
         self._redis = redis
         self._sha = redis.register_script(SLIDING_WINDOW).sha
@@ -138,8 +170,9 @@ class RateLimiter:
                 bucket, [WINDOW_MS, limit, f"{self._member_prefix}{next(self._serial)}",
                          "" if now_ms is None else now_ms,
                          "1" if record else "0"])
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             STORE_UNAVAILABLE.inc()
+            UNCHECKED[unchecked_reason(exc)].inc()
             if time.monotonic() - self._last_logged >= self._log_interval_s:
                 self._last_logged = time.monotonic()
                 log.error("rate limiter store unavailable",
@@ -172,8 +205,10 @@ async def _decide(context: RequestContext, request: web.Request, identity: str,
     tier's limit. Sets the headers (429 included) and raises 429 when there is no room."""
     config = context.config
     limit = config.rate_limit if config is not None and config.rate_limit else tier
-    decision = await request.app[RATE_LIMITER].hit(f"rl:{identity}:{context.template}", limit,
-                                                   record=record)
+    # the identity is the key's hash tag: a template's own braces (`/users/{id}`) must not
+    # become the tag, which would put every caller's bucket of that route in one Cluster slot
+    decision = await request.app[RATE_LIMITER].hit(f"rl:{{{identity}}}:{context.template}",
+                                                   limit, record=record)
     if decision is None:
         return
     context.response_headers.update(decision.headers())

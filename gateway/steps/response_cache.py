@@ -39,10 +39,9 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from contracts.logging import get_logger
+from contracts.redis_clients import REDIS_FAILURES, RedisClient
 from gateway.context import RequestContext
 from gateway.redis_batch import RedisBatcher
 
@@ -132,7 +131,8 @@ class Entry:
 
 
 class ResponseCache:
-    def __init__(self, redis: Redis, *, max_body_bytes: int, project_budget_bytes: int) -> None:
+    def __init__(self, redis: RedisClient, *, max_body_bytes: int,
+                 project_budget_bytes: int) -> None:
         self._redis = redis
         self._batcher = RedisBatcher(redis)  # lookups of one tick share a round trip
         self._store = redis.register_script(STORE_WITHIN_BUDGET)
@@ -147,7 +147,7 @@ class ResponseCache:
     async def get(self, key: str) -> Entry | None:
         try:
             return _entry_of(await self._batcher.call("HGETALL", key))
-        except (RedisError, OSError):
+        except REDIS_FAILURES:
             UNAVAILABLE.inc()
             return None
 
@@ -155,12 +155,14 @@ class ResponseCache:
         """Stores the entry if the project's budget has room for it."""
         meta = entry.meta()
         size = len(entry.body) + len(meta) + len(key) + ENTRY_OVERHEAD_BYTES
-        books = f"gw:cache:project:{project_id}"
+        # the project id is the hash tag of its entries (cache_key) and of its books: the
+        # budget script touches both, and on a Cluster they must share a slot
+        books = f"gw:cache:project:{{{project_id}}}"
         try:
             stored = bool(await self._store(
                 keys=[key, f"{books}:expiries", f"{books}:sizes", f"{books}:bytes"],
                 args=[meta, entry.body, ttl_s * 1000, size, self._budget]))
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             log.warning("response not cached", error=repr(exc))
             CACHE_STORES.labels("unavailable").inc()
             return False
@@ -171,7 +173,7 @@ class ResponseCache:
         token = uuid.uuid4().hex
         try:
             acquired = await self._redis.set(f"{key}:lock", token, nx=True, px=LOCK_MS)
-        except RedisError:
+        except REDIS_FAILURES:
             return token  # no store, no coordination: behave as the only caller
         return token if acquired else None
 
@@ -180,7 +182,7 @@ class ResponseCache:
             await self._redis.eval(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                 "return redis.call('DEL', KEYS[1]) end return 0", 1, f"{key}:lock", token)
-        except RedisError:
+        except REDIS_FAILURES:
             pass
 
     async def wait_for(self, key: str) -> Entry | None:
@@ -195,7 +197,7 @@ class ResponseCache:
                 reply, locked = await asyncio.gather(
                     self._batcher.call("HGETALL", key),
                     self._batcher.call("EXISTS", f"{key}:lock"))
-            except (RedisError, OSError):
+            except REDIS_FAILURES:
                 return None
             entry = _entry_of(reply)
             if entry is not None:
@@ -245,7 +247,7 @@ def cache_key(context: RequestContext, request: web.Request) -> str:
     path = request.raw_path.split("?", 1)[0]
     raw = (f"{config.id}|{config.updated_at}|GET|{path}|{query}|{identity}|"
            f"{normalised_encoding(request)}")
-    return "gw:cache:" + hashlib.sha256(raw.encode()).hexdigest()
+    return f"gw:cache:{{{config.project_id}}}:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
 def normalised_encoding(request: web.Request) -> str:

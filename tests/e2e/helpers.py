@@ -333,3 +333,16 @@ class BrokerTap:
 
     def close(self) -> None:
         self._api("DELETE", self._queue)
+
+
+def clear_limits(redis_url: str) -> None:
+    """Empty the limiter's buckets and the login throttle's counters (every test client is
+    127.0.0.1, so one module's flood would otherwise limit the next ones, and a module that
+    sets a small address tier starts from buckets filled under a much higher one)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for pattern in ("rl:*", "auth:login-failures:*"):
+        for key in client.scan_iter(pattern, count=1000):
+            client.delete(key)
+    client.close()

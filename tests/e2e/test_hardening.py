@@ -11,22 +11,10 @@ import urllib.request
 import pytest
 
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import Client, assert_error, call, raw
+from tests.e2e.helpers import Client, assert_error, call, clear_limits, raw
 
 IP_LIMIT = 20
 CACHE_MAX_BODY, CACHE_BUDGET = 16 * 1024, 64 * 1024
-
-
-def clear_limits(redis_url: str) -> None:
-    """Empty the limiter's buckets and the login throttle's counters (every test client is
-    127.0.0.1, so one test's flood would otherwise limit the next ones)."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    for pattern in ("rl:*", "auth:login-failures:*"):
-        for key in client.scan_iter(pattern, count=1000):
-            client.delete(key)
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -269,3 +269,16 @@ def _get_raw(gw: Stack, path: str) -> tuple[int, Any, dict[str, str]]:
 
     with urllib.request.urlopen(gw.gateway_url + path, timeout=10) as response:
         return response.status, response.read(), dict(response.headers)
+
+
+async def test_long_polling_is_refused_in_the_envelope_and_websocket_still_works(
+        gw: Stack, alice: Client):
+    # one gateway process and no MONITOR_ALLOW_POLLING: websocket only all the same
+    status, body, _ = await asyncio.to_thread(
+        call, gw, "GET", "/socket.io/?EIO=4&transport=polling")
+    assert status == 400, body
+    assert body["error"] == "BAD_REQUEST" and body["statusCode"] == 400
+    assert "websocket" in body["message"] and "transports" in body["message"]
+    watcher = await watching(gw, alice)
+    assert await watcher.until(lambda r: r["connections:active"])
+    await watcher.close()

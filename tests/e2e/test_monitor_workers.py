@@ -44,3 +44,4 @@ async def test_polling_is_refused_with_several_processes(gw: Stack):
     status, body, _ = await asyncio.to_thread(
         call, gw, "GET", "/socket.io/?EIO=4&transport=polling")
     assert status == 400, body
+    assert "websocket" in body["message"], body  # in the envelope, saying what to do

@@ -186,3 +186,32 @@ def test_redis_still_maps_error_replies_to_its_exceptions() -> None:
           "redis-py", f"a NOSCRIPT reply is parsed as {error!r}")
     other = redis_error_of("WRONGTYPE Operation against a key holding the wrong kind of value")
     still(type(other) is ResponseError, "redis-py", f"a WRONGTYPE reply is parsed as {other!r}")
+
+
+def test_redis_cluster_client_still_keeps_its_startup_nodes() -> None:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    # made, never connected: the client connects on its first command
+    cluster = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", 7001),
+                                          ClusterNode("127.0.0.1", 7002)])
+    try:
+        found = library_internals.cluster_startup_nodes(cluster)
+    except AttributeError as exc:
+        found = [("missing", repr(exc))]  # type: ignore[list-item]
+    still(sorted(found) == [("127.0.0.1", 7001), ("127.0.0.1", 7002)], "redis-py",
+          f"RedisCluster.nodes_manager.startup_nodes reads as {found!r}")
+
+
+def test_redis_cluster_errors_map_to_the_exceptions_the_batcher_handles() -> None:
+    from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
+
+    moved = redis_error_of("MOVED 3999 127.0.0.1:7002")
+    still(isinstance(moved, MovedError) and moved.slot_id == 3999
+          and (moved.host, moved.port) == ("127.0.0.1", 7002), "redis-py",
+          f"a MOVED reply is parsed as {moved!r}")
+    ask = redis_error_of("ASK 3999 127.0.0.1:7002")
+    still(type(ask) is AskError, "redis-py", f"an ASK reply is parsed as {ask!r}")
+    still(isinstance(redis_error_of("TRYAGAIN Multiple keys request"), TryAgainError),
+          "redis-py", "a TRYAGAIN reply is not a TryAgainError")
+    still(isinstance(redis_error_of("CLUSTERDOWN The cluster is down"), ClusterDownError),
+          "redis-py", "a CLUSTERDOWN reply is not a ClusterDownError")

@@ -13,6 +13,7 @@ from gateway.steps.authenticator import (
     upstream_gate,
 )
 from gateway.steps.loop_guard import loop_guard
+from gateway.steps.monitor_transport import monitor_transport
 from gateway.steps.path_guard import path_guard
 from gateway.steps.rate_limiter import rate_limiter
 
@@ -57,4 +58,5 @@ def test_unmatched_and_exempt_requests():
     # a valid token makes an unmatched request (a 404) the caller's, counted in their tier
     assert unmatched.steps[:3] == (path_guard, loop_guard, authenticate_optionally)
     exempt = plan_for(None, None, exempt=True)
-    assert exempt.steps == (path_guard,) and not exempt.counted
+    # exempt traffic: the path guard, and the monitor's transport check (no long-polling)
+    assert exempt.steps == (path_guard, monitor_transport) and not exempt.counted
