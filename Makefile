@@ -14,10 +14,12 @@ PYTEST_ARGS ?=
 # mail delivered to the SMTP sink that writes messages to .local/mail/.
 DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail
 
-.PHONY: help setup infra run test test-unit lint docs stop clean admin bench browser
+.PHONY: help setup infra cluster run run-cluster test test-unit lint docs stop clean admin bench browser
 
 help:
 	@echo "make run     start infrastructure and all five services (Ctrl-C stops them)"
+	@echo "make run-cluster  the same scaled out: 2 gateways (3000, 3001), 2 of each service,"
+	@echo "             on the local clusters (make cluster) and PgBouncer"
 	@echo "make test    start infrastructure, then run every test"
 	@echo "make infra   install (if missing) and start PostgreSQL, Redis, RabbitMQ, FerretDB"
 	@echo "make bench   throughput/latency table of the gateway against baselines"
@@ -50,9 +52,26 @@ run: setup infra
 	@echo ""
 	@$(DEV_ENV) exec $(PY) infra/stack.py
 
+# The scaled-out profile: two gateways, each its own port as a load balancer's backends would
+# be, and two replicas of every service, all on the clusters of `make cluster` (RabbitMQ,
+# Redis Cluster for limits/state and for the cache) and on PostgreSQL through PgBouncer in
+# transaction pooling (migrations over direct URLs). infra/stack.py documents the ports.
+run-cluster: setup infra cluster
+	@echo ""
+	@echo "  gateways         http://localhost:3000 and http://localhost:3001 (put a load balancer in front)"
+	@echo "  gateway status   4000 and 4010 (/metrics)"
+	@echo "  service ports    4001/4011 auth, 4002/4012 project, 4003/4013 analytics, 4004/4014 logging"
+	@echo "  RabbitMQ         AMQP 5681-5683, UI http://localhost:15681 (guest / guest)"
+	@echo "  Redis Cluster    7001-7006 (limits, state), 7101-7103 (response cache)"
+	@echo "  PostgreSQL       through PgBouncer :6432 (transaction pooling); migrations on :5432"
+	@echo "  mail             written to .local/mail/ (SMTP sink on 127.0.0.1:1025)"
+	@echo ""
+	@$(DEV_ENV) exec $(PY) infra/stack.py --cluster --replicas 2
+
 # lint first: a type error fails in seconds, before the servers start; then the unit layer
 # (no servers; its time printed on its own), then integration and end-to-end tests on the
-# real servers. PYTEST_ARGS=... runs just what it names (after lint and the servers).
+# real servers, then the tests on the local clusters (make cluster). PYTEST_ARGS=... runs
+# just what it names (after lint and the servers it needs).
 test: setup lint
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@echo "== unit layer (no servers) =="
