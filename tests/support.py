@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -176,3 +177,22 @@ def link_in(message, path: str) -> str:
     found = re.search(r"https?://\S*" + re.escape(path) + r"\S*", text)
     assert found, f"no link to {path} in:\n{text}"
     return found.group(0)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def service_settings(*services: Any) -> Any:
+    """The test settings with `services`' HTTP ports moved to free ones, on loopback (a
+    `make run` stack may hold the usual ports)."""
+    import dataclasses
+
+    from contracts.settings import load_settings
+
+    loaded = load_settings()
+    ports = {**loaded.service_ports, **{service: free_port() for service in services}}
+    return dataclasses.replace(loaded, service_host="127.0.0.1", service_ports=ports)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import support as http
-from tests.support import MailSink
+from tests.support import MailSink, free_port
 
 PROCESSES = ("auth_svc", "project_svc", "analytics_svc", "logging_svc", "gateway")
 PORT_VARIABLES = {
@@ -24,12 +23,6 @@ PORT_VARIABLES = {
     "analytics_svc": "ANALYTICS_HTTP_PORT", "logging_svc": "LOGGING_HTTP_PORT",
     "gateway_status": "GATEWAY_STATUS_PORT",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

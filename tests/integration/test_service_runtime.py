@@ -5,8 +5,6 @@ from one declaration and its function."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,21 +20,15 @@ from contracts.schemas.common import Message
 from contracts.service import Assembly, Consumer, ServiceDeclaration, ServiceProcess
 from contracts.settings import Settings
 from tests.factories import request_completed
+from tests.support import service_settings
 
 PING = Operation("runtime.ping", Service.AUTH, answer=Message)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-def runtime_settings(settings: Settings) -> Settings:
+def runtime_settings() -> Settings:
     """The auth service's identity on ports of this test's own (a stack may run beside)."""
-    ports = {**settings.service_ports, Service.AUTH: free_port()}
-    return dataclasses.replace(settings, service_host="127.0.0.1", service_ports=ports)
+    return service_settings(Service.AUTH)
 
 
 class Journal:

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -22,11 +21,12 @@ from contracts.names import SERVICES, Service
 from contracts.readiness import NotReady, Readiness, connected, status_of
 from contracts.routes import ROUTES, is_reserved
 from contracts.service import Assembly, ServiceDeclaration, ServiceProcess, serve_until_signalled
-from contracts.settings import Settings, load_settings
+from contracts.settings import Settings
 from gateway.app import LOCAL_HANDLERS
 from gateway.pipeline import plan_for
 from gateway.router import is_exempt
 from gateway.server_adapter import _drain_after_signal
+from tests.support import service_settings
 
 # --- readiness checks --------------------------------------------------------------------------
 
@@ -179,18 +179,9 @@ def test_a_probe_plan_is_neither_counted_nor_limited():
 # --- a service's port and its drain ------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def settings() -> Settings:
-    loaded = load_settings()
-    ports = {**loaded.service_ports, Service.AUTH: free_port()}
-    return dataclasses.replace(loaded, service_host="127.0.0.1", service_ports=ports,
-                               shutdown_drain_s=0.0)
+    return dataclasses.replace(service_settings(Service.AUTH), shutdown_drain_s=0.0)
 
 
 async def get(settings: Settings, path: str) -> tuple[int, dict[str, object]]:

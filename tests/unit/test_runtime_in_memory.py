@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -22,26 +21,19 @@ from contracts.periodic import Periodic
 from contracts.rpc import handles
 from contracts.schemas.common import IdParams, Message
 from contracts.service import Assembly, Consumer, ServiceDeclaration, ServiceProcess
-from contracts.settings import Settings, load_settings
+from contracts.settings import Settings
 from logging_svc.consumer import RequestLogWriter
 from project_svc.handlers import KeyUsage
 from tests.factories import request_completed
+from tests.support import service_settings
 
 GREET = Operation("test.greet", Service.AUTH, params=IdParams, answer=Message)
 LOOK_UP = Operation("test.look_up", Service.AUTH, params=IdParams, answer=Message)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def settings() -> Settings:
-    loaded = load_settings()
-    ports = {**loaded.service_ports, Service.AUTH: free_port(), Service.LOGGING: free_port()}
-    return dataclasses.replace(loaded, service_host="127.0.0.1", service_ports=ports,
+    return dataclasses.replace(service_settings(Service.AUTH, Service.LOGGING),
                                event_max_retries=2)
 
 
