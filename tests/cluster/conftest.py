@@ -11,14 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.test_rabbitmq_cluster import NODES, api
+from tests.cluster.rabbitmq_nodes import NODES, recreate_vhost
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import Upstream
 from tests.support import get_json
@@ -56,16 +55,6 @@ def free_block(size: int) -> int:
     raise RuntimeError("no block of free ports")
 
 
-def recreate_cluster_vhost() -> None:
-    try:
-        api(f"/vhosts/{VHOST}", "DELETE")
-    except urllib.error.HTTPError as exc:
-        if exc.code != 404:
-            raise
-    api(f"/vhosts/{VHOST}", "PUT", {})
-    api(f"/permissions/{VHOST}/guest", "PUT", {"configure": ".*", "write": ".*", "read": ".*"})
-
-
 def through_pgbouncer(direct: str) -> str:
     host, _, rest = direct.rpartition(":")
     return f"{host}:{PGBOUNCER_PORT}/{rest.split('/', 1)[1]}"
@@ -89,7 +78,7 @@ def cluster_stack(auth_database_url: str, project_database_url: str,
     on the RabbitMQ cluster, the session's test databases through PgBouncer (migrated over
     the direct URLs), ports of its own. The Redis Clusters have no databases: every key the
     tests touch belongs to a user, project or route created here."""
-    recreate_cluster_vhost()
+    recreate_vhost(VHOST)
     directory = tmp_path_factory.mktemp("cluster-stack")
     base = free_block(17)
     env = {

@@ -21,14 +21,16 @@ import pytest
 
 from infra.stack import cluster_env
 from tests.cluster.conftest import VHOST, ClusterStack, free_block
-from tests.cluster.test_cluster_stack import routed
-from tests.cluster.test_rabbitmq_cluster import (
+from tests.cluster.rabbitmq_nodes import (
     NODES,
-    RECOVERY_S,
     api,
     cluster_running,
+    from_any_node,
+    leader_of,
     script,
 )
+from tests.cluster.test_cluster_stack import routed
+from tests.cluster.test_rabbitmq_cluster import RECOVERY_S
 from tests.cluster.test_redis_cluster import running
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import Client, Upstream, call, eventually, register
@@ -97,19 +99,6 @@ class Load:
             thread.join(60)
 
 
-def queue_leader(queue: str) -> str:
-    return str(from_any_node(f"/queues/{VHOST}/{queue}")["leader"]).split("@")[0]
-
-
-def from_any_node(path: str) -> Any:
-    for port in NODES.values():
-        try:
-            return api(path, port=10000 + port)
-        except OSError:
-            continue
-    raise AssertionError(f"no node answers for {path}")
-
-
 def gateway_connections() -> list[dict[str, Any]]:
     connections = from_any_node(f"/vhosts/{urllib.parse.quote(VHOST, safe='')}/connections")
     return [connection for connection in connections
@@ -172,7 +161,7 @@ def test_rpc_answers_again_within_5_s_and_events_count_once_when_a_node_stops(
     assert owner.token is not None
     route = f"/chaos-{uuid.uuid4().hex[:8]}"
     routed(gateways, owner.token, upstream, route)
-    doomed = queue_leader("rpc.project")
+    doomed = leader_of(VHOST, "rpc.project")
     a_gateway_on(doomed, expected=2)
     route_key = f"GET {route}"
     # the two probes of `routed`, by another identity, are in the owner's view as its project's

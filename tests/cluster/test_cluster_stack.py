@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.conftest import ALERT_INTERVAL_MS
-from tests.cluster.test_rabbitmq_cluster import cluster_running
+from tests.cluster.rabbitmq_nodes import cluster_running
 from tests.cluster.test_redis_cluster import running
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import (

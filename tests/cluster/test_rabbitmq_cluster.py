@@ -7,20 +7,13 @@ every event published around it takes effect exactly once."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
-import json
 import os
-import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
@@ -32,31 +25,23 @@ from contracts.messages import RequestCompleted, RpcRequest
 from contracts.names import EventQueue, RoutingKey
 from contracts.operations import Operation
 from contracts.rpc import Reply, RpcClient, RpcServer
+from tests.cluster.rabbitmq_nodes import (
+    HOST,
+    NODES,
+    cluster_running,
+    leader_of,
+    queue_node,
+    recreate_vhost,
+    script,
+)
 from tests.factories import request_completed
 
-HOST = "127.0.0.1"
-NODES = {"gw1": 5681, "gw2": 5682, "gw3": 5683}  # AMQP ports; management on 1xxxx
-SCRIPT = Path(__file__).parents[2] / "infra" / "cluster" / "rabbitmq.sh"
 VHOST = f"{os.environ.get('TEST_VHOST', 'gw-test')}-cluster"
 RECOVERY_S = 5.0  # the issue's bound: RPC answers again within 5 s of the stop
 
 
-def api(path: str, method: str = "GET", body: object = None, port: int = 15681) -> Any:
-    request = urllib.request.Request(
-        f"http://{HOST}:{port}/api{path}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
-                 "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        raw = response.read()
-    return json.loads(raw) if raw else None
 
 
-def cluster_running() -> bool:
-    try:
-        return all(len(api("/nodes", port=10000 + port)) == 3 for port in NODES.values())
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
 
 
 pytestmark = pytest.mark.skipif(not cluster_running(),
@@ -74,41 +59,17 @@ def node_of(connection: AbstractRobustConnection) -> str:
     return next(node for node, amqp_port in NODES.items() if amqp_port == port)
 
 
-def from_any_node(path: str) -> Any:
-    """What the management API of the first node that answers says (one may be stopped)."""
-    for port in NODES.values():
-        try:
-            return api(path, port=10000 + port)
-        except (OSError, urllib.error.URLError):
-            continue
-    raise AssertionError(f"no node answers for {path}")
 
 
-def leader_of(queue: str) -> str:
-    """The node leading a quorum queue."""
-    return str(from_any_node(f"/queues/{VHOST}/{queue}")["leader"]).split("@")[0]
 
 
-def queue_node(queue: str) -> str:
-    """The node an exclusive (classic) queue lives on."""
-    return str(from_any_node(f"/queues/{VHOST}/{queue}")["node"]).split("@")[0]
 
 
-def script(*args: str) -> None:
-    done = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, f"rabbitmq.sh {' '.join(args)}:\n{done.stdout}{done.stderr}"
 
 
 @pytest.fixture(scope="module")
 def vhost() -> str:
-    try:
-        api(f"/vhosts/{VHOST}", "DELETE")
-    except urllib.error.HTTPError as exc:
-        if exc.code != 404:
-            raise
-    api(f"/vhosts/{VHOST}", "PUT", {})
-    api(f"/permissions/{VHOST}/guest", "PUT", {"configure": ".*", "write": ".*", "read": ".*"})
+    recreate_vhost(VHOST)
     return VHOST
 
 
@@ -146,10 +107,10 @@ async def test_rpc_and_events_survive_the_loss_of_the_node_leading_their_queues(
     # A quorum queue is led by the node it was declared on (queue_leader_locator client-local).
     declaring = await open_on(opened, doomed, "declaring")
     await declare_rpc_queue(declaring, await declaring.channel(), rpc_queue)
-    assert leader_of(rpc_queue) == doomed
+    assert leader_of(VHOST, rpc_queue) == doomed
     events = EventQueue(f"cluster{unique}.requests", (RoutingKey.REQUEST_COMPLETED,))
     await declare_event_queue(await declaring.channel(), events.name, events.bindings)
-    assert leader_of(events.name) == doomed
+    assert leader_of(VHOST, events.name) == doomed
 
     served: Counter[str] = Counter()
 
@@ -194,7 +155,7 @@ async def test_rpc_and_events_survive_the_loss_of_the_node_leading_their_queues(
                                          f"cluster{unique}.follow",
                                          [RoutingKey.REQUEST_COMPLETED], follow)
     await subscription.start()
-    assert queue_node(subscription.queue_name) == doomed
+    assert queue_node(VHOST, subscription.queue_name) == doomed
 
     lost_at: list[float] = []
     caller.close_callbacks.add(lambda *_: lost_at.append(time.monotonic()))
@@ -270,7 +231,7 @@ async def test_rpc_and_events_survive_the_loss_of_the_node_leading_their_queues(
                           for earlier, later in itertools.pairwise([stopped_at, *answers]))
         assert longest_gap <= RECOVERY_S, (
             f"RPC answered again only {longest_gap:.1f} s after the stop began")
-        assert leader_of(rpc_queue) != doomed
+        assert leader_of(VHOST, rpc_queue) != doomed
         # no idempotent call failed: one whose connection dropped was made again
         assert not failures, messages
         # the others answered, or 503 when their connection dropped (never sent twice by
@@ -285,7 +246,7 @@ async def test_rpc_and_events_survive_the_loss_of_the_node_leading_their_queues(
         # the subscription was declared again on the node its connection reached
         publisher.publish(request_completed(request_id=marker))
         await asyncio.wait_for(arrived.wait(), 10)
-        assert queue_node(subscription.queue_name) != doomed
+        assert queue_node(VHOST, subscription.queue_name) != doomed
         print(f"\n{doomed} stopped: {len(outcomes)} idempotent calls, "
               f"{len(once_outcomes)} others ({redelivered} redelivered to the other server), "
               f"failures {dict(messages)}, "
