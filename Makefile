@@ -102,7 +102,7 @@ admin: setup  ## make admin EMAIL=someone@example.com  (promote an account to AD
 	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=someone@example.com"; exit 2; }
 	@APP_ENV=$${APP_ENV:-development} $(PY) -m auth_svc set-role "$(EMAIL)" ADMIN
 
-bench: setup infra  ## BENCH_SECONDS=10 BENCH_PROFILE=1 are optional
+bench: setup infra cluster  ## BENCH_SECONDS=10 BENCH_PROFILE=1 are optional (BENCH_CLUSTER=0: no cluster rows)
 	@command -v wrk >/dev/null || { echo "[bench] installing wrk"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null || \
 		{ echo "bench needs wrk (Debian package wrk)"; exit 1; }; }

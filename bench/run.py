@@ -7,6 +7,7 @@ run stopped early (Ctrl-C, SIGTERM, a time limit) has printed every figure measu
 Throughput (wrk; BENCH_SECONDS each, BENCH_CONNECTIONS connections):
   (a) the upstream directly          (b) a bare aiohttp reverse proxy (bench/ref_proxy.py)
   (c) gateway, upstream route: JWT + rate limit + forward
+  (ck) (c) with 12 API keys of the project in turn instead of the owner's JWT
   (d) gateway, cache-hit route       (e) gateway, RPC route (GET /api/v1/auth/profile)
   (b2) (b) as two processes on one port (SO_REUSEPORT)
   (c2) (c) on a gateway of its own with GATEWAY_WORKERS=2 (two processes on one port);
@@ -46,7 +47,17 @@ Analytics (bench/analytics.py): events/s folded into rollups in the same ingest 
   entries. BENCH_ANALYTICS=0 skips the query rows, BENCH_ANALYTICS_RAW=0 their raw side (a
   few minutes on the local server).
 
-BENCH_ONLY=logs (or throughput, analytics, alerts, decode; comma-separated) runs only those parts.
+Cluster (bench/cluster.py, issue 23; `make bench` starts `make cluster`): the same gateway and
+  services on the local RabbitMQ cluster, Redis Clusters and PgBouncer beside the single-node
+  stack, back to back, both stacks' consumers paused: the upstream route with 12 API keys
+  in turn (wrk script), its throughput as a ratio of the single node's and the
+  limiter's Redis writes (round trips) per request and commands per write on each; the RPC
+  route's p50 at 1 connection and its overhead over a direct RPC call on each, in 3 rounds.
+  Target: limiter writes per request < 1 on both (pipelined per node and tick); no non-2xx.
+  BENCH_CLUSTER=0 skips them.
+
+BENCH_ONLY=logs (or throughput, cluster, analytics, alerts, decode; comma-separated) runs only
+those parts.
 Decode (bench/decode.py, first, before the stack starts; CPU only): decode_events of one message
 of 500 request.completed events against orjson.loads of the same bytes, and encode_events
 against orjson.dumps of the same events as dicts, ratios beside; <= 5 ms per 500 events;
@@ -90,7 +101,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import alerts, analytics, decode, logs  # noqa: E402 - after the path
+from bench import alerts, analytics, cluster, decode, logs  # noqa: E402 - after the path
 from bench.logs import say  # noqa: E402
 from tests.support import rabbit_api, recreate_database, recreate_vhost  # noqa: E402
 
@@ -120,6 +131,7 @@ ANALYTICS_SAMPLES = int(os.environ.get("BENCH_ANALYTICS_SAMPLES", "20"))
 WITH_ANALYTICS = part("analytics", "BENCH_ANALYTICS")
 WITH_ALERTS = part("alerts", "BENCH_ALERTS")
 WITH_DECODE = part("decode", "BENCH_DECODE")
+WITH_CLUSTER = part("cluster", "BENCH_CLUSTER")
 WITH_RAW = os.environ.get("BENCH_ANALYTICS_RAW", "1") != "0"
 # seeded once, kept for later runs (re-seeded when a day old)
 ANALYTICS_QUERY_URL = f"{PG}/gateway_analytics_bench_query"
@@ -257,10 +269,13 @@ def with_cpu(label: str, measure) -> dict[str, float]:
 
 
 def wrk(url: str, token: str | None = None, connections: int = CONNECTIONS,
-        duration_s: int = DURATION_S) -> dict[str, float]:
+        duration_s: int = DURATION_S, script: Path | None = None) -> dict[str, float]:
+    """wrk's figures for `url`; `script` (a wrk Lua script) may set each request's headers."""
     command = [*pinned(1), "wrk", "-t1", f"-c{connections}", "--latency"]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
+    if script is not None:
+        command += ["-s", str(script)]
     # warm-up with the same credentials (it used to drop the header: 2 s of 401s)
     subprocess.run([*command, "-d2s", url], capture_output=True, timeout=60)
     output = subprocess.run([*command, f"-d{duration_s}s", url], capture_output=True, text=True,
@@ -376,6 +391,8 @@ class Stack:
         self.gateway = f"http://127.0.0.1:{ports['gateway']}"
         self.gateway2 = f"http://127.0.0.1:{ports['gateway2']}"
         self.mongo_url = self.env.get("MONGO_URL", "mongodb://127.0.0.1:27017")
+        self.cluster_env: dict[str, str] = {}  # start_cluster() fills these in
+        self.cluster_gateway = ""
         self.logging_metrics = f"http://127.0.0.1:{ports['logging_svc']}/metrics"
         self.analytics_metrics = f"http://127.0.0.1:{ports['analytics_svc']}/metrics"
 
@@ -395,9 +412,10 @@ class Stack:
     def start(self) -> None:
         python, ports, env = sys.executable, self.ports, self.env
         start = self.processes.start
-        if WITH_THROUGHPUT:
+        if WITH_THROUGHPUT or WITH_CLUSTER:
             start("upstream", [*pinned(0), python, "bench/upstream.py",
                                str(ports["upstream"])], env)
+        if WITH_THROUGHPUT:
             start("ref", [*pinned(0), python, "bench/ref_proxy.py", str(ports["ref"]),
                           self.upstream], env)
             for n in range(2):  # (b2)
@@ -411,12 +429,31 @@ class Stack:
             start("gateway2", [*pinned("0,1"), python, "-m", "gateway"], {
                 **env, "GATEWAY_WORKERS": "2", "GATEWAY_PORT": str(ports["gateway2"]),
                 "GATEWAY_STATUS_PORT": str(free_port())})
-            wait_for(self.upstream + "/item")
             wait_for(self.ref + "/item")
             wait_for(self.ref2 + "/item", listeners=2)
+        if WITH_THROUGHPUT or WITH_CLUSTER:
+            wait_for(self.upstream + "/item")
         wait_for(self.gateway + "/health", within_s=90)
         if WITH_THROUGHPUT:
             wait_for(self.gateway2 + "/health", within_s=90, listeners=2)
+
+    def start_cluster(self) -> None:
+        """The same gateway and services on the clusters of `make cluster` (bench/cluster.py),
+        the gateway pinned like the single-node one."""
+        ports = {name: free_port() for name in ("gateway", *SERVICES)}
+        self.cluster_env = cluster.environment(self.env, VHOST, ports, free_port())
+        cluster.reset_broker(VHOST)
+        for url in cluster.own_database_urls():
+            asyncio.run(recreate_database(url))
+        python, start = sys.executable, self.processes.start
+        for service in SERVICES:
+            self.started[f"{service}@cluster"] = start(f"{service}-cluster",
+                                                       [python, "-m", service], self.cluster_env)
+        self.started["gateway@cluster"] = start("gateway-cluster",
+                                                [*pinned(0), python, "-m", "gateway"],
+                                                self.cluster_env)
+        self.cluster_gateway = f"http://127.0.0.1:{ports['gateway']}"
+        wait_for(self.cluster_gateway + "/health", within_s=120)
 
     def restart(self, service: str, **overrides: str) -> None:
         """`service` again with `overrides` in its environment (none: the stack's own)."""
@@ -516,6 +553,8 @@ def throughput_rows(stack: Stack, token: str, session: dict, checks: Checks) -> 
             profile_gateway(stack.started["gateway"].pid, gateway + path, token)
         row("(c) gateway, upstream route", with_cpu("(c)", lambda: wrk(
             gateway + "/bench/item", token)))
+        row(f"(ck) (c), {cluster.KEYS} API keys in turn", with_cpu("(ck)", lambda: wrk(
+            gateway + "/bench/item", script=session["keys_script"])))
         row("(d) gateway, cache hit", with_cpu("(d)", lambda: wrk(gateway + "/bench/cached",
                                                                  token)))
         row("(e) gateway, RPC route", wrk(gateway + "/api/v1/auth/profile", token))
@@ -548,6 +587,78 @@ def throughput_rows(stack: Stack, token: str, session: dict, checks: Checks) -> 
     text = f"(e) overhead <= 1.5 ms: median of {len(overheads)} rounds {overhead:.2f} ms"
     say(f"  median {overhead:+.2f} ms   target <= 1.5 ms: {verdict(overhead <= 1.5)}")
     checks.append((text, overhead <= 1.5))
+
+
+def cluster_rows(stack: Stack, session: dict, checks: Checks) -> None:
+    """Issue 23's rows: upstream route throughput and RPC route latency on the clusters beside
+    the single-node stack, measured back to back, and the limiter's Redis round trips per
+    request on each (bench/cluster.py)."""
+    say("\ncluster: the same gateway and services on `make cluster` (RabbitMQ gw1-gw3, Redis "
+        "Cluster 3 masters + 3 replicas, cache cluster 3 masters, PgBouncer transaction "
+        "pooling) beside the single-node stack")
+    if not cluster.available():
+        say("  skipped: the clusters of `make cluster` are not running")
+        checks.append(("cluster rows: `make cluster` not running", False))
+        return
+    stack.start_cluster()
+    token = session["accessToken"]
+    # the project's keys work on both: both stacks' project services read the same database
+    script = session["keys_script"]
+    sides = (("single node", stack.gateway, stack.env),
+             ("clusters", stack.cluster_gateway, stack.cluster_env))
+    consumers = [stack.started[name] for name in (
+        "logging_svc", "analytics_svc", "logging_svc@cluster", "analytics_svc@cluster")]
+    say(f"  wrk -t1 -c{CONNECTIONS} -d{DURATION_S}s, {cluster.KEYS} API keys of the project in "
+        f"turn ({cluster.KEYS} rate-limit buckets); the event consumers of both stacks paused")
+    say(f"  {'row':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x single':>8} "
+        f"{'non-2xx':>8} {'limiter writes/req':>19} {'cmds/write':>11}")
+    throughput: dict[str, dict[str, float]] = {}
+    for consumer in consumers:
+        consumer.send_signal(signal.SIGSTOP)
+    try:
+        for name, gateway, env in sides:
+            trips = cluster.LimiterTrips(
+                f"http://127.0.0.1:{env['GATEWAY_STATUS_PORT']}/metrics")
+            result = throughput[name] = wrk(gateway + "/bench/item", script=script)
+            per_request, per_write = trips.result()
+            ratio = result["rps"] / throughput["single node"]["rps"]
+            label = f"upstream route, {name}"
+            say(f"  {label:32} {result['rps']:10.0f} {result['p50']:8.2f} {result['p99']:8.2f} "
+                f"{ratio:8.2f} {result['errors']:8d} {per_request:19.3f} {per_write:11.1f}")
+            checks.append((f"cluster: limiter writes per request on the {name} < 1 "
+                           f"(pipelined): {per_request:.3f}", per_request < 1))
+            checks.append((f"cluster: upstream route on the {name}, non-2xx 0: "
+                           f"{result['errors']}", result["errors"] == 0))
+        caller = {"userId": session["user"]["id"], "email": session["email"],
+                  "role": "DEVELOPER"}
+        rounds = min(3, RPC_ROUNDS)
+        say(f"  RPC route (GET /api/v1/auth/profile) at 1 connection, {rounds} rounds: route "
+            "p50, direct RPC p50, overhead (ms)")
+        routed: dict[str, list[float]] = {name: [] for name, _, _ in sides}
+        direct: dict[str, list[float]] = {name: [] for name, _, _ in sides}
+        for n in range(1, rounds + 1):
+            for name, gateway, env in sides:
+                direct[name].append(asyncio.run(direct_rpc_p50(env, caller)))
+                routed[name].append(wrk(gateway + "/api/v1/auth/profile", token,
+                                        connections=1,
+                                        duration_s=max(3, DURATION_S // 2))["p50"])
+                say(f"    round {n} {name:12} {routed[name][-1]:6.2f} {direct[name][-1]:6.2f}"
+                    f" {routed[name][-1] - direct[name][-1]:+6.2f}")
+    finally:
+        for consumer in consumers:
+            consumer.send_signal(signal.SIGCONT)
+    single, clustered = (statistics.median(routed[name]) for name, _, _ in sides)
+    overhead = {name: statistics.median(r - d for r, d in zip(routed[name], direct[name],
+                                                              strict=True))
+                for name, _, _ in sides}
+    rps = throughput["clusters"]["rps"] / throughput["single node"]["rps"]
+    say(f"  clusters / single node: upstream route throughput {rps:.2f} x, RPC route p50 "
+        f"{clustered / single:.2f} x ({clustered:.2f} vs {single:.2f} ms), RPC overhead "
+        f"{overhead['clusters']:+.2f} vs {overhead['single node']:+.2f} ms")
+    checks.append((f"cluster: upstream route {rps:.2f} x single node, RPC route p50 "
+                   f"{clustered / single:.2f} x (no target)", True))
+    say(f"  (the paused consumers' backlog drained in {queues_drained():.0f} s on the single "
+        f"node; {cluster.drained(VHOST):.0f} s on the cluster)")
 
 
 def log_query_rows(stack: Stack, tenancy: logs.Tenancy, checks: Checks) -> None:
@@ -687,12 +798,13 @@ FAILED: list[str] = []
 
 def main() -> int:
     live_output()
-    if WITH_THROUGHPUT and not shutil.which("wrk"):
+    if (WITH_THROUGHPUT or WITH_CLUSTER) and not shutil.which("wrk"):
         raise SystemExit("bench: wrk is missing (Debian package wrk; `make bench` installs it)")
     stack = Stack()
     checks: Checks = []
     started = time.monotonic()
-    parts = (("throughput", WITH_THROUGHPUT), ("logs", WITH_LOGS), ("analytics", WITH_ANALYTICS),
+    parts = (("throughput", WITH_THROUGHPUT), ("cluster", WITH_CLUSTER), ("logs", WITH_LOGS),
+             ("analytics", WITH_ANALYTICS),
              ("alerts", WITH_ALERTS), ("decode", WITH_DECODE))
     say(f"bench: {', '.join(name for name, on in parts if on)}; process logs in {stack.log_dir}")
     try:
@@ -705,8 +817,12 @@ def main() -> int:
         session = api("POST", gateway + "/api/v1/auth/register",
                       {"email": email, "password": "Passw0rdX", "name": "Bench"})
         token, session["email"] = session["accessToken"], email
-        if WITH_THROUGHPUT:
-            project = api("POST", gateway + "/api/v1/projects", {"name": "bench"}, token)
+        if WITH_THROUGHPUT or WITH_CLUSTER:
+            project = session["project"] = api("POST", gateway + "/api/v1/projects",
+                                               {"name": "bench"}, token)
+            session["keys_script"] = cluster.rotation_script([
+                api("POST", f"{gateway}/api/v1/projects/{project['id']}/keys",
+                    {"name": f"bench-{n:02d}"}, token)["key"] for n in range(cluster.KEYS)])
             for path, ttl in (("/bench/item", None), ("/bench/cached", 3600)):
                 api("POST", f"{gateway}/api/v1/projects/{project['id']}/routes", {
                     "path": path, "method": "GET", "upstreamUrl": stack.upstream,
@@ -720,6 +836,8 @@ def main() -> int:
             guarded("log ingest", ingest_rows, stack, checks)
         if WITH_THROUGHPUT:
             guarded("throughput", throughput_rows, stack, token, session, checks)
+        if WITH_CLUSTER:
+            guarded("cluster", cluster_rows, stack, session, checks)
         if WITH_LOGS:
             guarded("log queries", log_query_rows, stack, tenancy, checks)
             if WITH_MONGO_LOGS:

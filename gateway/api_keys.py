@@ -23,6 +23,7 @@ from contracts.names import SERVICES, Service
 from contracts.redis_clients import REDIS_FAILURES, RedisClient
 from contracts.rpc import RpcClient
 from contracts.timeutil import iso_now
+from gateway.redis_batch import RedisBatcher
 
 log = get_logger(__name__)
 
@@ -56,7 +57,13 @@ class ValidKey:
 class ApiKeys:
     def __init__(self, redis: RedisClient, rpc: RpcClient) -> None:
         self._redis = redis
+        # the request path's lookups of one tick share a round trip (gateway.redis_batch);
+        # the rare stores and revocations go through the client
+        self._lookups = RedisBatcher(redis, role="api_keys")
         self._rpc = rpc
+
+    async def close(self) -> None:
+        await self._lookups.close()
 
     async def verify(self, raw: str, deadline_ms: int | None = None,
                      before_remote: Callable[[], Awaitable[None]] | None = None
@@ -99,7 +106,7 @@ class ApiKeys:
 
     async def _cached(self, digest: str) -> dict[str, Any] | None:
         try:
-            raw = await self._redis.get(cache_key(digest))
+            raw = await self._lookups.call("GET", cache_key(digest))
         except REDIS_FAILURES:
             return None  # no cache: ask the project service
         return orjson.loads(raw) if raw else None

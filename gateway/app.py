@@ -106,6 +106,7 @@ async def open_resources(app: web.Application, settings: Settings, monitor: Moni
     stack.push_async_callback(redis.aclose)
     route_configs = RouteConfigTable()
     api_keys = ApiKeys(redis, rpc)
+    stack.push_async_callback(api_keys.close)
     app[STATE] = GatewayState(settings, connection, rpc, publisher, redis,
                               ClientAddress(settings.trusted_proxies), route_configs,
                               api_keys)

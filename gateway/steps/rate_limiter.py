@@ -141,7 +141,7 @@ class RateLimiter:
                  log_interval_s: float = 30.0) -> None:
         self._redis = redis
         self._sha = redis.register_script(SLIDING_WINDOW).sha
-        self._batcher = RedisBatcher(redis)
+        self._batcher = RedisBatcher(redis, role="limiter")
         # a request's member in its bucket: unique across processes without a random draw
         # (and a system call) per request
         self._member_prefix = f"{uuid.uuid4().hex[:16]}:"

@@ -134,7 +134,8 @@ class ResponseCache:
     def __init__(self, redis: RedisClient, *, max_body_bytes: int,
                  project_budget_bytes: int) -> None:
         self._redis = redis
-        self._batcher = RedisBatcher(redis)  # lookups of one tick share a round trip
+        # lookups of one tick share a round trip
+        self._batcher = RedisBatcher(redis, role="cache")
         self._store = redis.register_script(STORE_WITHIN_BUDGET)
         self.max_body_bytes = max_body_bytes
         self._budget = project_budget_bytes

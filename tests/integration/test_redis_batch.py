@@ -12,12 +12,17 @@ from redis.asyncio import Redis
 from redis.exceptions import DataError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.redis_batch import RedisBatcher
+from gateway.redis_batch import REDIS_COMMANDS, REDIS_WRITES, RedisBatcher
+
+
+def counted(role: str) -> tuple[float, float]:
+    return REDIS_WRITES.labels(role)._value.get(), REDIS_COMMANDS.labels(role)._value.get()
 
 
 async def test_a_tick_of_commands_gets_each_its_own_reply():
     redis = Redis.from_url(os.environ["REDIS_URL"])
-    batcher = RedisBatcher(redis)
+    role = f"tick-{uuid.uuid4().hex[:8]}"
+    batcher = RedisBatcher(redis, role=role)
     key = f"batch:{uuid.uuid4().hex}"
     try:
         replies = await asyncio.gather(
@@ -29,6 +34,7 @@ async def test_a_tick_of_commands_gets_each_its_own_reply():
         assert replies[1] == b"v" and replies[4] == b"v"
         assert isinstance(replies[2], ResponseError)
         assert replies[3] in ([], {})
+        assert counted(role) == (1, 5)  # the tick went out as one write (one round trip)
     finally:
         await redis.delete(key)
         await batcher.close()
@@ -37,7 +43,7 @@ async def test_a_tick_of_commands_gets_each_its_own_reply():
 
 async def test_an_unreachable_server_fails_every_caller():
     redis = Redis.from_url("redis://127.0.0.1:1/0")
-    batcher = RedisBatcher(redis, timeout_s=0.5)
+    batcher = RedisBatcher(redis, role="test", timeout_s=0.5)
     replies = await asyncio.gather(*(batcher.call("GET", "k") for _ in range(5)),
                                    return_exceptions=True)
     assert all(isinstance(reply, Exception) for reply in replies)
@@ -49,7 +55,7 @@ async def test_an_unreachable_server_fails_every_caller():
 
 async def test_commands_reach_the_clients_database_with_every_argument_type():
     redis = Redis.from_url(os.environ["REDIS_URL"])  # a database other than 0: SELECT
-    batcher = RedisBatcher(redis)
+    batcher = RedisBatcher(redis, role="test")
     key = f"batch:{uuid.uuid4().hex}"
     try:
         await batcher.call("HSET", key, "text", "ünï", "raw", b"\x00\xff", "int", 7,
@@ -66,7 +72,7 @@ async def test_commands_reach_the_clients_database_with_every_argument_type():
 
 async def test_a_late_reply_fails_its_callers_and_the_next_tick_connects_anew():
     redis = Redis.from_url(os.environ["REDIS_URL"])
-    batcher = RedisBatcher(redis, timeout_s=0.3)
+    batcher = RedisBatcher(redis, role="test", timeout_s=0.3)
     key = f"batch:{uuid.uuid4().hex}"
     try:
         blocked, behind = await asyncio.gather(
@@ -82,7 +88,7 @@ async def test_a_late_reply_fails_its_callers_and_the_next_tick_connects_anew():
 async def test_refused_credentials_fail_the_callers_with_redis_error():
     redis = Redis.from_url(os.environ["REDIS_URL"], username=f"nobody-{uuid.uuid4().hex}",
                            password="not-the-password")
-    batcher = RedisBatcher(redis, timeout_s=0.5)
+    batcher = RedisBatcher(redis, role="test", timeout_s=0.5)
     with pytest.raises(RedisError):
         await batcher.call("PING")
     await batcher.close()
@@ -91,7 +97,7 @@ async def test_refused_credentials_fail_the_callers_with_redis_error():
 
 async def test_a_tick_is_late_even_when_its_last_caller_gave_up():
     redis = Redis.from_url(os.environ["REDIS_URL"])
-    batcher = RedisBatcher(redis, timeout_s=0.3)
+    batcher = RedisBatcher(redis, role="test", timeout_s=0.3)
     try:
         blocked = batcher.call("BLPOP", f"batch:{uuid.uuid4().hex}", 2)
         batcher.call("PING").cancel()  # the tick's last caller is gone
@@ -104,7 +110,7 @@ async def test_a_tick_is_late_even_when_its_last_caller_gave_up():
 
 async def test_a_closed_batcher_refuses_calls():
     redis = Redis.from_url(os.environ["REDIS_URL"])
-    batcher = RedisBatcher(redis)
+    batcher = RedisBatcher(redis, role="test")
     assert await batcher.call("PING") in (b"PONG", True)
     await batcher.close()
     with pytest.raises(RedisError):

@@ -115,7 +115,7 @@ async def nodes() -> AsyncIterator[tuple[Topology, FakeNode, FakeNode]]:
 def batcher_for(port: int) -> RedisBatcher:
     # never connected by redis-py here: the batcher only reads its settings and start nodes
     return RedisBatcher(RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", port)]),
-                        timeout_s=2)
+                        role="test", timeout_s=2)
 
 
 async def test_each_command_goes_to_its_slots_master(nodes) -> None:
