@@ -1,0 +1,129 @@
+"""The transactional outbox: domain events written in the same PostgreSQL transaction as the
+change they describe, then published to `gw.events` by a relay. A crash between the commit
+and the publish loses nothing, and a rolled-back change publishes nothing.
+
+Table (`OUTBOX_MIGRATIONS`, applied by each service beside its own migrations):
+  event_outbox(id bigserial, routing_key text, body bytea, created_at timestamptz)
+where `body` is the event's AMQP message body exactly as the event publisher sends it (one
+event: `{"events": [<event>]}`, contracts.messages), so consumers see one format whichever
+way an event came.
+
+The relay, in each replica of a service: in one transaction it locks the oldest waiting rows
+(`FOR UPDATE SKIP LOCKED`: replicas take different rows, none waits for another), publishes
+each with publisher confirms, deletes them and commits. Guarantees:
+- at least once: a row is deleted only after the broker confirmed its message; a crash after
+  the confirm and before the commit publishes it again, so consumers deduplicate by the
+  event's `eventId`;
+- in order per relay batch, not globally (replicas publish concurrently);
+- latency: the writer `nudge()`s its own replica's relay after its commit, so an event leaves
+  within a round trip; other replicas' rows (and rows left by a crash) are found by a poll
+  every `poll_interval_s`. PostgreSQL LISTEN/NOTIFY is not used: it does not survive
+  PgBouncer's transaction pooling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from contracts.amqp import declare_events_exchange
+from contracts.logging import get_logger
+from contracts.messages import Event, encode_events
+from contracts.metrics import EVENTS_PUBLISHED
+from contracts.names import HEADER_BATCH_SIZE
+from contracts.postgres import Connection
+from contracts.tasks import stop_task
+
+log = get_logger(__name__)
+
+OUTBOX_MIGRATIONS = [("outbox_001_event_outbox", """
+CREATE TABLE IF NOT EXISTS event_outbox (
+    id          BIGSERIAL PRIMARY KEY,
+    routing_key TEXT        NOT NULL,
+    body        BYTEA       NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+""")]
+
+
+async def add_to_outbox(connection: Connection, *events: Event) -> None:
+    """Record `events` for publishing; call inside the transaction of the change."""
+    await connection.executemany(
+        "INSERT INTO event_outbox (routing_key, body) VALUES ($1, $2)",
+        [(str(event.ROUTING_KEY), encode_events([event])) for event in events])
+
+
+class OutboxRelay:
+    """Publishes the outbox's rows (see the module docstring); `start()` then `close()`."""
+
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], connection: AbstractRobustConnection, *,
+                 batch: int = 100, poll_interval_s: float = 1.0) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._batch = batch
+        self._poll_interval_s = poll_interval_s
+        self._nudged = asyncio.Event()
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        self._exchange = await declare_events_exchange(self._channel)
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    def nudge(self) -> None:
+        """Something was just committed: look now rather than at the next poll."""
+        self._nudged.set()
+
+    async def close(self) -> None:
+        await stop_task(self._task)
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of waiting rows; how many were published."""
+        assert self._exchange is not None, "start() first"
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                "SELECT id, routing_key, body FROM event_outbox ORDER BY id LIMIT $1"
+                " FOR UPDATE SKIP LOCKED", self._batch)
+            for row in rows:
+                await self._exchange.publish(
+                    aio_pika.Message(bytes(row["body"]), content_type="application/json",
+                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                     headers={HEADER_BATCH_SIZE: 1}),
+                    routing_key=row["routing_key"], timeout=10)
+            if rows:
+                await connection.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])",
+                                         [row["id"] for row in rows])
+        for row in rows:
+            EVENTS_PUBLISHED.labels(row["routing_key"]).inc()
+        return len(rows)
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            self._nudged.clear()
+            try:
+                published = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database or broker away: the rows wait, nothing lost
+                log.warning("outbox relay failed, will retry", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            if published == self._batch:
+                continue  # more may wait
+            await self._wait(self._poll_interval_s)
+
+    async def _wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._nudged.wait(), seconds)
+        except TimeoutError:
+            pass
