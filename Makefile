@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 # mail delivered to the SMTP sink that writes messages to .local/mail/.
 DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail
 
-.PHONY: help setup infra cluster run run-cluster test test-unit lint docs stop clean admin bench browser
+.PHONY: help setup infra cluster run run-cluster test test-unit lint docs stop clean admin bench browser \
+	deploy-tools observe
 
 help:
 	@echo "make run     start infrastructure and all five services (Ctrl-C stops them)"
@@ -23,6 +24,7 @@ help:
 	@echo "make test    start infrastructure, then run every test"
 	@echo "make infra   install (if missing) and start PostgreSQL, Redis, RabbitMQ, FerretDB"
 	@echo "make bench   throughput/latency table of the gateway against baselines"
+	@echo "make observe Prometheus (http://127.0.0.1:9090) with the alert rules, watching make run's stack"
 	@echo "make lint    ruff, then mypy --strict over every package"
 	@echo "make docs    rewrite the tables of docs/ generated from the route table"
 	@echo "make stop    stop the servers that make infra started"
@@ -76,6 +78,9 @@ test: setup lint
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@echo "== unit layer (no servers) =="
 	@$(PY) -m pytest tests/unit
+	@$(MAKE) --no-print-directory deploy-tools
+	@echo "== deployment files (kustomize, kubeconform, compose schema, promtool; no servers) =="
+	@$(PY) -m pytest tests/deploy
 	@$(MAKE) --no-print-directory infra browser
 	@echo "== integration and end-to-end (real servers) =="
 	@$(PY) -m pytest tests/integration tests/e2e
@@ -83,9 +88,20 @@ ifeq ($(strip $(PYTEST_ARGS)),)
 	@echo "== on the local clusters (make cluster) =="
 	@$(PY) -m pytest tests/cluster
 else
-	@$(MAKE) --no-print-directory infra browser $(if $(findstring cluster,$(PYTEST_ARGS)),cluster)
+	@$(MAKE) --no-print-directory infra browser $(if $(findstring cluster,$(PYTEST_ARGS)),cluster) \
+		$(if $(findstring deploy,$(PYTEST_ARGS)),deploy-tools)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 endif
+
+# The offline checkers of the deployment files (kustomize, kubeconform and the Kubernetes
+# schemas, the Compose schema, promtool): installed once into .local/, reused afterwards.
+deploy-tools: setup
+	@bash infra/deploy_tools.sh
+
+# Prometheus with deploy/prometheus's rules against the stack of `make run` (its UI on
+# loopback); `make stop` stops it.
+observe: setup infra deploy-tools
+	@bash infra/observe.sh
 
 # The browser tests drive Debian's chromium through Playwright (no browser download).
 browser:

@@ -36,6 +36,13 @@ stop_pid() {
     rm -f "$pidfile"
 }
 
+# Prometheus of `make observe` (infra/observe.sh); its data stays in $STATE_DIR/prometheus
+if [ -f "$STATE_DIR/prometheus/prometheus.pid" ]; then
+    stop_pid prometheus "$STATE_DIR/prometheus/prometheus.pid" "$(command -v prometheus || true)"
+else
+    log "prometheus: not started by infra/observe.sh; leaving it alone"
+fi
+
 # FerretDB
 if [ -f "$STATE_DIR/ferretdb.pid" ]; then
     stop_pid ferretdb "$STATE_DIR/ferretdb.pid" "$STATE_DIR/bin/ferretdb"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the local stack without Docker (see docs/architecture.md section 5):
-#   PostgreSQL :5432 (PgBouncer :6432 in front), Redis :6379, RabbitMQ :5672 (+ management :15672), FerretDB :27017
+#   PostgreSQL :5432 (PgBouncer :6432 in front), Redis :6379, RabbitMQ :5672 (+ management :15672,
+#   Prometheus metrics :15692), FerretDB :27017
 # A server already listening on its port is reused, never replaced. Missing
 # Debian packages are installed when running as root. Idempotent: run it as
 # often as you like. infra/down.sh stops what this script started.
@@ -202,8 +203,11 @@ start_redis_instance() {
 # config and enabled-plugins file live in $STATE_DIR/rabbitmq and
 # $LOG_DIR/rabbitmq (owned by the rabbitmq user); only the cookie stays in
 # /var/lib/rabbitmq. Its distribution port and epmd listen on loopback only.
+# The rabbitmq_prometheus plugin serves the broker's metrics on loopback:15692 (`make
+# observe` scrapes its /metrics/detailed for per-queue depth, unacked and consumers).
 # --------------------------------------------------------------------------
 RABBIT_DIR="$STATE_DIR/rabbitmq"
+RABBIT_PROMETHEUS_PORT=15692
 export RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
 export RABBITMQ_LOG_BASE="$LOG_DIR/rabbitmq"
 export RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq.conf"
@@ -263,10 +267,14 @@ start_rabbitmq() {
 listeners.tcp.default = $LOCALHOST:$RABBIT_PORT
 management.tcp.ip = $LOCALHOST
 management.tcp.port = $RABBIT_MGMT_PORT
+prometheus.tcp.ip = $LOCALHOST
+prometheus.tcp.port = $RABBIT_PROMETHEUS_PORT
 EOF
-    # Pre-seeding the plugin list makes the UI start with the node; the
-    # rabbitmq-plugins call below is then a quick check that it is enabled.
-    [ -s "$RABBITMQ_ENABLED_PLUGINS_FILE" ] || echo '[rabbitmq_management].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+    # Pre-seeding the plugin list makes the UI and the metrics start with the node; the
+    # rabbitmq-plugins calls below are then quick checks that they are enabled (and enable
+    # them on a node whose list predates one of them).
+    [ -s "$RABBITMQ_ENABLED_PLUGINS_FILE" ] \
+        || echo '[rabbitmq_management,rabbitmq_prometheus].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
     if id rabbitmq >/dev/null 2>&1; then
         chown -R rabbitmq:rabbitmq "$RABBIT_DIR" "$RABBITMQ_LOG_BASE"
     fi
@@ -315,6 +323,33 @@ enable_rabbit_mgmt() {
     log "rabbitmq: enabling rabbitmq_management"
     timeout 120 rabbitmq-plugins enable rabbitmq_management >>"$LOG_DIR/rabbitmq-start.log" 2>&1 \
         || { show_log_tail "$LOG_DIR/rabbitmq-start.log"; die "rabbitmq-plugins enable rabbitmq_management failed"; }
+}
+
+rabbit_prometheus_ok() {
+    curl -fsS -m 5 -o /dev/null "http://$LOCALHOST:$RABBIT_PROMETHEUS_PORT/metrics/detailed?family=queue_consumer_count" 2>/dev/null
+}
+
+# rabbitmq_prometheus on a node we started, running or just booted, without a restart. Its
+# listener settings are read from rabbitmq.conf only at boot and the plugin's default is
+# every interface: a node that booted before the plugin was in our configuration gets the
+# loopback listener put into its application environment first (the plugin's .app file has
+# no default that would override it).
+enable_rabbit_prometheus() {
+    rabbit_prometheus_ok && return 0
+    if [ ! -f "$STATE_DIR/rabbitmq.started" ]; then
+        warn "rabbitmq: the reused node serves no metrics on :$RABBIT_PROMETHEUS_PORT; make observe needs its rabbitmq_prometheus plugin there (prometheus.tcp.ip = $LOCALHOST, prometheus.tcp.port = $RABBIT_PROMETHEUS_PORT in its rabbitmq.conf)"
+        return 0
+    fi
+    log "rabbitmq: enabling rabbitmq_prometheus on $LOCALHOST:$RABBIT_PROMETHEUS_PORT"
+    { timeout 60 rabbitmqctl -q eval \
+        "application:set_env(rabbitmq_prometheus, tcp_config, [{ip, \"$LOCALHOST\"}, {port, $RABBIT_PROMETHEUS_PORT}])." \
+        && timeout 120 rabbitmq-plugins enable rabbitmq_prometheus; } >>"$LOG_DIR/rabbitmq-start.log" 2>&1 \
+        || { show_log_tail "$LOG_DIR/rabbitmq-start.log"; die "rabbitmq-plugins enable rabbitmq_prometheus failed"; }
+    local deadline=$((SECONDS + 30))
+    until rabbit_prometheus_ok; do
+        [ "$SECONDS" -ge "$deadline" ] && die "rabbitmq: no metrics on http://$LOCALHOST:$RABBIT_PROMETHEUS_PORT/metrics within 30s of enabling rabbitmq_prometheus"
+        sleep 0.5
+    done
 }
 
 wait_rabbit_mgmt() {
@@ -387,4 +422,5 @@ start_ferretdb
 await_rabbitmq
 enable_rabbit_mgmt
 wait_rabbit_mgmt
-log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 (cache redis://$LOCALHOST:$CACHE_REDIS_PORT/0) | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT) | pgbouncer postgresql://gateway:gateway@$LOCALHOST:$PGBOUNCER_PORT/<database> (transaction pooling) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB)"
+enable_rabbit_prometheus
+log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 (cache redis://$LOCALHOST:$CACHE_REDIS_PORT/0) | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT, metrics :$RABBIT_PROMETHEUS_PORT) | pgbouncer postgresql://gateway:gateway@$LOCALHOST:$PGBOUNCER_PORT/<database> (transaction pooling) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB)"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # A local 3-node RabbitMQ cluster for the scale-out tests (docs/architecture.md section 5):
-#   gw1@localhost  AMQP 127.0.0.1:5681  management http://127.0.0.1:15681  distribution 25681
-#   gw2@localhost  AMQP 127.0.0.1:5682  management http://127.0.0.1:15682  distribution 25682
-#   gw3@localhost  AMQP 127.0.0.1:5683  management http://127.0.0.1:15683  distribution 25683
+#   gw1@localhost  AMQP 127.0.0.1:5681  management http://127.0.0.1:15681  distribution 25681  metrics :15693
+#   gw2@localhost  AMQP 127.0.0.1:5682  management http://127.0.0.1:15682  distribution 25682  metrics :15694
+#   gw3@localhost  AMQP 127.0.0.1:5683  management http://127.0.0.1:15683  distribution 25683  metrics :15695
 # with an epmd of its own on 127.0.0.1:4381, so the cluster never mixes with the local node
 # rabbit@localhost (epmd 4369). Everything listens on loopback only; state lives under
 # .local/cluster/rabbitmq/. The nodes share the local node's Erlang cookie: Debian's wrappers
 # run every RabbitMQ command as the rabbitmq user with HOME=/var/lib/rabbitmq.
 #
-#   rabbitmq.sh up               start (or reuse) the three nodes, join them, enable the UI
+#   rabbitmq.sh up               start (or reuse) the three nodes, join them, enable the UI and
+#                                the rabbitmq_prometheus metrics (a running node without a restart)
 #   rabbitmq.sh down             stop the nodes this script started
 #   rabbitmq.sh stop-node gwN    stop one node (the failover tests)
 #   rabbitmq.sh ctl gwN ARGS...  rabbitmqctl against one node
@@ -24,6 +25,8 @@ NODES=(gw1 gw2 gw3)
 AMQP_BASE=5680
 MGMT_BASE=15680
 DIST_BASE=25680
+# rabbitmq_prometheus: 15692 is the local node's (infra/up.sh), so the cluster's start above it
+PROMETHEUS_BASE=15692
 export ERL_EPMD_PORT=4381
 export ERL_EPMD_ADDRESS="$LOCALHOST"
 # the CLI's own short-lived node on loopback too
@@ -35,6 +38,7 @@ index_of() { local n="${1#gw}"; echo "$n"; }
 amqp_port() { echo $((AMQP_BASE + $(index_of "$1"))); }
 mgmt_port() { echo $((MGMT_BASE + $(index_of "$1"))); }
 dist_port() { echo $((DIST_BASE + $(index_of "$1"))); }
+prometheus_port() { echo $((PROMETHEUS_BASE + $(index_of "$1"))); }
 node_name() { echo "$1@localhost"; }
 
 ctl() {
@@ -69,8 +73,10 @@ start_node() {
 listeners.tcp.default = $LOCALHOST:$port
 management.tcp.ip = $LOCALHOST
 management.tcp.port = $(mgmt_port "$node")
+prometheus.tcp.ip = $LOCALHOST
+prometheus.tcp.port = $(prometheus_port "$node")
 EOF
-    [ -s "$dir/enabled_plugins" ] || echo '[rabbitmq_management].' >"$dir/enabled_plugins"
+    [ -s "$dir/enabled_plugins" ] || echo '[rabbitmq_management,rabbitmq_prometheus].' >"$dir/enabled_plugins"
     chmod 755 "$STATE_DIR/cluster" "$CLUSTER_DIR"
     if id rabbitmq >/dev/null 2>&1; then
         chown -R rabbitmq:rabbitmq "$dir"
@@ -125,6 +131,29 @@ mgmt_ok() {
     curl -fsS -m 5 -u guest:guest "http://$LOCALHOST:$(mgmt_port "$1")/api/overview" >/dev/null 2>&1
 }
 
+prometheus_ok() {
+    curl -fsS -m 5 -o /dev/null "http://$LOCALHOST:$(prometheus_port "$1")/metrics/detailed?family=queue_consumer_count" 2>/dev/null
+}
+
+# As infra/up.sh: rabbitmq.conf is read at boot only and the plugin's default listener is every
+# interface, so a node that booted before the plugin was configured gets its loopback listener
+# in the application environment first; then the plugin starts on the running node.
+enable_prometheus() {
+    local node="$1"
+    prometheus_ok "$node" && return 0
+    log "rabbitmq cluster: enabling rabbitmq_prometheus on $(node_name "$node") (:$(prometheus_port "$node"))"
+    {
+        ctl "$node" eval "application:set_env(rabbitmq_prometheus, tcp_config, [{ip, \"$LOCALHOST\"}, {port, $(prometheus_port "$node")}])." \
+            && (node_env "$node"; timeout 120 rabbitmq-plugins -q -n "$(node_name "$node")" enable rabbitmq_prometheus)
+    } >>"$CLUSTER_DIR/$node/start.log" 2>&1 \
+        || { show_log_tail "$CLUSTER_DIR/$node/start.log"; die "rabbitmq cluster: enabling rabbitmq_prometheus on $node failed"; }
+    local deadline=$((SECONDS + 30))
+    until prometheus_ok "$node"; do
+        [ "$SECONDS" -ge "$deadline" ] && die "rabbitmq cluster: no metrics from $node on :$(prometheus_port "$node") within 30s"
+        sleep 0.5
+    done
+}
+
 up() {
     have rabbitmq-server || apt_install rabbitmq-server
     have curl || apt_install curl
@@ -140,10 +169,11 @@ up() {
             [ "$SECONDS" -ge "$deadline" ] && die "rabbitmq cluster: management API of $node not answering on :$(mgmt_port "$node")"
             sleep 0.5
         done
+        enable_prometheus "$node"
     done
     local urls="" n
     for n in "${NODES[@]}"; do urls+="${urls:+,}amqp://guest:guest@$LOCALHOST:$(amqp_port "$n")/"; done
-    log "rabbitmq cluster up: $(for n in "${NODES[@]}"; do printf '%s AMQP :%s UI :%s | ' "$(node_name "$n")" "$(amqp_port "$n")" "$(mgmt_port "$n")"; done)AMQP_URL=$urls"
+    log "rabbitmq cluster up: $(for n in "${NODES[@]}"; do printf '%s AMQP :%s UI :%s metrics :%s | ' "$(node_name "$n")" "$(amqp_port "$n")" "$(mgmt_port "$n")" "$(prometheus_port "$n")"; done)AMQP_URL=$urls"
 }
 
 stop_node() {
