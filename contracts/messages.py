@@ -20,7 +20,8 @@ event and what the management UI shows all read alike:
 
 - `request.completed`: requestId, timestamp, method, path, route, statusCode, latency, ip,
   userId, apiKeyId, projectId, ownerId, userAgent, contentLength, error ({code, message,
-  stack} or null), source ("gateway");
+  stack} or null), traceId (the request's W3C trace id, 32 lowercase hex digits; read as
+  null when absent, as from a gateway older than the field), source ("gateway");
 - `config.route.changed`: action, route (id, projectId, path, method, service, upstreamUrl,
   rateLimit, cacheTTL, authRequired, active, ownerId, createdAt, updatedAt), at;
 - `config.key.revoked`: keyId, keyHash, projectId, reason, at;
@@ -32,7 +33,12 @@ event and what the management UI shows all read alike:
 - `monitor.connections`: at.
 
 An RPC request is one JSON object: body, query, params, caller ({userId, email, role} or
-null), requestId, clientIp.
+null), requestId, clientIp, traceparent (the caller's W3C `traceparent`, or null/absent for
+an untraced call).
+
+Compatibility both ways during a rolling upgrade: a field missing on the wire reads as its
+default, and a decoder ignores fields it does not declare (pydantic's default for these
+dataclasses), so an older consumer reads a newer message as it always did.
 """
 
 from __future__ import annotations
@@ -93,6 +99,7 @@ def _iso_8601(value: str) -> str:
 
 
 _Id = Annotated[str, _chars(100)]
+_TraceId = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{32}$")]
 _Stamp = Annotated[str, _chars(40)]  # a moment as sent, not checked (config events' times)
 _Moment = Annotated[str, _chars(40), AfterValidator(_iso_8601)]
 _Count = Annotated[int, Strict(), Field(ge=0, le=2**53)]
@@ -191,6 +198,9 @@ class RequestCompleted(_Message):
     user_agent: Annotated[str, _chars(10_000)]
     content_length: _Count
     error: Annotated[RequestError | None, _absent(None)]
+    # the trace the gateway served the request in (contracts.tracing); absent on the wire
+    # reads as None, and so does the constructor, for events built outside any request
+    trace_id: _TraceId | None = None
     # on the wire only (a log entry's source; external ones come in by `POST /logs`): written
     # where the field stands, never read from it, nor taken by the constructor, nor compared
     source: Literal["gateway"] = field(default="gateway", init=False, repr=False, compare=False)
@@ -414,7 +424,9 @@ class RpcRequest(_Message):
 
     The gateway builds it from a request it has validated against the route table: `body`,
     `query` and `params` are the cleaned values, `caller` the verified identity (None on
-    public routes), `request_id` the request's X-Request-Id.
+    public routes), `request_id` the request's X-Request-Id, `traceparent` the span the call
+    is made in (contracts.spans; None for a call outside any trace). It is parsed leniently
+    where it arrives: one that does not parse makes the call untraced, never refused.
     """
 
     body: Any = None
@@ -423,6 +435,7 @@ class RpcRequest(_Message):
     caller: Caller | None = None
     request_id: _Id | None = None
     client_ip: _Id | None = None
+    traceparent: Annotated[str, _chars(256)] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         # python mode: the body goes to orjson as the gateway's validator left it (UUIDs and

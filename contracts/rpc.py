@@ -3,10 +3,17 @@
 Wire format (both sides live here, so they cannot drift):
 
 - request: `type` = operation name, body = `contracts.messages.RpcRequest` as JSON
-  (`{"body", "query", "params", "caller", "requestId", "clientIp"}`), `correlation_id`, `reply_to` =
-  `amq.rabbitmq.reply-to`, `expiration` = the caller's remaining time, and the absolute
-  deadline in a header (the broker drops a request that expires in the queue; the server drops
-  one it fetched too late, so a request whose caller gave up is never processed);
+  (`{"body", "query", "params", "caller", "requestId", "clientIp", "traceparent"}`),
+  `correlation_id`, `reply_to` = `amq.rabbitmq.reply-to`, `expiration` = the caller's
+  remaining time, and the absolute deadline in a header (the broker drops a request that
+  expires in the queue; the server drops one it fetched too late, so a request whose caller
+  gave up is never processed);
+- `traceparent` (W3C Trace Context, contracts.tracing): the caller's span the call is made
+  in, set by the client for a call made while a span is current (`contracts.spans.CURRENT`:
+  a gateway request, or an RPC the calling service is handling), absent otherwise. The
+  server handles a traced call in a span of its own parented on it, with its trace id on
+  every log line the handler writes; an absent or unparsable one makes the call untraced,
+  never refused;
 - reply: JSON `{"ok": true, "status": 200, "result": ...}` or `{"ok": false, "error": {...}}`.
 
 A service's operations are methods marked `@handles(OPERATION)` (the declarations of
@@ -20,7 +27,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import aio_pika
@@ -52,7 +59,9 @@ from contracts.metrics import (
 )
 from contracts.names import DIRECT_REPLY_TO, HEADER_DEADLINE
 from contracts.operations import Call, Operation
+from contracts.spans import CURRENT, Span, recorder, working_in
 from contracts.timeutil import now_ms
+from contracts.tracing import parse_traceparent
 
 log = get_logger(__name__)
 
@@ -186,6 +195,9 @@ class RpcClient:
         if deadline_ms is not None:
             deadline = min(deadline, deadline_ms)
         request = request or RpcRequest()
+        span = _client_span(queue, operation, request)
+        if span is not None:
+            request = replace(request, traceparent=span.context.traceparent)
         reconnected = self._reconnected
         try:
             try:
@@ -202,6 +214,8 @@ class RpcClient:
             raise
         finally:
             RPC_CLIENT_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
+            if span is not None:
+                span.end(error=outcome != "ok")
 
     async def _call(
         self,
@@ -324,6 +338,17 @@ async def _set_before(event: asyncio.Event, deadline: int) -> bool:
     return True
 
 
+def _client_span(queue: str, operation: str, request: RpcRequest) -> Span | None:
+    """The span of a call made while a span is current (and the request names no trace of
+    its own): what the request's `traceparent` names."""
+    parent = CURRENT.get()
+    if parent is None or request.traceparent is not None:
+        return None
+    return recorder().client(operation, parent, {
+        "rpc.system": "amqp", "rpc.method": operation, "messaging.system": "rabbitmq",
+        "messaging.destination.name": queue} if parent.recording else None)
+
+
 def _service_of(queue: str) -> str:
     """`rpc.project` -> `project service`: callers see a service, not the broker's names."""
     return queue.removeprefix("rpc.") + " service"
@@ -414,23 +439,43 @@ class RpcServer(QueueConsumer):
 async def dispatch(handlers: Mapping[str, Handler], operation: str, request: RpcRequest
                    ) -> bytes:
     """The reply to one decoded request: the handler's answer, or the error it raised in the
-    envelope (an unexpected exception is a logged 500); timed per operation and outcome."""
+    envelope (an unexpected exception is a logged 500); timed per operation and outcome. A
+    traced request (a `traceparent` that parses) is handled in a span of its own, current
+    while the handler runs and its trace id on every line the handler logs."""
+    caller = parse_traceparent(request.traceparent) if request.traceparent else None
+    if caller is None:
+        reply, _status = await _answer(handlers, operation, request)
+        return reply
+    spans = recorder()
+    span = spans.server(operation, caller, {"rpc.system": "amqp", "rpc.method": operation}
+                        if spans.recording else None)
+    with working_in(span):
+        reply, status = await _answer(handlers, operation, request)
+    span.end(error=status >= 500,
+             attributes={"rpc.response.status_code": status} if span.recording else None)
+    return reply
+
+
+async def _answer(handlers: Mapping[str, Handler], operation: str, request: RpcRequest
+                  ) -> tuple[bytes, int]:
+    """The reply and its status."""
     started = time.perf_counter()
     outcome = "ok"
     handler = handlers.get(operation)
     try:
         if handler is None:
             raise NotFound(f"Unknown operation {operation}")
-        reply = _ok_reply(await handler(request))
+        result = await handler(request)
+        reply, status = _ok_reply(result), result.status if isinstance(result, Reply) else 200
     except ApiError as exc:
         outcome = exc.code.lower()
-        reply = _error_reply(exc)
+        reply, status = _error_reply(exc), exc.status
     except Exception:
         outcome = "internal_error"
         log.exception("RPC handler failed", operation=operation)
-        reply = _error_reply(InternalError())
+        reply, status = _error_reply(InternalError()), 500
     RPC_SERVER_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
-    return reply
+    return reply, status
 
 
 def result_of(reply: bytes) -> RpcResult:

@@ -23,7 +23,8 @@ Everything started is in the exit stack. On SIGTERM/SIGINT the service first dra
 `/readyz` answers 503 while it goes on working for `SHUTDOWN_DRAIN_S` (a second signal ends
 that early). Then, and as well when start-up fails half-way, the stack is closed in reverse:
 periodic tasks stop, consumers and RPC finish what is in flight (within
-`SHUTDOWN_GRACE_S`), the resources close, then the broker connection.
+`SHUTDOWN_GRACE_S`), the resources close, then the broker connection, and last the span
+exporter (`contracts.spans`, when OTEL_EXPORTER_OTLP_ENDPOINT is set) sends what it holds.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from contracts.periodic import Periodic, PeriodicRunner
 from contracts.readiness import LIVE, Check, Readiness, connected, status_of
 from contracts.rpc import Handler, operations_of
 from contracts.settings import Settings, SettingsError, load_settings
+from contracts.spans import span_export
 from contracts.timeutil import iso_now
 
 log = get_logger(__name__)
@@ -169,6 +171,8 @@ class ServiceProcess:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         settings, broker = self.settings, self.broker
+        # first in, so last out: the spans of the last calls handled are sent before it stops
+        await stack.enter_async_context(span_export(settings, self.name))
         await broker.open(self.name)
         stack.push_async_callback(broker.close)
 

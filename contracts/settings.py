@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
 
 from argon2.profiles import RFC_9106_LOW_MEMORY as ARGON2_RFC_9106
 from environs import Env, EnvError
@@ -112,6 +113,9 @@ class Settings:
     project_migration_url: str
     analytics_migration_url: str
     logs_migration_url: str
+    # spans over OTLP/HTTP (contracts.spans): the collector's base URL, "" for none
+    otel_exporter_otlp_endpoint: str
+    otel_service_name: str
 
     @property
     def is_production(self) -> bool:
@@ -125,7 +129,7 @@ Process = Literal["gateway", "auth", "project", "analytics", "logging"]
 COMMON = frozenset({
     "APP_ENV", "LOG_LEVEL", "AMQP_URL", "SERVICE_HOST", "RPC_TIMEOUT_MS", "RPC_PREFETCH",
     "EVENT_BUFFER_MAX", "EVENT_MAX_RETRIES", "SHUTDOWN_GRACE_S", "SHUTDOWN_DRAIN_S", "APP_URL",
-    "GATEWAY_ID",
+    "GATEWAY_ID", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME",
 })
 DATABASE = frozenset({"DATABASE_POOL_MODE"})
 # where the limiter/state Redis is: one server, a Cluster or a Sentinel-watched primary
@@ -340,6 +344,12 @@ def _read(env: Env) -> Settings:
         project_migration_url=env.str("PROJECT_MIGRATION_URL", ""),
         analytics_migration_url=env.str("ANALYTICS_MIGRATION_URL", ""),
         logs_migration_url=env.str("LOGS_MIGRATION_URL", ""),
+        # Spans exported with the OpenTelemetry SDK when set (the OTLP/HTTP base URL, e.g.
+        # http://collector:4318); empty: no span is recorded and no SDK object exists.
+        otel_exporter_otlp_endpoint=env.str("OTEL_EXPORTER_OTLP_ENDPOINT", "",
+                                            validate=_otlp_endpoint),
+        # the spans' service.name; empty: the process's own name (gateway, auth-service...)
+        otel_service_name=env.str("OTEL_SERVICE_NAME", "", validate=Length(max=200)),
     )
     if not settings.gateway_id:
         settings = replace(settings, gateway_id=default_gateway_id(settings.app_url))
@@ -390,6 +400,24 @@ def _amqp_urls(value: str) -> None:
         broker_urls(value)
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
+
+
+def _otlp_endpoint(value: str) -> None:
+    """A URL the exporter can post to: refused at start, not at the first export."""
+    if value and not _is_http_base_url(value):
+        raise ValidationError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT must be the collector's OTLP/HTTP base URL, "
+            "http(s)://host[:port][/path] (e.g. http://127.0.0.1:4318), or empty for none")
+
+
+def _is_http_base_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port that is not a number from 0 to 65535 raises
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) \
+        and not parts.query and not parts.fragment
 
 
 def _smtp_url(value: str) -> None:

@@ -16,6 +16,7 @@ from contracts.redis_clients import RedisClient, client_for
 from contracts.routes import ROUTES, Route
 from contracts.rpc import RpcClient
 from contracts.settings import Settings
+from contracts.spans import span_export
 from contracts.upstream import OwnAddresses, UpstreamPolicy
 from gateway.alert_bridge import emit_alert
 from gateway.api_keys import ApiKeys
@@ -91,6 +92,8 @@ async def open_resources(app: web.Application, settings: Settings, monitor: Moni
                          stack: AsyncExitStack) -> None:
     """The gateway's connections and background parts, each pushed on `stack` when open."""
     grace = settings.shutdown_grace_s
+    # first in, so last out: the spans of the requests answered during shutdown are sent
+    await stack.enter_async_context(span_export(settings, "gateway"))
     connection = await connect(settings.amqp_url, name="gateway")
     stack.push_async_callback(connection.close)
     await declare_topology(connection)

@@ -17,6 +17,7 @@ from aiohttp import web
 from contracts.errors import ApiError
 from contracts.identity import Caller, Identity
 from contracts.routes import Route
+from contracts.spans import Span
 from gateway.api_keys import ValidKey
 from gateway.route_configs import RouteConfig
 
@@ -61,6 +62,10 @@ class RequestContext:
     params: dict[str, Any] = field(default_factory=dict)
     # set by the response cache: the proxy hands back whole bodies up to this many bytes
     buffer_up_to: int = 0
+    # the gateway's span of this request (gateway.steps.trace_context): its ids are what
+    # the request's log entry, log lines, RPCs and upstream call carry; None for the
+    # exempt traffic, which is not traced
+    span: Span | None = None
 
     @property
     def caller(self) -> Caller | None:

@@ -8,7 +8,11 @@ when it must wait (a key lookup, the limiter's Redis round trip, reading a body)
 memoised and derived again whenever the route config snapshot changes.
 
  2  request context: request id, start time, deadline, client address (RequestContext)
- -  CORS headers; a real preflight is answered at once, neither counted nor logged
+ -  a real CORS preflight is answered at once, neither counted nor logged
+ 2' trace (not for the exempt traffic): the caller's W3C traceparent read (or a new trace
+    started) and the gateway's span opened, its trace id bound for every log line of the
+    request, before anything logs; it ends after step 11, with the answer's status
+ -  CORS headers
  6  route config resolver: in memory, before the plan is chosen (gateway.router.matched)
  -  path guard: no dot segments or encoded slashes, before anything looks at the path
  -  monitor transport (exempt traffic only): Socket.IO long-polling refused (400) unless
@@ -67,6 +71,7 @@ from gateway.steps.path_guard import path_guard
 from gateway.steps.rate_limiter import rate_limiter
 from gateway.steps.request_context import begin
 from gateway.steps.response_cache import response_cache
+from gateway.steps.trace_context import close_trace, open_trace
 from gateway.steps.validator import validator_for
 
 Step = Callable[[RequestContext, web.Request], Awaitable[None] | None]
@@ -158,6 +163,7 @@ def _through_pipeline(handler: Handler, readiness: Readiness) -> RouteHandler:
         context = begin(request, state, route, config, plan.template)  # 2
         if is_preflight(request):
             return preflight_answer(request)
+        traced = open_trace(context, request) if plan.counted else None  # 2'
         cors(context, request)
         status = 500
         try:
@@ -186,5 +192,7 @@ def _through_pipeline(handler: Handler, readiness: Readiness) -> RouteHandler:
             access_log(context, request, status)  # 3
             if plan.counted:
                 event_emitter(context, request, status)  # 11
+            if traced is not None:
+                close_trace(context, traced, status)  # 2'
 
     return pipeline

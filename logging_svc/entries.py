@@ -51,6 +51,9 @@ class LogRecord:
     user_agent: str
     content_length: int
     error: dict[str, Any] | None
+    # the W3C trace id the gateway served the request in; None for external entries (and
+    # for gateway entries stored before the field existed, hence the default)
+    trace_id: str | None = None
 
     @classmethod
     def of_event(cls, event: RequestCompleted) -> LogRecord:
@@ -61,7 +64,8 @@ class LogRecord:
             user_id=event.user_id, api_key_id=event.api_key_id, project_id=event.project_id,
             owner_id=event.owner_id, user_agent=event.user_agent,
             content_length=event.content_length,
-            error=event.error.to_wire() if event.error is not None else None)
+            error=event.error.to_wire() if event.error is not None else None,
+            trace_id=event.trace_id)
 
     @classmethod
     def of_ingest(cls, entry: LogIngest, now: datetime) -> LogRecord:
@@ -74,7 +78,8 @@ class LogRecord:
             user_id=entry.user_id, api_key_id=entry.api_key_id, project_id=None,
             owner_id=None, user_agent=entry.user_agent, content_length=entry.content_length,
             error=None if error is None else {"code": error.code, "message": error.message,
-                                              "stack": error.stack})
+                                              "stack": error.stack},
+            trace_id=None)
 
     @cached_property
     def digest(self) -> bytes:
@@ -93,7 +98,7 @@ class LogRecord:
             "ip": self.ip, "userId": self.user_id, "apiKeyId": self.api_key_id,
             "projectId": self.project_id, "ownerId": self.owner_id,
             "userAgent": self.user_agent, "contentLength": self.content_length,
-            "error": self.error, "source": self.source,
+            "error": self.error, "traceId": self.trace_id, "source": self.source,
         }
 
 

@@ -72,7 +72,7 @@ def document_of(record: LogRecord) -> dict[str, Any]:
         "ip": record.ip, "userId": record.user_id, "apiKeyId": record.api_key_id,
         "projectId": record.project_id, "ownerId": record.owner_id,
         "userAgent": record.user_agent, "contentLength": record.content_length,
-        "error": record.error, "source": record.source,
+        "error": record.error, "traceId": record.trace_id, "source": record.source,
     }
 
 
@@ -91,6 +91,8 @@ def entry_out(document: dict[str, Any]) -> dict[str, Any]:
         "error": None if error is None else {
             "code": error.get("code"), "message": error.get("message"),
             "stack": error.get("stack")},
+        # absent from entries stored before the field existed
+        "traceId": document.get("traceId"),
         "source": document["source"],
     }
 
@@ -103,7 +105,8 @@ def record_of(document: dict[str, Any]) -> LogRecord:
         latency=document["latency"], ip=document["ip"], user_id=document.get("userId"),
         api_key_id=document.get("apiKeyId"), project_id=document.get("projectId"),
         owner_id=document.get("ownerId"), user_agent=document.get("userAgent", ""),
-        content_length=document.get("contentLength", 0), error=entry_out(document)["error"])
+        content_length=document.get("contentLength", 0), error=entry_out(document)["error"],
+        trace_id=document.get("traceId"))
 
 
 def visible_to(caller: Caller) -> dict[str, Any]:

@@ -51,12 +51,13 @@ MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
 PARTITION_LOCK = 7_340_021  # serialises partition DDL across replicas
 ID_DELETE_CHUNK = 5000
 _PARTITION = re.compile(r"^log_entries_p(\d{8})$")
-_COLUMNS = "ts, id, external, status_code, method, user_id, owner_id, project_id, rest"
+_COLUMNS = "ts, id, external, status_code, method, user_id, owner_id, project_id, rest, trace_id"
 
 _STORE_NEW = f"""
 WITH batch AS (
     SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::boolean[], $4::smallint[],
-                         $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[])
+                         $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[],
+                         $10::text[])
         AS b({_COLUMNS})
 ), fresh AS (
     INSERT INTO log_ids (id, ts) SELECT id, ts FROM batch ON CONFLICT DO NOTHING RETURNING id
@@ -70,7 +71,7 @@ ON CONFLICT DO NOTHING RETURNING id
 _INSERT = f"""
 INSERT INTO log_entries ({_COLUMNS})
 SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::boolean[], $4::smallint[],
-                     $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[])
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], $10::text[])
 """
 
 
@@ -79,10 +80,11 @@ def entry_uuid(source: str, request_id: str) -> uuid.UUID:
 
 
 def _columns(records: list[LogRecord]) -> list[list[Any]]:
-    """The records as the nine arrays of the insert statements, sorted by id."""
+    """The records as the ten arrays of the insert statements, sorted by id."""
     rows = sorted(((record.timestamp, uuid.UUID(bytes=record.digest[:16]), record.external,
                     record.status_code, record.method, record.user_id, record.owner_id,
-                    record.project_id, _rest_of(record)) for record in records),
+                    record.project_id, _rest_of(record), record.trace_id)
+                   for record in records),
                   key=lambda row: row[1])
     return [list(column) for column in zip(*rows, strict=True)]
 
@@ -104,7 +106,7 @@ def _record(row: asyncpg.Record) -> LogRecord:
         latency=rest["latency"], ip=rest["ip"], user_id=row["user_id"],
         api_key_id=rest["apiKeyId"], project_id=row["project_id"], owner_id=row["owner_id"],
         user_agent=rest["userAgent"], content_length=rest["contentLength"],
-        error=rest["error"])
+        error=rest["error"], trace_id=row["trace_id"])
 
 
 def _found(row: asyncpg.Record) -> Found:
@@ -117,7 +119,8 @@ def _found(row: asyncpg.Record) -> Found:
         "ip": rest["ip"], "userId": row["user_id"], "apiKeyId": rest["apiKeyId"],
         "projectId": row["project_id"], "ownerId": row["owner_id"],
         "userAgent": rest["userAgent"], "contentLength": rest["contentLength"],
-        "error": rest["error"], "source": EXTERNAL if row["external"] else GATEWAY})
+        "error": rest["error"], "traceId": row["trace_id"],
+        "source": EXTERNAL if row["external"] else GATEWAY})
 
 
 class _Query:

@@ -37,8 +37,8 @@ class IngestError(RequestModel):
 
 
 class LogIngest(RequestModel):
-    """One external log entry; `source`, `projectId`, `ownerId` and `route` are never taken
-    from clients (unknown fields are dropped)."""
+    """One external log entry; `source`, `projectId`, `ownerId`, `route` and `traceId` are
+    never taken from clients (unknown fields are dropped)."""
 
     request_id: UUID
     timestamp: UtcDateTime | None = None
@@ -103,6 +103,8 @@ class LogEntry(Answer):
     user_agent: str
     content_length: int
     error: LogError | None
+    # the W3C trace id the gateway served the request in; null for external entries
+    trace_id: str | None
     source: Literal["gateway", "external"]
 
 

@@ -5,6 +5,9 @@
 - hop-by-hop and credential headers are not forwarded, nor any client claim of its address
   (`Forwarded`, `X-Real-IP`, underscore spellings...); X-Forwarded-*, X-Request-Id and our
   `Via` entry added;
+- W3C trace context: the client's `traceparent` is replaced by the gateway's (the request's
+  span, or the CLIENT span of the upstream call when spans are exported), and the client's
+  `tracestate` goes on unchanged (when it was well formed; contracts.tracing);
 - the gateway's own addresses are no target (a loop): GATEWAY_PORT and the port requests
   really arrive on, on every local address, and APP_URL's addresses;
   bodies go on as aiohttp decoded them, without their old Content-Encoding;
@@ -41,6 +44,8 @@ from contracts.errors import (
     UpstreamTimeout,
 )
 from contracts.logging import get_logger
+from contracts.spans import Span, recorder
+from contracts.tracing import TRACEPARENT, TRACESTATE, TraceContext
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from gateway.context import context_of
 from gateway.forwarders.upstream_client import (
@@ -62,7 +67,7 @@ HOP_BY_HOP = frozenset({
 })
 NOT_FORWARDED = HOP_BY_HOP | {"authorization", "x-api-key", "cookie", "x-alert-secret",
                               "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-                              "x-request-id", "via"}
+                              "x-request-id", "via", "traceparent", "tracestate"}
 # Headers that claim the client's address or the original host: only the gateway states those
 # (X-Forwarded-*), so a client's own, in any spelling (`X_Forwarded_For` too), is dropped.
 ADDRESS_CLAIMS = frozenset({
@@ -210,22 +215,44 @@ class UpstreamProxy:
         limit = request.app[STATE].settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge()
-        if self.breakers.before(upstream, config.id):
-            return self._probe(request, target, upstream, limit)
-        return self._exchange(request, target, upstream, limit)
+        probing = self.breakers.before(upstream, config.id)
+        parent = context_of(request).span
+        if parent is not None and parent.recording:
+            exchange = self._traced(request, target, upstream, limit, parent)
+        else:  # nothing recorded: the request's own span is the upstream's parent
+            exchange = self._exchange(request, target, upstream, limit,
+                                      parent.context if parent is not None else None)
+        return self._probe(exchange, upstream) if probing else exchange
 
-    async def _probe(self, request: web.Request, target: URL, upstream: str, limit: int
+    async def _probe(self, exchange: Awaitable[web.StreamResponse], upstream: str
                      ) -> web.StreamResponse:
         """The half-open breaker's one request."""
         try:
-            return await self._exchange(request, target, upstream, limit)
+            return await exchange
         finally:
             self.breakers.probe_done(upstream)  # even when the client went away
 
-    async def _exchange(self, request: web.Request, target: URL, upstream: str, limit: int
-                        ) -> web.StreamResponse:
+    async def _traced(self, request: web.Request, target: URL, upstream: str, limit: int,
+                      parent: Span) -> web.StreamResponse:
+        """The exchange in a CLIENT span of its own, from the request to the answer's end.
+        Attributes name the upstream's host and port, never its URL (it may hold
+        credentials)."""
+        span = recorder().client(request.method, parent, {
+            "http.request.method": request.method, "server.address": target.host or "",
+            "server.port": target.port or 0})
+        status = 0
+        try:
+            response = await self._exchange(request, target, upstream, limit, span.context)
+            status = response.status
+            return response
+        finally:
+            span.end(error=not 0 < status < 400,  # OpenTelemetry: a client's 4xx is an error
+                     attributes={"http.response.status_code": status} if status else None)
+
+    async def _exchange(self, request: web.Request, target: URL, upstream: str, limit: int,
+                        trace: TraceContext | None) -> web.StreamResponse:
         assert self._client is not None
-        headers = self._request_headers(request)
+        headers = self._request_headers(request, trace)
         body = _capped(request.content, limit) if request.body_exists else None
         try:  # (the client tries a connection again where that is safe)
             upstream_response = await self._client.request(
@@ -343,7 +370,8 @@ class UpstreamProxy:
         return web.Response(status=upstream_response.status, body=body,
                             headers=_end_to_end(upstream_response.headers))
 
-    def _request_headers(self, request: web.Request) -> list[tuple[str, str]]:
+    def _request_headers(self, request: web.Request, trace: TraceContext | None
+                         ) -> list[tuple[str, str]]:
         headers = [(k, v) for k, v in request.headers.items() if _forwarded(k)]
         state = state_of(request)
         prior = request.headers.get("X-Forwarded-For")
@@ -360,6 +388,10 @@ class UpstreamProxy:
             # RFC 9110 section 7.6.3: earlier hops kept, ours last; the loop guard refuses a
             # request that comes back with our name in it
             ("Via", ", ".join((*request.headers.getall("Via", ()), state.via))))
+        if trace is not None:
+            headers.append((TRACEPARENT, trace.traceparent))
+            if trace.tracestate:
+                headers.append((TRACESTATE, trace.tracestate))
         return headers
 
 

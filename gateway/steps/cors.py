@@ -1,5 +1,6 @@
 """CORS as docs/api.md section 1.2: the origin is reflected with credentials allowed; preflights are
-answered here (not forwarded, not rate limited); the rate-limit and cache headers are exposed.
+answered here (not forwarded, not rate limited); the rate-limit, cache and trace headers are
+exposed.
 Socket.IO follows the same policy."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from gateway.context import RequestContext
 
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 DEFAULT_ALLOWED_HEADERS = "Content-Type, Authorization"
-EXPOSED_HEADERS = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Cache"
+EXPOSED_HEADERS = ("X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Cache, "
+                   "traceresponse")
 MAX_AGE_S = "600"
 
 

@@ -76,6 +76,7 @@ def completed_event(context: RequestContext, request: web.Request, status: int
         user_agent=request.headers.get("User-Agent", ""),
         content_length=request.content_length or 0,
         error=error,
+        trace_id=context.span.context.trace_id if context.span is not None else None,
     )
 
 

@@ -30,6 +30,11 @@ ZOD_CODES = {"invalid_type", "too_small", "too_big", "invalid_string", "invalid_
              "custom"}
 
 Response = tuple[int, Any, dict[str, str]]
+# How long a gateway entry may take to become readable in these tests. The contract is
+# p99 <= 1 s (request.completed -> logging_svc -> the log store); one sample on a loaded test
+# machine gets twice that, so a single scheduling hiccup does not fail a module, while a
+# pipeline that loses or holds back events still does.
+GATEWAY_ENTRY_WITHIN_S = 2.0
 
 
 class LoopbackServer:
@@ -300,6 +305,17 @@ def eventually(check, within_s: float = 3.0):
         if result or time.monotonic() > until:
             return result
         time.sleep(0.05)
+
+
+def wait_for_entry(stack: Stack, token: str, request_id: str,
+                   within_s: float = GATEWAY_ENTRY_WITHIN_S) -> dict[str, Any] | None:
+    """The log entry of `request_id` once `token` can read it (gateway entries arrive by
+    event), else None."""
+    def read() -> dict[str, Any] | None:
+        status, body, _ = call(stack, "GET", f"/api/v1/logs/{request_id}", token=token)
+        return body if status == 200 else None
+
+    return eventually(read, within_s)
 
 
 

@@ -30,6 +30,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import (
+    GATEWAY_ENTRY_WITHIN_S,
     UUID4,
     Client,
     Response,
@@ -42,6 +43,7 @@ from tests.e2e.helpers import (
     parse_time,
     project_with_route,
     register,
+    wait_for_entry,
     with_role,
 )
 
@@ -49,15 +51,11 @@ LOGS = "/api/v1/logs"
 NOT_FOUND = "Log entry not found"
 LOG_FIELDS = {"_id", "requestId", "timestamp", "method", "path", "route", "statusCode",
               "latency", "ip", "userId", "apiKeyId", "projectId", "ownerId", "userAgent",
-              "contentLength", "error", "source"}
+              "contentLength", "error", "traceId", "source"}
 PAGE_FIELDS = {"entries", "total", "totalExact", "page", "limit", "totalPages", "nextCursor"}
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 TAG_PREFIX = "logs-e2e-"
-# How long a gateway entry may take to become readable in these tests. The contract is
-# p99 <= 1 s (request.completed -> logging_svc -> MongoDB); one sample on a loaded test
-# machine gets twice that, so a single scheduling hiccup does not fail the module, while a
-# pipeline that loses or holds back events still does.
-GATEWAY_ENTRY_WITHIN_S = 2.0
+TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 # --- stack and users -----------------------------------------------------------------------
@@ -106,16 +104,6 @@ def ingest(**fields: Any) -> dict[str, Any]:
 
 def entry(stack: Stack, token: str, request_id: str) -> Response:
     return get(stack, f"{LOGS}/{request_id}", token)
-
-
-def wait_for_entry(stack: Stack, token: str, request_id: str,
-                   within_s: float = GATEWAY_ENTRY_WITHIN_S) -> dict[str, Any] | None:
-    """The entry once `token` can read it (gateway entries arrive by event), else None."""
-    def read() -> dict[str, Any] | None:
-        status, body, _ = entry(stack, token, request_id)
-        return body if status == 200 else None
-
-    return eventually(read, within_s)
 
 
 def list_all(stack: Stack, token: str, path: str = LOGS, **query: Any) -> list[dict[str, Any]]:
@@ -180,7 +168,7 @@ def test_ingest_stores_an_external_entry_with_defaults(gw, alice):
         "route": None, "statusCode": 200, "latency": 12.5, "ip": "203.0.113.9",
         "userId": user, "apiKeyId": "claimed-key", "projectId": None,
         "ownerId": None, "userAgent": "", "contentLength": 0, "error": None,
-        "source": "external"}
+        "traceId": None, "source": "external"}
 
 
 def test_ingest_keeps_the_optional_fields(gw, alice):
@@ -539,7 +527,9 @@ def test_a_gateway_request_is_logged_with_its_fields(gw, alice):
     assert OBJECT_ID.match(stored["_id"])
     assert before <= parse_time(stored["timestamp"]) <= datetime.now(UTC), stored
     assert isinstance(stored["latency"], int | float) and stored["latency"] >= 0, stored
-    assert {k: v for k, v in stored.items() if k not in ("_id", "timestamp", "latency")} == {
+    assert TRACE_ID.match(stored["traceId"]), stored  # its trace: tests/e2e/test_tracing.py
+    assert {k: v for k, v in stored.items()
+            if k not in ("_id", "timestamp", "latency", "traceId")} == {
         "requestId": request_id, "method": "GET", "path": "/api/v1/auth/profile?probe=1",
         "route": "/api/v1/auth/profile", "statusCode": 200, "ip": "127.0.0.1",
         "userId": alice.user_id, "apiKeyId": None, "projectId": None, "ownerId": None,

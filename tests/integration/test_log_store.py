@@ -106,8 +106,16 @@ async def test_entries_come_back_as_they_went_in(log_store: StoreUnderTest):
     await store.store_once([record])
     entry = await store.by_request_id(ADMIN, record.request_id)
     assert entry == record.to_wire()
+    assert entry["traceId"] == record.trace_id is not None  # the request's trace, kept
     [found] = await store.newest(ADMIN, LogFilter(), after=None, skip=0, limit=10)
     assert found.entry == record.to_wire()
+
+
+async def test_external_entries_have_no_trace(log_store: StoreUnderTest):
+    record = ingest()
+    await log_store.store.store_external([record])
+    entry = await log_store.store.by_request_id(ADMIN, record.request_id)
+    assert entry == record.to_wire() and entry["traceId"] is None
 
 
 async def test_visibility_follows_the_caller(log_store: StoreUnderTest):

@@ -28,6 +28,7 @@ from contracts.names import RoutingKey
 from contracts.operations import Operation
 
 AT = "2026-05-10T00:00:00.123Z"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def completed(**changes) -> RequestCompleted:
@@ -36,7 +37,7 @@ def completed(**changes) -> RequestCompleted:
         route="POST /api/v1/things", status_code=503, latency=12.345, ip="10.0.0.7",
         user_id="u-1", api_key_id="k-1", project_id="p-1", owner_id="o-1",
         user_agent="curl/8", content_length=42,
-        error=RequestError("INTERNAL", "Service Unavailable", "trace"))
+        error=RequestError("INTERNAL", "Service Unavailable", "trace"), trace_id=TRACE_ID)
     return dataclasses.replace(event, **changes)
 
 
@@ -51,7 +52,7 @@ def route_data(**changes) -> RouteConfigData:
 EVENTS = [
     completed(),
     completed(route=None, user_id=None, api_key_id=None, project_id=None, owner_id=None,
-              error=None, status_code=200, latency=0.0),
+              error=None, status_code=200, latency=0.0, trace_id=None),
     completed(error=RequestError("CLIENT_ERROR", "Not Found")),
     RouteChanged("created", route_data(), AT),
     RouteChanged("updated", route_data(service="auth", upstream_url=None, rate_limit=None,
@@ -98,13 +99,36 @@ def test_wire_names_are_those_of_the_api():
     wire = completed().to_wire()
     assert set(wire) == {"requestId", "timestamp", "method", "path", "route", "statusCode",
                          "latency", "ip", "userId", "apiKeyId", "projectId", "ownerId",
-                         "userAgent", "contentLength", "error", "source"}
-    assert wire["source"] == "gateway"
+                         "userAgent", "contentLength", "error", "traceId", "source"}
+    assert wire["source"] == "gateway" and wire["traceId"] == TRACE_ID
     assert wire["error"] == {"code": "INTERNAL", "message": "Service Unavailable",
                              "stack": "trace"}
     assert set(route_data().to_wire()) == {
         "id", "projectId", "path", "method", "service", "upstreamUrl", "rateLimit", "cacheTTL",
         "authRequired", "active", "ownerId", "createdAt", "updatedAt"}
+
+
+def test_request_completed_without_a_trace_id_still_decodes():
+    """From a gateway older than the field (a rolling upgrade): the trace id is null."""
+    wire = _without(completed().to_wire(), "traceId")
+    assert RequestCompleted.from_wire(wire) == completed(trace_id=None)
+
+
+def test_fields_a_decoder_does_not_know_are_ignored():
+    """What an older consumer does with a newer message's fields (traceId, traceparent):
+    decode the rest as always."""
+    newer = {**completed().to_wire(), "fieldOfTheFuture": {"x": 1}}
+    assert RequestCompleted.from_wire(newer) == completed()
+    request = RpcRequest.from_wire({"requestId": "r-1", "fieldOfTheFuture": 1})
+    assert request == RpcRequest(request_id="r-1")
+
+
+def test_rpc_request_carries_the_callers_traceparent():
+    traceparent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+    wire = RpcRequest(request_id="r-1", traceparent=traceparent).to_wire()
+    assert wire["traceparent"] == traceparent
+    assert RpcRequest.from_wire(wire).traceparent == traceparent
+    assert RpcRequest.from_wire(_without(wire, "traceparent")).traceparent is None
 
 
 def test_optional_route_config_fields_have_defaults():
@@ -147,6 +171,9 @@ def _without(wire, name):
     _completed_wire(error="boom"),
     _completed_wire(error={"code": "X"}),
     _completed_wire(error={"code": "X", "message": 1}),
+    _completed_wire(traceId=TRACE_ID.upper()),
+    _completed_wire(traceId=TRACE_ID[:31]),
+    _completed_wire(traceId=7),
 ], ids=lambda wire: repr(wire)[:60])
 def test_request_completed_refuses_what_does_not_fit(wire):
     with pytest.raises(MalformedMessage):
@@ -246,7 +273,7 @@ def test_an_empty_rpc_request_round_trips_and_has_no_caller():
     request = RpcRequest()
     wire = request.to_wire()
     assert wire == {"body": None, "query": {}, "params": {}, "caller": None,
-                    "requestId": None, "clientIp": None}
+                    "requestId": None, "clientIp": None, "traceparent": None}
     assert RpcRequest.from_wire(wire) == request
     assert RpcRequest.from_wire({}) == request
     with pytest.raises(Unauthorized):
@@ -280,7 +307,8 @@ def test_rpc_request_refuses_a_bad_caller(caller):
 
 @pytest.mark.parametrize("wire", [
     {"query": "page=2"}, {"query": ["page"]}, {"params": "id"}, {"params": [1]},
-    {"requestId": 5}, {"clientIp": ["10.0.0.1"]},
+    {"requestId": 5}, {"clientIp": ["10.0.0.1"]}, {"traceparent": 1},
+    {"traceparent": "x" * 257},
 ], ids=repr)
 def test_rpc_request_refuses_bad_fields(wire):
     with pytest.raises(MalformedMessage):
@@ -296,7 +324,8 @@ def test_the_wire_form_is_byte_for_byte_what_it_was():
         b'"path":"/api/v1/things?x=1","route":"POST /api/v1/things","statusCode":503,'
         b'"latency":12.345,"ip":"10.0.0.7","userId":"u-1","apiKeyId":"k-1","projectId":"p-1",'
         b'"ownerId":"o-1","userAgent":"curl/8","contentLength":42,"error":{"code":"INTERNAL",'
-        b'"message":"Service Unavailable","stack":"trace"},"source":"gateway"}]}')
+        b'"message":"Service Unavailable","stack":"trace"},'
+        b'"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","source":"gateway"}]}')
     assert orjson.dumps(route_data().to_wire()) == (
         b'{"id":"rc-1","projectId":"p-1","path":"/shop/:id","method":"GET","service":null,'
         b'"upstreamUrl":"https://93.184.216.34","rateLimit":10,"cacheTTL":60,'

@@ -68,6 +68,26 @@ def test_environment_overrides_and_is_validated(monkeypatch):
         load_settings()
 
 
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:4318", "https://collector.example/otlp/"])
+def test_an_otlp_endpoint_is_a_base_url(monkeypatch, endpoint):
+    monkeypatch.setenv("APP_ENV", "test")
+    assert load_settings().otel_exporter_otlp_endpoint == ""  # the default: no export
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    for process in ("gateway", "auth", "project", "analytics", "logging"):
+        assert load_settings(process).otel_exporter_otlp_endpoint == endpoint  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("endpoint", ["collector:4318", "grpc://collector:4317", "http://",
+                                      "http://collector:99999", "http://collector:port",
+                                      "http://collector:4318/?x=1", "http://c:4318/#v1"])
+def test_a_malformed_otlp_endpoint_stops_the_process_at_start(monkeypatch, endpoint):
+    monkeypatch.setenv("APP_ENV", "test")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_ENDPOINT must be the "
+                                            "collector's OTLP/HTTP base URL"):
+        load_settings("gateway")
+
+
 def test_unknown_app_env_is_refused(monkeypatch):
     monkeypatch.setenv("APP_ENV", "staging")
     with pytest.raises(SettingsError, match="APP_ENV"):
