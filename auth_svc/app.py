@@ -38,8 +38,10 @@ async def assemble(service: Assembly) -> None:
     redis = await service.open(closing(
         client_for(settings, "state", socket_connect_timeout=1, socket_timeout=1),
         lambda client: client.aclose()))
-    passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
-                          settings.argon2_parallelism)
+    passwords = await service.open(closing(
+        Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
+                  settings.argon2_parallelism, settings.password_hash_threads),
+        lambda opened: opened.close()))
     await passwords.start()
     mailer = Mailer(settings.smtp_url, settings.mail_from)
     await mailer.start()

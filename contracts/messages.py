@@ -43,6 +43,7 @@ dataclasses), so an older consumer reads a newer message as it always did.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,7 +100,22 @@ def _iso_8601(value: str) -> str:
 
 
 _Id = Annotated[str, _chars(100)]
-_TraceId = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{32}$")]
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _trace_id_or_none(value: Any) -> Any:
+    """A trace id only correlates: one that is not 32 lowercase hex digits reads as none,
+    rather than dead-lettering the whole event over it."""
+    return value if isinstance(value, str) and _TRACE_ID.fullmatch(value) else None
+
+
+def _traceparent_or_none(value: Any) -> Any:
+    """Likewise for an RPC request's traceparent: not a string of a sane length, none (the
+    call is then untraced, never refused)."""
+    return value if isinstance(value, str) and len(value) <= 256 else None
+
+
+_TraceId = Annotated[str | None, BeforeValidator(_trace_id_or_none)]
 _Stamp = Annotated[str, _chars(40)]  # a moment as sent, not checked (config events' times)
 _Moment = Annotated[str, _chars(40), AfterValidator(_iso_8601)]
 _Count = Annotated[int, Strict(), Field(ge=0, le=2**53)]
@@ -200,7 +216,7 @@ class RequestCompleted(_Message):
     error: Annotated[RequestError | None, _absent(None)]
     # the trace the gateway served the request in (contracts.tracing); absent on the wire
     # reads as None, and so does the constructor, for events built outside any request
-    trace_id: _TraceId | None = None
+    trace_id: _TraceId = None
     # on the wire only (a log entry's source; external ones come in by `POST /logs`): written
     # where the field stands, never read from it, nor taken by the constructor, nor compared
     source: Literal["gateway"] = field(default="gateway", init=False, repr=False, compare=False)
@@ -435,7 +451,7 @@ class RpcRequest(_Message):
     caller: Caller | None = None
     request_id: _Id | None = None
     client_ip: _Id | None = None
-    traceparent: Annotated[str, _chars(256)] | None = None
+    traceparent: Annotated[str | None, BeforeValidator(_traceparent_or_none)] = None
 
     def to_wire(self) -> dict[str, Any]:
         # python mode: the body goes to orjson as the gateway's validator left it (UUIDs and

@@ -37,6 +37,10 @@ def traces_url(endpoint: str) -> str:
     return f"{endpoint.removesuffix('/')}/v1/traces"
 
 
+# what a stopping process waits for its queued spans to be sent
+FLUSH_TIMEOUT_MS = 3000
+
+
 class OtlpSpan:
     """A started SDK span and the context it gives to what it calls."""
 
@@ -84,7 +88,10 @@ class OtlpRecorder:
         return OtlpSpan(span, parent.context.tracestate)
 
     def close(self) -> None:
-        self._provider.shutdown()  # flushes the processor's queue, then stops its thread
+        # at most FLUSH_TIMEOUT_MS for what is queued (a collector that is down must not hold
+        # the process past its grace period), then the processor's thread stops
+        self._provider.force_flush(timeout_millis=FLUSH_TIMEOUT_MS)
+        self._provider.shutdown()
 
 
 def _remote(parent: TraceContext) -> Context:

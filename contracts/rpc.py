@@ -449,10 +449,13 @@ async def dispatch(handlers: Mapping[str, Handler], operation: str, request: Rpc
     spans = recorder()
     span = spans.server(operation, caller, {"rpc.system": "amqp", "rpc.method": operation}
                         if spans.recording else None)
-    with working_in(span):
-        reply, status = await _answer(handlers, operation, request)
-    span.end(error=status >= 500,
-             attributes={"rpc.response.status_code": status} if span.recording else None)
+    status = 500
+    try:
+        with working_in(span):
+            reply, status = await _answer(handlers, operation, request)
+    finally:  # a cancelled call's span ends too
+        span.end(error=status >= 500,
+                 attributes={"rpc.response.status_code": status} if span.recording else None)
     return reply
 
 

@@ -103,6 +103,7 @@ class Settings:
     argon2_time_cost: int
     argon2_memory_kib: int
     argon2_parallelism: int
+    password_hash_threads: int
     monitor_max_events_per_s: int
     monitor_max_sockets_per_user: int
     check_answers: bool
@@ -152,7 +153,7 @@ READS: dict[Process, frozenset[str]] = {
         "ACCESS_TOKEN_SECRET", "SMTP_URL",
         "MAIL_FROM", "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_IP",
         "LOGIN_FAILURE_WINDOW_S", "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB",
-        "ARGON2_PARALLELISM"},
+        "ARGON2_PARALLELISM", "PASSWORD_HASH_THREADS"},
     "project": COMMON | DATABASE | {
         "PROJECT_HTTP_PORT", "PROJECT_DATABASE_URL", "PROJECT_MIGRATION_URL",
         "UPSTREAM_ALLOW_PRIVATE", "GATEWAY_PORT",
@@ -319,6 +320,11 @@ def _read(env: Env) -> Settings:
                                   validate=Range(min=8, max=4 * 1024 * 1024)),
         argon2_parallelism=env.int("ARGON2_PARALLELISM", ARGON2_RFC_9106.parallelism,
                                    validate=Range(min=1, max=64)),
+        # argon2 hashes computed at once by one auth process: each holds ARGON2_MEMORY_KIB
+        # (64 MiB by default), so this bounds the process's memory under a login burst (a
+        # pod's memory limit must cover it: deploy/kubernetes); the rest wait their turn
+        password_hash_threads=env.int("PASSWORD_HASH_THREADS", 2,
+                                      validate=Range(min=1, max=64)),
         # Live monitor (docs/api.md section 11): log events per socket per second (the rest are
         # dropped and counted), and sockets per user across all gateways.
         monitor_max_events_per_s=env.int("MONITOR_MAX_EVENTS_PER_S", 50,

@@ -39,6 +39,9 @@ SAMPLED = 0x01
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 MAX_TRACESTATE_MEMBERS = 32
+# what is passed on at most: 32 members of the longest the grammar allows (256 + 1 + 256)
+# and their commas; a longer list (many empty members, many field lines) is dropped whole
+MAX_TRACESTATE_CHARS = MAX_TRACESTATE_MEMBERS * 514
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 # list-member = key "=" value (section 3.3.1.3): a simple key, or tenant@system; a value of
@@ -101,20 +104,23 @@ def parse_traceparent(value: str) -> TraceContext | None:
 
 def valid_tracestate(lines: Sequence[str]) -> str:
     """The `tracestate` field lines as one list to pass on, or "" when it is not well formed
-    (or absent). Empty members (`a=1,,b=2`) are allowed, and kept as they came."""
-    combined = ",".join(lines)
+    (or absent). Empty members (`a=1,,b=2`) are allowed and dropped, and the members are
+    passed on as `a=1,b=2`: what goes on is never longer than MAX_TRACESTATE_CHARS, however
+    many empty members or field lines came."""
+    if sum(len(line) for line in lines) > MAX_TRACESTATE_CHARS * 2:
+        return ""  # not worth splitting: it cannot hold a list we would pass on
+    members: list[str] = []
     keys: set[str] = set()
-    for member in combined.split(","):
+    for member in ",".join(lines).split(","):
         member = member.strip(_OWS)
         if not member:
             continue
         match = _TRACESTATE_MEMBER.fullmatch(member)
-        if match is None or match.group(1) in keys:
+        if match is None or match.group(1) in keys or len(keys) == MAX_TRACESTATE_MEMBERS:
             return ""
         keys.add(match.group(1))
-        if len(keys) > MAX_TRACESTATE_MEMBERS:
-            return ""
-    return combined if keys else ""
+        members.append(member)
+    return ",".join(members)
 
 
 def received(traceparents: Sequence[str], tracestates: Sequence[str]) -> TraceContext | None:

@@ -163,10 +163,12 @@ def _through_pipeline(handler: Handler, readiness: Readiness) -> RouteHandler:
         context = begin(request, state, route, config, plan.template)  # 2
         if is_preflight(request):
             return preflight_answer(request)
-        traced = open_trace(context, request) if plan.counted else None  # 2'
-        cors(context, request)
+        traced = None
         status = 500
-        try:
+        try:  # from here every failure is answered in the envelope, logged and counted
+            if plan.counted:
+                traced = open_trace(context, request)  # 2'
+            cors(context, request)
             for step in plan.steps:  # plain calls; await only what must be waited for
                 waiting = step(context, request)
                 if waiting is not None:

@@ -121,3 +121,14 @@ def broker_vhost() -> str:
         pytest.exit(f"RabbitMQ management API not reachable ({exc}); run `make infra` first",
                     returncode=3)
     return TEST_VHOST
+
+
+@pytest.fixture
+def collector():
+    """An OTLP/HTTP receiver of the test's own (tests/otlp_receiver.py), stopped afterwards."""
+    from tests.otlp_receiver import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import asyncpg
 import orjson
-import pytest
 import structlog
 
 from contracts.identity import Caller, Role
@@ -29,14 +28,6 @@ from tests.support import drop_database, recreate_database
 
 OPERATION = Operation("traced.echo", None)
 ADMIN = Caller("admin", "admin@example.com", Role.ADMIN)
-
-
-@pytest.fixture
-def collector():
-    receiver = OtlpReceiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
 
 
 async def test_an_rpc_made_in_a_span_carries_its_trace_to_the_handler(amqp, unique):

@@ -1,4 +1,9 @@
+import asyncio
 import re
+import threading
+import time
+
+from argon2 import PasswordHasher
 
 from auth_svc import secrets
 from auth_svc.mail import SmtpTarget
@@ -22,6 +27,32 @@ async def test_passwords_hash_verify_and_refuse_unknown_users():
     assert not await passwords.verify(None, "not-a-real-password-only-for-timing-0")
     assert not await passwords.verify("garbage", "x")
     assert not passwords.needs_rehash(stored)
+
+
+async def test_no_more_hashes_run_at_once_than_the_threads_allowed(monkeypatch):
+    """A burst of logins waits its turn: each hash holds ARGON2_MEMORY_KIB while it runs."""
+    running, peak, lock = 0, 0, threading.Lock()
+    real_verify = PasswordHasher.verify
+
+    def counted(self, stored, password):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            time.sleep(0.01)  # long enough for the others to pile up behind it
+            return real_verify(self, stored, password)
+        finally:
+            with lock:
+                running -= 1
+
+    passwords = Passwords(time_cost=1, memory_kib=8, parallelism=1, threads=2)
+    await passwords.start()
+    stored = await passwords.hash("Passw0rdX")
+    monkeypatch.setattr(PasswordHasher, "verify", counted)
+    results = await asyncio.gather(*(passwords.verify(stored, "Passw0rdX") for _ in range(20)))
+    await passwords.close()
+    assert all(results) and peak == 2
 
 
 def test_smtp_urls():
