@@ -258,6 +258,29 @@ async def declare_event_queue(
     return queue
 
 
+def delay_queue_name(routing_key: str, delay_s: float) -> str:
+    return f"delay.{routing_key}.{delay_s:g}s"
+
+
+async def declare_delay_queue(channel: AbstractChannel, routing_key: str, delay_s: float
+                              ) -> AbstractQueue:
+    """Where a message waits before it goes to `gw.events` under `routing_key`: a quorum queue
+    nobody consumes, whose messages expire (each its own expiration) and are dead-lettered
+    to the exchange. `at-least-once` dead-lettering (which needs `overflow: reject-publish`),
+    since quorum queues otherwise dead-letter at most once. One queue per routing key and
+    nominal delay, because a queue expires only its head: a 10 h message ahead of a 5 s one
+    would hold it for 10 h; jitter within a queue only reorders by that jitter. Another
+    delay declares another queue, never this one with other arguments."""
+    return await channel.declare_queue(delay_queue_name(routing_key, delay_s), durable=True,
+                                       arguments={
+        **QUORUM,
+        "x-dead-letter-exchange": EVENTS_EXCHANGE,
+        "x-dead-letter-routing-key": routing_key,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    })
+
+
 async def declare_topology(connection: AbstractRobustConnection) -> None:
     """Every process declares the shared topology at start, so that no event published before
     its consumer first ran is unroutable (and thus silently lost)."""

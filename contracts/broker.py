@@ -22,13 +22,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aio_pika
 import orjson
+from aio_pika.abc import AbstractChannel, AbstractExchange
 
-from contracts.amqp import connect, declare_topology
+from contracts.amqp import (
+    connect,
+    declare_delay_queue,
+    declare_events_exchange,
+    declare_topology,
+    delay_queue_name,
+)
 from contracts.errors import ServiceUnavailable
 from contracts.events import EventConsumer, EventHandler, EventPublisher
 from contracts.messages import Event, RpcRequest, decode_events, encode_events
-from contracts.names import EVENT_QUEUES, EventQueue
+from contracts.names import EVENT_QUEUES, HEADER_BATCH_SIZE, HEADER_ROUTING_KEY, EventQueue
 from contracts.operations import Operation
 from contracts.rpc import Handler, RpcClient, RpcResult, RpcServer, dispatch, result_of
 from contracts.settings import Settings
@@ -70,6 +78,15 @@ class Broker(Protocol):
                       max_retries: int) -> Stop:
         """Hand `queue`'s events to `handler`, a message at a time per prefetch slot."""
 
+    async def publish_confirmed(self, routing_key: str, body: bytes, *,
+                                delay_s: float | None = None, wait_s: float | None = None
+                                ) -> None:
+        """One message body (`encode_events`) to `gw.events` under `routing_key`, returning
+        once the broker holds it (publisher confirms), so a caller may then ack or commit.
+        With `delay_s`, it first waits in that delay's queue and goes on after `wait_s`
+        (default `delay_s`: a jittered wait in a queue of its nominal delay;
+        `contracts.amqp.declare_delay_queue`)."""
+
     async def close(self) -> None:
         """Flush what was published, then disconnect."""
 
@@ -82,6 +99,9 @@ class AmqpBroker:
         self._connection: Any = None
         self._publisher: EventPublisher | None = None
         self._rpc: RpcClient | None = None
+        self._confirmed: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._delay_queues: set[str] = set()
 
     @property
     def publisher(self) -> EventPublisher:
@@ -122,7 +142,33 @@ class AmqpBroker:
         await consumer.start()
         return lambda: consumer.stop(self._settings.shutdown_grace_s)
 
+    async def publish_confirmed(self, routing_key: str, body: bytes, *,
+                                delay_s: float | None = None, wait_s: float | None = None
+                                ) -> None:
+        if self._confirmed is None or self._confirmed.is_closed:
+            self._confirmed = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await declare_events_exchange(self._confirmed)
+            self._delay_queues.clear()
+        assert self._exchange is not None
+        wait = None if delay_s is None else max(wait_s if wait_s is not None else delay_s, 0.001)
+        # the routing key rides in a header too: a delayed copy is dead-lettered under it, and
+        # a retried one travels through the default exchange (contracts.events)
+        message = aio_pika.Message(body, content_type="application/json",
+                                   delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                   expiration=wait,
+                                   headers={HEADER_BATCH_SIZE: 1, HEADER_ROUTING_KEY: routing_key})
+        if delay_s is None:
+            await self._exchange.publish(message, routing_key=routing_key, timeout=10)
+            return
+        queue = delay_queue_name(routing_key, delay_s)
+        if queue not in self._delay_queues:
+            await declare_delay_queue(self._confirmed, routing_key, delay_s)
+            self._delay_queues.add(queue)
+        await self._confirmed.default_exchange.publish(message, routing_key=queue, timeout=10)
+
     async def close(self) -> None:
+        if self._confirmed is not None and not self._confirmed.is_closed:
+            await self._confirmed.close()
         if self._rpc is not None:
             await self._rpc.close()
         if self._publisher is not None:
@@ -267,6 +313,15 @@ class MemoryBroker:
             await asyncio.gather(*workers, return_exceptions=True)
 
         return stop
+
+    async def publish_confirmed(self, routing_key: str, body: bytes, *,
+                                delay_s: float | None = None, wait_s: float | None = None
+                                ) -> None:
+        wait = wait_s if wait_s is not None else delay_s
+        if wait is None:
+            self.bus.route(routing_key, body)
+        else:  # held in this process's memory: what a server's delay queue does
+            asyncio.get_running_loop().call_later(wait, self.bus.route, routing_key, body)
 
     async def close(self) -> None:
         self._open = False

@@ -30,7 +30,11 @@ event and what the management UI shows all read alike:
   message, severity, timestamp, userId, projectId;
 - `alert.emitted`: type, severity, message, value, threshold, service, source
   ("external"), timestamp;
-- `monitor.connections`: at.
+- `monitor.connections`: at;
+- `domain.<type>` (one routing key per type of `DOMAIN_EVENT_TYPES`): eventId, type,
+  timestamp, projectId, ownerId, data (the resource as the API answers it);
+- `webhook.delivery.due`: deliveryId, attempt;
+- `alert.webhook_disabled`: webhookId, projectId, userId, message, timestamp.
 
 An RPC request is one JSON object: body, query, params, caller ({userId, email, role} or
 null), requestId, clientIp, traceparent (the caller's W3C `traceparent`, or null/absent for
@@ -65,7 +69,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from contracts.identity import Caller
-from contracts.names import RoutingKey
+from contracts.names import DOMAIN_EVENT_TYPES, RoutingKey, domain_routing_key
 from contracts.timeutil import parse_iso
 
 
@@ -350,13 +354,80 @@ class MonitorConnectionsChanged(_Message):
     at: _Moment
 
 
+# --- domain.* and webhook.* (the services' outboxes -> the project service's webhooks) ------
+
+
+DomainEventType = Literal[
+    "project.created", "project.updated", "project.deleted", "api_key.created",
+    "api_key.revoked", "route.created", "route.updated", "route.deleted", "alert.triggered",
+    "alert.acknowledged", "user.registered"]
+assert get_args(DomainEventType) == DOMAIN_EVENT_TYPES
+
+
+@with_config(_WIRE)
+@dataclass(frozen=True, slots=True)
+class DomainEvent(_Message):
+    """A change of a resource (docs/api.md, webhooks), published under `domain.<type>` through
+    the outbox of the service that made it (contracts/outbox.py): at least once, so
+    receivers deduplicate by `event_id`. `data` is the resource as the API answers it (never
+    a secret or key material); `project_id` the project it belongs to (none for
+    `user.registered`, and for an alert of a rule without a project, whose webhooks are
+    those of the rule owner's projects: `owner_id`)."""
+
+    event_id: _Id
+    type: DomainEventType
+    timestamp: _Moment
+    project_id: Annotated[_Id | None, _absent(None)]
+    owner_id: Annotated[_Id | None, _absent(None)]
+    data: Mapping[str, Any]
+
+    @property
+    def ROUTING_KEY(self) -> str:  # read like the other events' class constant
+        return domain_routing_key(self.type)
+
+
+@with_config(_WIRE)
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryDue(_Message):
+    """A webhook delivery's attempt number `attempt` is due (project_svc/webhook_dispatch.py)."""
+
+    ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.WEBHOOK_DELIVERY_DUE
+
+    delivery_id: _Id
+    attempt: Annotated[int, Strict(), Field(ge=1, le=1000)]
+
+
+@with_config(_WIRE)
+@dataclass(frozen=True, slots=True)
+class WebhookDisabled(_Message):
+    """A webhook every attempt of which failed for WEBHOOK_DISABLE_AFTER_S was disabled: its
+    project's owner (`user_id`) is told on the monitor as `alert:new`."""
+
+    ROUTING_KEY: ClassVar[RoutingKey] = RoutingKey.ALERT_WEBHOOK_DISABLED
+
+    webhook_id: _Id
+    project_id: _Id
+    user_id: _Id
+    message: Annotated[str, _chars(2000)]
+    timestamp: _Moment
+
+    def monitor_payload(self) -> dict[str, Any]:
+        """`alert:new` as monitor clients receive it (no routing field)."""
+        return {"type": "webhook.disabled", "webhookId": self.webhook_id,
+                "projectId": self.project_id, "message": self.message,
+                "severity": "warning", "timestamp": self.timestamp}
+
+
 Event = (RequestCompleted | RouteChanged | KeyRevoked | ProjectDeleted | AlertTriggered
-         | AlertEmitted | MonitorConnectionsChanged)
+         | AlertEmitted | MonitorConnectionsChanged | DomainEvent | WebhookDeliveryDue
+         | WebhookDisabled)
 ConfigEvent = RouteChanged | KeyRevoked | ProjectDeleted
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    t.ROUTING_KEY: t for t in (RequestCompleted, RouteChanged, KeyRevoked, ProjectDeleted,
-                               AlertTriggered, AlertEmitted, MonitorConnectionsChanged)
+    **{t.ROUTING_KEY: t for t in (RequestCompleted, RouteChanged, KeyRevoked, ProjectDeleted,
+                                  AlertTriggered, AlertEmitted, MonitorConnectionsChanged,
+                                  WebhookDeliveryDue, WebhookDisabled)},
+    **{domain_routing_key(t): DomainEvent for t in DOMAIN_EVENT_TYPES},
 }
 
 

@@ -48,10 +48,29 @@ class RoutingKey(StrEnum):
     REQUEST_COMPLETED = "request.completed"
     ALERT_TRIGGERED = "alert.triggered"
     ALERT_EMITTED = "alert.emitted"
+    ALERT_WEBHOOK_DISABLED = "alert.webhook_disabled"
     MONITOR_CONNECTIONS = "monitor.connections"
     CONFIG_ROUTE_CHANGED = "config.route.changed"
     CONFIG_KEY_REVOKED = "config.key.revoked"
     CONFIG_PROJECT_DELETED = "config.project.deleted"
+    # a webhook delivery's next attempt is due (project_svc/webhook_dispatch.py)
+    WEBHOOK_DELIVERY_DUE = "webhook.delivery.due"
+
+
+# Changes of resources that webhooks may subscribe to, published through the outbox of the
+# service that made them (contracts/outbox.py) as `domain.<type>` (contracts.messages
+# DomainEvent).
+DOMAIN_EVENT_TYPES = (
+    "project.created", "project.updated", "project.deleted",
+    "api_key.created", "api_key.revoked",
+    "route.created", "route.updated", "route.deleted",
+    "alert.triggered", "alert.acknowledged",
+    "user.registered",
+)
+
+
+def domain_routing_key(event_type: str) -> str:
+    return f"domain.{event_type}"
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,13 @@ class EventQueue:
 LOGGING_REQUESTS = EventQueue("logging.requests", (RoutingKey.REQUEST_COMPLETED,))
 ANALYTICS_REQUESTS = EventQueue("analytics.requests", (RoutingKey.REQUEST_COMPLETED,))
 
-EVENT_QUEUES: tuple[EventQueue, ...] = (LOGGING_REQUESTS, ANALYTICS_REQUESTS)
+# the project service's webhook intake (every domain event) and its dispatchers' jobs
+WEBHOOK_EVENTS = EventQueue("webhook.events",
+                            tuple(domain_routing_key(t) for t in DOMAIN_EVENT_TYPES))
+WEBHOOK_DELIVERIES = EventQueue("webhook.deliveries", (RoutingKey.WEBHOOK_DELIVERY_DUE,))
+
+EVENT_QUEUES: tuple[EventQueue, ...] = (LOGGING_REQUESTS, ANALYTICS_REQUESTS, WEBHOOK_EVENTS,
+                                        WEBHOOK_DELIVERIES)
 
 
 def dead_letter_queue(source_queue: str) -> str:

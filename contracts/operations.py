@@ -25,7 +25,7 @@ from contracts.errors import Unauthorized
 from contracts.identity import Caller
 from contracts.messages import RpcRequest
 from contracts.names import Service
-from contracts.schemas import alerts, analytics, auth, health, logs, projects
+from contracts.schemas import alerts, analytics, auth, health, logs, projects, webhooks
 from contracts.schemas.common import IdParams, Message, ProjectIdParams
 from contracts.validation import RequestModel, load, load_list
 
@@ -158,6 +158,28 @@ ROUTE_LIST_ACTIVE = Operation("route.list_active", PROJECT,
                               answer=list[projects.ActiveRouteConfig])
 # internal: the gateways' snapshot of every active route config (gateway.config_follower)
 ROUTE_ACTIVE_SET = Operation("route.active_set", PROJECT, answer=projects.ActiveRouteSet)
+
+# --- webhooks (docs/api.md section 15) --------------------------------------------------------
+WEBHOOK_CREATE = Operation("webhook.create", PROJECT, params=ProjectIdParams,
+                           body=webhooks.WebhookBody, answer=webhooks.WebhookWithSecret,
+                           status=201)
+WEBHOOK_LIST = Operation("webhook.list", PROJECT, params=ProjectIdParams,
+                         query=webhooks.WebhookListQuery, answer=webhooks.WebhookPage)
+WEBHOOK_GET = Operation("webhook.get", PROJECT, params=IdParams, answer=webhooks.Webhook)
+WEBHOOK_UPDATE = Operation("webhook.update", PROJECT, params=IdParams,
+                           body=webhooks.WebhookPatch, answer=webhooks.Webhook)
+WEBHOOK_DELETE = Operation("webhook.delete", PROJECT, params=IdParams, status=204)
+WEBHOOK_ROTATE_SECRET = Operation("webhook.rotate_secret", PROJECT, params=IdParams,
+                                  answer=webhooks.WebhookWithSecret, status=201)
+WEBHOOK_TEST = Operation("webhook.test", PROJECT, params=IdParams,
+                         answer=webhooks.DeliveryAccepted, status=202)
+WEBHOOK_DELIVERIES = Operation("webhook.deliveries", PROJECT, params=IdParams,
+                               query=webhooks.DeliveryListQuery, answer=webhooks.DeliveryPage)
+WEBHOOK_DELIVERY_GET = Operation("webhook.delivery_get", PROJECT,
+                                 params=webhooks.DeliveryParams,
+                                 answer=webhooks.DeliveryDetail)
+WEBHOOK_REDELIVER = Operation("webhook.redeliver", PROJECT, params=webhooks.DeliveryParams,
+                              answer=webhooks.DeliveryAccepted, status=202)
 
 # --- logs (docs/api.md section 7) ------------------------------------------------------------
 LOG_INGEST = Operation("log.ingest", LOGGING, body=logs.LogIngest, answer=Message, status=201)

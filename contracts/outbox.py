@@ -24,18 +24,18 @@ each with publisher confirms, deletes them and commits. Guarantees:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-import aio_pika
 import asyncpg
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from contracts.amqp import declare_events_exchange
 from contracts.logging import get_logger
 from contracts.messages import Event, encode_events
 from contracts.metrics import EVENTS_PUBLISHED
-from contracts.names import HEADER_BATCH_SIZE
 from contracts.postgres import Connection
 from contracts.tasks import stop_task
+
+# (routing key, message body) published with confirms: `Broker.publish_confirmed`
+ConfirmedPublish = Callable[[str, bytes], Awaitable[None]]
 
 log = get_logger(__name__)
 
@@ -59,20 +59,16 @@ async def add_to_outbox(connection: Connection, *events: Event) -> None:
 class OutboxRelay:
     """Publishes the outbox's rows (see the module docstring); `start()` then `close()`."""
 
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], connection: AbstractRobustConnection, *,
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], publish: ConfirmedPublish, *,
                  batch: int = 100, poll_interval_s: float = 1.0) -> None:
         self._pool = pool
-        self._connection = connection
+        self._publish = publish
         self._batch = batch
         self._poll_interval_s = poll_interval_s
         self._nudged = asyncio.Event()
-        self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await declare_events_exchange(self._channel)
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     def nudge(self) -> None:
@@ -81,22 +77,15 @@ class OutboxRelay:
 
     async def close(self) -> None:
         await stop_task(self._task)
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
 
     async def relay_once(self) -> int:
         """Publish one batch of waiting rows; how many were published."""
-        assert self._exchange is not None, "start() first"
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
                 "SELECT id, routing_key, body FROM event_outbox ORDER BY id LIMIT $1"
                 " FOR UPDATE SKIP LOCKED", self._batch)
             for row in rows:
-                await self._exchange.publish(
-                    aio_pika.Message(bytes(row["body"]), content_type="application/json",
-                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                     headers={HEADER_BATCH_SIZE: 1}),
-                    routing_key=row["routing_key"], timeout=10)
+                await self._publish(row["routing_key"], bytes(row["body"]))
             if rows:
                 await connection.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])",
                                          [row["id"] for row in rows])

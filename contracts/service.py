@@ -35,7 +35,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import uvloop
 from aiohttp import web
@@ -84,6 +84,8 @@ class Assembly:
         self.name = process.name
         self.publisher: Publisher = process.broker.publisher
         self.rpc: RpcCaller = process.broker.rpc
+        # a message the broker holds once this returns (an outbox relay, delayed retries)
+        self.publish_confirmed = process.broker.publish_confirmed
         self._process = process
         self._stack = stack
 
@@ -111,6 +113,29 @@ class Assembly:
 class ServiceDeclaration:
     service: Service
     assemble: Callable[[Assembly], Awaitable[None]]
+
+
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+def started(resource: S) -> AbstractAsyncContextManager[S]:
+    """`resource` started on entry (`await resource.start()`) and closed on exit."""
+
+    @asynccontextmanager
+    async def managed() -> AsyncIterator[S]:
+        await resource.start()
+        try:
+            yield resource
+        finally:
+            await resource.close()
+
+    return managed()
 
 
 def closing(resource: R, close: Callable[[R], Awaitable[object]]

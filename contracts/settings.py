@@ -6,9 +6,11 @@ below exist only for the `development` profile that `make run` uses and for `tes
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
@@ -29,7 +31,11 @@ POOL_MODES: tuple[PoolMode, ...] = get_args(PoolMode)
 DEV_SECRETS = {
     "ACCESS_TOKEN_SECRET": "dev-only-access-token-secret-0123456789abcdef",
     "ALERT_SECRET": "dev-only-alert-secret-0123456789",
+    # base64 of 32 bytes, like every WEBHOOK_ENCRYPTION_KEY
+    "WEBHOOK_ENCRYPTION_KEY": "ZGV2LW9ubHktd2ViaG9vay1zZWNyZXRzLWtleS0wMTI=",
 }
+# Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (eight attempts in about 28 h)
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = "5,300,1800,7200,18000,36000,36000"
 
 
 class SettingsError(RuntimeError):
@@ -100,6 +106,14 @@ class Settings:
     alert_event_store: LogStoreKind
     max_projects_per_user: int
     max_keys_per_project: int
+    # webhooks (project_svc): sealing key of their secrets (and older keys still opened),
+    # seconds between attempts, when an endpoint failing everything is disabled
+    max_webhooks_per_project: int
+    webhook_encryption_key: str
+    webhook_encryption_old_keys: tuple[str, ...]
+    webhook_retry_schedule: tuple[float, ...]
+    webhook_disable_after_s: int
+    webhook_timeout_s: float
     argon2_time_cost: int
     argon2_memory_kib: int
     argon2_parallelism: int
@@ -157,7 +171,9 @@ READS: dict[Process, frozenset[str]] = {
     "project": COMMON | DATABASE | {
         "PROJECT_HTTP_PORT", "PROJECT_DATABASE_URL", "PROJECT_MIGRATION_URL",
         "UPSTREAM_ALLOW_PRIVATE", "GATEWAY_PORT",
-        "MAX_PROJECTS_PER_USER", "MAX_KEYS_PER_PROJECT"},
+        "MAX_PROJECTS_PER_USER", "MAX_KEYS_PER_PROJECT", "MAX_WEBHOOKS_PER_PROJECT",
+        "WEBHOOK_ENCRYPTION_KEY", "WEBHOOK_ENCRYPTION_OLD_KEYS", "WEBHOOK_RETRY_SCHEDULE",
+        "WEBHOOK_DISABLE_AFTER_S", "WEBHOOK_TIMEOUT_S"},
     "analytics": COMMON | DATABASE | REDIS | {
         "ANALYTICS_HTTP_PORT", "ANALYTICS_DATABASE_URL", "ANALYTICS_MIGRATION_URL",
         "MONGO_URL", "MONGO_DB",
@@ -311,6 +327,21 @@ def _read(env: Env) -> Settings:
         # Caps against minting identities to escape rate limits (docs/api.md section 13.1).
         max_projects_per_user=env.int("MAX_PROJECTS_PER_USER", 50, validate=Range(min=1)),
         max_keys_per_project=env.int("MAX_KEYS_PER_PROJECT", 20, validate=Range(min=1)),
+        max_webhooks_per_project=env.int("MAX_WEBHOOKS_PER_PROJECT", 10,
+                                         validate=Range(min=1, max=1000)),
+        webhook_encryption_key=_secret(env, app_env, "WEBHOOK_ENCRYPTION_KEY", min_length=44,
+                                       validate=_encryption_key),
+        webhook_encryption_old_keys=tuple(
+            key.strip() for key in (env.str("WEBHOOK_ENCRYPTION_OLD_KEYS", "",
+                                            validate=_encryption_keys) or "").split(",")
+            if key.strip()),
+        # (a value refused here is reported at seal(); the default stands in meanwhile)
+        webhook_retry_schedule=retry_schedule(env.str(
+            "WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_RETRY_SCHEDULE,
+            validate=_retry_schedule) or DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+        webhook_disable_after_s=env.int("WEBHOOK_DISABLE_AFTER_S", 5 * 86400,
+                                        validate=Range(min=1)),
+        webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_S", 10.0, validate=Range(min=0.1, max=60)),
         # argon2id cost: RFC 9106's second recommended option (argon2-cffi's defaults). The
         # test profile lowers it (the suite registers and logs in thousands of times on two
         # cores); production refuses anything weaker than the defaults.
@@ -431,7 +462,56 @@ def _smtp_url(value: str) -> None:
         raise ValidationError("SMTP_URL must be smtp://[user:pass@]host[:port] or smtps://...")
 
 
-def _secret(env: Env, app_env: str, name: str, *, min_length: int) -> str:
+def encryption_key(text: str) -> bytes:
+    """A key of WEBHOOK_ENCRYPTION_KEY's form: base64 of exactly 32 bytes; ValueError if not."""
+    try:
+        key = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise ValueError("must be base64 of 32 bytes") from None
+    if len(key) != 32:
+        raise ValueError(f"must be base64 of 32 bytes (it has {len(key)})")
+    return key
+
+
+def _encryption_key(value: str, name: str = "WEBHOOK_ENCRYPTION_KEY") -> None:
+    try:
+        encryption_key(value)
+    except ValueError as exc:
+        raise ValidationError(f"{name} {exc}") from None
+
+
+def _encryption_keys(value: str) -> None:
+    for key in value.split(","):
+        if key.strip():
+            _encryption_key(key.strip(), "each of WEBHOOK_ENCRYPTION_OLD_KEYS")
+
+
+def retry_schedule(text: str) -> tuple[float, ...]:
+    """WEBHOOK_RETRY_SCHEDULE: positive seconds (at most 7 days each), comma-separated."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("must list at least one delay in seconds")
+    delays = []
+    for part in parts:
+        try:
+            delay = float(part)
+        except ValueError:
+            raise ValueError(f"{part!r} is not a number of seconds") from None
+        if not 0 < delay <= 7 * 86400:
+            raise ValueError(f"{part} must be more than 0 and at most 7 days")
+        delays.append(delay)
+    return tuple(delays)
+
+
+def _retry_schedule(value: str) -> None:
+    try:
+        retry_schedule(value)
+    except ValueError as exc:
+        raise ValidationError(f"WEBHOOK_RETRY_SCHEDULE {exc}") from None
+
+
+def _secret(env: Env, app_env: str, name: str, *, min_length: int,
+            validate: Callable[[str], None] | None = None) -> str:
     if isinstance(env, _Only) and name not in env._names:
         return ""  # a process that does not use this secret needs none
     if app_env == "production":
@@ -442,6 +522,10 @@ def _secret(env: Env, app_env: str, name: str, *, min_length: int) -> str:
             return ""
         if value in DEV_SECRETS.values():
             raise SettingsError(f"{name} is a development default; set a real secret")
-        env.str(name, validate=Length(min=min_length))
+        env.str(name, validate=_checks(Length(min=min_length), validate))
         return value
-    return env.str(name, DEV_SECRETS[name], validate=Length(min=min_length))
+    return env.str(name, DEV_SECRETS[name], validate=_checks(Length(min=min_length), validate))
+
+
+def _checks(*validators: Callable[[str], object] | None) -> list[Callable[[str], object]]:
+    return [validator for validator in validators if validator is not None]

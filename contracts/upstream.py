@@ -176,6 +176,16 @@ def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
     return [address for address in found if address is not None]
 
 
+def is_ip_literal(host: str) -> bool:
+    """Whether `host` is an address rather than a name (aiohttp connects to one without
+    asking a resolver, so the policy must check it itself)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 async def resolve(host: str, port: int) -> list[str]:
     try:
         ipaddress.ip_address(host.strip("[]"))

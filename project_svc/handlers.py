@@ -8,10 +8,12 @@ committed, so gateways refresh within a second without asking per request.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import secrets
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -22,6 +24,9 @@ from contracts.errors import Conflict, Forbidden, NotFound, ValidationError
 from contracts.identity import Caller
 from contracts.logging import get_logger
 from contracts.messages import (
+    DomainEvent,
+    DomainEventType,
+    Event,
     KeyRevoked,
     ProjectDeleted,
     RouteAction,
@@ -29,10 +34,11 @@ from contracts.messages import (
     RouteConfigData,
 )
 from contracts.operations import Call
+from contracts.outbox import OutboxRelay
 from contracts.periodic import Periodic
 from contracts.routes import is_reserved
 from contracts.rpc import handles
-from contracts.schemas.common import IdParams, Message, ProjectIdParams
+from contracts.schemas.common import Answer, IdParams, Message, ProjectIdParams
 from contracts.schemas.projects import (
     ActiveRouteConfig,
     ActiveRouteSet,
@@ -54,7 +60,7 @@ from contracts.schemas.projects import (
 from contracts.timeutil import iso_now
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from contracts.validation import or_none
-from project_svc.store import LimitReached, ProjectStore, RouteOverlap
+from project_svc.store import Announce, LimitReached, ProjectStore, RouteOverlap
 
 log = get_logger(__name__)
 
@@ -96,16 +102,47 @@ class KeyUsage:
             log.warning("could not record key usage", error=repr(exc))
 
 
+def announcing(event_type: DomainEventType, view: Callable[[asyncpg.Record], Answer]
+               ) -> Announce:
+    """A change's domain event (webhooks: docs/api.md section 15): `data` is the changed
+    resource as the API answers it, written to the outbox in the change's transaction."""
+
+    def announce(row: asyncpg.Record) -> Sequence[Event]:
+        project_id = row["id"] if event_type.startswith("project.") else row["project_id"]
+        return [DomainEvent(event_id=str(uuid.uuid4()), type=event_type, timestamp=iso_now(),
+                            project_id=str(project_id), owner_id=None,
+                            data=view(row).model_dump(mode="json"))]
+
+    return announce
+
+
 class ProjectHandlers:
     def __init__(self, store: ProjectStore, publisher: Publisher, usage: KeyUsage,
-                 upstreams: UpstreamPolicy, *, max_projects_per_user: int = 50,
-                 max_keys_per_project: int = 20) -> None:
+                 upstreams: UpstreamPolicy, relay: OutboxRelay | None = None, *,
+                 max_projects_per_user: int = 50, max_keys_per_project: int = 20) -> None:
         self._max_projects = max_projects_per_user
         self._max_keys = max_keys_per_project
         self._store = store
         self._publisher = publisher
         self._usage = usage
         self._upstreams = upstreams
+        self._relay = relay
+
+    def _announce(self, event_type: DomainEventType,
+                  view: Callable[[asyncpg.Record], Answer]) -> Announce:
+        """The change's domain event, and the relay nudged once the change is committed (so
+        the event leaves at once rather than at the relay's next poll)."""
+        announce = announcing(event_type, view)
+
+        def announced(row: asyncpg.Record) -> Sequence[Event]:
+            events = announce(row)
+            if self._relay is not None:
+                # this runs inside the transaction: the relay looks a moment later, by when
+                # the COMMIT (one round trip) is done; a slower commit waits for its poll
+                asyncio.get_running_loop().call_later(0.02, self._relay.nudge)
+            return events
+
+        return announced
 
     # --- projects ----------------------------------------------------------------------------
 
@@ -115,7 +152,8 @@ class ProjectHandlers:
         try:
             row = await self._store.create_project(
                 call.authenticated.user_id, body.name,
-                or_none(body.description), self._max_projects)
+                or_none(body.description), self._max_projects,
+                self._announce("project.created", Project.view))
         except LimitReached as exc:
             raise Conflict(f"Project limit reached ({exc.limit})") from None
         return Project.view(row)
@@ -136,7 +174,8 @@ class ProjectHandlers:
 
     @handles(op.PROJECT_UPDATE)
     async def update_project(self, call: Call[ProjectPatch, None, IdParams]) -> Project:
-        row = await self._store.update_project(call.authenticated, call.params.id, call.body)
+        row = await self._store.update_project(call.authenticated, call.params.id, call.body,
+                                               self._announce("project.updated", Project.view))
         if row is None:
             raise NotFound("Project not found")
         return Project.view(row)
@@ -144,7 +183,8 @@ class ProjectHandlers:
     @handles(op.PROJECT_DELETE)
     async def delete_project(self, call: Call[None, None, IdParams]) -> Message:
         project_id = call.params.id
-        gone = await self._store.delete_project(call.authenticated, project_id)
+        gone = await self._store.delete_project(call.authenticated, project_id,
+                                                self._announce("project.deleted", Project.view))
         if gone is None:
             raise NotFound("Project not found")
         keys, routes = gone
@@ -169,7 +209,8 @@ class ProjectHandlers:
         try:
             row = await self._store.create_key(
                 project, call.authenticated.user_id, body.name, key_digest(raw),
-                raw[:10] + "...", or_none(body.expires_in_days), self._max_keys)
+                raw[:10] + "...", or_none(body.expires_in_days), self._max_keys,
+                self._announce("api_key.created", ApiKey.view))
         except LimitReached as exc:
             raise Conflict(f"API key limit reached ({exc.limit})") from None
         return IssuedKey.view(row, key=raw, raw_key=raw)
@@ -181,7 +222,8 @@ class ProjectHandlers:
 
     @handles(op.KEY_REVOKE)
     async def revoke_key(self, call: Call[None, None, IdParams]) -> Message:
-        row = await self._store.revoke_key(call.authenticated, call.params.id)
+        row = await self._store.revoke_key(call.authenticated, call.params.id,
+                                           self._announce("api_key.revoked", ApiKey.view))
         if row is None:
             raise NotFound("API key not found")
         self._publisher.publish(KeyRevoked(
@@ -210,7 +252,8 @@ class ProjectHandlers:
         body = call.body
         await self._check_target(call.authenticated, body.path, or_none(body.upstream_url))
         try:
-            row = await self._store.create_route(project["id"], body)
+            row = await self._store.create_route(
+                project["id"], body, self._announce("route.created", RouteConfig.view))
         except asyncpg.UniqueViolationError as exc:
             raise _conflict(exc, body.method, body.path) from None
         except RouteOverlap as exc:
@@ -242,7 +285,8 @@ class ProjectHandlers:
                 "message": "Exactly one of service and upstreamUrl is required"}])
         await self._check_target(call.authenticated, merged.path, merged.upstream_url)
         try:
-            row = await self._store.replace_route(merged)
+            row = await self._store.replace_route(
+                merged, self._announce("route.updated", RouteConfig.view))
         except asyncpg.UniqueViolationError as exc:
             raise _conflict(exc, merged.method, merged.path) from None
         except RouteOverlap as exc:
@@ -253,7 +297,8 @@ class ProjectHandlers:
     @handles(op.ROUTE_DELETE)
     async def delete_route(self, call: Call[None, None, IdParams]) -> Message:
         route = await self._route(call)
-        await self._store.delete_route(route["id"])
+        await self._store.delete_route(route["id"],
+                                       self._announce("route.deleted", RouteConfig.view))
         await self._route_changed("deleted", route)
         return Message(message="Route config deleted")
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Sequence
 
 import asyncpg
 from pydantic import MISSING
 
 from contracts.identity import Caller
+from contracts.messages import Event
+from contracts.outbox import add_to_outbox
 from contracts.postgres import Connection, returned
 from contracts.schemas.projects import ProjectPatch, RouteBody, RouteConfig
 from contracts.validation import or_none
@@ -65,6 +68,21 @@ async def _refuse_overlap(connection: Connection, project_id: uuid.UUID, method:
             raise RouteOverlap(method, row["path"])
 
 
+# What a change announces (domain events for webhooks), made from the changed row inside the
+# change's transaction and written to the outbox in it (contracts/outbox.py)
+Announce = Callable[[asyncpg.Record], Sequence[Event]]
+
+
+def _silent(_row: asyncpg.Record) -> Sequence[Event]:
+    return ()
+
+
+async def _announce(connection: Connection, announce: Announce, row: asyncpg.Record) -> None:
+    events = announce(row)
+    if events:
+        await add_to_outbox(connection, *events)
+
+
 class ProjectStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -72,7 +90,7 @@ class ProjectStore:
     # --- projects ----------------------------------------------------------------------------
 
     async def create_project(self, owner: str, name: str, description: str | None,
-                             limit: int) -> asyncpg.Record:
+                             limit: int, announce: Announce = _silent) -> asyncpg.Record:
         """Raise LimitReached when the owner has `limit` projects already (counted and
         inserted under a lock per owner, so concurrent creates cannot overshoot)."""
         async with self.pool.acquire() as connection, connection.transaction():
@@ -81,9 +99,11 @@ class ProjectStore:
             if await connection.fetchval(
                     "SELECT count(*) FROM projects WHERE user_id = $1", owner) >= limit:
                 raise LimitReached(limit)
-            return returned(await connection.fetchrow(
+            row = returned(await connection.fetchrow(
                 "INSERT INTO projects (id, name, description, user_id) VALUES ($1, $2, $3, $4)"
                 " RETURNING *", uuid.uuid4(), name, description, owner))
+            await _announce(connection, announce, row)
+            return row
 
     async def visible_project(self, caller: Caller, project_id: uuid.UUID
                               ) -> asyncpg.Record | None:
@@ -107,24 +127,30 @@ class ProjectStore:
         return rows, total
 
     async def update_project(self, caller: Caller, project_id: uuid.UUID,
-                             changes: ProjectPatch) -> asyncpg.Record | None:
+                             changes: ProjectPatch, announce: Announce = _silent
+                             ) -> asyncpg.Record | None:
         """Only the fields the patch carries change (`null` clears the description)."""
-        return await self.pool.fetchrow(
-            "UPDATE projects SET"
-            " name = CASE WHEN $4 THEN $5 ELSE name END,"
-            " description = CASE WHEN $6 THEN $7 ELSE description END,"
-            " updated_at = now()"
-            " WHERE id = $1 AND ($2 OR user_id = $3) RETURNING *",
-            project_id, caller.is_admin, caller.user_id,
-            changes.name is not MISSING, or_none(changes.name),
-            changes.description is not MISSING, or_none(changes.description))
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "UPDATE projects SET"
+                " name = CASE WHEN $4 THEN $5 ELSE name END,"
+                " description = CASE WHEN $6 THEN $7 ELSE description END,"
+                " updated_at = now()"
+                " WHERE id = $1 AND ($2 OR user_id = $3) RETURNING *",
+                project_id, caller.is_admin, caller.user_id,
+                changes.name is not MISSING, or_none(changes.name),
+                changes.description is not MISSING, or_none(changes.description))
+            if row is not None:
+                await _announce(connection, announce, row)
+            return row
 
-    async def delete_project(self, caller: Caller, project_id: uuid.UUID
+    async def delete_project(self, caller: Caller, project_id: uuid.UUID,
+                             announce: Announce = _silent
                              ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]] | None:
         """Delete with its keys and route configs; return what went (for the events)."""
         async with self.pool.acquire() as connection, connection.transaction():
             project = await connection.fetchrow(
-                "SELECT id FROM projects WHERE id = $1 AND ($2 OR user_id = $3) FOR UPDATE",
+                "SELECT * FROM projects WHERE id = $1 AND ($2 OR user_id = $3) FOR UPDATE",
                 project_id, caller.is_admin, caller.user_id)
             if project is None:
                 return None
@@ -133,13 +159,14 @@ class ProjectStore:
             routes = await connection.fetch(
                 "SELECT * FROM route_configs WHERE project_id = $1", project_id)
             await connection.execute("DELETE FROM projects WHERE id = $1", project_id)
+            await _announce(connection, announce, project)
         return keys, routes
 
     # --- API keys ----------------------------------------------------------------------------
 
     async def create_key(self, project: asyncpg.Record, creator: str, name: str,
                          key_hash: str, prefix: str, expires_in_days: int | None,
-                         limit: int) -> asyncpg.Record:
+                         limit: int, announce: Announce = _silent) -> asyncpg.Record:
         """Raise LimitReached when the project has `limit` usable keys already (not revoked,
         not expired), under a lock per project."""
         async with self.pool.acquire() as connection, connection.transaction():
@@ -150,24 +177,33 @@ class ProjectStore:
                 " AND (expires_at IS NULL OR expires_at > now())", project["id"])
             if usable >= limit:
                 raise LimitReached(limit)
-            return returned(await connection.fetchrow(
+            row = returned(await connection.fetchrow(
                 "INSERT INTO api_keys (id, key_hash, prefix, name, project_id, user_id,"
                 " expires_at) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL"
                 " THEN NULL ELSE now() + make_interval(days => $7) END) RETURNING *",
                 uuid.uuid4(), key_hash, prefix, name, project["id"], creator, expires_in_days))
+            await _announce(connection, announce, row)
+            return row
 
     async def list_keys(self, project_id: uuid.UUID) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             "SELECT * FROM api_keys WHERE project_id = $1 ORDER BY created_at DESC, id",
             project_id)
 
-    async def revoke_key(self, caller: Caller, key_id: uuid.UUID) -> asyncpg.Record | None:
-        """Soft and idempotent: a repeat keeps the first revokedAt."""
-        return await self.pool.fetchrow(
-            "UPDATE api_keys k SET active = false, revoked_at = coalesce(k.revoked_at, now())"
-            " FROM projects p WHERE k.id = $1 AND p.id = k.project_id"
-            " AND ($2 OR p.user_id = $3) RETURNING k.id, k.key_hash, k.project_id",
-            key_id, caller.is_admin, caller.user_id)
+    async def revoke_key(self, caller: Caller, key_id: uuid.UUID, announce: Announce = _silent
+                         ) -> asyncpg.Record | None:
+        """Soft and idempotent: a repeat keeps the first revokedAt (and announces nothing)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "UPDATE api_keys k SET active = false,"
+                " revoked_at = coalesce(k.revoked_at, now())"
+                " FROM projects p WHERE k.id = $1 AND p.id = k.project_id"
+                " AND ($2 OR p.user_id = $3)"
+                " RETURNING k.*, (SELECT revoked_at IS NULL FROM api_keys WHERE id = $1)"
+                " AS revoked_now", key_id, caller.is_admin, caller.user_id)
+            if row is not None and row["revoked_now"]:
+                await _announce(connection, announce, row)
+            return row
 
     async def key_by_hash(self, key_hash: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
@@ -182,11 +218,12 @@ class ProjectStore:
 
     # --- route configs -----------------------------------------------------------------------
 
-    async def create_route(self, project_id: uuid.UUID, body: RouteBody) -> asyncpg.Record:
+    async def create_route(self, project_id: uuid.UUID, body: RouteBody,
+                           announce: Announce = _silent) -> asyncpg.Record:
         """A new config from its body: a field left out is null (authRequired: true)."""
         async with self.pool.acquire() as connection, connection.transaction():
             await _refuse_overlap(connection, project_id, body.method, body.path, None)
-            return returned(await connection.fetchrow(
+            row = returned(await connection.fetchrow(
                 "INSERT INTO route_configs (id, path, template, method, service, upstream_url,"
                 " project_id, rate_limit, cache_ttl, auth_required)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
@@ -194,6 +231,8 @@ class ProjectStore:
                 or_none(body.service), or_none(body.upstream_url), project_id,
                 or_none(body.rate_limit), or_none(body.cache_ttl),
                 True if body.auth_required is MISSING else body.auth_required))
+            await _announce(connection, announce, row)
+            return row
 
     async def visible_route(self, caller: Caller, route_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
@@ -206,23 +245,30 @@ class ProjectStore:
             "SELECT * FROM route_configs WHERE project_id = $1 ORDER BY created_at DESC, id",
             project_id)
 
-    async def replace_route(self, merged: RouteConfig) -> asyncpg.Record:
+    async def replace_route(self, merged: RouteConfig, announce: Announce = _silent
+                            ) -> asyncpg.Record:
         """Store every setting of `merged` (a config with a patch applied) under its id."""
         route_id = uuid.UUID(merged.id)
         async with self.pool.acquire() as connection, connection.transaction():
             if merged.active:
                 await _refuse_overlap(connection, uuid.UUID(merged.project_id),
                                       merged.method, merged.path, route_id)
-            return returned(await connection.fetchrow(
+            row = returned(await connection.fetchrow(
                 "UPDATE route_configs SET path = $2, template = $3, method = $4, service = $5,"
                 " upstream_url = $6, rate_limit = $7, cache_ttl = $8, auth_required = $9,"
                 " active = $10, updated_at = now() WHERE id = $1 RETURNING *",
                 route_id, merged.path, template_of(merged.path), merged.method,
                 merged.service, merged.upstream_url, merged.rate_limit, merged.cache_ttl,
                 merged.auth_required, merged.active))
+            await _announce(connection, announce, row)
+            return row
 
-    async def delete_route(self, route_id: uuid.UUID) -> None:
-        await self.pool.execute("DELETE FROM route_configs WHERE id = $1", route_id)
+    async def delete_route(self, route_id: uuid.UUID, announce: Announce = _silent) -> None:
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "DELETE FROM route_configs WHERE id = $1 RETURNING *", route_id)
+            if row is not None:
+                await _announce(connection, announce, row)
 
     async def active_routes(self) -> list[asyncpg.Record]:
         return await self.pool.fetch(

@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -46,7 +45,7 @@ from contracts.errors import (
 from contracts.logging import get_logger
 from contracts.spans import Span, recorder
 from contracts.tracing import TRACEPARENT, TRACESTATE, TraceContext
-from contracts.upstream import TargetRefused, UpstreamPolicy
+from contracts.upstream import TargetRefused, UpstreamPolicy, is_ip_literal
 from gateway.context import context_of
 from gateway.forwarders.upstream_client import (
     MAX_HEADER_BYTES,
@@ -94,7 +93,7 @@ class CheckingResolver:
         self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
 
     async def addresses(self, host: str, port: int) -> list[str]:
-        if _is_ip_literal(host):
+        if is_ip_literal(host):
             return [host.strip("[]")]  # checked, with the port, by UpstreamProxy._refusal_of
         cached = self._cache.get((host, port))
         if cached is not None and time.monotonic() < cached[0]:
@@ -314,7 +313,7 @@ class UpstreamProxy:
                 self._verdicts.clear()
             try:
                 host, port = self._policy.check_url(upstream)
-                if _is_ip_literal(host):
+                if is_ip_literal(host):
                     self._policy.check_address(host.strip("[]"), host, port)
                 self._verdicts[upstream] = None
             except TargetRefused as exc:
@@ -460,13 +459,6 @@ async def _capped(stream: aiohttp.StreamReader, limit: int) -> AsyncIterator[byt
             raise PayloadTooLarge()
         yield chunk
 
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 UPSTREAM_PROXY = web.AppKey("upstream_proxy", UpstreamProxy)

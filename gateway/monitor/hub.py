@@ -42,6 +42,7 @@ from contracts.messages import (
     Event,
     MonitorConnectionsChanged,
     RequestCompleted,
+    WebhookDisabled,
 )
 from contracts.names import RoutingKey
 from contracts.redis_clients import RedisClient
@@ -185,6 +186,9 @@ class MonitorHub:
                                           event.monitor_payload())
             elif isinstance(event, AlertEmitted):
                 await self._send_to_views({ALL_TRAFFIC}, "alert:new", event.monitor_payload())
+            elif isinstance(event, WebhookDisabled):
+                await self._send_to_views({ALL_TRAFFIC, event.user_id}, "alert:new",
+                                          event.monitor_payload())
             elif isinstance(event, MonitorConnectionsChanged) and self._presence is not None:
                 await self.sio.emit("connections:active",
                                     {"count": await self._presence.count()},

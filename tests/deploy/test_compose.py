@@ -1,7 +1,8 @@
 """compose.yaml and the image it builds, offline: the file is valid against the Compose
 specification's JSON schema, it gives the processes the same settings as the Kubernetes
-overlays, and the image (infra/Dockerfile) is the multi-stage, pinned, non-root one the
-manifests run. No Docker is involved."""
+overlays, with values their settings accept once compose has filled in its `${...}` from a
+.env, and the image (infra/Dockerfile) is the multi-stage, pinned, non-root one the manifests
+run. No Docker is involved."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import jsonschema
 import pytest
 import yaml
 
-from contracts.settings import READS
+from contracts.settings import READS, Process, SettingsError
+from tests.deploy.compose_env import (
+    InterpolationError,
+    interpolate,
+    interpolated,
+    read_dotenv,
+    required_variables,
+)
+from tests.deploy.process_settings import PROCESS_OF_PACKAGE, settings_from
 from tests.deploy.tools import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -21,6 +30,7 @@ from tests.deploy.tools import (
     ROOT,
     compose_schema,
     of_kind,
+    throwaway_value,
 )
 
 # What compose.yaml starts `python -m` with, per container: the platform's five processes.
@@ -110,6 +120,79 @@ def test_compose_and_the_overlays_give_only_settings_a_process_reads() -> None:
 def test_every_platform_service_gets_the_same_settings() -> None:
     environments = [service["environment"] for service in platform_services().values()]
     assert all(environment == environments[0] for environment in environments)
+
+
+# --- the values compose gives, once it has filled in its ${...} ---------------------------------
+
+def dotenv(kind: str) -> dict[str, str]:
+    """A .env for compose: `required` gives only what compose refuses to run without, so its
+    own defaults apply; `example` is .env.example as its header says to use it (copied, the
+    empty values filled in)."""
+    required = {name: throwaway_value(name) for name in required_variables(compose())}
+    if kind == "required":
+        return required
+    example = read_dotenv((ROOT / ".env.example").read_text())
+    return {**example, **{name: value for name, value in required.items()
+                          if not example.get(name)}}
+
+
+def container_environments(variables: dict[str, str]) -> dict[Process, dict[str, str]]:
+    """Each platform container's environment as compose would give it, by process."""
+    resolved = interpolated(compose(), variables)["services"]
+    environments: dict[Process, dict[str, str]] = {}
+    for name in platform_services():
+        environment = resolved[name]["environment"]
+        assert all(isinstance(value, str) for value in environment.values()), name
+        environments[PROCESS_OF_PACKAGE[resolved[name]["command"][2]]] = environment
+    return environments
+
+
+@pytest.mark.parametrize("kind", ["required", "example"])
+def test_compose_gives_each_process_values_its_settings_accept(kind: str) -> None:
+    environments = container_environments(dotenv(kind))
+    assert sorted(environments) == sorted(READS)
+    for process, environment in environments.items():
+        assert settings_from(environment, process).app_env == "production", process
+
+
+def test_a_bad_value_from_the_env_file_fails_the_process_that_reads_it() -> None:
+    """The check above can fail: .env's LOG_STORE reaches the logging service."""
+    environment = container_environments({**dotenv("required"), "LOG_STORE": "postgres"})
+    with pytest.raises(SettingsError, match="LOG_STORE"):
+        settings_from(environment["logging"], "logging")
+
+
+def test_compose_refuses_to_run_without_its_required_variables() -> None:
+    variables = dotenv("required")
+    assert {"ACCESS_TOKEN_SECRET", "ALERT_SECRET", "RABBITMQ_PASSWORD"} <= set(variables)
+    for name in variables:
+        with pytest.raises(InterpolationError, match=name):
+            container_environments({**variables, name: ""})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("${SET:-d}/${EMPTY:-d}/${UNSET:-d}", "v/d/d"),
+    ("${SET-d}/${EMPTY-d}/${UNSET-d}", "v//d"),
+    ("${SET:+r}/${EMPTY:+r}/${UNSET:+r}", "r//"),
+    ("${SET+r}/${EMPTY+r}/${UNSET+r}", "r/r/"),
+    ("$SET/${SET}/${UNSET}/$$SET/${EMPTY?e}", "v/v//$SET/"),
+    ("${MAIL:-Gateway Platform <no-reply@localhost>}", "Gateway Platform <no-reply@localhost>"),
+])
+def test_interpolation_follows_the_compose_specification(text: str, expected: str) -> None:
+    assert interpolate(text, {"SET": "v", "EMPTY": ""}) == expected
+
+
+@pytest.mark.parametrize("text", ["${EMPTY:?set EMPTY}", "${UNSET?set UNSET}",
+                                  "${UNSET:-${SET}}", "${1BAD}"])
+def test_interpolation_refuses_what_compose_would(text: str) -> None:
+    with pytest.raises(InterpolationError):
+        interpolate(text, {"SET": "v", "EMPTY": ""})
+
+
+def test_dotenv_lines_are_read_as_compose_reads_them() -> None:
+    text = "# comment\n\nA=1\nB= spaced out  # note\nC='quoted # kept'\nD=\nE=a=b\n"
+    assert read_dotenv(text) == {"A": "1", "B": "spaced out", "C": "quoted # kept", "D": "",
+                                 "E": "a=b"}
 
 
 # --- one image for compose and Kubernetes -------------------------------------------------------

@@ -2,7 +2,8 @@
 (its JSON shape: panels with unique ids, a place on the grid, targets on the provisioned data
 source), its provisioning for compose is checked against compose.yaml's mounts, and every
 PromQL expression in it must parse (promtool checks it as a recording rule of a throw-away
-rules file, Grafana's variables substituted) and name only metrics that exist."""
+rules file, Grafana's variables substituted) and name only metrics that exist, and only labels
+those metrics have (in selectors, groupings, legends and the variables' queries)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ import yaml
 
 from tests.deploy.prometheus_support import (
     GRAFANA_DIR,
+    LEGEND_LABEL,
     known_series,
+    label_problems,
     metric_names_in,
+    output_labels,
     run_promtool,
+    series_labels,
 )
 from tests.deploy.tools import COMPOSE_FILE
 
@@ -29,7 +34,7 @@ PANEL_TYPES = {"row", "timeseries", "stat", "gauge", "bargauge", "table", "text"
 # Grafana's own variables, as a query would see them with a 15 s scrape interval
 BUILT_IN_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 # label_values(metric, label) of a query variable
-LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*,\s*\w+\s*\)")
+LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*,\s*(\w+)\s*\)")
 
 
 def dashboard() -> dict[str, Any]:
@@ -54,9 +59,17 @@ def provisioned_datasource() -> dict[str, Any]:
 
 def expressions() -> list[tuple[str, str]]:
     """(where, PromQL) for every panel target and every annotation query."""
-    found = [(f"panel {panel['id']} target {target['refId']}", target["expr"])
+    return [(where, expression) for where, expression, _ in labelled_expressions()]
+
+
+def labelled_expressions() -> list[tuple[str, str, str]]:
+    """(where, PromQL, what names its series) for every panel target (its legend) and every
+    annotation query (its title)."""
+    found = [(f"panel {panel['id']} target {target['refId']}", target["expr"],
+              target.get("legendFormat", ""))
              for panel in panels() for target in panel.get("targets", [])]
-    found += [(f"annotation {annotation['name']}", annotation["expr"])
+    found += [(f"annotation {annotation['name']}", annotation["expr"],
+               annotation.get("titleFormat", ""))
               for annotation in dashboard()["annotations"]["list"] if "expr" in annotation]
     return found
 
@@ -156,8 +169,22 @@ def test_every_expression_names_only_metrics_that_exist() -> None:
         unknown = metric_names_in(substituted(expression)) - known
         assert not unknown, f"{where}: unknown metrics {unknown}"
     for variable in dashboard()["templating"]["list"]:
-        (metric,) = LABEL_VALUES.findall(variable["query"])
+        [(metric, _)] = LABEL_VALUES.findall(variable["query"])
         assert metric in known, variable["name"]
+
+
+def test_every_expression_uses_only_labels_its_series_have() -> None:
+    known = series_labels()
+    for where, expression, legend in labelled_expressions():
+        query = substituted(expression)
+        assert label_problems(query, known) == [], where
+        # a legend's {{label}} of a label the answer does not keep shows nothing
+        named = set(LEGEND_LABEL.findall(legend))
+        kept = output_labels(query, known)
+        assert named <= kept, f"{where}: legend {legend!r} names {named - kept}"
+    for variable in dashboard()["templating"]["list"]:
+        [(metric, label)] = LABEL_VALUES.findall(variable["query"])
+        assert label in known[metric], f"variable {variable['name']}: {metric} has no {label}"
 
 
 def test_dashboard_shows_what_the_issue_asks_for() -> None:

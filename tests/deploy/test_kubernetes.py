@@ -1,18 +1,23 @@
 """deploy/kubernetes, offline: every overlay renders with kustomize and every object it renders
 is valid for the pinned Kubernetes version (kubeconform, strict), and the rendered Deployments
 are what the platform needs to run well: probed, limited, locked down, drained, fed exactly
-the settings and secrets their process reads. No cluster is involved anywhere."""
+the settings and secrets their process reads, with values its settings accept. No cluster is
+involved anywhere."""
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from contracts.names import Service
-from contracts.settings import READS
+from contracts.settings import READS, Process, SettingsError
+from gateway.client_ip import ClientAddress
+from tests.deploy.process_settings import PROCESS_OF_PACKAGE, settings_from
 from tests.deploy.tools import (
     KUBERNETES,
     OVERLAYS,
@@ -28,10 +33,9 @@ from tests.deploy.tools import (
     validate,
 )
 
-# `python -m <package>` of each process, and the process's name in contracts/settings.py
-PROCESS_OF_PACKAGE = {"gateway": "gateway", **{f"{service}_svc": str(service)
-                                                 for service in Service}}
 IMAGE = "gateway-platform"
+# where the dev overlay expects the engines of engines/ (README.md, "Development cluster")
+ENGINES_NAMESPACE = "gateway-engines"
 
 
 def status_port_variable(process: str) -> str:
@@ -49,7 +53,7 @@ def container(deployment: Document) -> dict[str, Any]:
     return containers[0]
 
 
-def process_of(deployment: Document) -> str:
+def process_of(deployment: Document) -> Process:
     command = container(deployment)["command"]
     assert command[:2] == ["python", "-m"] and len(command) == 3, command
     return PROCESS_OF_PACKAGE[command[2]]
@@ -221,6 +225,49 @@ def test_a_deployment_gets_exactly_the_secrets_its_process_reads(overlay: str,
     assert source["configMapRef"]["name"] == of_kind(overlay, "ConfigMap")[0]["metadata"]["name"]
 
 
+def pod_environment(overlay: str, item: Document) -> dict[str, str]:
+    """The variables the Deployment's container gets: the ConfigMap (envFrom), then its own
+    `env` entries, each the value of its key in the Secret (they win over envFrom)."""
+    [secret] = of_kind(overlay, "Secret")
+    environment = dict(config(overlay))
+    for entry in container(item)["env"]:
+        reference = entry["valueFrom"]["secretKeyRef"]
+        assert reference["name"] == secret["metadata"]["name"]
+        environment[entry["name"]] = base64.b64decode(secret["data"][reference["key"]]).decode()
+    return environment
+
+
+@pytest.mark.parametrize(("overlay", "name"), DEPLOYMENTS)
+def test_a_deployment_s_values_are_settings_its_process_accepts(overlay: str,
+                                                                name: str) -> None:
+    """Values, not only names: the environment the pod gets (production with
+    secrets.env.example's lines made valid, dev with its committed dev secrets) loads
+    through contracts.settings as the process would at start."""
+    item = deployment(overlay, name)
+    settings = settings_from(pod_environment(overlay, item), process_of(item))
+    assert settings.app_env == config(overlay)["APP_ENV"]
+
+
+def test_a_bad_value_fails_the_process_that_reads_it() -> None:
+    """The check above can fail: a value the logging service refuses, in the ConfigMap."""
+    item = deployment("production", "logging-service")
+    environment = {**pod_environment("production", item), "LOG_STORE": "postgres"}
+    with pytest.raises(SettingsError, match="LOG_STORE"):
+        settings_from(environment, "logging")
+
+
+def test_production_believes_the_forwarded_for_of_its_ingress_only() -> None:
+    """Behind an Ingress every TCP peer is the controller: without TRUSTED_PROXIES all clients
+    share its address (one per-IP rate limit, one login throttle)."""
+    item = deployment("production", "gateway")
+    settings = settings_from(pod_environment("production", item), "gateway")
+    assert settings.trusted_proxies, "production must set TRUSTED_PROXIES"
+    ClientAddress(settings.trusted_proxies)  # each is a network, as the gateway reads them
+    for network in map(ipaddress.ip_network, settings.trusted_proxies):
+        # a cluster's own range, never the internet: any address there could name its client
+        assert network.is_private, network
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_secrets_and_settings_are_apart(overlay: str) -> None:
     """Every Secret key is a setting some process reads; the ConfigMap holds no credential."""
@@ -259,6 +306,26 @@ def test_every_deployment_has_a_service_and_a_disruption_budget(overlay: str) ->
         assert "status" in targets, name
 
 
+def admits_a_named_few(source: dict[str, Any]) -> bool:
+    """A NetworkPolicy peer that admits named pods or namespaces, not the whole cluster: a
+    `namespaceSelector` (alone or with a `podSelector`) must name labels, since `{}` selects
+    every namespace; a `podSelector` alone is this namespace's pods. An `ipBlock` is not one."""
+    if "namespaceSelector" in source:
+        return bool(source["namespaceSelector"].get("matchLabels"))
+    return set(source) == {"podSelector"}
+
+
+def test_a_peer_admitting_every_namespace_is_refused() -> None:
+    assert not admits_a_named_few({"namespaceSelector": {}, "podSelector": {}})
+    assert not admits_a_named_few({"namespaceSelector": {}})
+    assert not admits_a_named_few({"namespaceSelector": {"matchExpressions": []},
+                                   "podSelector": {"matchLabels": {"a": "b"}}})
+    assert not admits_a_named_few({"ipBlock": {"cidr": "0.0.0.0/0"}})
+    assert admits_a_named_few({"podSelector": {}})
+    assert admits_a_named_few({"namespaceSelector": {"matchLabels": {"a": "b"}},
+                               "podSelector": {}})
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_only_the_gateway_takes_outside_traffic(overlay: str) -> None:
     policies = of_kind(overlay, "NetworkPolicy")
@@ -276,9 +343,8 @@ def test_only_the_gateway_takes_outside_traffic(overlay: str) -> None:
                 assert covered == ["gateway"], policy["metadata"]["name"]
                 assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
             else:
-                assert all(source.get("podSelector") is not None
-                           or source.get("namespaceSelector", {}).get("matchLabels")
-                           for source in rule["from"]), policy["metadata"]["name"]
+                for source in rule["from"]:
+                    assert admits_a_named_few(source), (policy["metadata"]["name"], source)
     # every process's status port is admitted from somewhere (Prometheus scrapes it)
     for item in deployments:
         admitted = [rule for policy in policies if selects(policy["spec"]["podSelector"], item)
@@ -294,6 +360,22 @@ def test_the_namespace_enforces_the_restricted_pod_security_profile() -> None:
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         assert all(item["metadata"]["namespace"] == namespace["metadata"]["name"]
                    for item in objects(overlay) if item["kind"] != "Namespace")
+
+
+def test_dev_reaches_its_engines_in_a_namespace_of_their_own() -> None:
+    """The operators' engine pods need not meet the `restricted` profile the platform's
+    namespace enforces (README.md, "Development cluster"): they live in gateway-engines, and
+    every host of the dev secrets is one of its Services."""
+    [namespace] = of_kind("dev", "Namespace")
+    assert namespace["metadata"]["name"] != ENGINES_NAMESPACE
+    [secret] = of_kind("dev", "Secret")
+    hosts = {key: [urlsplit(url).hostname for url in
+                   base64.b64decode(value).decode().split(",") if "://" in url]
+             for key, value in secret["data"].items()}
+    assert any(hosts.values())
+    for key, names in hosts.items():
+        for host in names:
+            assert host and host.endswith(f".{ENGINES_NAMESPACE}"), (key, host)
 
 
 def test_engine_examples_stay_out_of_the_overlays() -> None:

@@ -1,8 +1,9 @@
 """deploy/prometheus: the rules pass `promtool check rules` and their unit tests
 (`promtool test rules` on synthetic series, deploy/prometheus/tests/), every alert is complete
 and tested both firing and not, every recording rule's value is checked, the rules name only
-metrics that exist, and the scrape configuration (compose's, and the local one `make observe`
-derives from it) passes `promtool check config`."""
+metrics that exist and only labels those metrics have (an alert's annotations too), and the
+scrape configuration (compose's, and the local one `make observe` derives from it) passes
+`promtool check config`."""
 
 from __future__ import annotations
 
@@ -16,14 +17,18 @@ import yaml
 
 from contracts.names import SERVICES
 from tests.deploy.prometheus_support import (
+    ANNOTATION_LABEL,
     PROMETHEUS_DIR,
     RULE_TESTS_DIR,
     known_series,
+    label_problems,
     metric_names_in,
+    output_labels,
     recorded_names,
     rule_files,
     rules,
     run_promtool,
+    series_labels,
 )
 from tests.deploy.tools import COMPOSE_FILE, ROOT
 
@@ -95,6 +100,23 @@ def test_rules_name_only_metrics_that_exist() -> None:
     for rule in rules():
         unknown = metric_names_in(rule["expr"]) - known
         assert not unknown, f"{rule.get('alert') or rule.get('record')}: unknown {unknown}"
+
+
+def test_rules_use_only_labels_their_series_have() -> None:
+    known = series_labels()
+    for rule in rules():
+        problems = label_problems(rule["expr"], known)
+        assert not problems, f"{rule.get('alert') or rule.get('record')}: {problems}"
+
+
+def test_alert_annotations_name_only_labels_the_alert_has() -> None:
+    """`{{ $labels.x }}` of a label the expression does not keep renders as nothing."""
+    known = series_labels()
+    for alert in alerts():
+        kept = output_labels(alert["expr"], known)
+        for key, text in alert["annotations"].items():
+            named = set(ANNOTATION_LABEL.findall(text))
+            assert named <= kept, f"{alert['alert']} {key}: {named - kept} (has {sorted(kept)})"
 
 
 def test_metric_names_in_finds_selected_series_only() -> None:

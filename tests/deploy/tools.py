@@ -7,7 +7,9 @@ fails, naming the command to run: a missing checker must never pass as a skipped
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -99,12 +101,34 @@ def validate(rendered: str) -> subprocess.CompletedProcess[str]:
 
 
 def throwaway_secrets(production: Path) -> str:
-    """A secrets.env for `production` (an overlay folder) with an obviously fake value for
-    every key its secrets.env.example lists."""
+    """A secrets.env for `production` (an overlay folder): the lines of its
+    secrets.env.example made valid with obviously fake values (its USER and PASSWORD
+    placeholders filled in, an empty secret or key given a throwaway_value; a line a process
+    accepts empty, SMTP_URL, stays so), so that the rendered Secret loads as settings."""
     lines = (production / "secrets.env.example").read_text().splitlines()
-    keys = [line.split("=", 1)[0] for line in lines if line and not line.startswith("#")]
-    return "".join(f"{key}=throwaway-{key.lower().replace('_', '-')}-0123456789abcdef\n"
-                   for key in keys)
+    secrets = []
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        value = _PLACEHOLDER.sub(lambda match: _FAKE[match.group()], value)
+        if not value and key.endswith(("_SECRET", "_ENCRYPTION_KEY")):
+            value = throwaway_value(key)
+        secrets.append(f"{key}={value}\n")
+    return "".join(secrets)
+
+
+def throwaway_value(name: str) -> str:
+    """An obviously fake value the settings accept for the secret or password `name`: base64
+    of 32 bytes for an encryption key, else 48 URL-safe characters (long enough for every
+    secret, and usable inside a URL)."""
+    if name.endswith("_ENCRYPTION_KEY"):
+        return base64.b64encode(b"throwaway-key".ljust(32, b"0")).decode()
+    return f"throwaway-{name.lower().replace('_', '-')}-".ljust(48, "0")
+
+
+_FAKE = {"USER": "throwaway", "PASSWORD": "throwaway-password"}
+_PLACEHOLDER = re.compile(r"\b(?:USER|PASSWORD)\b")
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from contracts.amqp import declare_event_queue
+from contracts.broker import AmqpBroker
 from contracts.migrations import migrate
 from contracts.names import RoutingKey
 from contracts.outbox import OUTBOX_MIGRATIONS, OutboxRelay, add_to_outbox
@@ -30,11 +31,28 @@ async def pool(project_database_url: str, unique: str) -> AsyncIterator[asyncpg.
     await drop_database(url)
 
 
+@pytest.fixture
+async def brokers(settings):
+    """Open AmqpBrokers (each a connection of its own), closed at the end."""
+    opened: list[AmqpBroker] = []
+
+    async def open_broker(name: str) -> AmqpBroker:
+        broker = AmqpBroker(settings)
+        await broker.open(name)
+        opened.append(broker)
+        return broker
+
+    yield open_broker
+    for broker in opened:
+        await broker.close()
+
+
 async def waiting(pool: asyncpg.Pool) -> int:
     return await pool.fetchval("SELECT count(*) FROM event_outbox")
 
 
-async def test_committed_events_are_published_and_rolled_back_ones_never(amqp, pool, unique):
+async def test_committed_events_are_published_and_rolled_back_ones_never(amqp, brokers, pool,
+                                                                        unique):
     queue = await declare_event_queue(await (await amqp("reader")).channel(), unique,
                                       (RoutingKey.REQUEST_COMPLETED,))
     async with pool.acquire() as connection:
@@ -45,7 +63,7 @@ async def test_committed_events_are_published_and_rolled_back_ones_never(amqp, p
                 await add_to_outbox(connection, completed(unique, 3))
                 raise RuntimeError("the change failed")
     assert await waiting(pool) == 2
-    relay = OutboxRelay(pool, await amqp("relay"))
+    relay = OutboxRelay(pool, (await brokers("relay")).publish_confirmed)
     await relay.start()
     relay.nudge()
     try:
@@ -55,13 +73,14 @@ async def test_committed_events_are_published_and_rolled_back_ones_never(amqp, p
         await relay.close()
 
 
-async def test_rows_written_while_no_relay_runs_are_published_when_one_starts(amqp, pool,
-                                                                               unique):
+async def test_rows_written_while_no_relay_runs_are_published_when_one_starts(amqp, brokers,
+                                                                               pool, unique):
     queue = await declare_event_queue(await (await amqp("reader")).channel(), unique,
                                       (RoutingKey.REQUEST_COMPLETED,))
     async with pool.acquire() as connection, connection.transaction():
         await add_to_outbox(connection, *(completed(unique, i) for i in range(250)))
-    relay = OutboxRelay(pool, await amqp("relay"), batch=100, poll_interval_s=0.2)
+    relay = OutboxRelay(pool, (await brokers("relay")).publish_confirmed, batch=100,
+                        poll_interval_s=0.2)
     await relay.start()  # found by its first look, no nudge: a crashed writer's rows
     try:
         assert sorted(await drain(queue, unique, expected=250)) == list(range(250))
@@ -69,11 +88,11 @@ async def test_rows_written_while_no_relay_runs_are_published_when_one_starts(am
         await relay.close()
 
 
-async def test_competing_relays_publish_each_row_once(amqp, pool, unique):
+async def test_competing_relays_publish_each_row_once(amqp, brokers, pool, unique):
     queue = await declare_event_queue(await (await amqp("reader")).channel(), unique,
                                       (RoutingKey.REQUEST_COMPLETED,))
-    relays = [OutboxRelay(pool, await amqp(f"relay-{n}"), batch=7, poll_interval_s=0.05)
-              for n in range(3)]
+    relays = [OutboxRelay(pool, (await brokers(f"relay-{n}")).publish_confirmed, batch=7,
+                          poll_interval_s=0.05) for n in range(3)]
     for relay in relays:
         await relay.start()
     try:

@@ -23,6 +23,9 @@ INTERNAL = {"passwordhash", "password", "keyhash", "keyhashes", "secret", "token
             "alertsecret", "emailverifiedat"}
 
 
+SHOWS_A_NEW_SECRET = (op.WEBHOOK_CREATE, op.WEBHOOK_ROTATE_SECRET)
+
+
 def _squashed(name: str) -> str:
     return name.replace("_", "").replace("-", "").lower()
 
@@ -66,7 +69,9 @@ def test_every_operation_declares_its_answer():
                          ids=lambda r: r.template)
 def test_no_answer_declares_an_internal_field(route: Route):
     names = {_squashed(n) for n in _property_names(TypeAdapter(route.response).json_schema())}
-    assert names & INTERNAL == set()
+    # a webhook's signing secret is shown once, by the two answers that make one
+    shown_once = {"secret"} if route.operation in SHOWS_A_NEW_SECRET else set()
+    assert names & INTERNAL == shown_once
 
 
 def test_no_public_event_carries_an_internal_field():

@@ -12,6 +12,7 @@ from contracts.messages import (
     AlertEmitted,
     AlertTriggered,
     DecodedBatch,
+    DomainEvent,
     KeyRevoked,
     MalformedMessage,
     MonitorConnectionsChanged,
@@ -24,7 +25,7 @@ from contracts.messages import (
     decode_events,
     encode_events,
 )
-from contracts.names import RoutingKey
+from contracts.names import DOMAIN_EVENT_TYPES, RoutingKey, domain_routing_key
 from contracts.operations import Operation
 
 AT = "2026-05-10T00:00:00.123Z"
@@ -87,12 +88,23 @@ def test_every_event_round_trips_through_a_message(event):
 
 
 def test_every_routing_key_of_an_event_type_is_known():
-    assert set(EVENT_TYPES) == {RoutingKey.REQUEST_COMPLETED, RoutingKey.CONFIG_ROUTE_CHANGED,
-                                RoutingKey.CONFIG_KEY_REVOKED, RoutingKey.CONFIG_PROJECT_DELETED,
-                                RoutingKey.ALERT_TRIGGERED, RoutingKey.ALERT_EMITTED,
-                                RoutingKey.MONITOR_CONNECTIONS}
+    assert set(EVENT_TYPES) == set(RoutingKey) | {
+        domain_routing_key(t) for t in DOMAIN_EVENT_TYPES}
     for key, event_type in EVENT_TYPES.items():
-        assert event_type.ROUTING_KEY == key
+        if event_type is DomainEvent:  # one type, its routing key from its `type`
+            assert key.removeprefix("domain.") in DOMAIN_EVENT_TYPES
+        else:
+            assert event_type.ROUTING_KEY == key
+
+
+def test_a_domain_event_travels_under_its_own_type():
+    event = DomainEvent(event_id="e-1", type="route.updated", timestamp=AT, project_id="p-1",
+                        owner_id=None, data={"id": "r-1", "cacheTTL": 60})
+    assert event.ROUTING_KEY == "domain.route.updated"
+    batch = decode_events(event.ROUTING_KEY, encode_events([event]))
+    assert batch.events == [event] and batch.malformed == []
+    with pytest.raises(MalformedMessage):
+        DomainEvent.from_wire({**event.to_wire(), "type": "route.renamed"})
 
 
 def test_wire_names_are_those_of_the_api():

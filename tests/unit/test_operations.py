@@ -22,7 +22,8 @@ from contracts.schemas.common import IdParams, Message
 # Where each service's operations are declared: (module, class) pairs.
 HANDLER_CLASSES: dict[Service, tuple[tuple[str, str], ...]] = {
     Service.AUTH: (("auth_svc.handlers", "AuthHandlers"),),
-    Service.PROJECT: (("project_svc.handlers", "ProjectHandlers"),),
+    Service.PROJECT: (("project_svc.handlers", "ProjectHandlers"),
+                      ("project_svc.webhook_handlers", "WebhookHandlers")),
     Service.LOGGING: (("logging_svc.handlers", "LogHandlers"),),
     Service.ANALYTICS: (("analytics_svc.handlers", "AnalyticsHandlers"),
                         ("analytics_svc.alert_handlers", "AlertHandlers")),

@@ -1,12 +1,19 @@
+import base64
+import os
+
 import pytest
 
 from contracts.settings import DEV_SECRETS, SettingsError, load_settings
+
+A_WEBHOOK_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for name in ("APP_ENV", "ACCESS_TOKEN_SECRET", "ALERT_SECRET", "GATEWAY_PORT",
-                 "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB", "ARGON2_PARALLELISM"):
+                 "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB", "ARGON2_PARALLELISM",
+                 "WEBHOOK_ENCRYPTION_KEY", "WEBHOOK_ENCRYPTION_OLD_KEYS",
+                 "WEBHOOK_RETRY_SCHEDULE"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -32,6 +39,7 @@ def test_production_refuses_short_secrets(monkeypatch):
 def test_production_with_real_secrets(monkeypatch):
     monkeypatch.setenv("ACCESS_TOKEN_SECRET", "x" * 40)
     monkeypatch.setenv("ALERT_SECRET", "y" * 20)
+    monkeypatch.setenv("WEBHOOK_ENCRYPTION_KEY", A_WEBHOOK_KEY)
     settings = load_settings()
     assert settings.is_production and settings.access_token_secret == "x" * 40
 
@@ -39,6 +47,7 @@ def test_production_with_real_secrets(monkeypatch):
 def test_production_refuses_cheap_password_hashes(monkeypatch):
     monkeypatch.setenv("ACCESS_TOKEN_SECRET", "x" * 40)
     monkeypatch.setenv("ALERT_SECRET", "y" * 20)
+    monkeypatch.setenv("WEBHOOK_ENCRYPTION_KEY", A_WEBHOOK_KEY)
     settings = load_settings()
     assert (settings.argon2_time_cost, settings.argon2_memory_kib) == (3, 65536)
     for name, cheap in (("ARGON2_TIME_COST", "1"), ("ARGON2_MEMORY_KIB", "1024")):
@@ -157,8 +166,40 @@ def test_a_bad_setting_stops_only_the_process_that_reads_it(monkeypatch):
 
 def test_production_secrets_are_required_only_where_they_are_used():
     # no secret set, production: the services that hold none start, the others refuse
-    assert load_settings("project").is_production
     assert load_settings("analytics").is_production
+    with pytest.raises(SettingsError, match="WEBHOOK_ENCRYPTION_KEY"):
+        load_settings("project")
     for process in ("gateway", "auth", "logging"):
         with pytest.raises(SettingsError, match="ACCESS_TOKEN_SECRET"):
             load_settings(process)  # type: ignore[arg-type]
+
+
+def test_webhook_secrets_need_a_real_key_in_production(monkeypatch):
+    with pytest.raises(SettingsError, match="WEBHOOK_ENCRYPTION_KEY"):
+        load_settings("project")
+    monkeypatch.setenv("WEBHOOK_ENCRYPTION_KEY", DEV_SECRETS["WEBHOOK_ENCRYPTION_KEY"])
+    with pytest.raises(SettingsError, match="development default"):
+        load_settings("project")
+    for bad in ("short", base64.b64encode(b"x" * 31).decode() + "====", "!" * 44):
+        monkeypatch.setenv("WEBHOOK_ENCRYPTION_KEY", bad)
+        with pytest.raises(SettingsError, match="WEBHOOK_ENCRYPTION_KEY"):
+            load_settings("project")
+    monkeypatch.setenv("WEBHOOK_ENCRYPTION_KEY", A_WEBHOOK_KEY)
+    monkeypatch.setenv("WEBHOOK_ENCRYPTION_OLD_KEYS", "not-a-key")
+    with pytest.raises(SettingsError, match="WEBHOOK_ENCRYPTION_OLD_KEYS"):
+        load_settings("project")
+    monkeypatch.setenv("WEBHOOK_ENCRYPTION_OLD_KEYS", f" {DEV_SECRETS['WEBHOOK_ENCRYPTION_KEY']} ,")
+    settings = load_settings("project")
+    assert settings.webhook_encryption_key == A_WEBHOOK_KEY
+    assert settings.webhook_encryption_old_keys == (DEV_SECRETS["WEBHOOK_ENCRYPTION_KEY"],)
+
+
+def test_the_retry_schedule_is_seconds_and_refused_otherwise(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "test")
+    assert load_settings("project").webhook_retry_schedule == (
+        5, 300, 1800, 7200, 18000, 36000, 36000)
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "0.5, 1,2")
+    assert load_settings("project").webhook_retry_schedule == (0.5, 1, 2)
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1,soon")
+    with pytest.raises(SettingsError, match="WEBHOOK_RETRY_SCHEDULE"):
+        load_settings("project")
