@@ -15,13 +15,14 @@ from auth_svc.throttle import LoginThrottle
 from contracts.logging import get_logger
 from contracts.migrations import open_migrated_pool, read_migrations
 from contracts.names import Service
+from contracts.outbox import OUTBOX_MIGRATIONS, OutboxRelay
 from contracts.redis_clients import client_for
-from contracts.service import Assembly, ServiceDeclaration, closing
+from contracts.service import Assembly, ServiceDeclaration, closing, started
 from contracts.settings import Settings
 
 log = get_logger(__name__)
 
-MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
+MIGRATIONS = read_migrations(Path(__file__).parent / "migrations") + OUTBOX_MIGRATIONS
 
 
 async def open_database(settings: Settings) -> asyncpg.Pool:
@@ -53,8 +54,10 @@ async def assemble(service: Assembly) -> None:
         max_per_ip=settings.login_max_failures_per_ip,
         window_s=settings.login_failure_window_s)
     # mail lookups started after a reply finish before the mailer closes
+    # user.registered leaves through the outbox (contracts/outbox.py)
+    relay = await service.open(started(OutboxRelay(pool, service.publish_confirmed)))
     handlers = await service.open(closing(
-        AuthHandlers(settings, AuthStore(pool), passwords, throttle, mailer),
+        AuthHandlers(settings, AuthStore(pool), passwords, throttle, mailer, relay),
         lambda opened: opened.drain(grace)))
     service.serve(handlers)
 

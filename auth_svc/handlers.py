@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from auth_svc import secrets
@@ -18,7 +18,9 @@ from contracts import operations as op
 from contracts.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from contracts.identity import issue_access_token
 from contracts.logging import get_logger
+from contracts.messages import Event
 from contracts.operations import Call
+from contracts.outbox import OutboxRelay, domain_event
 from contracts.rpc import handles
 from contracts.schemas import auth
 from contracts.schemas.common import Message
@@ -33,9 +35,10 @@ INVALID_REFRESH = "Invalid or revoked refresh token"
 class AuthHandlers:
     def __init__(
         self, settings: Settings, store: AuthStore, passwords: Passwords,
-        throttle: LoginThrottle, mailer: Mailer,
+        throttle: LoginThrottle, mailer: Mailer, relay: OutboxRelay | None = None,
     ) -> None:
         self._settings = settings
+        self._relay = relay
         self._store = store
         self._passwords = passwords
         self._throttle = throttle
@@ -54,7 +57,8 @@ class AuthHandlers:
         body = call.body
         password_hash = await self._passwords.hash(body.password)
         try:
-            user = await self._store.create_user(body.email, password_hash, body.name)
+            user = await self._store.create_user(body.email, password_hash, body.name,
+                                                 self._registered)
         except EmailTaken:
             raise Conflict("Email already registered") from None
         message = "Registration successful"
@@ -63,6 +67,12 @@ class AuthHandlers:
             self._after_reply(self._mail_verification(user))
         return auth.Registered.view(await self._new_session(user), message=message,
                                     user=auth.User.view(user))
+
+    def _registered(self, row: Any) -> Sequence[Event]:
+        """user.registered (webhooks: admins' only), with the profile the API answers."""
+        if self._relay is not None:
+            self._relay.nudge()
+        return [domain_event("user.registered", auth.User.view(User.from_row(row)))]
 
     @handles(op.AUTH_LOGIN)
     async def login(self, call: Call[auth.LoginBody, None, None]) -> auth.Session:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from contracts.outbox import Announce, announce_in, silent
 from contracts.postgres import Connection, returned
 
 REFRESH_TOKEN_TTL = timedelta(days=7)
@@ -62,16 +63,20 @@ class AuthStore:
 
     # --- users -----------------------------------------------------------------------------
 
-    async def create_user(self, email: str, password_hash: str, name: str) -> User:
+    async def create_user(self, email: str, password_hash: str, name: str,
+                          announce: Announce = silent) -> User:
+        """The new user; its announcement (user.registered) in the same transaction."""
         try:
-            row = await self._pool.fetchrow(
-                f"INSERT INTO users (id, email, password_hash, name) VALUES ($1, $2, $3, $4)"
-                f" RETURNING {USER_COLUMNS}",
-                uuid.uuid4(), email, password_hash, name,
-            )
+            async with self._pool.acquire() as connection, connection.transaction():
+                row = returned(await connection.fetchrow(
+                    f"INSERT INTO users (id, email, password_hash, name) VALUES ($1, $2, $3, $4)"
+                    f" RETURNING {USER_COLUMNS}",
+                    uuid.uuid4(), email, password_hash, name,
+                ))
+                await announce_in(connection, announce, row)
         except asyncpg.UniqueViolationError:
             raise EmailTaken(email) from None
-        return User.from_row(returned(row))
+        return User.from_row(row)
 
     async def user_by_email(self, email: str) -> User | None:
         row = await self._pool.fetchrow(

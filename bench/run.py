@@ -56,8 +56,13 @@ Cluster (bench/cluster.py, issue 23; `make bench` starts `make cluster`): the sa
   Target: limiter writes per request < 1 on both (pipelined per node and tick); no non-2xx.
   BENCH_CLUSTER=0 skips them.
 
-BENCH_ONLY=logs (or throughput, cluster, analytics, alerts, decode; comma-separated) runs only
-those parts.
+Webhooks (bench/webhooks.py, issue 25): BENCH_WEBHOOK_EVENTS (2,000) domain events published
+  at once to one webhook and a loopback receiver: deliveries/s and lost (0); then
+  BENCH_WEBHOOK_RATE (50) events/s for 10 s: p95 from an event to its first attempt (<= 1 s).
+  BENCH_WEBHOOKS=0 skips them.
+
+BENCH_ONLY=logs (or throughput, cluster, webhooks, analytics, alerts, decode; comma-separated)
+runs only those parts.
 Decode (bench/decode.py, first, before the stack starts; CPU only): decode_events of one message
 of 500 request.completed events against orjson.loads of the same bytes, and encode_events
 against orjson.dumps of the same events as dicts, ratios beside; <= 5 ms per 500 events;
@@ -101,7 +106,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import alerts, analytics, cluster, decode, logs  # noqa: E402 - after the path
+from bench import alerts, analytics, cluster, decode, logs, webhooks  # noqa: E402 - after the path
 from bench.logs import say  # noqa: E402
 from tests.support import rabbit_api, recreate_database, recreate_vhost  # noqa: E402
 
@@ -132,6 +137,7 @@ WITH_ANALYTICS = part("analytics", "BENCH_ANALYTICS")
 WITH_ALERTS = part("alerts", "BENCH_ALERTS")
 WITH_DECODE = part("decode", "BENCH_DECODE")
 WITH_CLUSTER = part("cluster", "BENCH_CLUSTER")
+WITH_WEBHOOKS = part("webhooks", "BENCH_WEBHOOKS")
 WITH_RAW = os.environ.get("BENCH_ANALYTICS_RAW", "1") != "0"
 # seeded once, kept for later runs (re-seeded when a day old)
 ANALYTICS_QUERY_URL = f"{PG}/gateway_analytics_bench_query"
@@ -803,7 +809,8 @@ def main() -> int:
     stack = Stack()
     checks: Checks = []
     started = time.monotonic()
-    parts = (("throughput", WITH_THROUGHPUT), ("cluster", WITH_CLUSTER), ("logs", WITH_LOGS),
+    parts = (("throughput", WITH_THROUGHPUT), ("cluster", WITH_CLUSTER),
+             ("webhooks", WITH_WEBHOOKS), ("logs", WITH_LOGS),
              ("analytics", WITH_ANALYTICS),
              ("alerts", WITH_ALERTS), ("decode", WITH_DECODE))
     say(f"bench: {', '.join(name for name, on in parts if on)}; process logs in {stack.log_dir}")
@@ -838,6 +845,8 @@ def main() -> int:
             guarded("throughput", throughput_rows, stack, token, session, checks)
         if WITH_CLUSTER:
             guarded("cluster", cluster_rows, stack, session, checks)
+        if WITH_WEBHOOKS:
+            guarded("webhooks", webhooks.rows, stack, session, checks, api)
         if WITH_LOGS:
             guarded("log queries", log_query_rows, stack, tenancy, checks)
             if WITH_MONGO_LOGS:

@@ -15,24 +15,30 @@ each with publisher confirms, deletes them and commits. Guarantees:
   the confirm and before the commit publishes it again, so consumers deduplicate by the
   event's `eventId`;
 - in order per relay batch, not globally (replicas publish concurrently);
-- latency: the writer `nudge()`s its own replica's relay after its commit, so an event leaves
-  within a round trip; other replicas' rows (and rows left by a crash) are found by a poll
-  every `poll_interval_s`. PostgreSQL LISTEN/NOTIFY is not used: it does not survive
-  PgBouncer's transaction pooling.
+- latency: the writer `nudge()`s its own replica's relay when it writes (inside its
+  transaction: the relay looks at once and again `NUDGE_RECHECK_S` later, by when the
+  commit is done), so an event leaves within milliseconds; other replicas' rows (and rows
+  left by a crash) are found by a poll every `poll_interval_s`. PostgreSQL LISTEN/NOTIFY
+  is not used: it does not survive PgBouncer's transaction pooling.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
 from contracts.logging import get_logger
-from contracts.messages import Event, encode_events
+from contracts.messages import DomainEvent, DomainEventType, Event, encode_events
 from contracts.metrics import EVENTS_PUBLISHED
 from contracts.postgres import Connection
+from contracts.schemas.common import Answer
 from contracts.tasks import stop_task
+from contracts.timeutil import iso_now
+
+NUDGE_RECHECK_S = 0.05
 
 # (routing key, message body) published with confirms: `Broker.publish_confirmed`
 ConfirmedPublish = Callable[[str, bytes], Awaitable[None]]
@@ -47,6 +53,29 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 """)]
+
+
+# What a change announces: its events, made from the changed row inside the change's
+# transaction (`announce_in` writes them there).
+Announce = Callable[[asyncpg.Record], Sequence[Event]]
+
+
+def silent(_row: asyncpg.Record) -> Sequence[Event]:
+    return ()
+
+
+async def announce_in(connection: Connection, announce: Announce, row: asyncpg.Record) -> None:
+    events = announce(row)
+    if events:
+        await add_to_outbox(connection, *events)
+
+
+def domain_event(event_type: DomainEventType, data: Answer, *, project_id: object = None,
+                 owner_id: str | None = None) -> DomainEvent:
+    """A change's domain event: a new event id, now, and `data` as the API answers it."""
+    return DomainEvent(event_id=str(uuid.uuid4()), type=event_type, timestamp=iso_now(),
+                       project_id=None if project_id is None else str(project_id),
+                       owner_id=owner_id, data=data.model_dump(mode="json"))
 
 
 async def add_to_outbox(connection: Connection, *events: Event) -> None:
@@ -95,7 +124,9 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         delay = 0.1
+        recheck = False
         while True:
+            nudged = self._nudged.is_set()
             self._nudged.clear()
             try:
                 published = await self.relay_once()
@@ -109,7 +140,9 @@ class OutboxRelay:
             delay = 0.1
             if published == self._batch:
                 continue  # more may wait
-            await self._wait(self._poll_interval_s)
+            # a nudge may come before its transaction commits: one more look a moment later
+            recheck = nudged and not published and not recheck
+            await self._wait(NUDGE_RECHECK_S if recheck else self._poll_interval_s)
 
     async def _wait(self, seconds: float) -> None:
         try:

@@ -8,7 +8,6 @@ committed, so gateways refresh within a second without asking per request.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import secrets
@@ -24,7 +23,6 @@ from contracts.errors import Conflict, Forbidden, NotFound, ValidationError
 from contracts.identity import Caller
 from contracts.logging import get_logger
 from contracts.messages import (
-    DomainEvent,
     DomainEventType,
     Event,
     KeyRevoked,
@@ -34,7 +32,7 @@ from contracts.messages import (
     RouteConfigData,
 )
 from contracts.operations import Call
-from contracts.outbox import OutboxRelay
+from contracts.outbox import Announce, OutboxRelay, domain_event
 from contracts.periodic import Periodic
 from contracts.routes import is_reserved
 from contracts.rpc import handles
@@ -60,7 +58,7 @@ from contracts.schemas.projects import (
 from contracts.timeutil import iso_now
 from contracts.upstream import TargetRefused, UpstreamPolicy
 from contracts.validation import or_none
-from project_svc.store import Announce, LimitReached, ProjectStore, RouteOverlap
+from project_svc.store import LimitReached, ProjectStore, RouteOverlap
 
 log = get_logger(__name__)
 
@@ -102,16 +100,17 @@ class KeyUsage:
             log.warning("could not record key usage", error=repr(exc))
 
 
-def announcing(event_type: DomainEventType, view: Callable[[asyncpg.Record], Answer]
-               ) -> Announce:
+def announcing(event_type: DomainEventType, view: Callable[[asyncpg.Record], Answer],
+               relay: OutboxRelay | None) -> Announce:
     """A change's domain event (webhooks: docs/api.md section 15): `data` is the changed
-    resource as the API answers it, written to the outbox in the change's transaction."""
+    resource as the API answers it, written to the outbox in the change's transaction, and
+    the relay nudged (contracts/outbox.py)."""
 
     def announce(row: asyncpg.Record) -> Sequence[Event]:
         project_id = row["id"] if event_type.startswith("project.") else row["project_id"]
-        return [DomainEvent(event_id=str(uuid.uuid4()), type=event_type, timestamp=iso_now(),
-                            project_id=str(project_id), owner_id=None,
-                            data=view(row).model_dump(mode="json"))]
+        if relay is not None:
+            relay.nudge()
+        return [domain_event(event_type, view(row), project_id=project_id)]
 
     return announce
 
@@ -130,19 +129,7 @@ class ProjectHandlers:
 
     def _announce(self, event_type: DomainEventType,
                   view: Callable[[asyncpg.Record], Answer]) -> Announce:
-        """The change's domain event, and the relay nudged once the change is committed (so
-        the event leaves at once rather than at the relay's next poll)."""
-        announce = announcing(event_type, view)
-
-        def announced(row: asyncpg.Record) -> Sequence[Event]:
-            events = announce(row)
-            if self._relay is not None:
-                # this runs inside the transaction: the relay looks a moment later, by when
-                # the COMMIT (one round trip) is done; a slower commit waits for its poll
-                asyncio.get_running_loop().call_later(0.02, self._relay.nudge)
-            return events
-
-        return announced
+        return announcing(event_type, view, self._relay)
 
     # --- projects ----------------------------------------------------------------------------
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
 
 import asyncpg
 from pydantic import MISSING
 
 from contracts.identity import Caller
-from contracts.messages import Event
-from contracts.outbox import add_to_outbox
+from contracts.outbox import Announce, announce_in, silent
 from contracts.postgres import Connection, returned
 from contracts.schemas.projects import ProjectPatch, RouteBody, RouteConfig
 from contracts.validation import or_none
@@ -68,21 +66,6 @@ async def _refuse_overlap(connection: Connection, project_id: uuid.UUID, method:
             raise RouteOverlap(method, row["path"])
 
 
-# What a change announces (domain events for webhooks), made from the changed row inside the
-# change's transaction and written to the outbox in it (contracts/outbox.py)
-Announce = Callable[[asyncpg.Record], Sequence[Event]]
-
-
-def _silent(_row: asyncpg.Record) -> Sequence[Event]:
-    return ()
-
-
-async def _announce(connection: Connection, announce: Announce, row: asyncpg.Record) -> None:
-    events = announce(row)
-    if events:
-        await add_to_outbox(connection, *events)
-
-
 class ProjectStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -90,7 +73,7 @@ class ProjectStore:
     # --- projects ----------------------------------------------------------------------------
 
     async def create_project(self, owner: str, name: str, description: str | None,
-                             limit: int, announce: Announce = _silent) -> asyncpg.Record:
+                             limit: int, announce: Announce = silent) -> asyncpg.Record:
         """Raise LimitReached when the owner has `limit` projects already (counted and
         inserted under a lock per owner, so concurrent creates cannot overshoot)."""
         async with self.pool.acquire() as connection, connection.transaction():
@@ -102,7 +85,7 @@ class ProjectStore:
             row = returned(await connection.fetchrow(
                 "INSERT INTO projects (id, name, description, user_id) VALUES ($1, $2, $3, $4)"
                 " RETURNING *", uuid.uuid4(), name, description, owner))
-            await _announce(connection, announce, row)
+            await announce_in(connection, announce, row)
             return row
 
     async def visible_project(self, caller: Caller, project_id: uuid.UUID
@@ -127,7 +110,7 @@ class ProjectStore:
         return rows, total
 
     async def update_project(self, caller: Caller, project_id: uuid.UUID,
-                             changes: ProjectPatch, announce: Announce = _silent
+                             changes: ProjectPatch, announce: Announce = silent
                              ) -> asyncpg.Record | None:
         """Only the fields the patch carries change (`null` clears the description)."""
         async with self.pool.acquire() as connection, connection.transaction():
@@ -141,11 +124,11 @@ class ProjectStore:
                 changes.name is not MISSING, or_none(changes.name),
                 changes.description is not MISSING, or_none(changes.description))
             if row is not None:
-                await _announce(connection, announce, row)
+                await announce_in(connection, announce, row)
             return row
 
     async def delete_project(self, caller: Caller, project_id: uuid.UUID,
-                             announce: Announce = _silent
+                             announce: Announce = silent
                              ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]] | None:
         """Delete with its keys and route configs; return what went (for the events)."""
         async with self.pool.acquire() as connection, connection.transaction():
@@ -159,14 +142,14 @@ class ProjectStore:
             routes = await connection.fetch(
                 "SELECT * FROM route_configs WHERE project_id = $1", project_id)
             await connection.execute("DELETE FROM projects WHERE id = $1", project_id)
-            await _announce(connection, announce, project)
+            await announce_in(connection, announce, project)
         return keys, routes
 
     # --- API keys ----------------------------------------------------------------------------
 
     async def create_key(self, project: asyncpg.Record, creator: str, name: str,
                          key_hash: str, prefix: str, expires_in_days: int | None,
-                         limit: int, announce: Announce = _silent) -> asyncpg.Record:
+                         limit: int, announce: Announce = silent) -> asyncpg.Record:
         """Raise LimitReached when the project has `limit` usable keys already (not revoked,
         not expired), under a lock per project."""
         async with self.pool.acquire() as connection, connection.transaction():
@@ -182,7 +165,7 @@ class ProjectStore:
                 " expires_at) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL"
                 " THEN NULL ELSE now() + make_interval(days => $7) END) RETURNING *",
                 uuid.uuid4(), key_hash, prefix, name, project["id"], creator, expires_in_days))
-            await _announce(connection, announce, row)
+            await announce_in(connection, announce, row)
             return row
 
     async def list_keys(self, project_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -190,7 +173,7 @@ class ProjectStore:
             "SELECT * FROM api_keys WHERE project_id = $1 ORDER BY created_at DESC, id",
             project_id)
 
-    async def revoke_key(self, caller: Caller, key_id: uuid.UUID, announce: Announce = _silent
+    async def revoke_key(self, caller: Caller, key_id: uuid.UUID, announce: Announce = silent
                          ) -> asyncpg.Record | None:
         """Soft and idempotent: a repeat keeps the first revokedAt (and announces nothing)."""
         async with self.pool.acquire() as connection, connection.transaction():
@@ -202,7 +185,7 @@ class ProjectStore:
                 " RETURNING k.*, (SELECT revoked_at IS NULL FROM api_keys WHERE id = $1)"
                 " AS revoked_now", key_id, caller.is_admin, caller.user_id)
             if row is not None and row["revoked_now"]:
-                await _announce(connection, announce, row)
+                await announce_in(connection, announce, row)
             return row
 
     async def key_by_hash(self, key_hash: str) -> asyncpg.Record | None:
@@ -219,7 +202,7 @@ class ProjectStore:
     # --- route configs -----------------------------------------------------------------------
 
     async def create_route(self, project_id: uuid.UUID, body: RouteBody,
-                           announce: Announce = _silent) -> asyncpg.Record:
+                           announce: Announce = silent) -> asyncpg.Record:
         """A new config from its body: a field left out is null (authRequired: true)."""
         async with self.pool.acquire() as connection, connection.transaction():
             await _refuse_overlap(connection, project_id, body.method, body.path, None)
@@ -231,7 +214,7 @@ class ProjectStore:
                 or_none(body.service), or_none(body.upstream_url), project_id,
                 or_none(body.rate_limit), or_none(body.cache_ttl),
                 True if body.auth_required is MISSING else body.auth_required))
-            await _announce(connection, announce, row)
+            await announce_in(connection, announce, row)
             return row
 
     async def visible_route(self, caller: Caller, route_id: uuid.UUID) -> asyncpg.Record | None:
@@ -245,7 +228,7 @@ class ProjectStore:
             "SELECT * FROM route_configs WHERE project_id = $1 ORDER BY created_at DESC, id",
             project_id)
 
-    async def replace_route(self, merged: RouteConfig, announce: Announce = _silent
+    async def replace_route(self, merged: RouteConfig, announce: Announce = silent
                             ) -> asyncpg.Record:
         """Store every setting of `merged` (a config with a patch applied) under its id."""
         route_id = uuid.UUID(merged.id)
@@ -260,15 +243,15 @@ class ProjectStore:
                 route_id, merged.path, template_of(merged.path), merged.method,
                 merged.service, merged.upstream_url, merged.rate_limit, merged.cache_ttl,
                 merged.auth_required, merged.active))
-            await _announce(connection, announce, row)
+            await announce_in(connection, announce, row)
             return row
 
-    async def delete_route(self, route_id: uuid.UUID, announce: Announce = _silent) -> None:
+    async def delete_route(self, route_id: uuid.UUID, announce: Announce = silent) -> None:
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 "DELETE FROM route_configs WHERE id = $1 RETURNING *", route_id)
             if row is not None:
-                await _announce(connection, announce, row)
+                await announce_in(connection, announce, row)
 
     async def active_routes(self) -> list[asyncpg.Record]:
         return await self.pool.fetch(

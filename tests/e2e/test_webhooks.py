@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from tests.e2e.helpers import Client, eventually
+from tests.e2e.helpers import Client, eventually, register
 from tests.webhook_support import Receiver, ThreadedReceiver, status
 
 SCHEDULE = (0.5, 1.0, 2.0)
@@ -162,3 +162,16 @@ def test_another_tenants_webhooks_are_not_found(alice, bob, receiver):
     assert got == 404
     alice.ok("DELETE", f"/api/v1/webhooks/{hook['id']}", status=204)
     assert alice.call("GET", f"/api/v1/webhooks/{hook['id']}")[0] == 404
+
+
+def test_an_admins_webhook_hears_of_every_registration(gw, admin, receiver):
+    hook = subscribe(admin, project_of(admin), receiver.url, ["user.registered"])
+    newcomer = register(gw, "newcomer")
+
+    def heard() -> list[dict[str, Any]]:
+        return [payload for payload in (verified(hook["secret"], r) for r in receiver.received)
+                if payload["data"].get("email") == newcomer.email]
+
+    [payload] = eventually(heard, DELIVERED_WITHIN_S)
+    assert payload["type"] == "user.registered"
+    assert payload["data"]["id"] == newcomer.user_id and "password" not in str(payload).lower()
