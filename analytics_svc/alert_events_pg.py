@@ -9,6 +9,9 @@ table of the analytics database (migrations/002_alert_events.sql), on the servic
   is an exact count of the same filter.
 - Acknowledging is one UPDATE by primary key, the owner a condition of it; the engine's
   cool-down check reads a rule's latest event from (rule_id, ts).
+- A stored event and an acknowledgement write their domain event (`alert.triggered`,
+  `alert.acknowledged`, for webhooks) into the outbox in the same transaction
+  (contracts/outbox.py), and nudge the relay.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import asyncpg
 
 from analytics_svc.alert_store import AlertRule, EventFilter, event_document, triggered_of
 from contracts.identity import Caller
-from contracts.messages import AlertTriggered
+from contracts.messages import AlertTriggered, DomainEvent, DomainEventType
+from contracts.outbox import OutboxRelay, add_to_outbox, domain_event
 from contracts.schemas.alerts import AlertEvent, AlertEventPage
 
 # alert_events' columns, in the order of `row_of` (also for COPY: bench/alerts.py seeds so)
@@ -92,18 +96,34 @@ def _where(caller: Caller, where: EventFilter) -> tuple[str, list[Any]]:
     return (" AND ".join(conditions) or "true"), arguments
 
 
+def _announced(event_type: DomainEventType, row: asyncpg.Record) -> DomainEvent:
+    """The domain event of a stored alert event: its project, or none (then its webhooks are
+    those of the rule owner's projects)."""
+    return domain_event(event_type, _view(row), project_id=row["project_id"],
+                        owner_id=row["user_id"])
+
+
 class PostgresAlertEventStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, relay: OutboxRelay | None = None) -> None:
         self._pool = pool
+        self._relay = relay
 
     async def store_event(self, rule: AlertRule, slot: int, *, value: float, severity: str,
                           message: str, at: datetime) -> AlertTriggered | None:
         document = event_document(rule, slot, value=value, severity=severity, message=message,
                                   at=milliseconds(at))
-        status = await self._pool.execute(_INSERT, *row_of(document))
-        if status != "INSERT 0 1":
-            return None  # the slot's event exists already
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(_INSERT + f" RETURNING {_COLUMNS}",
+                                            *row_of(document))
+            if row is None:
+                return None  # the slot's event exists already
+            await add_to_outbox(connection, _announced("alert.triggered", row))
+        self._nudge()
         return triggered_of(rule, document)
+
+    def _nudge(self) -> None:
+        if self._relay is not None:
+            self._relay.nudge()
 
     async def last_event_at(self, rule_id: str) -> datetime | None:
         moment: datetime | None = await self._pool.fetchval(_LAST, rule_id)
@@ -131,7 +151,12 @@ class PostgresAlertEventStore:
             key = bytes.fromhex(event_id)
         except ValueError:
             return None
-        row = await self._pool.fetchrow(
-            _ACKNOWLEDGE, key, by, milliseconds(datetime.now(UTC)),
-            None if caller.is_admin else caller.user_id)
-        return _view(row) if row is not None else None
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                _ACKNOWLEDGE, key, by, milliseconds(datetime.now(UTC)),
+                None if caller.is_admin else caller.user_id)
+            if row is None:
+                return None
+            await add_to_outbox(connection, _announced("alert.acknowledged", row))
+        self._nudge()
+        return _view(row)

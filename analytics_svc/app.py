@@ -30,11 +30,12 @@ from contracts.messages import RequestCompleted
 from contracts.migrations import open_migrated_pool, read_migrations
 from contracts.mongo import Mongo, open_mongo
 from contracts.names import ANALYTICS_REQUESTS, Service
+from contracts.outbox import OUTBOX_MIGRATIONS, OutboxRelay
 from contracts.redis_clients import client_for
-from contracts.service import Assembly, Consumer, ServiceDeclaration, closing
+from contracts.service import Assembly, Consumer, ServiceDeclaration, closing, started
 from contracts.settings import Settings
 
-MIGRATIONS = read_migrations(Path(__file__).parent / "migrations")
+MIGRATIONS = read_migrations(Path(__file__).parent / "migrations") + OUTBOX_MIGRATIONS
 
 # Messages (each up to 500 events) held at once: the writer folds them together.
 CONSUMER_PREFETCH = 8
@@ -49,11 +50,13 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
 
 
 async def open_alert_event_store(settings: Settings, pool: asyncpg.Pool,
-                                 mongo: Mongo) -> AlertEventStore:
+                                 mongo: Mongo, relay: OutboxRelay | None = None
+                                 ) -> AlertEventStore:
     """The configured alert event store (ALERT_EVENT_STORE), ready: PostgreSQL on the
-    analytics pool (migrated), or the `alertevents` collection with its indexes."""
+    analytics pool (migrated; its domain events through `relay`), or the `alertevents`
+    collection with its indexes (publishing no domain events yet)."""
     if settings.alert_event_store == "postgresql":
-        return PostgresAlertEventStore(pool)
+        return PostgresAlertEventStore(pool, relay)
     events = mongo.db[EVENTS]
     await mongo.ensure_indexes(events, EVENT_INDEXES)
     return MongoAlertEventStore(events)
@@ -69,7 +72,8 @@ async def assemble(service: Assembly) -> None:
         Mongo.close))
     rules = mongo.db[RULES]
     await mongo.ensure_indexes(rules, RULE_INDEXES)
-    alerts = AlertStore(rules, await open_alert_event_store(settings, pool, mongo))
+    relay = await service.open(started(OutboxRelay(pool, service.publish_confirmed)))
+    alerts = AlertStore(rules, await open_alert_event_store(settings, pool, mongo, relay))
     service.serve(AnalyticsHandlers(rollups, service.rpc))
     service.serve(AlertHandlers(alerts, service.rpc))
 

@@ -177,3 +177,27 @@ async def test_a_rules_latest_event_is_its_own(alert_event_store: AlertEventStor
     assert latest is not None and latest.utcoffset() == timedelta(0)
     assert await alert_event_store.last_event_at(OTHER_RULE.id) == BASE + timedelta(seconds=90)
     assert await alert_event_store.last_event_at("6500000000000000000000cc") is None
+
+
+async def test_the_postgresql_store_announces_each_event_and_acknowledgement_once(
+        alert_event_store: AlertEventStore):
+    """Webhooks' domain events go into the outbox in the same transaction (the MongoDB store
+    publishes none yet: docs/api.md section 15)."""
+    from analytics_svc.alert_events_pg import PostgresAlertEventStore
+    from contracts.messages import decode_events
+
+    if not isinstance(alert_event_store, PostgresAlertEventStore):
+        pytest.skip("the MongoDB store has no outbox yet")
+    first = await store(alert_event_store, RULE, 40)
+    assert first is not None
+    assert await store(alert_event_store, RULE, 40) is None  # the slot again: no second one
+    await alert_event_store.acknowledge(OWNER, first.id, "me")
+    await alert_event_store.acknowledge(OTHER, first.id, "someone")  # not theirs: nothing
+    rows = await alert_event_store._pool.fetch(
+        "SELECT routing_key, body FROM event_outbox ORDER BY id")
+    assert [row["routing_key"] for row in rows] == ["domain.alert.triggered",
+                                                    "domain.alert.acknowledged"]
+    events = [decode_events(row["routing_key"], bytes(row["body"])).events[0] for row in rows]
+    assert {event.data["id"] for event in events} == {first.id}
+    assert events[0].project_id == RULE.project_id and events[0].owner_id == OWNER.user_id
+    assert events[1].data["acknowledged"] is True and events[1].data["acknowledgedBy"] == "me"
