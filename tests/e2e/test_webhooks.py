@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from tests.e2e.helpers import Client, eventually, register
+from tests.e2e.helpers import Client, eventually, register, with_role
 from tests.webhook_support import Receiver, ThreadedReceiver, status
 
 SCHEDULE = (0.5, 1.0, 2.0)
@@ -151,15 +151,25 @@ def test_what_a_webhook_may_be(alice, admin, receiver):
     subscribe(admin, project_of(admin), receiver.url, ["user.registered"])
 
 
-def test_another_tenants_webhooks_are_not_found(alice, bob, receiver):
+def test_another_tenants_webhooks_are_not_found(gw, alice, bob, receiver):
     hook = subscribe(alice, project_of(alice), receiver.url, ["project.updated"])
-    for method, suffix, body in (("GET", "", None), ("PATCH", "", {"name": "mine"}),
-                                 ("DELETE", "", None), ("POST", "/rotate-secret", None),
-                                 ("POST", "/test", None), ("GET", "/deliveries", None)):
+    delivery = alice.ok("POST", f"/api/v1/webhooks/{hook['id']}/test", status=202)
+    for method, suffix, body in (
+            ("GET", "", None), ("PATCH", "", {"name": "mine"}), ("DELETE", "", None),
+            ("POST", "/rotate-secret", None), ("POST", "/test", None),
+            ("GET", "/deliveries", None), ("GET", f"/deliveries/{delivery['deliveryId']}", None),
+            ("POST", f"/deliveries/{delivery['deliveryId']}/redeliver", None)):
         got, answer, _ = bob.call(method, f"/api/v1/webhooks/{hook['id']}{suffix}", body)
         assert got == 404 and answer["message"] == "Webhook not found", (method, suffix)
-    got, _, _ = bob.call("GET", f"/api/v1/projects/{hook['projectId']}/webhooks")
-    assert got == 404
+    for method, body in (("GET", None), ("POST", {"name": "theirs", "url": receiver.url,
+                                                  "events": ["project.updated"]})):
+        got, answer, _ = bob.call(method, f"/api/v1/projects/{hook['projectId']}/webhooks",
+                                  body)
+        assert got == 404 and answer["message"] == "Project not found", method
+    viewer = with_role(gw, register(gw, "viewer"), "VIEWER")  # reads only: refused at once
+    got, _, _ = viewer.call("POST", f"/api/v1/projects/{hook['projectId']}/webhooks",
+                            {"name": "v", "url": receiver.url, "events": ["project.updated"]})
+    assert got == 403
     alice.ok("DELETE", f"/api/v1/webhooks/{hook['id']}", status=204)
     assert alice.call("GET", f"/api/v1/webhooks/{hook['id']}")[0] == 404
 
