@@ -106,14 +106,10 @@ class WebhookIntake:
     async def redeliver(self, webhook_id: uuid.UUID, delivery_id: str) -> bool:
         """The delivery pending again with a job for its next attempt; False if not found."""
         async with self._store.pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now()"
-                " WHERE id = $1 AND webhook_id = $2 RETURNING attempts", delivery_id,
-                webhook_id)
-            if row is None:
+            attempts = await self._store.pending_again(connection, webhook_id, delivery_id)
+            if attempts is None:
                 return False
-            await add_to_outbox(connection, WebhookDeliveryDue(delivery_id,
-                                                               row["attempts"] + 1))
+            await add_to_outbox(connection, WebhookDeliveryDue(delivery_id, attempts + 1))
         self._relay.nudge()
         return True
 

@@ -66,7 +66,7 @@ class WebhookHandlers:
         try:
             row = await self._store.create(
                 project["id"], webhook_id, name=body.name, url=body.url, events=body.events,
-                active=bool(or_none(body.active) if body.given(body.active) else True),
+                active=body.active if body.given(body.active) else True,
                 secret_sealed=self._box.seal(secret, str(webhook_id)), limit=self._max)
         except LimitReached as exc:
             raise Conflict(f"Webhook limit reached ({exc.limit})") from None

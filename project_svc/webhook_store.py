@@ -144,6 +144,15 @@ class WebhookStore:
                 recorded.append(row["id"])
         return recorded
 
+    async def pending_again(self, connection: Connection, webhook_id: uuid.UUID,
+                            delivery_id: str) -> int | None:
+        """A delivery pending again, now (a redelivery a person asked for; its attempts stay
+        in the log and numbering goes on); its attempts so far, or None if not found."""
+        attempts: int | None = await connection.fetchval(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now()"
+            " WHERE id = $1 AND webhook_id = $2 RETURNING attempts", delivery_id, webhook_id)
+        return attempts
+
     async def delivery(self, webhook_id: uuid.UUID, delivery_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
             "SELECT * FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2",
