@@ -66,6 +66,16 @@ async def _refuse_overlap(connection: Connection, project_id: uuid.UUID, method:
             raise RouteOverlap(method, row["path"])
 
 
+async def refuse_past_limit(connection: Connection, lock: str, count_query: str, key: object,
+                            limit: int) -> None:
+    """Raise LimitReached when `count_query` (of `key`) already counts `limit` rows. Counted
+    under a transaction-scoped lock named `lock`, so concurrent inserts of the same owner or
+    project cannot overshoot: call it inside the insert's transaction."""
+    await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock)
+    if await connection.fetchval(count_query, key) >= limit:
+        raise LimitReached(limit)
+
+
 class ProjectStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -77,11 +87,9 @@ class ProjectStore:
         """Raise LimitReached when the owner has `limit` projects already (counted and
         inserted under a lock per owner, so concurrent creates cannot overshoot)."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                                     f"projects-of:{owner}")
-            if await connection.fetchval(
-                    "SELECT count(*) FROM projects WHERE user_id = $1", owner) >= limit:
-                raise LimitReached(limit)
+            await refuse_past_limit(connection, f"projects-of:{owner}",
+                                    "SELECT count(*) FROM projects WHERE user_id = $1", owner,
+                                    limit)
             row = returned(await connection.fetchrow(
                 "INSERT INTO projects (id, name, description, user_id) VALUES ($1, $2, $3, $4)"
                 " RETURNING *", uuid.uuid4(), name, description, owner))
@@ -153,13 +161,10 @@ class ProjectStore:
         """Raise LimitReached when the project has `limit` usable keys already (not revoked,
         not expired), under a lock per project."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                                     f"keys-of:{project['id']}")
-            usable = await connection.fetchval(
+            await refuse_past_limit(  # usable keys: not revoked, not expired
+                connection, f"keys-of:{project['id']}",
                 "SELECT count(*) FROM api_keys WHERE project_id = $1 AND active"
-                " AND (expires_at IS NULL OR expires_at > now())", project["id"])
-            if usable >= limit:
-                raise LimitReached(limit)
+                " AND (expires_at IS NULL OR expires_at > now())", project["id"], limit)
             row = returned(await connection.fetchrow(
                 "INSERT INTO api_keys (id, key_hash, prefix, name, project_id, user_id,"
                 " expires_at) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::int IS NULL"

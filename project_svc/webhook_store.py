@@ -17,7 +17,7 @@ from contracts.identity import Caller
 from contracts.postgres import Connection, returned
 from contracts.schemas.webhooks import WebhookPatch
 from contracts.validation import or_none
-from project_svc.store import LimitReached
+from project_svc.store import refuse_past_limit
 
 VISIBLE = "p.id = w.project_id AND ($2 OR p.user_id = $3)"
 
@@ -53,11 +53,9 @@ class WebhookStore:
         """Raise LimitReached when the project has `limit` webhooks (counted under a lock per
         project, so concurrent creates cannot overshoot)."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                                     f"webhooks-of:{project_id}")
-            if await connection.fetchval(
-                    "SELECT count(*) FROM webhooks WHERE project_id = $1", project_id) >= limit:
-                raise LimitReached(limit)
+            await refuse_past_limit(connection, f"webhooks-of:{project_id}",
+                                    "SELECT count(*) FROM webhooks WHERE project_id = $1",
+                                    project_id, limit)
             return returned(await connection.fetchrow(
                 "INSERT INTO webhooks (id, project_id, name, url, events, active, secret_sealed)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
