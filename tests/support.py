@@ -70,6 +70,14 @@ def close_all_connections(vhost: str) -> None:
     )
 
 
+def restart_broker() -> None:
+    """Stop the broker's application and start it again (every connection drops; queues,
+    their messages and delayed messages come back from disk), then wait until it serves."""
+    for command in (["stop_app"], ["start_app"], ["await_startup", "--timeout", "60"]):
+        subprocess.run(["rabbitmqctl", "-n", RABBIT_NODE, *command], check=True,
+                       capture_output=True, timeout=120)
+
+
 def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:
     status, body, _ = request_json("GET", url, timeout=timeout)
     return status, body

@@ -1,10 +1,11 @@
 """Webhook deliveries lose nothing when things go wrong (docs/api.md section 15): the project
-service killed (SIGKILL) while attempts are in flight, and the broker dropping every
-connection during a burst of events; every event is still delivered at least once, with the
-same `webhook-id` on any repeat, and each delivery ends `delivered` in the log. And an
-endpoint that fails everything is disabled and its owner told on the monitor.
+service killed (SIGKILL) while attempts are in flight, the broker dropping every connection
+during a burst of events, and the broker restarted (stop_app, start_app) while retries wait
+in its delay queues; every event is still delivered at least once, with the same
+`webhook-id` on any repeat, and each delivery ends `delivered` in the log. And an endpoint
+that fails everything is disabled and its owner told on the monitor.
 
-A module of its own: its tests kill and restart the stack's processes.
+A module of its own: its tests kill and restart the stack's processes and the broker.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.conftest import TEST_VHOST
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import Client, eventually
 from tests.e2e.monitor_client import Watcher
-from tests.support import close_all_connections
+from tests.support import close_all_connections, restart_broker
 from tests.webhook_support import Receiver, ThreadedReceiver, status
 
 EVENTS = 12
@@ -92,6 +93,22 @@ def test_the_broker_dropping_every_connection_loses_no_delivery(gw: Stack, alice
     assert eventually(lambda: slow_receiver.received, 15), "no attempt started"
     close_all_connections(TEST_VHOST)
     all_delivered(alice, slow_receiver, hook_id, names)
+
+
+def test_a_broker_restart_during_a_burst_loses_no_delivery(gw: Stack, alice):
+    # every first attempt fails, so when the broker stops each delivery's retry is a
+    # message in a delay queue (and later events may still wait in the intake's queue)
+    failing_first = ThreadedReceiver(Receiver([status(500)] * EVENTS + [status(204)]))
+    failing_first.start()
+    try:
+        hook_id, names = burst(alice, failing_first)
+        assert eventually(lambda: len(failing_first.received) >= EVENTS, 15), (
+            len(failing_first.received))
+        restart_broker()
+        gw.wait_healthy(60)
+        all_delivered(alice, failing_first, hook_id, names)
+    finally:
+        failing_first.stop()
 
 
 async def test_an_endpoint_failing_everything_is_disabled_and_its_owner_told(gw: Stack, alice):
