@@ -24,6 +24,7 @@ from pymongo import ReturnDocument
 from contracts.identity import Caller
 from contracts.messages import AlertTriggered
 from contracts.mongo import Collection, Index, derived_id, inclusive_range
+from contracts.outbox import OUTBOX_INDEX
 from contracts.schemas import alerts
 from contracts.schemas.common import Answer
 from contracts.timeutil import to_iso
@@ -39,7 +40,8 @@ RULE_INDEXES = (Index((("userId", 1),), "userId_1"),
 EVENT_INDEXES = (Index((("ruleId", 1), ("timestamp", -1)), "ruleId_1_timestamp_-1"),
                  Index((("timestamp", -1),), "timestamp_-1"),
                  Index((("acknowledged", 1),), "acknowledged_1"),
-                 Index((("service", 1), ("timestamp", -1)), "service_1_timestamp_-1"))
+                 Index((("service", 1), ("timestamp", -1)), "service_1_timestamp_-1"),
+                 OUTBOX_INDEX)
 
 
 def visible_to(caller: Caller) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from contracts.messages import RequestCompleted
 from contracts.migrations import open_migrated_pool, read_migrations
 from contracts.mongo import Mongo, open_mongo
 from contracts.names import ANALYTICS_REQUESTS, Service
-from contracts.outbox import OUTBOX_MIGRATIONS, OutboxRelay
+from contracts.outbox import OUTBOX_MIGRATIONS, DocumentOutboxRelay, OutboxRelay
 from contracts.redis_clients import client_for
 from contracts.service import Assembly, Consumer, ServiceDeclaration, closing, started
 from contracts.settings import Settings
@@ -49,17 +49,19 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
         migration_url=settings.analytics_migration_url)
 
 
-async def open_alert_event_store(settings: Settings, pool: asyncpg.Pool,
-                                 mongo: Mongo, relay: OutboxRelay | None = None
-                                 ) -> AlertEventStore:
+async def open_alert_event_store(service: Assembly, pool: asyncpg.Pool, mongo: Mongo,
+                                 relay: OutboxRelay) -> AlertEventStore:
     """The configured alert event store (ALERT_EVENT_STORE), ready: PostgreSQL on the
-    analytics pool (migrated; its domain events through `relay`), or the `alertevents`
-    collection with its indexes (publishing no domain events yet)."""
-    if settings.alert_event_store == "postgresql":
+    analytics pool (migrated; its domain events through the outbox table's `relay`), or the
+    `alertevents` collection with its indexes (its domain events in its documents, published
+    by a `DocumentOutboxRelay` opened with the service)."""
+    if service.settings.alert_event_store == "postgresql":
         return PostgresAlertEventStore(pool, relay)
     events = mongo.db[EVENTS]
     await mongo.ensure_indexes(events, EVENT_INDEXES)
-    return MongoAlertEventStore(events)
+    documents_relay = await service.open(started(
+        DocumentOutboxRelay(events, service.publish_confirmed)))
+    return MongoAlertEventStore(events, documents_relay)
 
 
 async def assemble(service: Assembly) -> None:
@@ -73,7 +75,7 @@ async def assemble(service: Assembly) -> None:
     rules = mongo.db[RULES]
     await mongo.ensure_indexes(rules, RULE_INDEXES)
     relay = await service.open(started(OutboxRelay(pool, service.publish_confirmed)))
-    alerts = AlertStore(rules, await open_alert_event_store(settings, pool, mongo, relay))
+    alerts = AlertStore(rules, await open_alert_event_store(service, pool, mongo, relay))
     service.serve(AnalyticsHandlers(rollups, service.rpc))
     service.serve(AlertHandlers(alerts, service.rpc))
 

@@ -42,6 +42,24 @@ async def amqp(settings: Settings) -> AsyncIterator[Connect]:
 
 
 @pytest.fixture
+async def brokers(settings: Settings):
+    """Open AmqpBrokers (each a connection of its own), closed at the end."""
+    from contracts.broker import AmqpBroker
+
+    opened: list[AmqpBroker] = []
+
+    async def open_broker(name: str) -> AmqpBroker:
+        broker = AmqpBroker(settings)
+        await broker.open(name)
+        opened.append(broker)
+        return broker
+
+    yield open_broker
+    for broker in opened:
+        await broker.close()
+
+
+@pytest.fixture
 async def redis(redis_test_db: str) -> AsyncIterator[Redis]:
     """A client of the tests' Redis database, closed at the end."""
     client = Redis.from_url(redis_test_db)

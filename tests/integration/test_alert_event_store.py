@@ -5,6 +5,7 @@ admin's all), acknowledging, and a rule's latest event for the engine's cool-dow
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,10 +13,15 @@ from typing import Any
 import pytest
 from pydantic_core import to_jsonable_python
 
-from analytics_svc.alert_events_pg import milliseconds
+from analytics_svc.alert_events_mongo import MongoAlertEventStore
+from analytics_svc.alert_events_pg import PostgresAlertEventStore, milliseconds
 from analytics_svc.alert_store import AlertEventStore, AlertRule, EventFilter
+from contracts.amqp import declare_event_queue
 from contracts.identity import Caller, Role
+from contracts.messages import DomainEvent, decode_events
 from contracts.mongo import derived_id
+from contracts.names import domain_routing_key
+from contracts.outbox import ConfirmedPublish, DocumentOutboxRelay, OutboxRelay
 from contracts.timeutil import to_iso
 
 pytestmark = pytest.mark.integration
@@ -179,25 +185,61 @@ async def test_a_rules_latest_event_is_its_own(alert_event_store: AlertEventStor
     assert await alert_event_store.last_event_at("6500000000000000000000cc") is None
 
 
-async def test_the_postgresql_store_announces_each_event_and_acknowledgement_once(
-        alert_event_store: AlertEventStore):
-    """Webhooks' domain events go into the outbox in the same transaction (the MongoDB store
-    publishes none yet: docs/api.md section 15)."""
-    from analytics_svc.alert_events_pg import PostgresAlertEventStore
-    from contracts.messages import decode_events
+def relay_of(events: AlertEventStore,
+             publish: ConfirmedPublish) -> OutboxRelay | DocumentOutboxRelay:
+    """The relay that publishes what `events` announces, as its service opens it."""
+    if isinstance(events, PostgresAlertEventStore):
+        return OutboxRelay(events._pool, publish)
+    assert isinstance(events, MongoAlertEventStore)
+    return DocumentOutboxRelay(events._events, publish)
 
-    if not isinstance(alert_event_store, PostgresAlertEventStore):
-        pytest.skip("the MongoDB store has no outbox yet")
+
+async def received(queue, expected: int, within_s: float = 10.0) -> list[DomainEvent]:
+    """Domain events read from `queue` until `expected` arrived and it stayed empty a moment."""
+    found: list[DomainEvent] = []
+    loop = asyncio.get_running_loop()
+    until = loop.time() + within_s
+    while loop.time() < until:
+        message = await queue.get(fail=False)
+        if message is None:
+            if len(found) >= expected:
+                break
+            await asyncio.sleep(0.05)
+            continue
+        batch = decode_events(message.routing_key, message.body)
+        found.extend(event for event in batch.events if isinstance(event, DomainEvent))
+        await message.ack()
+    await asyncio.sleep(0.3)
+    assert await queue.get(fail=False) is None, "more than announced"
+    return found
+
+
+async def test_each_stored_event_and_acknowledgement_is_announced_once(
+        alert_event_store: AlertEventStore, amqp, brokers, unique: str):
+    """Webhooks' domain events are written by the change's own write (a PostgreSQL outbox row
+    in its transaction; in MongoDB, the document's own `outbox` entries) and published by a
+    relay, here one started only after the writes, as after a crash."""
+    queue = await declare_event_queue(
+        await (await amqp("reader")).channel(), unique,
+        (domain_routing_key("alert.triggered"), domain_routing_key("alert.acknowledged")))
     first = await store(alert_event_store, RULE, 40)
     assert first is not None
     assert await store(alert_event_store, RULE, 40) is None  # the slot again: no second one
     await alert_event_store.acknowledge(OWNER, first.id, "me")
-    await alert_event_store.acknowledge(OTHER, first.id, "someone")  # not theirs: nothing
-    rows = await alert_event_store._pool.fetch(
-        "SELECT routing_key, body FROM event_outbox ORDER BY id")
-    assert [row["routing_key"] for row in rows] == ["domain.alert.triggered",
-                                                    "domain.alert.acknowledged"]
-    events = [decode_events(row["routing_key"], bytes(row["body"])).events[0] for row in rows]
+    assert await alert_event_store.acknowledge(OTHER, first.id, "someone") is None
+    listed_now = (await listed(alert_event_store))["events"]
+    assert [set(event) for event in listed_now] == [WIRE_KEYS]  # nothing of the outbox shown
+
+    relay = relay_of(alert_event_store, (await brokers("relay")).publish_confirmed)
+    assert await relay.relay_once() >= 1
+    assert await relay.relay_once() == 0  # published once, then gone
+    events = await received(queue, 2)
+    assert [event.type for event in events] == ["alert.triggered", "alert.acknowledged"]
+    assert len({event.event_id for event in events}) == 2
     assert {event.data["id"] for event in events} == {first.id}
-    assert events[0].project_id == RULE.project_id and events[0].owner_id == OWNER.user_id
+    assert all(event.project_id == RULE.project_id and event.owner_id == OWNER.user_id
+               for event in events)
+    assert events[0].data["acknowledged"] is False
     assert events[1].data["acknowledged"] is True and events[1].data["acknowledgedBy"] == "me"
+    assert events[1].data == wire(await alert_event_store.events(
+        OWNER, EventFilter(), limit=1, offset=0))["events"][0]

@@ -11,7 +11,6 @@ import asyncpg
 import pytest
 
 from contracts.amqp import declare_event_queue
-from contracts.broker import AmqpBroker
 from contracts.migrations import migrate
 from contracts.names import RoutingKey
 from contracts.outbox import OUTBOX_MIGRATIONS, OutboxRelay, add_to_outbox
@@ -29,22 +28,6 @@ async def pool(project_database_url: str, unique: str) -> AsyncIterator[asyncpg.
     yield pool
     await pool.close()
     await drop_database(url)
-
-
-@pytest.fixture
-async def brokers(settings):
-    """Open AmqpBrokers (each a connection of its own), closed at the end."""
-    opened: list[AmqpBroker] = []
-
-    async def open_broker(name: str) -> AmqpBroker:
-        broker = AmqpBroker(settings)
-        await broker.open(name)
-        opened.append(broker)
-        return broker
-
-    yield open_broker
-    for broker in opened:
-        await broker.close()
 
 
 async def waiting(pool: asyncpg.Pool) -> int:
