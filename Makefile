@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # mail delivered to the SMTP sink that writes messages to .local/mail/.
 DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail
 
-.PHONY: help setup infra cluster run run-cluster test test-unit lint docs stop clean admin bench browser \
+.PHONY: help setup infra cluster run run-cluster test test-unit lint docs stop clean admin reseal-webhook-secrets bench browser \
 	deploy-tools observe
 
 help:
@@ -117,6 +117,9 @@ test-unit: setup
 admin: setup  ## make admin EMAIL=someone@example.com  (promote an account to ADMIN)
 	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=someone@example.com"; exit 2; }
 	@APP_ENV=$${APP_ENV:-development} $(PY) -m auth_svc set-role "$(EMAIL)" ADMIN
+
+reseal-webhook-secrets: setup  ## after a WEBHOOK_ENCRYPTION_KEY rotation: every secret under the new key
+	@APP_ENV=$${APP_ENV:-development} $(PY) -m project_svc reseal-webhook-secrets
 
 bench: setup infra cluster  ## BENCH_SECONDS=10 BENCH_PROFILE=1 are optional (BENCH_CLUSTER=0: no cluster rows)
 	@command -v wrk >/dev/null || { echo "[bench] installing wrk"; \

@@ -11,7 +11,7 @@ from contracts.migrations import open_migrated_pool, read_migrations
 from contracts.names import WEBHOOK_DELIVERIES, WEBHOOK_EVENTS, Service
 from contracts.outbox import OUTBOX_MIGRATIONS, OutboxRelay
 from contracts.service import Assembly, Consumer, ServiceDeclaration, closing, started
-from contracts.settings import Settings, encryption_key
+from contracts.settings import Settings
 from contracts.upstream import OwnAddresses, UpstreamPolicy
 from project_svc.handlers import KeyUsage, ProjectHandlers
 from project_svc.store import ProjectStore
@@ -19,7 +19,7 @@ from project_svc.webhook_dispatch import WebhookDisabledNotice, WebhookDispatche
 from project_svc.webhook_handlers import WebhookHandlers
 from project_svc.webhook_retries import RetrySchedule
 from project_svc.webhook_sender import WebhookSender
-from project_svc.webhook_signing import SecretBox
+from project_svc.webhook_signing import secret_box
 from project_svc.webhook_store import WebhookStore
 
 MIGRATIONS = read_migrations(Path(__file__).parent / "migrations") + OUTBOX_MIGRATIONS
@@ -54,8 +54,7 @@ async def assemble_webhooks(service: Assembly, pool: asyncpg.Pool, projects: Pro
     """Webhook CRUD, the intake of domain events and the dispatchers (webhook_dispatch)."""
     settings = service.settings
     webhooks = WebhookStore(pool)
-    box = SecretBox(encryption_key(settings.webhook_encryption_key),
-                    [encryption_key(key) for key in settings.webhook_encryption_old_keys])
+    box = secret_box(settings)
     sender = await service.open(started(WebhookSender(targets,
                                                       timeout_s=settings.webhook_timeout_s)))
     intake = WebhookIntake(webhooks, relay)

@@ -14,9 +14,9 @@ digits of the key's SHA-256, and the webhook's id bound in as associated data (a
 copied onto another webhook's row does not open). Rotating the encryption key: set the new
 key as WEBHOOK_ENCRYPTION_KEY and the old one in WEBHOOK_ENCRYPTION_OLD_KEYS (comma-
 separated); secrets sealed under an old key still open, and a webhook's secrets are sealed
-under the new key when its secret is rotated (`POST /webhooks/:id/rotate-secret`). Keep an
-old key until every webhook sealed under it was rotated (a tool to reseal all at once is
-not written yet).
+under the new key when its secret is rotated (`POST /webhooks/:id/rotate-secret`) or when
+an operator runs `python -m project_svc reseal-webhook-secrets` (project_svc.reseal), after
+which the old key can go.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from contracts.settings import Settings, encryption_key
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -99,3 +101,9 @@ class SecretBox:
     def is_current(self, sealed: str) -> bool:
         """Whether `sealed` is under the current key (else it is sealed again when written)."""
         return sealed.startswith(f"{SEALED_VERSION}.{self._current_id}.")
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The box of WEBHOOK_ENCRYPTION_KEY, opening what WEBHOOK_ENCRYPTION_OLD_KEYS sealed."""
+    return SecretBox(encryption_key(settings.webhook_encryption_key),
+                     [encryption_key(key) for key in settings.webhook_encryption_old_keys])
