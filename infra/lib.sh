@@ -7,6 +7,7 @@
 #   redis/                  Redis working dir (persistence is off)
 #   rabbitmq/               RabbitMQ node data (mnesia) when we start it
 #   pgbouncer/              PgBouncer's configuration (transaction pooling)
+#   oidc/jwks.json          the local OpenID Connect provider's signing key (kept across restarts)
 #   logs/                   one log per service
 #   *.pid, *.started        pid files / markers of the servers that up.sh started;
 #                           down.sh stops only those.
@@ -34,6 +35,12 @@ MONGO_PORT=27017
 # PgBouncer in transaction pooling in front of PostgreSQL (how many replicas usually reach it)
 PGBOUNCER_PORT=6432
 LOCALHOST=127.0.0.1
+# The local OpenID Connect provider (infra/oidc, oidc-provider on Node.js): issuer
+# http://127.0.0.1:$OIDC_PORT, its npm packages in infra/oidc/node_modules (git-ignored).
+OIDC_PORT="${OIDC_PORT:-9400}"
+OIDC_DIR="$INFRA_DIR/oidc"
+export OIDC_PORT
+export OIDC_JWKS_FILE="${OIDC_JWKS_FILE:-$STATE_DIR/oidc/jwks.json}"
 
 # RabbitMQ's Erlang distribution (25672) and epmd (4369) listen on loopback only, like every
 # other local server. The node is named for `localhost`, not the host name: Debian's
@@ -41,7 +48,11 @@ LOCALHOST=127.0.0.1
 # rabbitmqctl reads the same variables, so the CLI (and the tests) reach the same node.
 export RABBITMQ_NODENAME="${RABBITMQ_NODENAME:-rabbit@localhost}"
 export ERL_EPMD_ADDRESS="$LOCALHOST"
-export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+# A dead letter that at-least-once dead-lettering (the webhook delay queues) could not forward
+# is tried again after this many ms (RabbitMQ's default: 3 minutes). After a restart a quorum
+# queue can recover before its dead-letter exchange does, and its expired messages wait.
+RABBIT_DLX_RETRY_ARGS="-rabbit dead_letter_worker_publisher_confirm_timeout 10000"
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} $RABBIT_DLX_RETRY_ARGS"
 EPMD_PORT=4369
 RABBIT_DIST_PORT=25672
 

@@ -58,7 +58,7 @@ node_env() {
     export RABBITMQ_DIST_PORT
     RABBITMQ_DIST_PORT="$(dist_port "$node")"
     # Schedulers that do not spin while idle: four nodes share two cores with the tests.
-    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none $RABBIT_DLX_RETRY_ARGS"
 }
 
 start_node() {

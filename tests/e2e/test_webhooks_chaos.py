@@ -74,7 +74,12 @@ def all_delivered(owner: Client, receiver: ThreadedReceiver, hook_id: str,
                         query={"status": "delivered", "limit": 100})
         return int(page["total"])
 
-    assert eventually(lambda: delivered() == EVENTS, WITHIN_S), delivered()
+    def undelivered() -> list[dict]:
+        page = owner.ok("GET", f"/api/v1/webhooks/{hook_id}/deliveries", query={"limit": 100})
+        return [owner.ok("GET", f"/api/v1/webhooks/{hook_id}/deliveries/{d['id']}")
+                for d in page["deliveries"] if d["status"] != "delivered"]
+
+    assert eventually(lambda: delivered() == EVENTS, WITHIN_S), undelivered()
 
 
 def test_a_killed_project_service_loses_no_delivery(gw: Stack, alice, slow_receiver):
