@@ -12,7 +12,13 @@ PYTEST_ARGS ?=
 
 # `make run` uses the development profile: insecure built-in secrets, allowed only there, and
 # mail delivered to the SMTP sink that writes messages to .local/mail/.
-DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail
+# make run signs in with the local OpenID provider of `make infra` (infra/oidc) as `local`
+LOCAL_OIDC := OAUTH_PROVIDERS=$${OAUTH_PROVIDERS:-local} \
+	OAUTH_LOCAL_ISSUER=$${OAUTH_LOCAL_ISSUER:-http://127.0.0.1:9400} \
+	OAUTH_LOCAL_CLIENT_ID=$${OAUTH_LOCAL_CLIENT_ID:-gateway-platform} \
+	OAUTH_LOCAL_CLIENT_SECRET=$${OAUTH_LOCAL_CLIENT_SECRET:-local-dev-secret}
+DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail \
+	$(LOCAL_OIDC)
 
 .PHONY: help setup infra cluster run run-cluster test test-unit lint docs stop clean admin reseal-webhook-secrets bench browser \
 	deploy-tools observe
@@ -22,7 +28,8 @@ help:
 	@echo "make run-cluster  the same scaled out: 2 gateways (3000, 3001), 2 of each service,"
 	@echo "             on the local clusters (make cluster) and PgBouncer"
 	@echo "make test    start infrastructure, then run every test"
-	@echo "make infra   install (if missing) and start PostgreSQL, Redis, RabbitMQ, FerretDB"
+	@echo "make infra   install (if missing) and start PostgreSQL, Redis, RabbitMQ, FerretDB and"
+	@echo "             the local OpenID provider (http://127.0.0.1:9400)"
 	@echo "make bench   throughput/latency table of the gateway against baselines"
 	@echo "make observe Prometheus (http://127.0.0.1:9090) with the alert rules, watching make run's stack"
 	@echo "make lint    ruff, then mypy --strict over every package"

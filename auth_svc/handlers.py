@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from auth_svc import secrets
 from auth_svc.mail import Mailer
 from auth_svc.passwords import Passwords
+from auth_svc.sessions import Sessions, registration_announcer
 from auth_svc.store import AuthStore, EmailTaken, User
 from auth_svc.throttle import LoginThrottle
 from contracts import operations as op
 from contracts.errors import BadRequest, Conflict, Forbidden, Unauthorized
-from contracts.identity import issue_access_token
 from contracts.logging import get_logger
-from contracts.messages import Event
 from contracts.operations import Call
-from contracts.outbox import OutboxRelay, domain_event
+from contracts.outbox import OutboxRelay
 from contracts.rpc import handles
 from contracts.schemas import auth
 from contracts.schemas.common import Message
@@ -38,7 +37,8 @@ class AuthHandlers:
         throttle: LoginThrottle, mailer: Mailer, relay: OutboxRelay | None = None,
     ) -> None:
         self._settings = settings
-        self._relay = relay
+        self._registered = registration_announcer(relay)
+        self._sessions = Sessions(settings.access_token_secret, store)
         self._store = store
         self._passwords = passwords
         self._throttle = throttle
@@ -65,14 +65,8 @@ class AuthHandlers:
         if self._mailer.configured:
             message = "Registration successful. Verification email sent."
             self._after_reply(self._mail_verification(user))
-        return auth.Registered.view(await self._new_session(user), message=message,
+        return auth.Registered.view(await self._sessions.open(user), message=message,
                                     user=auth.User.view(user))
-
-    def _registered(self, row: Any) -> Sequence[Event]:
-        """user.registered (webhooks: admins' only), with the profile the API answers."""
-        if self._relay is not None:
-            self._relay.nudge()
-        return [domain_event("user.registered", auth.User.view(User.from_row(row)))]
 
     @handles(op.AUTH_LOGIN)
     async def login(self, call: Call[auth.LoginBody, None, None]) -> auth.Session:
@@ -86,9 +80,9 @@ class AuthHandlers:
         await self._throttle.succeeded(email, client_ip)
         if not user.active:
             raise Forbidden("Account is deactivated")
-        if self._passwords.needs_rehash(user.password_hash):
+        if user.password_hash is not None and self._passwords.needs_rehash(user.password_hash):
             await self._store.set_password_hash(user.id, await self._passwords.hash(password))
-        return auth.Session.view(await self._new_session(user), user=auth.User.view(user))
+        return auth.Session.view(await self._sessions.open(user), user=auth.User.view(user))
 
     @handles(op.AUTH_REFRESH)
     async def refresh(self, call: Call[auth.RefreshBody, None, None]) -> auth.TokenPair:
@@ -104,7 +98,8 @@ class AuthHandlers:
             assert outcome.family_id is not None
             await self._store.revoke_family(outcome.family_id)
             raise Forbidden("Account not found or deactivated")
-        return auth.TokenPair(access_token=self._access_token(user), refresh_token=successor)
+        return auth.TokenPair(access_token=self._sessions.access_token(user),
+                              refresh_token=successor)
 
     @handles(op.AUTH_LOGOUT)
     async def logout(self, call: Call[auth.RefreshBody, None, None]) -> Message:
@@ -156,16 +151,6 @@ class AuthHandlers:
         return Message(message="Password reset successfully")
 
     # --- helpers -----------------------------------------------------------------------------
-
-    def _access_token(self, user: User) -> str:
-        return issue_access_token(self._settings.access_token_secret, user_id=str(user.id),
-                                  email=user.email, role=user.role)
-
-    async def _new_session(self, user: User) -> auth.TokenPair:
-        """A token pair opening a new refresh token family (one per login)."""
-        refresh_token = secrets.refresh_token()
-        await self._store.add_refresh_token(user.id, secrets.digest(refresh_token))
-        return auth.TokenPair(access_token=self._access_token(user), refresh_token=refresh_token)
 
     def _after_reply(self, work: Coroutine[Any, Any, None]) -> None:
         async def run() -> None:

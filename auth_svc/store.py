@@ -20,6 +20,10 @@ USER_COLUMNS = (
 )
 
 
+def _qualified(table: str) -> str:
+    return ", ".join(f"{table}.{column.strip()}" for column in USER_COLUMNS.split(","))
+
+
 @dataclass(frozen=True)
 class User:
     id: uuid.UUID
@@ -27,7 +31,7 @@ class User:
     name: str
     role: str
     active: bool
-    password_hash: str
+    password_hash: str | None  # None: made by a provider sign-in, no password set yet
     email_verified_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -45,6 +49,18 @@ async def _lock_family(connection: Connection, family_id: uuid.UUID) -> None:
 
 class EmailTaken(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class ProviderSignIn:
+    """What a provider sign-in found: the account (`user`), or why there is none (`refused`:
+    "unverified-taken" when the address has an account but the provider did not verify it,
+    "untrusted-taken" when it has one and the provider may not link it, "unverified" when the
+    provider vouches for no address at all)."""
+
+    user: User | None = None
+    created: bool = False
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,62 @@ class AuthStore:
         except asyncpg.UniqueViolationError:
             raise EmailTaken(email) from None
         return User.from_row(row)
+
+    async def sign_in_with_provider(
+            self, provider: str, subject: str, *, email: str | None, email_verified: bool,
+            name: str, trust_email: bool, announce: Announce = silent) -> ProviderSignIn:
+        """docs/api.md section 16: the account of a known identity; else, for a provider
+        trusted to assert email, the account of the same verified address, linked; else a
+        new DEVELOPER account (announced in the same transaction). Linking an account whose
+        own address was never verified removes its password and ends its sessions: whoever
+        registered it without owning the address loses it (account pre-hijacking)."""
+        for _attempt in range(3):
+            try:
+                return await self._sign_in_with_provider(
+                    provider, subject, email=email, email_verified=email_verified, name=name,
+                    trust_email=trust_email, announce=announce)
+            except asyncpg.UniqueViolationError:
+                continue  # a concurrent first sign-in of this identity or address: look again
+        raise RuntimeError("provider sign-in kept racing")
+
+    async def _sign_in_with_provider(
+            self, provider: str, subject: str, *, email: str | None, email_verified: bool,
+            name: str, trust_email: bool, announce: Announce) -> ProviderSignIn:
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                f"UPDATE oauth_identities i SET last_sign_in_at = now() FROM users u"
+                f" WHERE i.provider = $1 AND i.subject = $2 AND u.id = i.user_id"
+                f" RETURNING {_qualified('u')}", provider, subject)
+            if row is not None:
+                return ProviderSignIn(User.from_row(row))
+            if email is None or not email_verified:
+                taken = email is not None and await connection.fetchval(
+                    "SELECT true FROM users WHERE email = $1", email)
+                return ProviderSignIn(refused="unverified-taken" if taken else "unverified")
+            row = await connection.fetchrow(
+                f"SELECT {USER_COLUMNS} FROM users WHERE email = $1 FOR UPDATE", email)
+            created = row is None
+            if row is not None:
+                if not trust_email:
+                    return ProviderSignIn(refused="untrusted-taken")
+                if row["email_verified_at"] is None:
+                    row = returned(await connection.fetchrow(
+                        f"UPDATE users SET password_hash = NULL, email_verified_at = now(),"
+                        f" updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}",
+                        row["id"]))
+                    await connection.execute(
+                        "UPDATE refresh_tokens SET revoked = true"
+                        " WHERE user_id = $1 AND NOT revoked", row["id"])
+            else:
+                row = returned(await connection.fetchrow(
+                    f"INSERT INTO users (id, email, password_hash, name, email_verified_at)"
+                    f" VALUES ($1, $2, NULL, $3, now()) RETURNING {USER_COLUMNS}",
+                    uuid.uuid4(), email, name))
+                await announce_in(connection, announce, row)
+            await connection.execute(
+                "INSERT INTO oauth_identities (provider, subject, user_id, email)"
+                " VALUES ($1, $2, $3, $4)", provider, subject, row["id"], email)
+            return ProviderSignIn(User.from_row(row), created=created)
 
     async def user_by_email(self, email: str) -> User | None:
         row = await self._pool.fetchrow(

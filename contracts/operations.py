@@ -25,7 +25,7 @@ from contracts.errors import Unauthorized
 from contracts.identity import Caller
 from contracts.messages import RpcRequest
 from contracts.names import Service
-from contracts.schemas import alerts, analytics, auth, health, logs, projects, webhooks
+from contracts.schemas import alerts, analytics, auth, health, logs, oauth, projects, webhooks
 from contracts.schemas.common import IdParams, Message, ProjectIdParams
 from contracts.validation import RequestModel, load, load_list
 
@@ -56,6 +56,17 @@ class Call(Generic[B, Q, P]):
         return self.caller
 
 
+@dataclass(frozen=True)
+class Redirect:
+    """An answer that sends the client elsewhere: the gateway answers 302 with `Location`
+    (and no body) instead of the operation's JSON answer. Only operations declared with
+    `redirects=True` return one."""
+
+    location: str
+
+    STATUS = 302
+
+
 @dataclass(frozen=True, eq=False)
 class Operation:
     name: str
@@ -68,6 +79,7 @@ class Operation:
     # the type of a success answer (a model or e.g. list[Model]); None only for 204 No Content
     answer: Any = None
     status: int = 200  # of a success answer
+    redirects: bool = False  # may answer a `Redirect` (302) instead
 
     def __repr__(self) -> str:
         return f"Operation({self.name})"
@@ -125,6 +137,17 @@ AUTH_FORGOT_PASSWORD = Operation("auth.forgot_password", AUTH, body=auth.EmailBo
                                  answer=Message)
 AUTH_RESET_PASSWORD = Operation("auth.reset_password", AUTH, body=auth.ResetPasswordBody,
                                 answer=Message)
+
+# --- sign-in with providers (docs/api.md section 16) ------------------------------------------
+OAUTH_PROVIDERS = Operation("oauth.providers", AUTH, answer=list[oauth.Provider])
+OAUTH_INITIATE = Operation("oauth.initiate", AUTH, params=oauth.ProviderParams,
+                           query=oauth.InitiateQuery, answer=oauth.Authorization,
+                           redirects=True)
+# only ever redirects (to OAUTH_SUCCESS_URL with a one-time code), or fails
+OAUTH_CALLBACK = Operation("oauth.callback", AUTH, params=oauth.ProviderParams,
+                           query=oauth.CallbackQuery, status=Redirect.STATUS, redirects=True)
+OAUTH_EXCHANGE = Operation("oauth.exchange", AUTH, body=oauth.ExchangeBody,
+                           answer=auth.Session)
 
 # --- projects (docs/api.md section 4) --------------------------------------------------------
 PROJECT_CREATE = Operation("project.create", PROJECT, body=projects.ProjectBody,

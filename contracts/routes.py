@@ -145,6 +145,19 @@ ROUTES: tuple[Route, ...] = (
           "Send a password reset link (same answer for any address)", tags=("auth",)),
     Route("POST", "/api/v1/auth/reset-password", op.AUTH_RESET_PASSWORD, PUBLIC,
           "Set a new password with the token from the mail", tags=("auth",), errors=(400,)),
+    # --- sign-in with providers (docs/api.md section 16) ------------------------------------------
+    Route("GET", "/api/v1/oauth/providers", op.OAUTH_PROVIDERS, PUBLIC,
+          "The sign-in providers configured", tags=("oauth",)),
+    Route("GET", "/api/v1/oauth/initiate/:provider", op.OAUTH_INITIATE, PUBLIC,
+          "Start signing in with a provider (its authorization URL, or a 302 to it)",
+          tags=("oauth",), errors=(404, 502)),
+    Route("GET", "/api/v1/oauth/:provider/callback", op.OAUTH_CALLBACK, PUBLIC,
+          "Where the provider sends the browser back: signs in, then a 302 to "
+          "OAUTH_SUCCESS_URL with a one-time code in the fragment", tags=("oauth",),
+          errors=(401, 403, 404, 409)),
+    Route("POST", "/api/v1/oauth/exchange", op.OAUTH_EXCHANGE, PUBLIC,
+          "Swap the one-time code of a provider sign-in for the session's tokens",
+          tags=("oauth",), errors=(403,)),
     # --- projects (docs/api.md section 4) ---------------------------------------------------------
     Route("POST", "/api/v1/projects", op.PROJECT_CREATE, DEVELOPER, "Create a project",
           tags=("projects",), errors=(409,)),

@@ -58,7 +58,7 @@ from contracts.metrics import (
     RPC_SERVER_SECONDS,
 )
 from contracts.names import DIRECT_REPLY_TO, HEADER_DEADLINE
-from contracts.operations import Call, Operation
+from contracts.operations import Call, Operation, Redirect
 from contracts.spans import CURRENT, Span, recorder, working_in
 from contracts.timeutil import now_ms
 from contracts.tracing import parse_traceparent
@@ -124,6 +124,8 @@ def _bound(declared: Operation, method: Callable[[Call[Any, Any, Any]], Awaitabl
            ) -> Handler:
     async def run(request: RpcRequest) -> Reply:
         answer = await method(declared.decode(request))
+        if declared.redirects and isinstance(answer, Redirect):
+            return Reply({"location": answer.location}, Redirect.STATUS)
         return Reply(declared.encode(answer), declared.status)
 
     return run

@@ -20,6 +20,12 @@ from environs import Env, EnvError
 from marshmallow import ValidationError
 from marshmallow.validate import Length, OneOf, Range
 
+from contracts.oauth_settings import (
+    OAuthProviderSettings,
+    OAuthSettingsError,
+    read_oauth_providers,
+)
+
 AppEnv = Literal["development", "test", "production"]
 LogStoreKind = Literal["postgresql", "mongodb"]
 PoolMode = Literal["session", "transaction"]
@@ -131,6 +137,10 @@ class Settings:
     # spans over OTLP/HTTP (contracts.spans): the collector's base URL, "" for none
     otel_exporter_otlp_endpoint: str
     otel_service_name: str
+    # sign-in providers (auth_svc.oauth; contracts.oauth_settings) and where a browser goes
+    # once signed in (a one-time code in the fragment)
+    oauth_providers: tuple[OAuthProviderSettings, ...] = ()
+    oauth_success_url: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -167,7 +177,8 @@ READS: dict[Process, frozenset[str]] = {
         "ACCESS_TOKEN_SECRET", "SMTP_URL",
         "MAIL_FROM", "LOGIN_MAX_FAILURES_PER_ACCOUNT", "LOGIN_MAX_FAILURES_PER_IP",
         "LOGIN_FAILURE_WINDOW_S", "ARGON2_TIME_COST", "ARGON2_MEMORY_KIB",
-        "ARGON2_PARALLELISM", "PASSWORD_HASH_THREADS"},
+        "ARGON2_PARALLELISM", "PASSWORD_HASH_THREADS", "OAUTH_PROVIDERS", "OAUTH_SUCCESS_URL",
+        "OAUTH_*"},
     "project": COMMON | DATABASE | {
         "PROJECT_HTTP_PORT", "PROJECT_DATABASE_URL", "PROJECT_MIGRATION_URL",
         "UPSTREAM_ALLOW_PRIVATE", "GATEWAY_PORT",
@@ -199,12 +210,14 @@ class _Only(Env):
     def __init__(self, env: Env, names: frozenset[str]) -> None:
         self.__dict__.update(env.__dict__)
         self._names = names
+        # `PREFIX_*`: every variable of that prefix (per-provider OAuth settings)
+        self._prefixes = tuple(name[:-1] for name in names if name.endswith("*"))
         for kind in ("str", "int", "float", "bool", "list"):
             setattr(self, kind, self._scoped(getattr(env, kind)))
 
     def _scoped(self, read: Any) -> Any:
         def scoped(name: str, *args: Any, **kwargs: Any) -> Any:
-            if name in self._names:
+            if name in self._names or (self._prefixes and name.startswith(self._prefixes)):
                 return read(name, *args, **kwargs)
             return args[0] if args else kwargs.get("default")
 
@@ -391,9 +404,21 @@ def _read(env: Env) -> Settings:
     if not settings.gateway_id:
         settings = replace(settings, gateway_id=default_gateway_id(settings.app_url))
     try:
+        oauth_providers = read_oauth_providers(env, production=app_env == "production")
+    except OAuthSettingsError as exc:
+        oauth_problem: str | None = str(exc)
+        oauth_providers = ()
+    else:
+        oauth_problem = None
+    success_url = env.str("OAUTH_SUCCESS_URL", "", validate=_success_url) or \
+        f"{settings.app_url.rstrip('/')}/api/v1/oauth/signed-in"
+    settings = replace(settings, oauth_providers=oauth_providers, oauth_success_url=success_url)
+    try:
         env.seal()
     except EnvError as exc:
         raise SettingsError(f"invalid configuration: {exc}") from None
+    if oauth_problem is not None:
+        raise SettingsError(f"invalid configuration: {oauth_problem}")
     if app_env == "production" and (
             settings.argon2_time_cost < ARGON2_RFC_9106.time_cost
             or settings.argon2_memory_kib < ARGON2_RFC_9106.memory_cost):
@@ -501,6 +526,13 @@ def retry_schedule(text: str) -> tuple[float, ...]:
             raise ValueError(f"{part} must be more than 0 and at most 7 days")
         delays.append(delay)
     return tuple(delays)
+
+
+def _success_url(value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        raise ValidationError("OAUTH_SUCCESS_URL must be an http(s) URL without a fragment "
+                              "(the one-time code goes there)")
 
 
 def _retry_schedule(value: str) -> None:

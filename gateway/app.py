@@ -27,6 +27,7 @@ from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_
 from gateway.health import READINESS, health, livez, metrics, readyz
 from gateway.monitor.hub import MONITOR_HUB, MonitorHub
 from gateway.monitor.page import add_monitor_page
+from gateway.oauth_page import add_signed_in_page
 from gateway.pipeline import PLANS, Plans, install
 from gateway.route_configs import RouteConfigTable
 from gateway.router import CATCH_ALL, add_routes
@@ -72,6 +73,7 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
     monitor.attach(app)  # /socket.io/
     app[MONITOR_HUB] = monitor
     add_monitor_page(app)
+    add_signed_in_page(app)
     add_routes(app, routes, LOCAL_HANDLERS)
     # upstream route configs, else the JSON 404
     app.router.add_route("*", "/{tail:.*}", proxy_or_not_found, name=CATCH_ALL)

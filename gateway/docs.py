@@ -14,6 +14,7 @@ from pydantic import MISSING, BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 from swagger_ui_bundle import swagger_ui_path
 
+from contracts.operations import Redirect
 from contracts.routes import Access, Route
 from contracts.schemas.common import Answer
 from gateway.responses import json_response
@@ -164,6 +165,10 @@ def _operation(route: Route, components: _Components, error: dict[str, Any]
         success["content"] = {"application/json": {
             "schema": components.schema_of(route.response, "serialization")}}
     responses: dict[str, Any] = {str(route.success_status): success}
+    if route.operation.redirects:
+        responses[str(Redirect.STATUS)] = {
+            "description": "Redirect to the `Location` header's URL",
+            "headers": {"Location": {"schema": {"type": "string"}, "required": True}}}
     errors = set(route.errors) | {429, 500, 508}  # any request may come round (loop guard)
     if route.body is not None or route.query is not None or route.params is not None:
         errors.add(400)

@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 from contracts.operations import Operation
 from contracts.routes import Route
 from gateway.forwarders.rpc import rpc_handler
+from gateway.oauth_page import PATHS as SIGNED_IN_PAGE_PATHS
 from gateway.route_configs import RouteConfig, RouteConfigTable
 
 ROUTE_OF = web.AppKey("route_of", dict)
@@ -38,9 +39,10 @@ CATCH_ALL = "upstream_catch_all"
 # Traffic that is neither rate limited nor logged (docs/api.md sections 7.1 and 13.1): CORS
 # preflights, the Socket.IO transport, GET /health, /livez and /readyz (probes every few
 # seconds would fill the logs and the address tier of a load balancer) and the static files
-# of the API docs and of the monitor page (a browser loads several per page view).
+# of the API docs, of the monitor page and of the page a provider sign-in lands on (a browser
+# loads several per page view).
 EXEMPT_PREFIXES = ("/socket.io/", "/api-docs/", "/monitor/")
-EXEMPT_PATHS = frozenset({"/api-docs", "/monitor"})
+EXEMPT_PATHS = frozenset({"/api-docs", "/monitor"}) | SIGNED_IN_PAGE_PATHS
 PROBE_PATHS = frozenset({"/health", "/livez", "/readyz"})  # exempt for GET and HEAD
 
 

@@ -43,6 +43,13 @@ else
     log "prometheus: not started by infra/observe.sh; leaving it alone"
 fi
 
+# The OpenID Connect provider (node infra/oidc/provider.mjs); its keys stay in $STATE_DIR/oidc
+if [ -f "$STATE_DIR/oidc.pid" ]; then
+    stop_pid oidc "$STATE_DIR/oidc.pid" "$(command -v node || echo node)"
+else
+    log "oidc: not started by up.sh; leaving it alone"
+fi
+
 # FerretDB
 if [ -f "$STATE_DIR/ferretdb.pid" ]; then
     stop_pid ferretdb "$STATE_DIR/ferretdb.pid" "$STATE_DIR/bin/ferretdb"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the local stack without Docker (see docs/architecture.md section 5):
 #   PostgreSQL :5432 (PgBouncer :6432 in front), Redis :6379, RabbitMQ :5672 (+ management :15672,
-#   Prometheus metrics :15692), FerretDB :27017
+#   Prometheus metrics :15692), FerretDB :27017, the OpenID Connect provider of infra/oidc :9400
 # A server already listening on its port is reused, never replaced. Missing
 # Debian packages are installed when running as root. Idempotent: run it as
 # often as you like. infra/down.sh stops what this script started.
@@ -410,6 +410,69 @@ start_ferretdb() {
 }
 
 # --------------------------------------------------------------------------
+# 5. The local OpenID Connect provider (infra/oidc/provider.mjs: oidc-provider on Node.js,
+#    development login and consent pages, any login). Its npm packages go to
+#    infra/oidc/node_modules (git-ignored), its signing key to $OIDC_JWKS_FILE.
+# --------------------------------------------------------------------------
+OIDC_URL="http://$LOCALHOST:$OIDC_PORT"
+# written after a successful `npm ci` (which empties node_modules first)
+OIDC_STAMP="$OIDC_DIR/node_modules/.installed"
+
+oidc_discovery_ok() {
+    [ "$(curl -sS -m 2 -o /dev/null -w '%{http_code}' \
+        "$OIDC_URL/.well-known/openid-configuration" 2>/dev/null)" = 200 ]
+}
+
+# npm ci when the packages are missing or package.json / package-lock.json changed since.
+install_oidc() {
+    if [ -f "$OIDC_STAMP" ] && [ ! "$OIDC_DIR/package-lock.json" -nt "$OIDC_STAMP" ] \
+        && [ ! "$OIDC_DIR/package.json" -nt "$OIDC_STAMP" ]; then
+        return 0
+    fi
+    have npm || die "oidc: npm not found (infra/oidc needs Node.js 20.18 or newer with npm)"
+    log "oidc: installing oidc-provider (npm ci in infra/oidc)"
+    (cd "$OIDC_DIR" && npm ci --omit=dev --no-audit --no-fund) >"$LOG_DIR/oidc-npm.log" 2>&1 \
+        || { show_log_tail "$LOG_DIR/oidc-npm.log"; die "oidc: npm ci failed"; }
+    touch "$OIDC_STAMP"
+}
+
+start_oidc() {
+    if port_open "$OIDC_PORT"; then
+        if oidc_discovery_ok; then
+            log "oidc: reusing provider on $OIDC_URL"
+        else
+            warn "oidc: something listens on $LOCALHOST:$OIDC_PORT but serves no $OIDC_URL/.well-known/openid-configuration; leaving it alone"
+        fi
+        return 0
+    fi
+    have node || die "oidc: node not found (infra/oidc needs Node.js 20.18 or newer with npm)"
+    local old
+    old="$(cat "$STATE_DIR/oidc.pid" 2>/dev/null || true)"
+    if [ -n "$old" ] && [ "$(readlink -f "/proc/$old/exe" 2>/dev/null || true)" = "$(readlink -f "$(command -v node)")" ]; then
+        die "oidc: the provider up.sh started earlier (pid $old) still runs, not on :$OIDC_PORT; stop it first (infra/down.sh)"
+    fi
+    install_oidc
+    rm -f "$STATE_DIR/oidc.pid"
+    log "oidc: starting"
+    nohup node "$OIDC_DIR/provider.mjs" </dev/null >>"$LOG_DIR/oidc.log" 2>&1 &
+    local pid=$!
+    echo "$pid" >"$STATE_DIR/oidc.pid"
+    local deadline=$((SECONDS + 30))
+    until oidc_discovery_ok; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            show_log_tail "$LOG_DIR/oidc.log"
+            rm -f "$STATE_DIR/oidc.pid"
+            die "oidc: the provider exited before serving $OIDC_URL/.well-known/openid-configuration"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            show_log_tail "$LOG_DIR/oidc.log"
+            die "oidc: $OIDC_URL/.well-known/openid-configuration did not answer 200 within 30s"
+        fi
+        sleep 0.2
+    done
+}
+
+# --------------------------------------------------------------------------
 start_all=$SECONDS
 install_missing
 start_postgres
@@ -419,8 +482,9 @@ start_redis
 # RabbitMQ boots in the background while FerretDB is built/started.
 start_rabbitmq
 start_ferretdb
+start_oidc
 await_rabbitmq
 enable_rabbit_mgmt
 wait_rabbit_mgmt
 enable_rabbit_prometheus
-log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 (cache redis://$LOCALHOST:$CACHE_REDIS_PORT/0) | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT, metrics :$RABBIT_PROMETHEUS_PORT) | pgbouncer postgresql://gateway:gateway@$LOCALHOST:$PGBOUNCER_PORT/<database> (transaction pooling) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB)"
+log "up in $((SECONDS - start_all))s: postgres $PG_URL_AUTH | redis redis://$LOCALHOST:$REDIS_PORT/0 (cache redis://$LOCALHOST:$CACHE_REDIS_PORT/0) | rabbitmq amqp://guest:guest@$LOCALHOST:$RABBIT_PORT/ (UI http://$LOCALHOST:$RABBIT_MGMT_PORT, metrics :$RABBIT_PROMETHEUS_PORT) | pgbouncer postgresql://gateway:gateway@$LOCALHOST:$PGBOUNCER_PORT/<database> (transaction pooling) | mongodb mongodb://$LOCALHOST:$MONGO_PORT/ (FerretDB) | oidc $OIDC_URL (client ${OIDC_CLIENT_ID:-gateway-platform}, any login)"

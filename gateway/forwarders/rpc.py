@@ -7,10 +7,11 @@ from aiohttp.typedefs import Handler
 
 from contracts.messages import RpcRequest
 from contracts.names import SERVICES
+from contracts.operations import Redirect
 from contracts.routes import Route
 from gateway.answers import AnswerCheck
 from gateway.context import context_of
-from gateway.responses import json_response
+from gateway.responses import json_response, redirect_response
 from gateway.state import state_of
 
 
@@ -32,6 +33,8 @@ def rpc_handler(route: Route) -> Handler:
                                       deadline_ms=context.deadline_ms, idempotent=idempotent)
         if result.status == 204:
             return web.Response(status=204)
+        if route.operation.redirects and result.status == Redirect.STATUS:
+            return redirect_response(result.body["location"])
         if state.settings.check_answers:
             check(result.status, result.body)
         return json_response(result.body, status=result.status)

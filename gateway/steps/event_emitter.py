@@ -22,7 +22,7 @@ from gateway.state import state_of
 # (docs/api.md section 7.1), so they never reach the logs, analytics or monitor clients.
 SECRET_PARAMETERS = frozenset({
     "token", "access_token", "refresh_token", "id_token", "api_key", "apikey", "key",
-    "password", "secret", "client_secret", "code", "signature", "sig",
+    "password", "secret", "client_secret", "code", "state", "signature", "sig",
 })
 
 

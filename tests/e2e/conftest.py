@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page
 
 from tests import support as http
 from tests.support import MailSink, free_port
@@ -87,7 +89,8 @@ class Stack:
 def start_stack(log_dir: Path, **overrides: str) -> Stack:
     env = {**os.environ, "SHUTDOWN_GRACE_S": "5", "HEALTH_TIMEOUT_MS": "3000", **overrides}
     for variable in PORT_VARIABLES.values():
-        env[variable] = str(free_port())
+        if variable not in overrides:  # a module may fix one (its APP_URL names the gateway)
+            env[variable] = str(free_port())
     running = Stack(env, log_dir)
     for name in PROCESSES:
         running.start(name)
@@ -186,3 +189,28 @@ def admin(gw: Stack):
     from tests.e2e.helpers import register, with_role
 
     return with_role(gw, register(gw, "admin"), "ADMIN")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """The Debian `chromium` package driven by Playwright (nothing is downloaded)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make test` installs the Debian package")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM,
+                                              args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    opened = context.new_page()
+    yield opened
+    context.close()

@@ -14,14 +14,15 @@ from contracts import operations as op
 from contracts.errors import ValidationError
 from contracts.messages import RpcRequest
 from contracts.names import Service
-from contracts.operations import Call, Operation
+from contracts.operations import Call, Operation, Redirect
 from contracts.routes import ROUTES
 from contracts.rpc import Reply, declared_operations, handles, operations_of
 from contracts.schemas.common import IdParams, Message
 
 # Where each service's operations are declared: (module, class) pairs.
 HANDLER_CLASSES: dict[Service, tuple[tuple[str, str], ...]] = {
-    Service.AUTH: (("auth_svc.handlers", "AuthHandlers"),),
+    Service.AUTH: (("auth_svc.handlers", "AuthHandlers"),
+                   ("auth_svc.oauth_handlers", "OAuthHandlers")),
     Service.PROJECT: (("project_svc.handlers", "ProjectHandlers"),
                       ("project_svc.webhook_handlers", "WebhookHandlers")),
     Service.LOGGING: (("logging_svc.handlers", "LogHandlers"),),
@@ -115,6 +116,8 @@ def test_handlers_take_the_typed_call_of_their_operation_and_return_its_answer()
                 assert typing.get_origin(call) is Call, declared_op
                 assert typing.get_args(call) == wanted, (declared_op, typing.get_args(call))
                 answer = type(None) if declared_op.answer is None else declared_op.answer
+                if declared_op.redirects:  # or a 302 instead
+                    answer = Redirect if declared_op.answer is None else answer | Redirect
                 assert hints["return"] == answer, (declared_op, hints["return"])
 
 
