@@ -19,10 +19,12 @@ from auth_svc.oauth_providers import (
     Identity,
     ProviderRefused,
     ProviderUnavailable,
+    printable,
     read_json,
     unreachable,
 )
 from contracts.oauth_settings import OAuthProviderSettings
+from contracts.validation import normal_email
 
 AUTHORIZE_URL = "https://github.com/login/oauth/authorize"
 TOKEN_URL = "https://github.com/login/oauth/access_token"
@@ -67,10 +69,10 @@ def identity_of(user: Any, emails: Any) -> Identity:
                     and entry.get("primary") is True and isinstance(entry.get("email"), str)),
                    None)
     name = user.get("name") or user.get("login")
-    return Identity(subject=str(user["id"]),
-                    email=primary["email"].strip().lower() if primary else None,
-                    email_verified=bool(primary and primary.get("verified") is True),
-                    name=name if isinstance(name, str) else None)
+    email = normal_email(primary["email"]) if primary else None
+    return Identity(subject=str(user["id"]), email=email,
+                    email_verified=bool(email and primary and primary.get("verified") is True),
+                    name=printable(name)[:100] if isinstance(name, str) else None)
 
 
 class GitHubProvider:

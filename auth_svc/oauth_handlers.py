@@ -13,9 +13,16 @@ Every failure is a 4xx in the error envelope (a provider that cannot be reached:
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 
-from auth_svc.oauth_providers import Identity, ProviderRefused, SignInProvider
+from auth_svc.oauth_providers import (
+    Identity,
+    ProviderRefused,
+    ProviderUnavailable,
+    SignInProvider,
+)
 from auth_svc.oauth_state import PendingSignIn, SignInStates, code_challenge, random_value
 from auth_svc.sessions import Sessions
 from auth_svc.store import AuthStore, ProviderSignIn, User
@@ -29,6 +36,8 @@ from contracts.schemas import auth, oauth
 
 log = get_logger(__name__)
 
+ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+IDENTIFY_WITHIN_S = 4.0
 INVALID_STATE = "Invalid, used or expired state"
 INVALID_CODE = "Invalid, used or expired code"
 REFUSALS = {
@@ -98,15 +107,22 @@ class OAuthHandlers:
         if pending is None or pending.provider != name:
             raise BadRequest(INVALID_STATE)
         if oauth.CallbackQuery.given(query.error):
-            raise ProviderRefused(query.error)
+            # echoed only when it is an OAuth error code (RFC 6749 section 4.1.2.1's form)
+            raise ProviderRefused(query.error if ERROR_CODE.fullmatch(query.error)
+                                  else "invalid_error")
         if oauth.CallbackQuery.given(query.iss) and provider.issuer is not None \
                 and query.iss != provider.issuer:
             raise BadRequest("The callback names another issuer")  # RFC 9207 mix-up defence
         if not oauth.CallbackQuery.given(query.code):
             raise BadRequest("The callback has no code")
-        identity = await provider.identify(code=query.code, verifier=pending.verifier,
-                                           nonce=pending.nonce,
-                                           redirect_uri=pending.redirect_uri)
+        try:
+            # within the gateway's RPC deadline, so the person sees why it failed
+            async with asyncio.timeout(IDENTIFY_WITHIN_S):
+                identity = await provider.identify(code=query.code, verifier=pending.verifier,
+                                                   nonce=pending.nonce,
+                                                   redirect_uri=pending.redirect_uri)
+        except TimeoutError:
+            raise ProviderUnavailable("it did not answer in time") from None
         outcome = await self._store.sign_in_with_provider(
             name, identity.subject, email=identity.email,
             email_verified=identity.email_verified, name=account_name(identity),

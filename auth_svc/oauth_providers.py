@@ -32,6 +32,11 @@ class Identity:
     name: str | None
 
 
+def printable(text: str) -> str:
+    """`text` without control characters (a provider's name or subject, before storing)."""
+    return "".join(ch for ch in text if ch.isprintable()).strip()
+
+
 class ProviderRefused(BadRequest):
     """The provider answered with an OAuth error (`access_denied`, `invalid_grant`...)."""
 

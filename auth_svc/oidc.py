@@ -29,15 +29,18 @@ from auth_svc.oauth_providers import (
     IdTokenInvalid,
     ProviderRefused,
     ProviderUnavailable,
+    printable,
     read_json,
     unreachable,
 )
-from contracts.oauth_settings import OAuthProviderSettings
+from contracts.oauth_settings import PRESETS, OAuthProviderSettings
+from contracts.validation import normal_email
 
 DISCOVERY_TTL_S = 3600.0
 JWKS_TTL_S = 3600.0
 JWKS_REFETCH_S = 10.0  # an unknown kid fetches the keys again, at most this often
 LEEWAY_S = 60
+GOOGLE_ISSUER = PRESETS["google"].issuer
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
               "ES512", "EdDSA")
 
@@ -59,16 +62,20 @@ def authorization_url(discovery: dict[str, Any], settings: OAuthProviderSettings
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
 
 
-def identity_of(claims: dict[str, Any]) -> Identity:
-    """Who the verified claims (an ID token's, with userinfo's) name."""
+def identity_of(claims: dict[str, Any], *, issuer: str = "") -> Identity:
+    """Who the verified claims name. An address that is not one (or a claim of another
+    type) counts as none; Google vouches only for its own addresses (gmail.com and those of
+    a Workspace domain, named by `hd`): any other it reports unverified for our purposes."""
+    email = normal_email(claims.get("email"))
     verified = claims.get("email_verified")
-    email = claims.get("email")
-    return Identity(
-        subject=str(claims["sub"]),
-        email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
-        # some providers send the string "true"
-        email_verified=verified is True or verified == "true",
-        name=claims["name"] if isinstance(claims.get("name"), str) else None)
+    verified = verified is True or verified == "true"  # some providers send the string
+    if email is not None and verified and issuer == GOOGLE_ISSUER:
+        domain = email.rpartition("@")[2]
+        verified = domain == "gmail.com" or claims.get("hd") == domain
+    name = claims.get("name")
+    return Identity(subject=str(claims["sub"]), email=email,
+                    email_verified=email is not None and verified,
+                    name=printable(name)[:100] if isinstance(name, str) else None)
 
 
 def check_claims(claims: dict[str, Any], settings: OAuthProviderSettings, nonce: str) -> None:
@@ -79,8 +86,10 @@ def check_claims(claims: dict[str, Any], settings: OAuthProviderSettings, nonce:
         raise IdTokenInvalid("azp is not this client")
     if claims.get("nonce") != nonce:
         raise IdTokenInvalid("nonce does not match")
-    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-        raise IdTokenInvalid("no subject")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject or len(subject) > 255 \
+            or printable(subject) != subject:
+        raise IdTokenInvalid("no usable subject")
 
 
 class OidcProvider:
@@ -109,12 +118,16 @@ class OidcProvider:
             raise ProviderUnavailable("the token endpoint sent no ID token")
         claims = await self._verified(discovery, id_token)
         check_claims(claims, self.settings, nonce)
-        if "email" not in claims and discovery.get("userinfo_endpoint") \
+        if "email" not in claims and isinstance(discovery.get("userinfo_endpoint"), str) \
                 and isinstance(tokens.get("access_token"), str):
             extra = await self._userinfo(discovery, tokens["access_token"])
             if extra.get("sub") == claims["sub"]:
-                claims = {**extra, **claims}
-        return identity_of(claims)
+                # the address and whether it is verified from one source, never mixed
+                claims = {**claims, "email": extra.get("email"),
+                          "email_verified": extra.get("email_verified"),
+                          "name": claims.get("name", extra.get("name")),
+                          "hd": extra.get("hd")}
+        return identity_of(claims, issuer=self.settings.issuer)
 
     # --- the provider's endpoints -------------------------------------------------------
 
@@ -122,7 +135,7 @@ class OidcProvider:
         if time.monotonic() - self._discovery.at < DISCOVERY_TTL_S:
             document: dict[str, Any] = self._discovery.value
             return document
-        url = f"{self.settings.issuer}/.well-known/openid-configuration"
+        url = f"{self.settings.issuer.rstrip('/')}/.well-known/openid-configuration"
         try:
             async with self._http.get(url, timeout=TIMEOUT, allow_redirects=False) as answer:
                 document = await read_json(answer, "discovery")
@@ -142,8 +155,8 @@ class OidcProvider:
                         redirect_uri: str) -> dict[str, Any]:
         form = {"grant_type": "authorization_code", "code": code,
                 "redirect_uri": redirect_uri, "code_verifier": verifier}
-        methods = discovery.get("token_endpoint_auth_methods_supported",
-                                ["client_secret_basic"])
+        methods = _listed(discovery, "token_endpoint_auth_methods_supported",
+                          ["client_secret_basic"])
         auth = None
         if "client_secret_basic" in methods:
             auth = aiohttp.BasicAuth(_form_encoded(self.settings.client_id),
@@ -172,7 +185,7 @@ class OidcProvider:
             header = jwt.get_unverified_header(id_token)
         except jwt.PyJWTError:
             raise IdTokenInvalid("malformed") from None
-        offered = discovery.get("id_token_signing_alg_values_supported", ["RS256"])
+        offered = _listed(discovery, "id_token_signing_alg_values_supported", ["RS256"])
         algorithm = header.get("alg")
         if algorithm not in ASYMMETRIC or algorithm not in offered:
             raise IdTokenInvalid(f"algorithm {algorithm!r} not accepted")
@@ -190,21 +203,20 @@ class OidcProvider:
             raise IdTokenInvalid("issuer does not match") from None
         except jwt.InvalidSignatureError:
             raise IdTokenInvalid("signature does not verify") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:  # a key unfit for the token...
             raise IdTokenInvalid(type(exc).__name__) from None
         return claims
 
     async def _key(self, discovery: dict[str, Any], kid: Any, algorithm: str) -> Any:
-        """The JWKS key for `kid` (the only key, when the token names none)."""
+        """The JWKS key for `kid` (the only key, when the token names none); the keys are
+        fetched again once when none fits, at most every JWKS_REFETCH_S."""
         for fresh in (False, True):
             keys = await self._keys(discovery, refresh=fresh)
             found = [k for k in keys if kid is None or k.key_id == kid]
-            if kid is None and len(found) != 1:
-                raise IdTokenInvalid("no kid and not exactly one key")
-            if found:
+            if len(found) == 1 or (kid is not None and found):
                 return found[0].key
-            if time.monotonic() - self._jwks.at < JWKS_REFETCH_S:
-                break  # fetched a moment ago: the kid is not the provider's
+        if kid is None:
+            raise IdTokenInvalid("no kid and not exactly one key")
         raise IdTokenInvalid("signed by an unknown key")
 
     async def _keys(self, discovery: dict[str, Any], *, refresh: bool) -> list[jwt.PyJWK]:
@@ -216,16 +228,19 @@ class OidcProvider:
             async with self._http.get(discovery["jwks_uri"], timeout=TIMEOUT,
                                       allow_redirects=False) as answer:
                 document = await read_json(answer, "JWKS")
+                if answer.status != 200:
+                    raise ProviderUnavailable(f"JWKS answered HTTP {answer.status}")
         except aiohttp.ClientError as exc:
             raise unreachable("JWKS", exc) from None
+        entries = document.get("keys") if isinstance(document, dict) else None
         keys = []
-        for entry in document.get("keys", []) if isinstance(document, dict) else []:
-            if entry.get("use", "sig") != "sig":
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
                 continue
             try:
                 keys.append(jwt.PyJWK(entry))
-            except jwt.PyJWTError:
-                continue  # a key type this library does not know: not ours to use
+            except Exception:  # a key this library cannot use is not ours to use
+                continue
         self._jwks = _Cached(keys, time.monotonic())
         return keys
 
@@ -240,6 +255,11 @@ class OidcProvider:
         except aiohttp.ClientError as exc:
             raise unreachable("userinfo", exc) from None
         return claims
+
+
+def _listed(document: dict[str, Any], key: str, default: list[str]) -> list[Any]:
+    value = document.get(key)
+    return value if isinstance(value, list) else default
 
 
 def _form_encoded(value: str) -> str:

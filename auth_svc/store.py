@@ -41,6 +41,24 @@ class User:
         return cls(**dict(row))
 
 
+async def _forget_untrusted_identities(connection: Connection, user_id: uuid.UUID) -> None:
+    """The account's address was proven (mail, or a trusted provider): sign-ins through
+    providers not trusted with addresses, which anyone could have made, end."""
+    await connection.execute(
+        "DELETE FROM oauth_identities WHERE user_id = $1 AND NOT email_trusted", user_id)
+
+
+async def _lock_families(connection: Connection, user_id: uuid.UUID | None) -> None:
+    """The advisory locks of every live refresh-token family of `user_id`, in order."""
+    if user_id is None:
+        return
+    families = await connection.fetch(
+        "SELECT DISTINCT family_id FROM refresh_tokens WHERE user_id = $1 AND NOT revoked"
+        " ORDER BY family_id", user_id)
+    for family in families:
+        await _lock_family(connection, family["family_id"])
+
+
 async def _lock_family(connection: Connection, family_id: uuid.UUID) -> None:
     """Transaction-scoped advisory lock on one refresh-token family."""
     await connection.execute(
@@ -99,16 +117,17 @@ class AuthStore:
             name: str, trust_email: bool, announce: Announce = silent) -> ProviderSignIn:
         """docs/api.md section 16: the account of a known identity; else, for a provider
         trusted to assert email, the account of the same verified address, linked; else a
-        new DEVELOPER account (announced in the same transaction). Linking an account whose
-        own address was never verified removes its password and ends its sessions: whoever
-        registered it without owning the address loses it (account pre-hijacking)."""
+        new DEVELOPER account (announced in the same transaction), its address verified only
+        when the provider is trusted with it. A trusted provider's link proves the address:
+        the identities of untrusted providers go, and an account whose address was never
+        verified also loses its password and sessions (account pre-hijacking)."""
         for _attempt in range(3):
             try:
                 return await self._sign_in_with_provider(
                     provider, subject, email=email, email_verified=email_verified, name=name,
                     trust_email=trust_email, announce=announce)
-            except asyncpg.UniqueViolationError:
-                continue  # a concurrent first sign-in of this identity or address: look again
+            except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+                continue  # a concurrent first sign-in or a token rotation: look again
         raise RuntimeError("provider sign-in kept racing")
 
     async def _sign_in_with_provider(
@@ -125,30 +144,44 @@ class AuthStore:
                 taken = email is not None and await connection.fetchval(
                     "SELECT true FROM users WHERE email = $1", email)
                 return ProviderSignIn(refused="unverified-taken" if taken else "unverified")
+            # lock order as reset_password's: the families, then the user row (a link may
+            # end every session, and must see a successor a rotation is committing)
+            await _lock_families(connection, await connection.fetchval(
+                "SELECT id FROM users WHERE email = $1", email))
             row = await connection.fetchrow(
                 f"SELECT {USER_COLUMNS} FROM users WHERE email = $1 FOR UPDATE", email)
             created = row is None
             if row is not None:
                 if not trust_email:
                     return ProviderSignIn(refused="untrusted-taken")
-                if row["email_verified_at"] is None:
-                    row = returned(await connection.fetchrow(
-                        f"UPDATE users SET password_hash = NULL, email_verified_at = now(),"
-                        f" updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}",
-                        row["id"]))
-                    await connection.execute(
-                        "UPDATE refresh_tokens SET revoked = true"
-                        " WHERE user_id = $1 AND NOT revoked", row["id"])
+                if not row["active"]:
+                    return ProviderSignIn(User.from_row(row))  # refused as deactivated
+                row = await self._prove_address(connection, row)
             else:
                 row = returned(await connection.fetchrow(
                     f"INSERT INTO users (id, email, password_hash, name, email_verified_at)"
-                    f" VALUES ($1, $2, NULL, $3, now()) RETURNING {USER_COLUMNS}",
-                    uuid.uuid4(), email, name))
+                    f" VALUES ($1, $2, NULL, $3, CASE WHEN $4 THEN now() END)"
+                    f" RETURNING {USER_COLUMNS}", uuid.uuid4(), email, name, trust_email))
                 await announce_in(connection, announce, row)
             await connection.execute(
-                "INSERT INTO oauth_identities (provider, subject, user_id, email)"
-                " VALUES ($1, $2, $3, $4)", provider, subject, row["id"], email)
+                "INSERT INTO oauth_identities (provider, subject, user_id, email, email_trusted)"
+                " VALUES ($1, $2, $3, $4, $5)", provider, subject, row["id"], email,
+                trust_email)
             return ProviderSignIn(User.from_row(row), created=created)
+
+    async def _prove_address(self, connection: Connection,
+                             row: asyncpg.Record) -> asyncpg.Record:
+        """A trusted provider vouched for `row`'s address: identities of untrusted providers
+        go; if the address was never verified, the password and every session go too."""
+        await _forget_untrusted_identities(connection, row["id"])
+        if row["email_verified_at"] is not None:
+            return row
+        await connection.execute(
+            "UPDATE refresh_tokens SET revoked = true WHERE user_id = $1 AND NOT revoked",
+            row["id"])
+        return returned(await connection.fetchrow(
+            f"UPDATE users SET password_hash = NULL, email_verified_at = now(),"
+            f" updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}", row["id"]))
 
     async def user_by_email(self, email: str) -> User | None:
         row = await self._pool.fetchrow(
@@ -198,6 +231,7 @@ class AuthStore:
                 "UPDATE users SET email_verified_at = now(), verification_token_hash = NULL,"
                 " verification_token_expires_at = NULL, updated_at = now() WHERE id = $1",
                 row["id"])
+            await _forget_untrusted_identities(connection, row["id"])
             return "verified"
 
     async def set_reset_token(self, user_id: uuid.UUID, token_hash: str) -> None:
@@ -222,14 +256,8 @@ class AuthStore:
             # in flight holds its family's lock until its successor is committed, so the
             # revocation below sees that successor, and neither can wait for the other
             # (taking the user row first deadlocked with the rotation's insert).
-            user_id = await connection.fetchval(
-                "SELECT id FROM users WHERE reset_token_hash = $1", token_hash)
-            if user_id is not None:
-                families = await connection.fetch(
-                    "SELECT DISTINCT family_id FROM refresh_tokens WHERE user_id = $1"
-                    " AND NOT revoked ORDER BY family_id", user_id)
-                for family in families:
-                    await _lock_family(connection, family["family_id"])
+            await _lock_families(connection, await connection.fetchval(
+                "SELECT id FROM users WHERE reset_token_hash = $1", token_hash))
             row = await connection.fetchrow(
                 "SELECT id, reset_token_expires_at < now() AS expired FROM users"
                 " WHERE reset_token_hash = $1 FOR UPDATE", token_hash)
@@ -237,10 +265,14 @@ class AuthStore:
                 return "invalid"
             if row["expired"]:
                 return "expired"
+            # the reset link proves the mailbox: the address is verified, and sign-ins through
+            # providers not trusted with it end (docs/api.md section 16)
             await connection.execute(
                 "UPDATE users SET password_hash = $2, reset_token_hash = NULL,"
-                " reset_token_expires_at = NULL, updated_at = now() WHERE id = $1",
+                " reset_token_expires_at = NULL, updated_at = now(),"
+                " email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
                 row["id"], password_hash)
+            await _forget_untrusted_identities(connection, row["id"])
             await connection.execute(
                 "UPDATE refresh_tokens SET revoked = true WHERE user_id = $1 AND NOT revoked",
                 row["id"])

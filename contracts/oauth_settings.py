@@ -87,7 +87,8 @@ def read_oauth_providers(env: Any, *, production: bool) -> tuple[OAuthProviderSe
         preset = PRESETS.get(name, Preset("oidc", name.capitalize()))
         client_id = env.str(prefix + "CLIENT_ID", "") or ""
         client_secret = env.str(prefix + "CLIENT_SECRET", "") or ""
-        issuer = (env.str(prefix + "ISSUER", "") or preset.issuer).rstrip("/")
+        # kept as given: discovery and ID tokens must name it exactly (a trailing / included)
+        issuer = env.str(prefix + "ISSUER", "") or preset.issuer
         scopes = tuple((env.str(prefix + "SCOPES", "") or "").split()) or preset.scopes
         for variable, value in (("CLIENT_ID", client_id), ("CLIENT_SECRET", client_secret)):
             if not value:
@@ -101,7 +102,9 @@ def read_oauth_providers(env: Any, *, production: bool) -> tuple[OAuthProviderSe
             display_name=env.str(prefix + "DISPLAY_NAME", "") or preset.display_name,
             client_id=client_id, client_secret=client_secret,
             issuer=issuer if preset.kind == "oidc" else "", scopes=scopes,
-            trust_email=env.bool(prefix + "TRUST_EMAIL", preset.trust_email)))
+            # the development provider lets anyone be anyone: never trusted in production
+            trust_email=env.bool(prefix + "TRUST_EMAIL",
+                                 preset.trust_email and not (production and name == "local"))))
     if problems:
         raise OAuthSettingsError("; ".join(problems))
     return tuple(providers)

@@ -80,6 +80,8 @@ class Operation:
     answer: Any = None
     status: int = 200  # of a success answer
     redirects: bool = False  # may answer a `Redirect` (302) instead
+    # never sent twice, even as a GET whose broker connection dropped (it spends something)
+    once: bool = False
 
     def __repr__(self) -> str:
         return f"Operation({self.name})"
@@ -145,7 +147,8 @@ OAUTH_INITIATE = Operation("oauth.initiate", AUTH, params=oauth.ProviderParams,
                            redirects=True)
 # only ever redirects (to OAUTH_SUCCESS_URL with a one-time code), or fails
 OAUTH_CALLBACK = Operation("oauth.callback", AUTH, params=oauth.ProviderParams,
-                           query=oauth.CallbackQuery, status=Redirect.STATUS, redirects=True)
+                           query=oauth.CallbackQuery, status=Redirect.STATUS, redirects=True,
+                           once=True)
 OAUTH_EXCHANGE = Operation("oauth.exchange", AUTH, body=oauth.ExchangeBody,
                            answer=auth.Session)
 

@@ -216,6 +216,15 @@ _EMAIL = re.compile(r"[^@\s\"(),:;<>\[\\\]]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za
                     r"[A-Za-z]{2,63}")
 
 
+def normal_email(value: object) -> str | None:
+    """`value` as registration would store it (trimmed, lower-cased, at most 255 characters),
+    None when it is not an address (e.g. what an identity provider asserts)."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip().lower()
+    return value if len(value) <= 255 and _EMAIL.fullmatch(value) else None
+
+
 def _email(value: str) -> str:
     """Trimmed and lower-cased before it is checked (docs/api.md section 3.1)."""
     value = value.strip().lower()

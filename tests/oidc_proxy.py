@@ -10,7 +10,9 @@ re-signs the real ID token with its own key, after changing it as `mode` says:
     expired      `exp` an hour ago
     nonce        another nonce
     issuer       `iss` some other issuer
-    hs256        signed with HMAC (the client secret as key), an algorithm not offered
+    hs256        signed with HMAC (a shared secret as key)
+    none         not signed at all (`alg: none`)
+(HS256 and none are listed in its discovery, so only the client's own rule refuses them.)
 
 The browser still signs in at the real provider (the discovery's authorization endpoint is
 the real one), whose callback carries `iss` = the real issuer; a test calling our callback
@@ -61,7 +63,9 @@ class ForgingProvider(LoopbackServer):
         return web.json_response({**self._real, "issuer": self.issuer,
                                   "token_endpoint": f"{self.issuer}/token",
                                   "jwks_uri": f"{self.issuer}/jwks",
-                                  "id_token_signing_alg_values_supported": ["RS256"]})
+                                  # offered, so that only our own rule refuses them
+                                  "id_token_signing_alg_values_supported": [
+                                      "RS256", "HS256", "none"]})
 
     async def _jwks(self, _request: web.Request) -> web.Response:
         public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key()))
@@ -101,4 +105,6 @@ class ForgingProvider(LoopbackServer):
             claims["iss"] = "http://127.0.0.1:1/elsewhere"
         elif self.mode == "hs256":
             key, algorithm = "local-dev-secret-" + "x" * 32, "HS256"
+        elif self.mode == "none":
+            key, algorithm = None, "none"
         return jwt.encode(claims, key, algorithm=algorithm, headers=headers)

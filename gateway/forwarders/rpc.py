@@ -21,7 +21,9 @@ def rpc_handler(route: Route) -> Handler:
     check = AnswerCheck(route)
     # A GET changes nothing, so one whose broker connection dropped mid-call may be asked
     # again (on the node the connection reached); any other call may have been carried out.
-    idempotent = route.method == "GET"
+    idempotent = route.method == "GET" and not route.operation.once
+    # answers of a sign-in's steps carry one-time values: never kept by a cache
+    headers = {"Cache-Control": "no-store"} if route.operation.redirects else None
 
     async def forward(request: web.Request) -> web.StreamResponse:
         context = context_of(request)
@@ -37,6 +39,6 @@ def rpc_handler(route: Route) -> Handler:
             return redirect_response(result.body["location"])
         if state.settings.check_answers:
             check(result.status, result.body)
-        return json_response(result.body, status=result.status)
+        return json_response(result.body, status=result.status, headers=headers)
 
     return forward

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import PASSWORD, Client, call, eventually, register
+from tests.e2e.helpers import PASSWORD, Client, call, register, wait_for_entry
 from tests.oidc_proxy import ForgingProvider
 from tests.oidc_support import PROVIDER_URL, get_no_redirect, provider_up, sign_in_at_provider
 
@@ -154,13 +154,30 @@ def test_a_state_is_good_once_and_for_its_own_provider(gw: Stack):
     assert error_of(callback(gw, fresh)) == (400, "Invalid, used or expired state")  # replay
 
 
-def test_a_code_is_good_once(gw: Stack):
+def test_a_code_cannot_be_carried_into_another_sign_in(gw: Stack):
+    """A code was issued for its own sign-in's PKCE challenge: with another sign-in's state
+    (and so its verifier) the provider refuses it."""
     first = at_provider(gw, new_login())
     signed_in(gw, first)
-    # a new sign-in's state with the old code: the provider refuses it
     replay = {**first, "state": initiate(gw)["state"]}
     status, message = error_of(callback(gw, replay))
     assert status == 400 and message.startswith("Sign-in refused by the provider: invalid_grant")
+
+
+def test_a_callback_naming_another_issuer_is_refused(gw: Stack):
+    query = at_provider(gw, new_login())
+    assert query["iss"] == PROVIDER_URL
+    assert error_of(callback(gw, {**query, "iss": "https://evil.example.com"})) == (
+        400, "The callback names another issuer")
+
+
+def test_unknown_providers_are_not_found_and_odd_errors_are_not_echoed(gw: Stack):
+    for name in ("nowhere", "Local", "x" * 60, "local_proxied"):
+        got, body, _ = call(gw, "GET", f"{OAUTH}/initiate/{name}")
+        assert (got, body["message"]) == (404, "Unknown OAuth provider"), name
+    state = initiate(gw)["state"]
+    assert error_of(callback(gw, {"state": state, "error": "<script>alert(1)</script>"})) == (
+        400, "Sign-in refused by the provider: invalid_error")
 
 
 def test_a_person_who_cancels_at_the_provider_gets_its_error(gw: Stack):
@@ -216,6 +233,7 @@ def test_an_untrusted_provider_signs_in_new_people_but_links_no_account(gw: Stac
     ("nonce", "nonce does not match"),
     ("issuer", "issuer does not match"),
     ("hs256", "algorithm 'HS256' not accepted"),
+    ("none", "algorithm 'none' not accepted"),
 ])
 def test_an_id_token_that_fails_a_check_is_refused(gw: Stack, forging, mode, reason):
     forging.mode = mode
@@ -243,17 +261,28 @@ def test_the_signed_in_page_is_served_without_referrer_or_cache(gw: Stack):
 
 def test_the_logs_never_hold_a_code_or_a_state(gw: Stack, admin: Client):
     query = at_provider(gw, new_login("logged"))
-    session = signed_in(gw, query)
+    status, headers, _ = callback(gw, query)
+    assert status == 302
+    request_id = {k.lower(): v for k, v in headers.items()}["x-request-id"]
+    entry = wait_for_entry(gw, admin.token, request_id)
+    assert entry is not None, "the callback was not logged"
+    text = json.dumps(entry)
+    assert query["code"] not in text and query["state"] not in text
+    assert headers["Location"].partition("#code=")[2] not in text
+    assert "code=REDACTED" in entry["path"] and "state=REDACTED" in entry["path"]
 
-    def callbacks() -> list[dict[str, Any]]:
-        page = admin.ok("GET", "/api/v1/logs", query={"method": "GET", "limit": 100})
-        return [entry for entry in page["entries"]
-                if entry["path"].startswith(f"{OAUTH}/local/callback")]
 
-    logged = eventually(callbacks, 10)
-    assert logged, "the callback was not logged"
-    text = json.dumps(logged)
-    for secret in (query["code"], query["state"], session["code"]):
-        assert secret not in text
-    assert all("code=REDACTED" in entry["path"] and "state=REDACTED" in entry["path"]
-               for entry in logged), [entry["path"] for entry in logged]
+def test_proving_an_address_ends_what_an_untrusted_provider_made(gw: Stack, forging):
+    """Someone claims a person's address at a provider not trusted with addresses: that
+    makes an account, unverified. When the owner signs in with a trusted provider, the
+    planted identity and its sessions are gone, and it cannot sign in again."""
+    forging.mode = "honest"
+    victim = new_login("planted")
+    planted = signed_in(gw, at_provider(gw, victim, "local-proxied"), "local-proxied")
+    owner = signed_in(gw, at_provider(gw, victim))
+    assert owner["user"]["id"] == planted["user"]["id"]
+    assert call(gw, "POST", "/api/v1/auth/refresh",
+                {"refreshToken": planted["refreshToken"]})[0] == 401
+    status, message = error_of(callback(gw, at_provider(gw, victim, "local-proxied"),
+                                        "local-proxied"))
+    assert status == 409 and "may not sign in" in message

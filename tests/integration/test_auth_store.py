@@ -231,3 +231,53 @@ async def test_login_throttle_fails_open_without_redis():
     await throttle.admit("a@example.com", "10.0.0.1")
     await throttle.admit("a@example.com", "10.0.0.1")
     await unreachable.aclose()
+
+
+# --- provider sign-ins (docs/api.md section 16) ---------------------------------------------
+
+async def identities_of(pool, user_id: uuid.UUID) -> list[str]:
+    rows = await pool.fetch("SELECT provider FROM oauth_identities WHERE user_id = $1"
+                            " ORDER BY provider", user_id)
+    return [row["provider"] for row in rows]
+
+
+async def provider_sign_in(store: AuthStore, provider: str, email: str, *, trusted: bool):
+    return await store.sign_in_with_provider(
+        provider, f"{provider}-{email}", email=email, email_verified=True, name="Someone",
+        trust_email=trusted)
+
+
+async def test_a_password_reset_proves_the_address_and_ends_untrusted_identities(pool, store):
+    email = f"planted-{uuid.uuid4().hex[:8]}@example.com"
+    made = await provider_sign_in(store, "elsewhere", email, trusted=False)
+    assert made.created and made.user is not None
+    assert made.user.password_hash is None and made.user.email_verified_at is None
+    await store.set_reset_token(made.user.id, secrets.digest("reset-me"))
+    assert await store.reset_password(secrets.digest("reset-me"), "new-hash") == "reset"
+    user = await store.user_by_id(made.user.id)
+    assert user is not None and user.password_hash == "new-hash"
+    assert user.email_verified_at is not None
+    assert await identities_of(pool, made.user.id) == []
+    # and the untrusted provider may not sign in to it any more
+    again = await provider_sign_in(store, "elsewhere", email, trusted=False)
+    assert again.refused == "untrusted-taken"
+
+
+async def test_a_trusted_link_keeps_trusted_identities_and_ends_untrusted_ones(pool, store):
+    email = f"linked-{uuid.uuid4().hex[:8]}@example.com"
+    made = await provider_sign_in(store, "elsewhere", email, trusted=False)
+    first = await provider_sign_in(store, "google", email, trusted=True)
+    assert first.user is not None and made.user is not None
+    assert first.user.id == made.user.id and not first.created
+    assert await identities_of(pool, made.user.id) == ["google"]
+    second = await provider_sign_in(store, "corp", email, trusted=True)
+    assert second.user is not None and second.user.id == made.user.id
+    assert await identities_of(pool, made.user.id) == ["corp", "google"]
+
+
+async def test_concurrent_first_sign_ins_make_one_account(store):
+    email = f"racing-{uuid.uuid4().hex[:8]}@example.com"
+    outcomes = await asyncio.gather(*(provider_sign_in(store, "google", email, trusted=True)
+                                      for _ in range(5)))
+    assert len({outcome.user.id for outcome in outcomes if outcome.user}) == 1
+    assert sum(outcome.created for outcome in outcomes) == 1

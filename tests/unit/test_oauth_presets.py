@@ -69,6 +69,19 @@ def test_an_incomplete_provider_stops_the_auth_service(monkeypatch, env, complai
     load_settings("gateway")  # read by the auth service only
 
 
+def test_the_local_provider_is_never_trusted_with_addresses_in_production(monkeypatch):
+    from environs import Env
+
+    from contracts.oauth_settings import read_oauth_providers
+
+    monkeypatch.setenv("OAUTH_PROVIDERS", "local")
+    monkeypatch.setenv("OAUTH_LOCAL_ISSUER", "http://127.0.0.1:9400")
+    monkeypatch.setenv("OAUTH_LOCAL_CLIENT_ID", "x")
+    monkeypatch.setenv("OAUTH_LOCAL_CLIENT_SECRET", "y")
+    assert read_oauth_providers(Env(), production=False)[0].trust_email is True
+    assert read_oauth_providers(Env(), production=True)[0].trust_email is False
+
+
 def test_production_wants_an_https_issuer_but_for_loopback(monkeypatch):
     monkeypatch.setenv("OAUTH_PROVIDERS", "corp")
     monkeypatch.setenv("OAUTH_CORP_CLIENT_ID", "x")
@@ -82,7 +95,7 @@ def test_production_wants_an_https_issuer_but_for_loopback(monkeypatch):
         read_oauth_providers(Env(), production=True)
     monkeypatch.setenv("OAUTH_CORP_ISSUER", "http://127.0.0.1:9400/")
     [corp] = read_oauth_providers(Env(), production=True)
-    assert corp.issuer == "http://127.0.0.1:9400"
+    assert corp.issuer == "http://127.0.0.1:9400/"  # as given: tokens name it exactly
 
 
 def test_the_success_url_defaults_to_our_page(monkeypatch):
@@ -116,6 +129,17 @@ def test_googles_id_token_claims(providers):
         "110169484474386276334", "someone@gmail.com", True, "Some One")
     assert oidc.identity_of({**claims, "email_verified": "true"}).email_verified is True
     assert oidc.identity_of({**claims, "email_verified": False}).email_verified is False
+    # an address elsewhere is Google's to vouch for only within a Workspace domain (`hd`)
+    elsewhere = {**claims, "email": "someone@corp.example"}
+    assert oidc.identity_of(elsewhere, issuer=oidc.GOOGLE_ISSUER).email_verified is False
+    assert oidc.identity_of({**elsewhere, "hd": "corp.example"},
+                            issuer=oidc.GOOGLE_ISSUER).email_verified is True
+    assert oidc.identity_of(claims, issuer=oidc.GOOGLE_ISSUER).email_verified is True
+    # what is not an address is none
+    for odd in (["a@b.co"], "not an address", "x" * 250 + "@example.com"):
+        assert oidc.identity_of({**claims, "email": odd}).email is None
+    with pytest.raises(IdTokenInvalid, match="subject"):
+        oidc.check_claims({**claims, "sub": "a\x00b"}, providers["google"], "n")
     with pytest.raises(IdTokenInvalid, match="nonce"):
         oidc.check_claims(claims, providers["google"], "other")
     with pytest.raises(IdTokenInvalid, match="azp"):
