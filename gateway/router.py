@@ -8,13 +8,16 @@ from collections.abc import Iterable, Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from contracts import operations as op
 from contracts.operations import Operation
 from contracts.routes import Route
 from gateway.forwarders.rpc import rpc_handler
 from gateway.oauth_page import PATHS as SIGNED_IN_PAGE_PATHS
 from gateway.route_configs import RouteConfig, RouteConfigTable
+from gateway.sign_in_binding import binding_checked, binding_started
 
 ROUTE_OF = web.AppKey("route_of", dict)
+SIGN_IN_BINDING = {op.OAUTH_INITIATE: binding_started, op.OAUTH_CALLBACK: binding_checked}
 
 
 def add_routes(
@@ -29,6 +32,8 @@ def add_routes(
                 raise LookupError(f"no gateway handler for {route.template}")
         else:
             handler = rpc_handler(route)
+        if route.operation in SIGN_IN_BINDING:  # a sign-in stays in the browser that began it
+            handler = SIGN_IN_BINDING[route.operation](handler)
         registered = app.router.add_route(route.method, route.aiohttp_path, handler)
         route_of[registered] = route
     app[ROUTE_OF] = route_of

@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from typing import Any
 
 PROVIDER_URL = os.environ.get("OIDC_URL", "http://127.0.0.1:9400").rstrip("/")
 
@@ -184,13 +185,63 @@ def sign_in_at_provider(authorization_url: str, login: str, password: str = "x",
     raise SignInError(f"no redirect to the client after {_MAX_STEPS} steps: {trail}")
 
 
-def get_no_redirect(url: str) -> tuple[int, dict[str, str], str]:
-    """(status, headers, body) of a GET whose redirect is returned, not followed."""
+def get_no_redirect(url: str, cookies: dict[str, str] | None = None
+                    ) -> tuple[int, dict[str, str], str]:
+    """(status, headers, body) of a GET whose redirect is returned, not followed, sending
+    `cookies` (name -> value)."""
     request = urllib.request.Request(url)
+    if cookies:
+        request.add_header("Cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()))
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
     try:
         with opener.open(request, timeout=_TIMEOUT_S) as response:
             status, headers, raw = response.status, response.headers, response.read()
+            set_cookies = response.headers.get_all("Set-Cookie") or []
     except urllib.error.HTTPError as error:
         status, headers, raw = error.code, error.headers, error.read()
-    return status, dict(headers), raw.decode("utf-8", "replace")
+        set_cookies = error.headers.get_all("Set-Cookie") or []
+    answer = dict(headers)
+    if set_cookies:
+        answer["Set-Cookie"] = "\n".join(set_cookies)
+    return status, answer, raw.decode("utf-8", "replace")
+
+
+def cookies_set(headers: dict[str, str]) -> dict[str, str]:
+    """name -> value of the Set-Cookie headers `get_no_redirect` returned."""
+    jar: dict[str, str] = {}
+    for line in headers.get("Set-Cookie", "").splitlines():
+        name, _, rest = line.partition("=")
+        if name:
+            jar[name.strip()] = rest.split(";", 1)[0]
+    return jar
+
+
+def sign_in_through(gateway_url: str, login: str, provider: str = "local") -> dict[str, Any]:
+    """The whole sign-in as a browser makes it: initiate (keeping its cookie), the provider's
+    pages as `login`, the callback on the gateway (with the cookie), the one-time code from
+    the success page's fragment swapped for `{user, accessToken, refreshToken}`."""
+    status, headers, body = get_no_redirect(f"{gateway_url}/api/v1/oauth/initiate/{provider}")
+    if status != 200:
+        raise SignInError(f"initiate answered {status}: {body}")
+    jar = cookies_set(headers)
+    back = urllib.parse.urlsplit(sign_in_at_provider(json.loads(body)["authorizationUrl"],
+                                                     login))
+    status, headers, body = get_no_redirect(f"{gateway_url}{back.path}?{back.query}", jar)
+    if status != 302:
+        raise SignInError(f"the callback answered {status}: {body}")
+    code = headers["Location"].partition("#code=")[2]
+    request = urllib.request.Request(
+        f"{gateway_url}/api/v1/oauth/exchange", method="POST",
+        data=json.dumps({"code": code}).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as answer:
+        session: dict[str, Any] = json.load(answer)
+    return session
+
+
+if __name__ == "__main__":  # python -m tests.oidc_support [gateway URL] [login]
+    import sys
+
+    arguments = sys.argv[1:]
+    print(json.dumps(sign_in_through(arguments[0] if arguments else "http://localhost:3000",
+                                     arguments[1] if len(arguments) > 1 else "dev@example.com"),
+                     indent=2))

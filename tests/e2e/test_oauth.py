@@ -8,6 +8,7 @@ swaps the one-time code for tokens that work; and every way it can go wrong is a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -16,10 +17,17 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from gateway.sign_in_binding import NOT_THIS_BROWSER, cookie_name
 from tests.e2e.conftest import Stack
 from tests.e2e.helpers import PASSWORD, Client, call, register, wait_for_entry
 from tests.oidc_proxy import ForgingProvider
-from tests.oidc_support import PROVIDER_URL, get_no_redirect, provider_up, sign_in_at_provider
+from tests.oidc_support import (
+    PROVIDER_URL,
+    cookies_set,
+    get_no_redirect,
+    provider_up,
+    sign_in_at_provider,
+)
 
 # The provider redirects to APP_URL's callback (any loopback port is allowed for its native
 # client); the tests read that redirect and bring its query to the real gateway themselves.
@@ -48,14 +56,25 @@ def gw_settings(forging: ForgingProvider) -> dict[str, str]:
             **{f"OAUTH_LOCAL_PROXIED_{k}": v for k, v in client.items()}}
 
 
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def new_login(tag: str = "oidc") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
 
 
+# The cookies the gateway set on initiate, as a browser keeps them (one per started
+# sign-in); every callback below sends them all, as that browser would.
+JAR: dict[str, str] = {}
+
+
 def initiate(gw: Stack, provider: str = "local") -> dict[str, Any]:
-    status, body, _ = call(gw, "GET", f"{OAUTH}/initiate/{provider}")
+    status, headers, body = get_no_redirect(f"{gw.gateway_url}{OAUTH}/initiate/{provider}")
     assert status == 200, body
-    return body
+    JAR.update(cookies_set(headers))
+    started: dict[str, Any] = json.loads(body)
+    return started
 
 
 def at_provider(gw: Stack, login: str, provider: str = "local", consent: bool = True
@@ -72,9 +91,10 @@ def at_provider(gw: Stack, login: str, provider: str = "local", consent: bool = 
     return query
 
 
-def callback(gw: Stack, query: dict[str, str], provider: str = "local"
-             ) -> tuple[int, dict[str, str], str]:
-    return get_no_redirect(f"{gw.gateway_url}{OAUTH}/{provider}/callback?{urlencode(query)}")
+def callback(gw: Stack, query: dict[str, str], provider: str = "local",
+             cookies: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    return get_no_redirect(f"{gw.gateway_url}{OAUTH}/{provider}/callback?{urlencode(query)}",
+                           JAR if cookies is None else cookies)
 
 
 def error_of(got: tuple[int, dict[str, str], str]) -> tuple[int, str]:
@@ -115,6 +135,10 @@ def test_initiate_starts_a_pkce_flow_and_redirects_on_request(gw: Stack):
     assert set(query["scope"].split()) == {"openid", "email", "profile"}
     status, headers, _ = get_no_redirect(f"{gw.gateway_url}{OAUTH}/initiate/local?redirect=1")
     assert status == 302 and headers["Location"].startswith(f"{PROVIDER_URL}/auth?")
+    redirected_state = parse_qs(urlsplit(headers["Location"]).query)["state"][0]
+    assert cookies_set(headers) == {cookie_name(redirected_state): sha256_hex(redirected_state)}
+    assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Lax" in headers["Set-Cookie"]
+    assert headers["Cache-Control"] == "no-store"
     assert call(gw, "GET", f"{OAUTH}/initiate/nowhere")[0] == 404
     assert call(gw, "GET", f"{OAUTH}/initiate/local?redirect=maybe")[0] == 400
 
@@ -143,7 +167,7 @@ def test_a_new_person_signs_in_and_the_tokens_work(gw: Stack):
 def test_a_state_is_good_once_and_for_its_own_provider(gw: Stack):
     query = at_provider(gw, new_login())
     tampered = {**query, "state": query["state"][:-2] + "xx"}
-    assert error_of(callback(gw, tampered)) == (400, "Invalid, used or expired state")
+    assert error_of(callback(gw, tampered)) == (400, NOT_THIS_BROWSER)  # no cookie for it
     assert error_of(callback(gw, {"code": query["code"]})) == (
         400, "Invalid, used or expired state")
     # the state of a `local` sign-in is not one of `local-proxied`'s (and is used up by it)
@@ -152,6 +176,17 @@ def test_a_state_is_good_once_and_for_its_own_provider(gw: Stack):
     fresh = at_provider(gw, new_login())
     signed_in(gw, fresh)
     assert error_of(callback(gw, fresh)) == (400, "Invalid, used or expired state")  # replay
+
+
+def test_a_sign_in_finishes_only_in_the_browser_that_started_it(gw: Stack):
+    """Login CSRF: someone signs in at the provider as themselves and sends the callback
+    URL to another person; that person's browser has no cookie of this sign-in."""
+    theirs = at_provider(gw, new_login("attacker"))
+    assert error_of(callback(gw, theirs, cookies={})) == (400, NOT_THIS_BROWSER)
+    other_browser = {name: value for name, value in JAR.items()
+                     if name != cookie_name(theirs["state"])}
+    assert error_of(callback(gw, theirs, cookies=other_browser)) == (400, NOT_THIS_BROWSER)
+    signed_in(gw, theirs)  # the browser that started it still can
 
 
 def test_a_code_cannot_be_carried_into_another_sign_in(gw: Stack):
