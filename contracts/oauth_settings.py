@@ -10,7 +10,8 @@
                                 existing account of that address (default: true for `google`
                                 and `local`, false otherwise: any issuer can claim any address)
     OAUTH_SUCCESS_URL           where a signed-in browser goes, a one-time `code` in the
-                                fragment (default: our small page, <APP_URL>/api/v1/oauth/signed-in)
+                                fragment (default: the console, <APP_URL>/console/; our small
+                                page <APP_URL>/api/v1/oauth/signed-in does the same alone)
 
 `google` is the generic OpenID Connect provider with Google's issuer; `github` is GitHub's
 OAuth 2.0 (no ID token: the account's primary verified email from its API). Any other name is

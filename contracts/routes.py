@@ -100,6 +100,7 @@ RESERVED_PREFIXES = (
     "/health", "/livez", "/readyz", "/api-docs", "/socket.io", "/monitor", "/api/v1/auth",
     "/api/v1/oauth", "/api/v1/projects", "/api/v1/keys", "/api/v1/routes", "/api/v1/logs",
     "/api/v1/analytics", "/api/v1/alerts", "/api/v1/webhooks", "/api/v1/events", "/metrics",
+    "/console",
 )
 
 

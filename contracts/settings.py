@@ -411,7 +411,7 @@ def _read(env: Env) -> Settings:
     else:
         oauth_problem = None
     success_url = env.str("OAUTH_SUCCESS_URL", "", validate=_success_url) or \
-        f"{settings.app_url.rstrip('/')}/api/v1/oauth/signed-in"
+        f"{settings.app_url.rstrip('/')}/console/"
     settings = replace(settings, oauth_providers=oauth_providers, oauth_success_url=success_url)
     try:
         env.seal()

@@ -22,6 +22,7 @@ from gateway.alert_bridge import emit_alert
 from gateway.api_keys import ApiKeys
 from gateway.client_ip import ClientAddress
 from gateway.config_follower import ConfigFollower
+from gateway.console import add_console
 from gateway.docs import add_docs
 from gateway.forwarders.http import UPSTREAM_PROXY, UpstreamProxy, proxy_or_not_found
 from gateway.health import READINESS, health, livez, metrics, readyz
@@ -74,6 +75,7 @@ def build_app(settings: Settings, routes: tuple[Route, ...] = ROUTES) -> web.App
     app[MONITOR_HUB] = monitor
     add_monitor_page(app)
     add_signed_in_page(app)
+    add_console(app)
     add_routes(app, routes, LOCAL_HANDLERS)
     # upstream route configs, else the JSON 404
     app.router.add_route("*", "/{tail:.*}", proxy_or_not_found, name=CATCH_ALL)

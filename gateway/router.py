@@ -11,13 +11,19 @@ from aiohttp.typedefs import Handler
 from contracts import operations as op
 from contracts.operations import Operation
 from contracts.routes import Route
+from gateway.console import PATHS as CONSOLE_PATHS
+from gateway.console import PREFIX as CONSOLE_PREFIX
+from gateway.console import html_to_console
 from gateway.forwarders.rpc import rpc_handler
 from gateway.oauth_page import PATHS as SIGNED_IN_PAGE_PATHS
 from gateway.route_configs import RouteConfig, RouteConfigTable
 from gateway.sign_in_binding import binding_checked, binding_started
 
 ROUTE_OF = web.AppKey("route_of", dict)
-SIGN_IN_BINDING = {op.OAUTH_INITIATE: binding_started, op.OAUTH_CALLBACK: binding_checked}
+# wrappers of particular routes: a sign-in stays in the browser that began it; a mailed link
+# opened in a browser goes to the console's page
+WRAPPERS = {op.OAUTH_INITIATE: binding_started, op.OAUTH_CALLBACK: binding_checked,
+            op.AUTH_VERIFY_EMAIL: html_to_console("verify-email")}
 
 
 def add_routes(
@@ -32,8 +38,8 @@ def add_routes(
                 raise LookupError(f"no gateway handler for {route.template}")
         else:
             handler = rpc_handler(route)
-        if route.operation in SIGN_IN_BINDING:  # a sign-in stays in the browser that began it
-            handler = SIGN_IN_BINDING[route.operation](handler)
+        if route.operation in WRAPPERS:
+            handler = WRAPPERS[route.operation](handler)
         registered = app.router.add_route(route.method, route.aiohttp_path, handler)
         route_of[registered] = route
     app[ROUTE_OF] = route_of
@@ -44,10 +50,10 @@ CATCH_ALL = "upstream_catch_all"
 # Traffic that is neither rate limited nor logged (docs/api.md sections 7.1 and 13.1): CORS
 # preflights, the Socket.IO transport, GET /health, /livez and /readyz (probes every few
 # seconds would fill the logs and the address tier of a load balancer) and the static files
-# of the API docs, of the monitor page and of the page a provider sign-in lands on (a browser
-# loads several per page view).
-EXEMPT_PREFIXES = ("/socket.io/", "/api-docs/", "/monitor/")
-EXEMPT_PATHS = frozenset({"/api-docs", "/monitor"}) | SIGNED_IN_PAGE_PATHS
+# of the API docs, of the console, of the monitor page and of the page a provider sign-in
+# lands on (a browser loads several per page view).
+EXEMPT_PREFIXES = ("/socket.io/", "/api-docs/", "/monitor/", CONSOLE_PREFIX)
+EXEMPT_PATHS = frozenset({"/api-docs", "/monitor"}) | SIGNED_IN_PAGE_PATHS | CONSOLE_PATHS
 PROBE_PATHS = frozenset({"/health", "/livez", "/readyz"})  # exempt for GET and HEAD
 
 

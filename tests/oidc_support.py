@@ -185,11 +185,11 @@ def sign_in_at_provider(authorization_url: str, login: str, password: str = "x",
     raise SignInError(f"no redirect to the client after {_MAX_STEPS} steps: {trail}")
 
 
-def get_no_redirect(url: str, cookies: dict[str, str] | None = None
-                    ) -> tuple[int, dict[str, str], str]:
+def get_no_redirect(url: str, cookies: dict[str, str] | None = None,
+                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
     """(status, headers, body) of a GET whose redirect is returned, not followed, sending
-    `cookies` (name -> value)."""
-    request = urllib.request.Request(url)
+    `cookies` (name -> value) and `headers`."""
+    request = urllib.request.Request(url, headers=headers or {})
     if cookies:
         request.add_header("Cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()))
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())

@@ -108,7 +108,7 @@ def signed_in(gw: Stack, query: dict[str, str], provider: str = "local") -> dict
     assert status == 302, body
     location = headers["Location"]
     page, _, fragment = location.partition("#code=")
-    assert page == f"{APP_URL}{OAUTH}/signed-in" and fragment, location
+    assert page == f"{APP_URL}/console/" and fragment, location  # the default
     assert headers["Cache-Control"] == "no-store"
     got, session, _ = call(gw, "POST", f"{OAUTH}/exchange", {"code": fragment})
     assert got == 200, session

@@ -98,11 +98,11 @@ def test_production_wants_an_https_issuer_but_for_loopback(monkeypatch):
     assert corp.issuer == "http://127.0.0.1:9400/"  # as given: tokens name it exactly
 
 
-def test_the_success_url_defaults_to_our_page(monkeypatch):
+def test_the_success_url_defaults_to_the_console(monkeypatch):
     monkeypatch.setenv("APP_ENV", "test")
     monkeypatch.setenv("APP_URL", "https://gw.example.com")
     assert load_settings("auth").oauth_success_url == \
-        "https://gw.example.com/api/v1/oauth/signed-in"
+        "https://gw.example.com/console/"
 
 
 # --- Google (OpenID Connect) ---------------------------------------------------------------

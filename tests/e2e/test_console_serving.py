@@ -1,0 +1,48 @@
+"""How the gateway serves the developer console (docs/api.md section 17): its files under
+`/console/`, exempt from logs and limits and out of reach of route configs, and the mailed
+links opened in a browser sent to its pages with the token in the fragment."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import Stack
+from tests.e2e.helpers import Client, call
+from tests.oidc_support import get_no_redirect
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_the_console_is_served_with_a_strict_policy(gw: Stack):
+    status, headers, _ = get_no_redirect(f"{gw.gateway_url}/console")
+    assert status == 301 and headers["Location"].endswith("/console/")
+    status, headers, body = get_no_redirect(f"{gw.gateway_url}/console/")
+    assert status == 200 and "/console/console.js" in body
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer"
+    status, _, _ = get_no_redirect(f"{gw.gateway_url}/console/console.js")
+    assert status == 200
+
+
+def test_no_route_config_can_take_the_console(alice: Client, upstream):
+    project = alice.ok("POST", "/api/v1/projects", {"name": "console squatter"}, status=201)
+    got, body, _ = alice.call("POST", f"/api/v1/projects/{project['id']}/routes", {
+        "path": "/console/app", "method": "GET", "authRequired": False,
+        "upstreamUrl": f"http://127.0.0.1:{upstream.port}/base"})
+    assert got == 400 and body["details"][0]["field"] == "path", body
+
+
+@pytest.mark.parametrize("page", ["verify-email", "reset-password"])
+def test_a_mailed_link_opened_in_a_browser_goes_to_the_console(gw: Stack, page: str):
+    status, headers, _ = get_no_redirect(f"{gw.gateway_url}/api/v1/auth/{page}?token=abc123",
+                                         headers=BROWSER)
+    assert status == 302
+    assert headers["Location"] == f"/console/#/{page}?token=abc123"
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_other_clients_get_the_apis_answers(gw: Stack):
+    got, body, _ = call(gw, "GET", "/api/v1/auth/verify-email?token=abc123")
+    assert (got, body["message"]) == (400, "Invalid verification token")
+    got, body, _ = call(gw, "GET", "/api/v1/auth/reset-password?token=abc123")
+    assert (got, body["message"]) == (404, "Route not found")
