@@ -17,12 +17,13 @@ from gateway.console import html_to_console
 from gateway.forwarders.rpc import rpc_handler
 from gateway.oauth_page import PATHS as SIGNED_IN_PAGE_PATHS
 from gateway.route_configs import RouteConfig, RouteConfigTable
-from gateway.sign_in_binding import binding_checked, binding_started
+from gateway.sign_in_binding import binding_checked, binding_started, code_checked
 
 ROUTE_OF = web.AppKey("route_of", dict)
 # wrappers of particular routes: a sign-in stays in the browser that began it; a mailed link
 # opened in a browser goes to the console's page
 WRAPPERS = {op.OAUTH_INITIATE: binding_started, op.OAUTH_CALLBACK: binding_checked,
+            op.OAUTH_EXCHANGE: code_checked,
             op.AUTH_VERIFY_EMAIL: html_to_console("verify-email")}
 
 

@@ -230,9 +230,12 @@ def sign_in_through(gateway_url: str, login: str, provider: str = "local") -> di
     if status != 302:
         raise SignInError(f"the callback answered {status}: {body}")
     code = headers["Location"].partition("#code=")[2]
+    jar.update(cookies_set(headers))  # the code's own cookie: it is good in this browser only
     request = urllib.request.Request(
         f"{gateway_url}/api/v1/oauth/exchange", method="POST",
-        data=json.dumps({"code": code}).encode(), headers={"Content-Type": "application/json"})
+        data=json.dumps({"code": code}).encode(),
+        headers={"Content-Type": "application/json",
+                 "Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())})
     with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as answer:
         session: dict[str, Any] = json.load(answer)
     return session

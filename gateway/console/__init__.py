@@ -26,7 +26,7 @@ RESET_PASSWORD_LINK = "/api/v1/auth/reset-password"
 HEADERS = {"Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
            "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
                                       "style-src 'self'; img-src 'self' data:; "
-                                      "connect-src 'self' ws: wss:; frame-ancestors 'none'"}
+                                      "connect-src 'self'; frame-ancestors 'none'"}
 
 
 def add_console(app: web.Application) -> None:
@@ -44,6 +44,8 @@ def add_console(app: web.Application) -> None:
         raise NotFound("Route not found")  # what a GET here has always answered
 
     app.router.add_get("/console", to_index)
+    # before the static files: the page only at /console/, with its headers
+    app.router.add_get("/console/index.html", to_index)
     app.router.add_get(RESET_PASSWORD_LINK, reset_password_link)
     app.router.add_get(PREFIX, index)
     app.router.add_static(PREFIX, STATIC, show_index=False)

@@ -13,7 +13,7 @@
   }
   const answer = await fetch("/api/v1/oauth/exchange", {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ code }), credentials: "omit", referrerPolicy: "no-referrer",
+    body: JSON.stringify({ code }), credentials: "same-origin", referrerPolicy: "no-referrer",
   });
   const body = await answer.json().catch(() => ({}));
   if (!answer.ok) {

@@ -18,10 +18,17 @@ def test_the_console_is_served_with_a_strict_policy(gw: Stack):
     assert status == 301 and headers["Location"].endswith("/console/")
     status, headers, body = get_no_redirect(f"{gw.gateway_url}/console/")
     assert status == 200 and "/console/console.js" in body
-    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    policy = headers["Content-Security-Policy"]
+    for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'",
+                      "connect-src 'self'", "frame-ancestors 'none'"):
+        assert directive in policy, policy
+    assert "unsafe" not in policy
     assert headers["Referrer-Policy"] == "no-referrer"
     status, _, _ = get_no_redirect(f"{gw.gateway_url}/console/console.js")
     assert status == 200
+    # the page is served at /console/ only, with its policy (no framing it by another name)
+    status, headers, _ = get_no_redirect(f"{gw.gateway_url}/console/index.html")
+    assert status == 301 and headers["Location"].endswith("/console/")
 
 
 def test_no_route_config_can_take_the_console(alice: Client, upstream):
@@ -38,6 +45,12 @@ def test_a_mailed_link_opened_in_a_browser_goes_to_the_console(gw: Stack, page: 
                                          headers=BROWSER)
     assert status == 302
     assert headers["Location"] == f"/console/#/{page}?token=abc123"
+    # whatever the token holds stays inside the fragment's value
+    odd = "a%20b%26c%23d%0D%0Ae"  # a b&c#d CR LF e
+    status, headers, _ = get_no_redirect(f"{gw.gateway_url}/api/v1/auth/{page}?token={odd}",
+                                         headers=BROWSER)
+    assert status == 302
+    assert headers["Location"] == f"/console/#/{page}?token=a%20b%26c%23d%0D%0Ae"
     assert headers["Cache-Control"] == "no-store"
 
 

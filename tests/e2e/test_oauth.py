@@ -102,6 +102,12 @@ def error_of(got: tuple[int, dict[str, str], str]) -> tuple[int, str]:
     return status, json.loads(body)["message"]
 
 
+def exchange(gw: Stack, code: str, cookies: dict[str, str] | None = None) -> Any:
+    jar = JAR if cookies is None else cookies
+    return call(gw, "POST", f"{OAUTH}/exchange", {"code": code},
+                headers={"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())})
+
+
 def signed_in(gw: Stack, query: dict[str, str], provider: str = "local") -> dict[str, Any]:
     """The callback's 302 to the success page, and the session its code is swapped for."""
     status, headers, body = callback(gw, query, provider)
@@ -110,7 +116,8 @@ def signed_in(gw: Stack, query: dict[str, str], provider: str = "local") -> dict
     page, _, fragment = location.partition("#code=")
     assert page == f"{APP_URL}/console/" and fragment, location  # the default
     assert headers["Cache-Control"] == "no-store"
-    got, session, _ = call(gw, "POST", f"{OAUTH}/exchange", {"code": fragment})
+    JAR.update(cookies_set(headers))
+    got, session, _ = exchange(gw, fragment)
     assert got == 200, session
     session["code"] = fragment
     return session
@@ -154,7 +161,7 @@ def test_a_new_person_signs_in_and_the_tokens_work(gw: Stack):
                              {"refreshToken": session["refreshToken"]})
     assert got == 200 and refreshed["accessToken"]
     # the code is good once
-    got, body, _ = call(gw, "POST", f"{OAUTH}/exchange", {"code": session["code"]})
+    got, body, _ = exchange(gw, session["code"])
     assert (got, body["message"]) == (400, "Invalid, used or expired code")
     # no password: a password login is the usual 401
     got, _, _ = call(gw, "POST", "/api/v1/auth/login", {"email": login, "password": PASSWORD})
@@ -187,6 +194,18 @@ def test_a_sign_in_finishes_only_in_the_browser_that_started_it(gw: Stack):
                      if name != cookie_name(theirs["state"])}
     assert error_of(callback(gw, theirs, cookies=other_browser)) == (400, NOT_THIS_BROWSER)
     signed_in(gw, theirs)  # the browser that started it still can
+
+
+def test_a_code_is_swapped_only_in_the_browser_it_came_back_to(gw: Stack):
+    """Login CSRF at the last step: someone's own one-time code (`/console/#code=…`) sent to
+    another person, whose browser has no cookie of it."""
+    status, headers, _ = callback(gw, at_provider(gw, new_login("attacker")))
+    assert status == 302
+    code = headers["Location"].partition("#code=")[2]
+    got, body, _ = exchange(gw, code, cookies={})
+    assert (got, body["message"]) == (400, NOT_THIS_BROWSER)
+    got, session, _ = exchange(gw, code, cookies_set(headers))  # where it came back: fine
+    assert got == 200 and session["accessToken"]
 
 
 def test_a_code_cannot_be_carried_into_another_sign_in(gw: Stack):

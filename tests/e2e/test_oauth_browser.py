@@ -65,6 +65,10 @@ def test_our_signed_in_page_swaps_the_code_for_working_tokens(gw: Stack, page: P
     _, headers, _ = get_no_redirect(f"{gw.gateway_url}{back.path}?{back.query}",
                                     cookies_set(headers))
     code = headers["Location"].partition("#code=")[2]
+    # the same browser: it holds the cookie the callback set for its code
+    oauth_url = f"{gw.gateway_url}/api/v1/oauth/"
+    page.context.add_cookies([{"name": name, "value": value, "url": oauth_url}
+                              for name, value in cookies_set(headers).items()])
     page.goto(f"{gw.gateway_url}/api/v1/oauth/signed-in#code={code}")
     expect(page.locator("#title")).to_have_text("Signed in", timeout=15_000)
     assert page.url == f"{gw.gateway_url}/api/v1/oauth/signed-in"  # the code is gone

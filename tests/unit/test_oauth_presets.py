@@ -15,6 +15,7 @@ from auth_svc import github, oidc
 from auth_svc.oauth_providers import IdTokenInvalid, ProviderRefused, ProviderUnavailable
 from auth_svc.oauth_state import code_challenge
 from contracts.settings import SettingsError, load_settings
+from gateway.sign_in_binding import same_origin
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -193,3 +194,11 @@ def test_githubs_identity_is_the_primary_verified_address():
     assert github.identity_of(USER, []).email is None
     with pytest.raises(ProviderUnavailable):
         github.identity_of({"login": "x"}, EMAILS)
+
+
+def test_codes_are_bound_to_the_browser_only_on_the_gateways_own_origin():
+    assert same_origin("http://localhost:3000/console/", "http://localhost:3000")
+    assert same_origin("https://GW.example.com/x", "https://gw.example.com:443/")
+    assert not same_origin("https://app.example.com/done", "https://gw.example.com")
+    assert not same_origin("http://gw.example.com/", "https://gw.example.com")
+    assert not same_origin("http://localhost:3001/", "http://localhost:3000")

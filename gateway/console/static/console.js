@@ -108,7 +108,7 @@ function values(formEl) {
     if (el.type === "checkbox") {
       if (el.dataset.group) (out[el.dataset.group] ||= []).push(...(el.checked ? [el.value] : []));
       else out[el.name] = el.checked;
-    } else out[el.name] = el.value.trim();
+    } else out[el.name] = el.type === "password" ? el.value : el.value.trim();  // a password as typed
   }
   return out;
 }
@@ -239,7 +239,13 @@ function refreshTokens() {
       scheduleRefresh();
       document.dispatchEvent(new CustomEvent("tokens"));
     } catch (error) {
-      endSession("Your session ended. Please sign in again.");
+      if (error.status === 401 || error.status === 403) {
+        endSession("Your session ended. Please sign in again.");
+      } else if (session.access) {
+        // the gateway away a moment (a restart, a 429): try again while the token lasts
+        clearTimeout(session.timer);
+        session.timer = setTimeout(() => refreshTokens().catch(() => {}), 10e3);
+      }
       throw error;
     } finally {
       session.refreshing = null;
@@ -449,8 +455,15 @@ function pageForgot(main) {
     }), done, h("p.links", h("a", { href: "#/sign-in", text: "Back to sign in" }))));
 }
 
-function pageReset(main, { query }) {
+/** A mailed link's token leaves the address bar (and history) once read. */
+function takeToken(query, page) {
   const token = query.get("token") || "";
+  history.replaceState(null, "", `${location.pathname}#/${page}`);
+  return token;
+}
+
+function pageReset(main, { query }) {
+  const token = takeToken(query, "reset-password");
   const done = h("p.notice", { role: "status" });
   render(main, "Choose a new password", h("div.card.narrow",
     token ? form({}, [
@@ -465,10 +478,11 @@ function pageReset(main, { query }) {
 }
 
 async function pageVerify(main, { query }) {
+  const token = takeToken(query, "verify-email");
   const out = h("p.notice", { role: "status", text: "Checking your link…" });
   render(main, "Verify email", h("div.card.narrow", out, h("p.links", h("a", { href: session.access ? "#/projects" : "#/sign-in", text: "Continue" }))));
   try {
-    const answer = await api("GET", "/auth/verify-email", undefined, { token: query.get("token") || "" });
+    const answer = await api("GET", "/auth/verify-email", undefined, { token });
     out.textContent = `${answer.message}.`;
   } catch (error) {
     out.className = "form-error";
@@ -1003,8 +1017,21 @@ async function pageLive(main, { current }) {
   document.addEventListener("tokens", onTokens);
   leave = () => { document.removeEventListener("tokens", onTokens); socket.disconnect(); };
   socket.on("connect", () => { link.textContent = "live"; link.className = "badge ok"; });
-  socket.on("disconnect", () => { link.textContent = "offline"; link.className = "badge"; });
-  socket.on("connect_error", (error) => { link.textContent = error.data?.error || "offline"; link.className = "badge"; });
+  // The hub ends a socket when its token expires (and refuses an expired one): come back with
+  // fresh tokens; the client does not reconnect by itself after the server's disconnect.
+  const reconnect = () => {
+    if (!current()) return;
+    socket.auth = { token: session.access };
+    socket.connect();
+  };
+  socket.on("disconnect", (reason) => {
+    link.textContent = "offline"; link.className = "badge";
+    if (reason === "io server disconnect") reconnect();  // tokens were refreshed meanwhile
+  });
+  socket.on("connect_error", (error) => {
+    link.textContent = error.data?.error || "offline"; link.className = "badge";
+    if (error.data?.error === "TOKEN_EXPIRED") refreshTokens().then(reconnect).catch(() => {});
+  });
   socket.on("connections:active", (data) => { $("#live-connections").textContent = data.count; });
   socket.on("log:dropped", (data) => { $("#live-dropped").textContent = `(${data.count} requests not shown in the last second)`; });
   socket.on("log:entry", (entry) => {
@@ -1045,7 +1072,7 @@ async function providerReturn() {
       signInMessage = `Signing in with the provider failed: ${error.message}`;
     }
   } else {
-    signInMessage = `Signing in with the provider failed: ${fragment.get("message") || fragment.get("error")}`;
+    signInMessage = "Signing in with the provider failed. Please try again.";  // never text from the address
   }
   route();
 }

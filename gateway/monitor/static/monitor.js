@@ -98,7 +98,15 @@ function start() {
 function connect() {
   socket = io("/monitor", { auth: { token: session.access }, transports: ["websocket"] });
   socket.on("connect", () => { $("link").textContent = "live"; $("link").className = "pill online"; });
-  socket.on("disconnect", () => { $("link").textContent = "offline"; $("link").className = "pill"; });
+  socket.on("disconnect", (reason) => {
+    $("link").textContent = "offline"; $("link").className = "pill";
+    // the hub ends a socket when the token it connected with expires; the client does not
+    // come back by itself after the server's disconnect: with the refreshed token, it does
+    if (reason === "io server disconnect" && session.access) {
+      socket.auth = { token: session.access };
+      socket.connect();
+    }
+  });
   socket.on("connect_error", (error) => {
     $("link").textContent = error.data?.error || "offline";
     if (error.data?.error === "UNAUTHORIZED") logout("Please log in again");
