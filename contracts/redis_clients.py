@@ -109,7 +109,7 @@ def connect(place: RedisPlace, *, max_connections: int, **options: Any) -> Redis
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in place.cluster_nodes],
             max_connections=max_connections, **url_options, **options)
-    sentinel = Sentinel(list(place.sentinels), **{  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(place.sentinels), **{  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         name: value for name, value in options.items() if name.startswith("socket_")})
     client: _SentinelManaged = sentinel.master_for(
         place.sentinel_master, redis_class=_SentinelManaged, max_connections=max_connections,
