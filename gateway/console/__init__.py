@@ -49,6 +49,15 @@ def add_console(app: web.Application) -> None:
     app.router.add_get(RESET_PASSWORD_LINK, reset_password_link)
     app.router.add_get(PREFIX, index)
     app.router.add_static(PREFIX, STATIC, show_index=False)
+    app.on_response_prepare.append(_revalidated)
+
+
+async def _revalidated(request: web.Request, response: web.StreamResponse) -> None:
+    # the page and its script must come from one release: after an upgrade a browser asks
+    # again (a 304 when nothing changed) instead of running an old script on a new page
+    if request.path.startswith(PREFIX):
+        response.headers.setdefault("Cache-Control", "no-cache")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 def wants_html(request: web.Request) -> bool:

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Response, ViewportSize, expect
 
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import PASSWORD, Upstream, register
+from tests.e2e.helpers import PASSWORD, Client, Upstream, eventually, register, with_role
 from tests.support import request_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,7 +225,7 @@ def test_a_new_user_goes_from_sign_up_to_an_acknowledged_alert(
     # the rule is turned off, then edited
     page.get_by_role("button", name=f"Disable {rule}").click()
     expect(page.get_by_role("button", name=f"Enable {rule}")).to_be_visible()
-    page.get_by_role("button", name=f"Edit {rule}").click()
+    page.get_by_role("button", name=f"Edit {rule}", exact=True).click()
     page.get_by_label("Threshold").fill("1000")
     page.get_by_role("button", name="Save rule").click()
     expect(page.get_by_role("row").filter(has_text=rule)).to_contain_text("request_count > 1000")
@@ -351,6 +351,262 @@ def test_the_account_pages(gw: Stack, page: Page) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     heading(page, "Logs")
+
+
+def always_firing_rule(user: Client, name: str, **rule: Any) -> dict[str, Any]:
+    """A rule over the user's own gateway traffic that fires at the next evaluation."""
+    answer: dict[str, Any] = user.ok("POST", "/api/v1/alerts/rules", {
+        "name": name, "service": "gateway", "metric": "request_count", "windowSeconds": 60,
+        "threshold": 0, "operator": "gt", "coolDownSeconds": 3600, **rule}, status=201)
+    return answer
+
+
+def test_live_shows_traffic_its_chart_and_an_alert_acknowledged_there(
+        gw: Stack, page: Page) -> None:
+    """The monitor page's journey (tests/e2e/test_monitor_page.py), in the console's Live
+    view: the caller's requests appear, the chart and the numbers move, an alert arrives and
+    is acknowledged there."""
+    dave = register(gw, "live")
+    sign_in(page, gw, dave.email)
+    page.get_by_role("link", name="Live").click()
+    heading(page, "Live")
+    expect(page.get_by_role("status").filter(has_text="live")).to_be_visible(timeout=10_000)
+    expect(page.locator("#live-connections")).not_to_have_text("0")
+    probe = uuid.uuid4().hex[:8]
+    for index in range(5):
+        assert dave.call("GET", "/api/v1/auth/profile", query={"probe": f"{probe}-{index}"}
+                         )[0] == 200
+    expect(page.get_by_role("row").filter(has_text=probe)).to_have_count(5)
+    # `stats` arrive every second: the line gets points, requests per second a number
+    expect(page.locator("svg.chart polyline")).not_to_have_attribute("points", "")
+    expect(page.locator("#live-rps")).not_to_have_text("\u2013")
+
+    rule = f"live-{probe}"
+    always_firing_rule(dave, rule)
+    alert = page.locator("li.event").filter(has_text=rule)
+    expect(alert).to_have_count(1, timeout=20_000)
+    check_page(page, "live-alert")
+    alert.get_by_role("button", name="Acknowledge", exact=True).click()
+    expect(alert).to_contain_text(f"acknowledged by {dave.email}")
+    expect(alert).to_have_class(re.compile(r"\backnowledged\b"))
+    events = dave.ok("GET", "/api/v1/alerts/events", query={"acknowledged": "true"})
+    assert [e["acknowledgedBy"] for e in events["events"] if e["ruleName"] == rule] == \
+        [dave.email]
+
+
+def test_alert_events_are_filtered_and_paged(gw: Stack, page: Page) -> None:
+    user = register(gw, "events")
+    tag = uuid.uuid4().hex[:6]
+    for _ in range(3):
+        user.call("GET", "/api/v1/auth/profile")
+    chatty = always_firing_rule(user, f"chatty-{tag}", coolDownSeconds=0, severity="warning")
+    always_firing_rule(user, f"rare-{tag}", severity="critical")
+
+    def warnings() -> int:
+        total: int = user.ok("GET", "/api/v1/alerts/events",
+                             query={"severity": "warning", "limit": 1})["total"]
+        return total
+
+    assert eventually(lambda: warnings() > 21, within_s=60), warnings()
+    user.ok("PUT", f"/api/v1/alerts/rules/{chatty['id']}", {"enabled": False})
+
+    sign_in(page, gw, user.email)
+    page.get_by_role("link", name="Alerts").click()
+    heading(page, "Alerts")
+    events = page.locator("li.event")
+    expect(events).to_have_count(20)
+    expect(page.get_by_text(re.compile(r"^1\u201320 of \d+ event"))).to_be_visible()
+    page.get_by_role("button", name="Older events").click()
+    expect(page.get_by_text(re.compile(r"^21\u2013\d+ of \d+ event"))).to_be_visible()
+    expect(page.get_by_role("button", name="Newer events")).to_be_visible()
+    page.get_by_role("button", name="Newer events").click()
+    expect(page.get_by_text(re.compile(r"^1\u201320 of \d+ event"))).to_be_visible()
+
+    page.get_by_label("Severity").select_option("critical")
+    expect(events).to_have_count(1)
+    expect(events).to_contain_text(f"rare-{tag}")
+    page.get_by_label("Severity").select_option("")
+    page.get_by_label("Service", exact=True).fill("no-such-service")
+    page.get_by_role("button", name="Filter events").click()
+    expect(page.get_by_text("No events.")).to_be_visible()
+    page.get_by_label("Service", exact=True).fill("gateway")
+    page.get_by_label("Fired").select_option("1h")
+    expect(page.get_by_text(re.compile(r"^1\u201320 of \d+ event"))).to_be_visible()
+    check_page(page, "alerts-paged")
+
+
+def test_a_webhooks_deliveries_are_inspected_filtered_paged_and_redelivered(
+        gw: Stack, upstream: Upstream, page: Page) -> None:
+    user = register(gw, "deliveries")
+    project = user.ok("POST", "/api/v1/projects", {"name": f"Hooks {uuid.uuid4().hex[:6]}"},
+                      status=201)
+    hook = user.ok("POST", f"/api/v1/projects/{project['id']}/webhooks", {
+        "name": "orders", "url": f"http://127.0.0.1:{upstream.port}/base/hook",
+        "events": ["project.updated"]}, status=201)
+    for _ in range(21):
+        user.ok("POST", f"/api/v1/webhooks/{hook['id']}/test", status=202)
+
+    def delivered() -> int:
+        total: int = user.ok("GET", f"/api/v1/webhooks/{hook['id']}/deliveries",
+                             query={"status": "delivered", "limit": 1})["total"]
+        return total
+
+    assert eventually(lambda: delivered() == 21, within_s=30), delivered()
+
+    sign_in(page, gw, user.email)
+    page.goto(console(gw) + f"#/projects/{project['id']}/webhooks")
+    heading(page, project["name"])
+    page.get_by_role("button", name="Deliveries of orders").click()
+    deliveries = page.get_by_role("table", name="Deliveries of orders")
+    expect(deliveries.get_by_role("row")).to_have_count(21)  # a header and 20
+    expect(page.get_by_text("Page 1 of 2 · 21 deliveries")).to_be_visible()
+    page.get_by_role("button", name="Older deliveries").click()
+    expect(page.get_by_text("Page 2 of 2 · 21 deliveries")).to_be_visible()
+    expect(deliveries.get_by_role("row")).to_have_count(2)
+    page.get_by_label("Delivery status").select_option("failed")
+    expect(page.get_by_text("No failed deliveries.")).to_be_visible()
+    page.get_by_label("Delivery status").select_option("delivered")
+    expect(page.get_by_text("Page 1 of 2 · 21 deliveries")).to_be_visible()
+
+    # one delivery: its payload and its attempt; sent again, a second attempt
+    deliveries.get_by_role("button", name=re.compile("^Details of webhook.test")).first.click()
+    detail = page.get_by_role("region", name="Delivery")
+    expect(detail).to_contain_text('"type": "webhook.test"')
+    attempts = detail.get_by_role("table")
+    expect(attempts.get_by_role("row")).to_have_count(2)
+    expect(attempts).to_contain_text("200")
+    check_page(page, "project-webhook-delivery")
+    first = deliveries.get_by_role("row").nth(1)
+    first.get_by_role("button", name="Redeliver").click()
+    expect(page.get_by_text("Redelivery queued")).to_be_visible()
+    newest = user.ok("GET", f"/api/v1/webhooks/{hook['id']}/deliveries",
+                     query={"limit": 1})["deliveries"][0]
+    assert eventually(lambda: user.ok(
+        "GET", f"/api/v1/webhooks/{hook['id']}/deliveries/{newest['id']}")["attempts"] == 2,
+        within_s=30)
+    deliveries.get_by_role("row").nth(1).get_by_role(
+        "button", name=re.compile("^Details of")).click()
+    expect(detail.get_by_role("table").get_by_role("row")).to_have_count(3)
+
+    # a new secret, shown once; the old one signs beside it for a day
+    page.get_by_role("button", name="Rotate secret of orders").click()
+    page.get_by_role("dialog").get_by_role("button", name="Rotate secret").click()
+    expect(page.locator(".secret")).to_have_text(re.compile(r"^whsec_"))
+    got = user.ok("GET", f"/api/v1/webhooks/{hook['id']}")
+    assert got["previousSecretUntil"]
+
+
+def test_a_key_is_revoked_and_a_route_deleted(gw: Stack, upstream: Upstream,
+                                               page: Page) -> None:
+    user = register(gw, "revoke")
+    tag = uuid.uuid4().hex[:6]
+    project = user.ok("POST", "/api/v1/projects", {"name": f"Revoke {tag}"}, status=201)
+    key = user.ok("POST", f"/api/v1/projects/{project['id']}/keys", {"name": "leaked"},
+                  status=201)["key"]
+    path = f"/revoke-{tag}/items"
+    user.ok("POST", f"/api/v1/projects/{project['id']}/routes", {
+        "method": "GET", "path": path, "upstreamUrl": f"http://127.0.0.1:{upstream.port}/base"},
+        status=201)
+    assert eventually(lambda: request_json("GET", gw.gateway_url + path,
+                                           headers={"X-API-Key": key})[0] == 200)
+
+    sign_in(page, gw, user.email)
+    page.goto(console(gw) + f"#/projects/{project['id']}/keys")
+    heading(page, project["name"])
+    page.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_role("table", name="API keys")).to_contain_text("revoked")
+    expect(page.get_by_role("button", name="Revoke")).to_have_count(0)
+    status, answer, _ = request_json("GET", gw.gateway_url + path, headers={"X-API-Key": key})
+    assert (status, answer["message"]) == (403, "Key revoked")  # at once (docs/api.md 5)
+
+    page.get_by_role("link", name="Routes", exact=True).click()
+    page.get_by_role("button", name=f"Delete GET {path}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete route").click()
+    expect(page.get_by_text("No routes yet")).to_be_visible()
+    assert user.ok("GET", f"/api/v1/projects/{project['id']}/routes") == []
+
+
+def test_a_viewer_and_an_admin_see_what_their_role_lets_them(gw: Stack, page: Page) -> None:
+    owner = register(gw, "tenant")
+    theirs = owner.ok("POST", "/api/v1/projects", {"name": f"Tenant {uuid.uuid4().hex[:6]}"},
+                      status=201)
+    owner.call("GET", "/api/v1/auth/profile")
+    rule = f"tenant-{uuid.uuid4().hex[:6]}"
+    always_firing_rule(owner, rule, projectId=theirs["id"])
+    always_firing_rule(owner, f"{rule}-all")
+    assert eventually(lambda: owner.ok("GET", "/api/v1/alerts/events")["total"] > 0,
+                      within_s=20)
+
+    admin = with_role(gw, register(gw, "admin"), "ADMIN")
+    sign_in(page, gw, admin.email)
+    expect(page.get_by_text("admin", exact=True)).to_be_visible()
+    projects = page.get_by_role("table", name="Projects")
+    expect(projects.get_by_role("columnheader", name="Owner")).to_be_visible()
+    expect(projects.get_by_role("row").filter(has_text=theirs["name"])).to_contain_text(
+        owner.user_id)
+    page.get_by_role("link", name="Logs").click()
+    page.get_by_label("User ID").fill(owner.user_id)
+    page.get_by_role("button", name="Apply filters").click()
+    rows = page.get_by_role("row").filter(has_text="/api/v1/auth/profile")
+    expect(rows.first).to_be_visible()
+    page.get_by_role("link", name="Alerts").click()
+    page.get_by_role("button", name=f"Edit {rule}", exact=True).click()
+    # another tenant's rule keeps its project when an admin edits it
+    expect(page.get_by_label("Project")).to_have_value(theirs["id"])
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Sign out").click()
+
+    # a developer whose rule fired is made a viewer: the event is shown, not acknowledgeable
+    viewer = register(gw, "viewer")
+    viewer.call("GET", "/api/v1/auth/profile")
+    always_firing_rule(viewer, f"viewer-{uuid.uuid4().hex[:6]}")
+    assert eventually(lambda: viewer.ok("GET", "/api/v1/alerts/events")["total"] > 0,
+                      within_s=20)
+    viewer = with_role(gw, viewer, "VIEWER")
+    sign_in(page, gw, viewer.email)
+    expect(page.get_by_text("viewer", exact=True)).to_be_visible()
+    page.get_by_role("link", name="Alerts").click()
+    heading(page, "Alerts")
+    expect(page.locator("li.event")).to_have_count(1)
+    expect(page.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    expect(page.get_by_role("button", name="New rule")).to_have_count(0)
+    page.get_by_role("link", name="Projects", exact=True).click()
+    heading(page, "Projects")
+    expect(page.get_by_role("button", name="New project")).to_have_count(0)
+    check_page(page, "viewer-projects")
+
+
+def test_tokens_are_refreshed_in_memory_and_a_sign_out_wins_over_a_refresh(
+        gw: Stack, page: Page) -> None:
+    """The page's own refresh (what its timer runs before the access token expires), then a
+    sign-out while a refresh is on its way: the pair that comes back is ended, not kept."""
+    user = register(gw, "refresh")
+    sign_in(page, gw, user.email)
+    before = page.evaluate("session.access")
+    page.evaluate("refreshTokens()")
+    assert page.evaluate("session.access") not in (before, None)
+    page.get_by_role("link", name="Logs").click()
+    heading(page, "Logs")  # the API answers the new token
+
+    pairs: list[dict[str, Any]] = []
+    page.on("response", lambda response: pairs.append(response.json())
+            if response.url.endswith("/api/v1/auth/refresh") and response.ok else None)
+    left = page.evaluate("""async () => {
+        const refreshing = refreshTokens();
+        await signOut();
+        await refreshing.catch(() => {});
+        return session.access;
+    }""")
+    assert left is None
+    heading(page, "Sign in")
+    assert len(pairs) == 1
+
+    def revoked() -> bool:
+        status, _, _ = request_json("POST", f"{gw.gateway_url}/api/v1/auth/refresh",
+                                    {"refreshToken": pairs[0]["refreshToken"]})
+        return status == 401
+
+    assert eventually(revoked)
 
 
 def test_every_page_fits_a_phone(gw: Stack, upstream: Upstream, phone: Page) -> None:

@@ -4,10 +4,12 @@ links opened in a browser sent to its pages with the token in the fragment."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.e2e.conftest import Stack
-from tests.e2e.helpers import Client, call
+from tests.e2e.helpers import Client, call, wait_for_entry
 from tests.oidc_support import get_no_redirect
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -24,11 +26,30 @@ def test_the_console_is_served_with_a_strict_policy(gw: Stack):
         assert directive in policy, policy
     assert "unsafe" not in policy
     assert headers["Referrer-Policy"] == "no-referrer"
-    status, _, _ = get_no_redirect(f"{gw.gateway_url}/console/console.js")
+    status, headers, _ = get_no_redirect(f"{gw.gateway_url}/console/console.js")
     assert status == 200
+    assert headers["Cache-Control"] == "no-cache"  # one release's page and script together
     # the page is served at /console/ only, with its policy (no framing it by another name)
     status, headers, _ = get_no_redirect(f"{gw.gateway_url}/console/index.html")
     assert status == 301 and headers["Location"].endswith("/console/")
+
+
+def test_the_consoles_files_are_neither_counted_nor_logged(gw: Stack, alice: Client):
+    """A browser loads several files per view: none is rate limited or logged, even for a
+    caller who is known (a Bearer token)."""
+    probe = uuid.uuid4().hex
+    bearer = {"Authorization": f"Bearer {alice.token}"}
+    for path in ("/console/", "/console/console.js", "/console/console.css"):
+        status, headers, _ = get_no_redirect(f"{gw.gateway_url}{path}?probe={probe}",
+                                             headers=bearer)
+        assert status == 200, path
+        assert not [name for name in headers if name.lower().startswith("x-ratelimit")], path
+    # a counted request afterwards: once its entry is in, the files' would be too
+    status, _, headers = alice.call("GET", "/api/v1/auth/profile")
+    assert status == 200 and "X-RateLimit-Limit" in headers
+    assert wait_for_entry(gw, alice.token or "", headers["X-Request-Id"]) is not None
+    entries = alice.ok("GET", "/api/v1/logs", query={"limit": 100})["entries"]
+    assert not [e["path"] for e in entries if probe in e["path"]]
 
 
 def test_no_route_config_can_take_the_console(alice: Client, upstream):

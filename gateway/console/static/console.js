@@ -11,6 +11,7 @@ const OPERATORS = { gt: ">", gte: "≥", lt: "<", lte: "≤", eq: "=" };
 const WEBHOOK_EVENTS = ["project.created", "project.updated", "project.deleted", "api_key.created",
   "api_key.revoked", "route.created", "route.updated", "route.deleted", "alert.triggered",
   "alert.acknowledged"];
+const ADMIN_WEBHOOK_EVENTS = ["user.registered"];  // belongs to no project: admins only
 const RANGES = { "1h": ["Last hour", 3600e3, "hour"], "24h": ["Last 24 hours", 86400e3, "hour"],
   "7d": ["Last 7 days", 7 * 86400e3, "day"], "30d": ["Last 30 days", 30 * 86400e3, "day"] };
 
@@ -221,19 +222,28 @@ async function api(method, path, body, query, retried = false) {
   return data;
 }
 
-function tokenExpiry(token) {
+/** How long a token just received lives (exp - iat): the machine's clock may be wrong. */
+function tokenLifetime(token) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part)).exp * 1000;
-  } catch {
-    return Date.now() + 5 * 60e3;
-  }
+    const claims = JSON.parse(atob(part));
+    if (claims.exp > claims.iat) return (claims.exp - claims.iat) * 1000;
+  } catch { /* not a JWT we can read */ }
+  return 5 * 60e3;
 }
 
 function refreshTokens() {
   session.refreshing ||= (async () => {
+    const used = session.refresh;
     try {
-      const pair = await api("POST", "/auth/refresh", { refreshToken: session.refresh }, null, true);
+      const pair = await api("POST", "/auth/refresh", { refreshToken: used }, null, true);
+      if (session.refresh !== used) {
+        // signed out (or in again) meanwhile: this pair is no one's; end it at the server too
+        fetch(`${API}/auth/logout`, { method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Authorization: `Bearer ${pair.accessToken}` },
+          body: JSON.stringify({ refreshToken: pair.refreshToken }) }).catch(() => {});
+        return;
+      }
       session.access = pair.accessToken;
       session.refresh = pair.refreshToken;
       scheduleRefresh();
@@ -256,7 +266,7 @@ function refreshTokens() {
 
 function scheduleRefresh() {
   clearTimeout(session.timer);
-  const wait = Math.max(5000, tokenExpiry(session.access) - Date.now() - 60e3);
+  const wait = Math.max(5000, tokenLifetime(session.access) - 60e3);
   session.timer = setTimeout(() => refreshTokens().catch(() => {}), wait);
 }
 
@@ -281,6 +291,7 @@ function endSession(message) {
 }
 
 async function signOut() {
+  await session.refreshing?.catch(() => {});  // the newest refresh token is the one to end
   const refreshToken = session.refresh;
   if (refreshToken) await api("POST", "/auth/logout", { refreshToken }).catch(() => {});
   endSession("You are signed out.");
@@ -288,8 +299,14 @@ async function signOut() {
 
 async function projects(fresh = false) {
   if (!projectsCache || fresh) {
-    const first = await api("GET", "/projects", undefined, { limit: 100, sort: "name", order: "asc" });
-    projectsCache = first.projects;
+    // every page: an admin sees all tenants' projects, which can be many
+    const list = [];
+    for (let page = 1; ; page += 1) {
+      const answer = await api("GET", "/projects", undefined, { page, limit: 100, sort: "name", order: "asc" });
+      list.push(...answer.projects);
+      if (page >= answer.totalPages || page >= 100) break;
+    }
+    projectsCache = list;
   }
   return projectsCache;
 }
@@ -386,6 +403,8 @@ function render(main, title, ...content) {
 function renderChrome() {
   const nav = $("#nav");
   const who = $("#who");
+  // a viewer reads only: the controls that change data (class "writes") are not shown
+  document.body.classList.toggle("read-only", session.user?.role === "VIEWER");
   if (session.access) {
     fill(nav, h("ul", NAV.map(([text, page]) => h("li", h("a", { href: `#/${page}`, "data-page": page, text })))));
     fill(who, 
@@ -495,7 +514,7 @@ async function pageVerify(main, { query }) {
 async function pageProjects(main) {
   const list = h("div");
   const createBox = h("div.card", { hidden: true });
-  const newButton = h("button.primary", { type: "button", text: "New project", "aria-expanded": "false",
+  const newButton = h("button.primary.writes", { type: "button", text: "New project", "aria-expanded": "false",
     on: { click: () => {
       createBox.hidden = !createBox.hidden;
       newButton.setAttribute("aria-expanded", String(!createBox.hidden));
@@ -516,8 +535,9 @@ async function pageProjects(main) {
   fill(list, table("Projects", [
     ["Name", (p) => h("a", { href: `#/projects/${p.id}`, text: p.name })],
     ["Description", (p) => p.description || ""],
+    session.user.role === "ADMIN" ? ["Owner", (p) => (p.userId === session.user.id ? "you" : h("code", { text: p.userId }))] : null,
     ["Created", (p) => when(p.createdAt)],
-  ], all, "No projects yet: create one to issue keys and routes."));
+  ].filter(Boolean), all, "No projects yet: create one to issue keys and routes."));
 }
 
 async function pageProject(main, { parts, current }) {
@@ -548,7 +568,7 @@ async function pageProject(main, { parts, current }) {
 }
 
 function sectionSettings(body, project) {
-  add(body, h("h2", { text: "Settings" }), h("div.card", form({}, [
+  add(body, h("h2", { text: "Settings" }), h("div.card.writes", form({}, [
     field({ label: "Project name", name: "name", value: project.name, required: true, maxlength: 100 }),
     field({ label: "Description", name: "description", value: project.description || "", maxlength: 500 }),
   ], "Save project", async (v) => {
@@ -556,7 +576,7 @@ function sectionSettings(body, project) {
     projectsCache = null;
     toast(`Project renamed to ${saved.name}`);
     route();
-  })), h("div.card.danger-zone", h("h2", { text: "Delete project" }),
+  })), h("div.card.danger-zone.writes", h("h2", { text: "Delete project" }),
     h("p", { text: "Deleting a project deletes its API keys, routes and webhooks. Its keys stop working at once." }),
     h("button.danger", { type: "button", text: "Delete project", on: { click: async () => {
       if (!await confirmDialog(`Delete project “${project.name}”?`,
@@ -583,14 +603,14 @@ async function sectionKeys(body, project) {
       ["Last used", (k) => when(k.lastUsedAt)],
       ["Expires", (k) => (k.expiresAt ? when(k.expiresAt) : "never")],
       ["Status", (k) => (k.active ? "active" : `revoked ${when(k.revokedAt)}`)],
-      ["", (k) => (k.active ? h("button.danger", { type: "button", text: "Revoke", "aria-describedby": null, title: `Revoke ${k.name}`,
+      ["", (k) => (k.active ? h("button.danger.writes", { type: "button", text: "Revoke", "aria-describedby": null, title: `Revoke ${k.name}`,
         on: { click: async (event) => {
           event.target.disabled = true;
           try { await api("DELETE", `/keys/${k.id}`); toast(`Key ${k.name} revoked`); await refresh(); } catch (error) { toast(error.message); event.target.disabled = false; }
         } } }) : "")],
     ], keys, "No keys yet."));
   };
-  add(body, h("h2", { text: "API keys" }), h("div.card", form({ class: "inline" }, [
+  add(body, h("h2", { text: "API keys" }), h("div.card.writes", form({ class: "inline" }, [
     field({ label: "Key name", name: "name", required: true, maxlength: 100 }),
     field({ label: "Expires in days", name: "expiresInDays", type: "number", min: 1, max: 365, hint: "Empty: never" }),
   ], "Create key", async (v, formEl) => {
@@ -636,8 +656,8 @@ async function sectionRoutes(body, project) {
       ["Cache TTL", (r) => (r.cacheTTL ? `${r.cacheTTL} s` : "off")],
       ["Active", (r) => (r.active ? "yes" : "no")],
       ["", (r) => h("div.row-actions",
-        h("button", { type: "button", text: "Edit", "aria-label": `Edit ${r.method} ${r.path}`, on: { click: () => edit(r) } }),
-        h("button.danger", { type: "button", text: "Delete", "aria-label": `Delete ${r.method} ${r.path}`, on: { click: async () => {
+        h("button.writes", { type: "button", text: "Edit", "aria-label": `Edit ${r.method} ${r.path}`, on: { click: () => edit(r) } }),
+        h("button.danger.writes", { type: "button", text: "Delete", "aria-label": `Delete ${r.method} ${r.path}`, on: { click: async () => {
           if (!await confirmDialog(`Delete route ${r.method} ${r.path}?`, "Requests to it get 404 within a second.", "Delete route")) return;
           try { await api("DELETE", `/routes/${r.id}`); toast("Route deleted"); await refresh(); } catch (error) { toast(error.message); }
         } } }))],
@@ -650,7 +670,9 @@ async function sectionRoutes(body, project) {
       field({ label: "Method", name: "method", type: "select", value: r?.method || "GET", options: METHODS.map((m) => [m, m]) }),
       field({ label: "Path", name: "path", value: r?.path || "", required: true, placeholder: "/orders/:id",
         hint: "Starts with /; :name matches one segment." }),
-      field({ label: "Upstream URL", name: "upstreamUrl", type: "url", value: r?.upstreamUrl || "", required: true, placeholder: "https://api.example.com" }),
+      r?.service
+        ? h("p.hint", { text: `Sent to the platform's ${r.service} (set through the API).` })
+        : field({ label: "Upstream URL", name: "upstreamUrl", type: "url", value: r?.upstreamUrl || "", required: true, placeholder: "https://api.example.com" }),
       field({ label: "Rate limit", name: "rateLimit", type: "number", min: 1, max: 10000, value: r?.rateLimit ?? "", hint: "Requests per minute; empty: the tier's limit." }),
       field({ label: "Cache TTL", name: "cacheTTL", type: "number", min: 0, max: 86400, value: r?.cacheTTL ?? "", hint: "Seconds GET answers are cached; empty: no caching." }),
       field({ label: "Auth required", name: "authRequired", type: "checkbox", value: r ? r.authRequired : true }),
@@ -658,7 +680,8 @@ async function sectionRoutes(body, project) {
     ];
     const close = () => { fill(editor); $("#new-route")?.focus(); };
     fill(editor, h("div.card", h("h3", { text: title }), form({}, fields, "Save route", async (v) => {
-      const payload = { method: v.method, path: v.path, upstreamUrl: v.upstreamUrl, authRequired: v.authRequired };
+      const payload = { method: v.method, path: v.path, authRequired: v.authRequired };
+      if (!r?.service) payload.upstreamUrl = v.upstreamUrl;  // a service route keeps its service
       const numeric = (value) => (value === "" ? null : Number(value));
       if (creating) {
         if (v.rateLimit !== "") payload.rateLimit = numeric(v.rateLimit);
@@ -675,7 +698,7 @@ async function sectionRoutes(body, project) {
     $("select, input", editor).focus();
   };
   add(body, h("h2", { text: "Routes" }),
-    h("div.toolbar", h("button.primary", { id: "new-route", type: "button", text: "New route", on: { click: () => edit(null) } })),
+    h("div.toolbar.writes", h("button.primary", { id: "new-route", type: "button", text: "New route", on: { click: () => edit(null) } })),
     editor, list);
   await refresh();
 }
@@ -685,15 +708,47 @@ async function sectionWebhooks(body, project) {
   const list = h("div");
   const deliveries = h("div");
   let edit = null;
-  const showDeliveries = async (w) => {
-    const page = await api("GET", `/webhooks/${w.id}/deliveries`, undefined, { limit: 20 });
-    fill(deliveries, h("h3", { text: `Deliveries of ${w.name}`, tabindex: "-1" }), table(`Deliveries of ${w.name}`, [
-      ["Event", (d) => d.eventType], ["Status", (d) => d.status], ["Attempts", (d) => d.attempts],
-      ["Last answer", (d) => d.lastStatusCode ?? d.lastError ?? ""], ["Created", (d) => when(d.createdAt)],
-      ["", (d) => h("button", { type: "button", text: "Redeliver", on: { click: async () => {
-        try { await api("POST", `/webhooks/${w.id}/deliveries/${d.id}/redeliver`); toast("Redelivery queued"); await showDeliveries(w); } catch (error) { toast(error.message); }
-      } } })],
-    ], page.deliveries, "No deliveries yet."));
+  const delivery = h("div");
+  const showDelivery = async (w, d) => {
+    const full = await api("GET", `/webhooks/${w.id}/deliveries/${d.id}`);
+    fill(delivery, h("div.card", { role: "region", "aria-label": "Delivery" },
+      h("h3", { tabindex: "-1", text: `${full.eventType} · ${full.status}` }),
+      h("dl.pairs", [["Delivery id", full.id], ["Event id", full.eventId], ["Created", when(full.createdAt)],
+        ["Next attempt", full.nextAttemptAt ? when(full.nextAttemptAt) : null]]
+        .filter(([, v]) => v).map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])),
+      h("h4", { text: "Payload" }), h("pre.payload", { text: JSON.stringify(full.payload, null, 2) }),
+      h("h4", { text: "Attempts" }), table(`Attempts of delivery ${full.id}`, [
+        ["#", (a) => a.number], ["At", (a) => when(a.at)], ["Answer", (a) => a.statusCode ?? a.error ?? ""],
+        ["Duration", (a) => (a.durationMs === null || a.durationMs === undefined ? "" : `${a.durationMs} ms`)],
+        ["Body", (a) => (a.answer ? h("code", { text: a.answer.slice(0, 200) }) : "")],
+      ], full.attemptList || [], "Not attempted yet."),
+      h("button", { type: "button", text: "Close", on: { click: () => { fill(delivery); $("h3", deliveries)?.focus(); } } })));
+    $("h3", delivery).focus();
+  };
+  const shownDeliveries = { status: "", page: 1 };
+  const showDeliveries = async (w, reset = true) => {
+    if (reset) Object.assign(shownDeliveries, { status: "", page: 1, of: w.id });
+    const page = await api("GET", `/webhooks/${w.id}/deliveries`, undefined,
+      { limit: 20, page: shownDeliveries.page, status: shownDeliveries.status });
+    const again = (changes) => { Object.assign(shownDeliveries, changes); showDeliveries(w, false).catch((e) => toast(e.message)); };
+    const status = field({ label: "Delivery status", name: "status", type: "select", value: shownDeliveries.status,
+      options: [["", "All"], ["pending", "pending"], ["delivered", "delivered"], ["failed", "failed"]] });
+    $("select", status).addEventListener("change", (event) => again({ status: event.target.value, page: 1 }));
+    fill(delivery);
+    fill(deliveries, h("h3", { text: `Deliveries of ${w.name}`, tabindex: "-1" }), h("div.toolbar", status),
+      table(`Deliveries of ${w.name}`, [
+        ["Event", (d) => h("button.link", { type: "button", text: d.eventType, "aria-label": `Details of ${d.eventType} delivery ${d.id}`, on: { click: () => showDelivery(w, d).catch((e) => toast(e.message)) } })],
+        ["Status", (d) => d.status], ["Attempts", (d) => d.attempts],
+        ["Last answer", (d) => d.lastStatusCode ?? d.lastError ?? ""], ["Created", (d) => when(d.createdAt)],
+        ["", (d) => (session.user.role === "VIEWER" ? "" : h("button", { type: "button", text: "Redeliver", on: { click: async () => {
+          try { await api("POST", `/webhooks/${w.id}/deliveries/${d.id}/redeliver`); toast("Redelivery queued"); await showDeliveries(w, false); } catch (error) { toast(error.message); }
+        } } }))],
+      ], page.deliveries, shownDeliveries.status ? `No ${shownDeliveries.status} deliveries.` : "No deliveries yet."),
+      h("div.actions.pager",
+        h("span.muted", { text: `Page ${page.totalPages ? page.page : 0} of ${page.totalPages} · ${page.total} deliveries` }),
+        page.page > 1 ? h("button", { type: "button", text: "Newer deliveries", on: { click: () => again({ page: page.page - 1 }) } }) : null,
+        page.page < page.totalPages ? h("button", { type: "button", text: "Older deliveries", on: { click: () => again({ page: page.page + 1 }) } }) : null),
+      delivery);
     $("h3", deliveries).focus();
   };
   const refresh = async () => {
@@ -703,28 +758,29 @@ async function sectionWebhooks(body, project) {
       ["Events", (w) => w.events.join(", ")],
       ["Active", (w) => (w.active ? "yes" : `no${w.disabledReason ? ` (${w.disabledReason})` : ""}`)],
       ["", (w) => h("div.row-actions",
-        h("button", { type: "button", text: "Send test", "aria-label": `Send test to ${w.name}`, on: { click: async () => {
+        h("button.writes", { type: "button", text: "Send test", "aria-label": `Send test to ${w.name}`, on: { click: async () => {
           try { await api("POST", `/webhooks/${w.id}/test`); toast("Test event sent"); await showDeliveries(w); } catch (error) { toast(error.message); }
         } } }),
         h("button", { type: "button", text: "Deliveries", "aria-label": `Deliveries of ${w.name}`, on: { click: () => showDeliveries(w).catch((e) => toast(e.message)) } }),
-        h("button", { type: "button", text: "Edit", "aria-label": `Edit ${w.name}`, on: { click: () => edit(w) } }),
-        h("button", { type: "button", text: w.active ? "Disable" : "Enable", "aria-label": `${w.active ? "Disable" : "Enable"} ${w.name}`, on: { click: async () => {
+        h("button.writes", { type: "button", text: "Edit", "aria-label": `Edit ${w.name}`, on: { click: () => edit(w) } }),
+        h("button.writes", { type: "button", text: w.active ? "Disable" : "Enable", "aria-label": `${w.active ? "Disable" : "Enable"} ${w.name}`, on: { click: async () => {
           try { await api("PATCH", `/webhooks/${w.id}`, { active: !w.active }); await refresh(); } catch (error) { toast(error.message); }
         } } }),
-        h("button", { type: "button", text: "Rotate secret", "aria-label": `Rotate secret of ${w.name}`, on: { click: async () => {
+        h("button.writes", { type: "button", text: "Rotate secret", "aria-label": `Rotate secret of ${w.name}`, on: { click: async () => {
           if (!await confirmDialog(`Rotate the secret of ${w.name}?`, "The old secret keeps signing beside the new one for 24 hours.", "Rotate secret")) return;
           try { const made = await api("POST", `/webhooks/${w.id}/rotate-secret`); showSecret(fresh, `New secret of ${w.name}`, made.secret, "Copy secret"); } catch (error) { toast(error.message); }
         } } }),
-        h("button.danger", { type: "button", text: "Delete", "aria-label": `Delete ${w.name}`, on: { click: async () => {
+        h("button.danger.writes", { type: "button", text: "Delete", "aria-label": `Delete ${w.name}`, on: { click: async () => {
           if (!await confirmDialog(`Delete webhook ${w.name}?`, "Its delivery log is deleted with it.", "Delete webhook")) return;
           try { await api("DELETE", `/webhooks/${w.id}`); fill(deliveries); await refresh(); } catch (error) { toast(error.message); }
         } } }))],
     ], page.webhooks, "No webhooks yet."));
   };
-  const formBox = h("div.card");
+  const formBox = h("div.card.writes");
   const showForm = (w) => {
     const events = h("fieldset.field.events", { "data-field": "events" }, h("legend", { text: "Events" }),
-      WEBHOOK_EVENTS.map((event) => {
+      // every event it has stays listed (and checked), whatever this page knows of
+      [...new Set([...WEBHOOK_EVENTS, ...(session.user.role === "ADMIN" ? ADMIN_WEBHOOK_EVENTS : []), ...(w?.events || [])])].map((event) => {
         const id = uid("event");
         return h("span.check", h("input", { id, type: "checkbox", name: `event-${event}`, value: event, "data-group": "events",
           checked: Boolean(w?.events.includes(event)) }), h("label", { for: id, text: event }));
@@ -788,7 +844,7 @@ async function pageLogs(main) {
   };
   const load = async (cursor) => {
     const path = filters.errors ? "/logs/errors" : "/logs";
-    const query = { limit: 50, statusCode: filters.statusCode, method: filters.method, projectId: filters.projectId,
+    const query = { limit: 50, statusCode: filters.statusCode, method: filters.method, projectId: filters.projectId, userId: filters.userId,
       from: filters.from ? new Date(filters.from).toISOString() : "", to: filters.to ? new Date(filters.to).toISOString() : "", cursor };
     const page = await api("GET", path, undefined, query);
     rows = cursor ? rows.concat(page.entries) : page.entries;
@@ -805,6 +861,7 @@ async function pageLogs(main) {
       field({ label: "Status", name: "statusCode", type: "number", min: 100, max: 599 }),
       field({ label: "Method", name: "method", type: "select", options: [["", "Any"], ...METHODS.map((m) => [m, m])] }),
       field({ label: "Project", name: "projectId", type: "select", options }),
+      session.user.role === "ADMIN" ? field({ label: "User ID", name: "userId", maxlength: 100 }) : null,
       field({ label: "From", name: "from", type: "datetime-local" }),
       field({ label: "To", name: "to", type: "datetime-local" }),
       field({ label: "Errors only", name: "errors", type: "checkbox" }),
@@ -879,7 +936,8 @@ async function pageAlerts(main, { current }) {
   const rulesBox = h("div");
   const eventsBox = h("div");
   const options = await projectOptions("All my traffic");
-  let ack = "false";
+  const EVENTS_PER_PAGE = 20;
+  const shown = { acknowledged: "false", severity: "", service: "", range: "", offset: 0 };
   let lastEvents = "";
   const projectName = (id) => options.find(([value]) => value === id)?.[1] || (id ? id : "all");
   const refreshRules = async () => {
@@ -891,19 +949,27 @@ async function pageAlerts(main, { current }) {
       ["Severity", (r) => r.severity || "computed"],
       ["Enabled", (r) => (r.enabled ? "yes" : "no")],
       ["", (r) => h("div.row-actions",
-        h("button", { type: "button", text: "Edit", "aria-label": `Edit ${r.name}`, on: { click: () => edit(r) } }),
-        h("button", { type: "button", text: r.enabled ? "Disable" : "Enable", "aria-label": `${r.enabled ? "Disable" : "Enable"} ${r.name}`, on: { click: async () => {
+        h("button.writes", { type: "button", text: "Edit", "aria-label": `Edit ${r.name}`, on: { click: () => edit(r) } }),
+        h("button.writes", { type: "button", text: r.enabled ? "Disable" : "Enable", "aria-label": `${r.enabled ? "Disable" : "Enable"} ${r.name}`, on: { click: async () => {
           try { await api("PUT", `/alerts/rules/${r.id}`, { enabled: !r.enabled }); await refreshRules(); } catch (error) { toast(error.message); }
         } } }),
-        h("button.danger", { type: "button", text: "Delete", "aria-label": `Delete ${r.name}`, on: { click: async () => {
+        h("button.danger.writes", { type: "button", text: "Delete", "aria-label": `Delete ${r.name}`, on: { click: async () => {
           if (!await confirmDialog(`Delete rule ${r.name}?`, "Its past events stay.", "Delete rule")) return;
           try { await api("DELETE", `/alerts/rules/${r.id}`); await refreshRules(); } catch (error) { toast(error.message); }
         } } }))],
     ], rules, "No rules yet."));
   };
   const refreshEvents = async (force) => {
-    const page = await api("GET", "/alerts/events", undefined, { acknowledged: ack, limit: 50 });
-    const key = JSON.stringify(page.events.map((e) => [e.id, e.acknowledged]));
+    const span = RANGES[shown.range]?.[1];
+    const page = await api("GET", "/alerts/events", undefined, {
+      acknowledged: shown.acknowledged, severity: shown.severity, service: shown.service,
+      from: span ? new Date(Date.now() - span).toISOString() : "", limit: EVENTS_PER_PAGE, offset: shown.offset });
+    if (!page.events.length && shown.offset > 0) {  // the last page emptied (acknowledged)
+      shown.offset = Math.max(0, shown.offset - EVENTS_PER_PAGE);
+      await refreshEvents(true);
+      return;
+    }
+    const key = JSON.stringify([page.total, page.events.map((e) => [e.id, e.acknowledged])]);
     if (!force && key === lastEvents) return;
     lastEvents = key;
     const focused = document.activeElement && eventsBox.contains(document.activeElement);
@@ -914,7 +980,10 @@ async function pageAlerts(main, { current }) {
         event.target.disabled = true;
         try { await api("PUT", `/alerts/events/${e.id}/acknowledge`, {}); toast("Alert acknowledged"); await refreshEvents(true); } catch (error) { toast(error.message); event.target.disabled = false; }
       } } })))) : h("p.empty", { text: "No events." }),
-    h("p.muted", { text: `${page.total} event(s)` }));
+    h("div.actions.pager",
+      h("span.muted", { text: page.total ? `${page.offset + 1}–${page.offset + page.events.length} of ${page.total} event(s)` : "0 events" }),
+      page.offset > 0 ? h("button", { type: "button", text: "Newer events", on: { click: () => turn(-EVENTS_PER_PAGE) } }) : null,
+      page.offset + page.events.length < page.total ? h("button", { type: "button", text: "Older events", on: { click: () => turn(EVENTS_PER_PAGE) } }) : null));
     if (focused) $("h2#events-title")?.focus();
   };
   const edit = (r) => {
@@ -928,7 +997,8 @@ async function pageAlerts(main, { current }) {
       field({ label: "Threshold", name: "threshold", type: "number", step: "any", value: r?.threshold ?? "", required: true }),
       field({ label: "Window (seconds)", name: "windowSeconds", type: "number", min: 10, max: 86400, value: r?.windowSeconds ?? 300 }),
       field({ label: "Cool-down (seconds)", name: "coolDownSeconds", type: "number", min: 0, max: 86400, value: r?.coolDownSeconds ?? 300 }),
-      field({ label: "Project", name: "projectId", type: "select", value: r?.projectId || "", options }),
+      field({ label: "Project", name: "projectId", type: "select", value: r?.projectId || "",
+        options: r?.projectId && !options.some(([id]) => id === r.projectId) ? [...options, [r.projectId, r.projectId]] : options }),
       field({ label: "Severity", name: "severity", type: "select", value: r?.severity || "", options: [["", "Computed"], ["info", "info"], ["warning", "warning"], ["critical", "critical"]] }),
       field({ label: "Service label", name: "service", value: r?.service || "gateway", required: true, maxlength: 50 }),
       field({ label: "Enabled", name: "enabled", type: "checkbox", value: r ? r.enabled : true }),
@@ -945,15 +1015,24 @@ async function pageAlerts(main, { current }) {
     }, [h("button", { type: "button", text: "Cancel", on: { click: close } })])));
     $("input", editor).focus();
   };
-  const filter = field({ label: "Show", name: "ack", type: "select", value: ack,
-    options: [["false", "Not acknowledged"], ["true", "Acknowledged"], ["", "All"]] });
-  $("select", filter).addEventListener("change", (event) => { ack = event.target.value; refreshEvents(true).catch((e) => toast(e.message)); });
+  const turn = (by) => {
+    shown.offset = Math.max(0, shown.offset + by);
+    refreshEvents(true).then(() => $("h2#events-title")?.focus()).catch((e) => toast(e.message));
+  };
+  const filters = form({ class: "inline" }, [
+    field({ label: "Show", name: "acknowledged", type: "select", value: shown.acknowledged,
+      options: [["false", "Not acknowledged"], ["true", "Acknowledged"], ["", "All"]] }),
+    field({ label: "Severity", name: "severity", type: "select", options: [["", "Any"], ["info", "info"], ["warning", "warning"], ["critical", "critical"]] }),
+    field({ label: "Service", name: "service", maxlength: 100, placeholder: "gateway" }),
+    field({ label: "Fired", name: "range", type: "select", options: [["", "Any time"], ...Object.entries(RANGES).map(([k, [text]]) => [k, text])] }),
+  ], "Filter events", async (v) => { Object.assign(shown, v, { offset: 0 }); await refreshEvents(true); });
+  // a choice in a list applies at once, as people expect of it
+  for (const select of filters.querySelectorAll("select")) select.addEventListener("change", () => filters.requestSubmit());
   render(main, "Alerts",
     h("section", h("h2", { text: "Rules" }),
-      h("div.toolbar", h("button.primary", { id: "new-rule", type: "button", text: "New rule", on: { click: () => edit(null) } })),
+      h("div.toolbar.writes", h("button.primary", { id: "new-rule", type: "button", text: "New rule", on: { click: () => edit(null) } })),
       editor, rulesBox),
-    h("section", h("h2#events-title", { tabindex: "-1", text: "Events" }), h("div.toolbar", filter,
-      h("button", { type: "button", text: "Refresh", on: { click: () => refreshEvents(true).catch((e) => toast(e.message)) } })), eventsBox));
+    h("section", h("h2#events-title", { tabindex: "-1", text: "Events" }), h("div.card", filters), eventsBox));
   await Promise.all([refreshRules(), refreshEvents(true)]);
   if (!current()) return;
   const timer = setInterval(() => refreshEvents(false).catch(() => {}), 3000);
@@ -973,11 +1052,24 @@ function loadSocketIo() {
   return loadSocketIo.promise;
 }
 
+/** An alert on the live view: acknowledged there too, by whoever may (not a viewer). */
 function alertItem(a) {
-  return h("li", { class: `event ${a.severity}` }, h("div",
+  const status = h("p.muted", { text: when(a.timestamp) });
+  const item = h("li", { class: `event ${a.severity}` }, h("div",
     h("span", { class: `badge ${a.severity}`, text: a.severity }), " ", h("strong", { text: a.ruleName || a.type || "alert" }),
-    h("p", { text: a.message }), h("p.muted", { text: when(a.timestamp) })),
-  a.id ? h("a", { href: "#/alerts", text: "Open in Alerts" }) : null);
+    h("p", { text: a.message }), status));
+  if (a.id && !a.acknowledged && session.user.role !== "VIEWER") {
+    add(item, h("button", { type: "button", text: "Acknowledge", on: { click: async (event) => {
+      event.target.disabled = true;
+      try {
+        const done = await api("PUT", `/alerts/events/${a.id}/acknowledge`, {});
+        item.classList.add("acknowledged");
+        status.textContent = `${when(a.timestamp)} · acknowledged by ${done.acknowledgedBy}`;
+        event.target.remove();
+      } catch (error) { toast(error.message); event.target.disabled = false; }
+    } } }));
+  } else if (a.id) add(item, h("a", { href: "#/alerts", text: "Open in Alerts" }));
+  return item;
 }
 
 async function pageLive(main, { current }) {
