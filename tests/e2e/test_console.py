@@ -187,7 +187,7 @@ def test_a_new_user_goes_from_sign_up_to_an_acknowledged_alert(
     # Analytics for the project
     page.get_by_role("link", name="Analytics").click()
     heading(page, "Analytics")
-    page.get_by_label("Project").select_option(label=project)
+    page.get_by_label("Project", exact=True).select_option(label=project)
     endpoint = page.get_by_role("row").filter(has_text=f"/shop-{tag}/items")
     for _ in range(20):  # rollups follow the events
         page.get_by_role("button", name="Show").click()
@@ -210,7 +210,7 @@ def test_a_new_user_goes_from_sign_up_to_an_acknowledged_alert(
     page.get_by_label("Metric").select_option("request_count")
     page.get_by_label("Operator").select_option("gt")
     page.get_by_label("Threshold").fill("1")
-    page.get_by_label("Project").select_option(label=project)
+    page.get_by_label("Project", exact=True).select_option(label=project)
     page.get_by_label("Cool-down (seconds)").fill("3600")
     page.get_by_role("button", name="Save rule").click()
     expect(page.get_by_role("row").filter(has_text=rule)).to_contain_text("request_count > 1")
@@ -552,7 +552,7 @@ def test_a_viewer_and_an_admin_see_what_their_role_lets_them(gw: Stack, page: Pa
     page.get_by_role("link", name="Alerts").click()
     page.get_by_role("button", name=f"Edit {rule}", exact=True).click()
     # another tenant's rule keeps its project when an admin edits it
-    expect(page.get_by_label("Project")).to_have_value(theirs["id"])
+    expect(page.get_by_label("Project", exact=True)).to_have_value(theirs["id"])
     page.get_by_role("button", name="Cancel").click()
     page.get_by_role("button", name="Sign out").click()
 

@@ -719,7 +719,7 @@ async function sectionWebhooks(body, project) {
       h("h4", { text: "Payload" }), h("pre.payload", { text: JSON.stringify(full.payload, null, 2) }),
       h("h4", { text: "Attempts" }), table(`Attempts of delivery ${full.id}`, [
         ["#", (a) => a.number], ["At", (a) => when(a.at)], ["Answer", (a) => a.statusCode ?? a.error ?? ""],
-        ["Duration", (a) => (a.durationMs === null || a.durationMs === undefined ? "" : `${a.durationMs} ms`)],
+        ["Duration", (a) => (a.durationMs === null || a.durationMs === undefined ? "" : `${num(a.durationMs)} ms`)],
         ["Body", (a) => (a.answer ? h("code", { text: a.answer.slice(0, 200) }) : "")],
       ], full.attemptList || [], "Not attempted yet."),
       h("button", { type: "button", text: "Close", on: { click: () => { fill(delivery); $("h3", deliveries)?.focus(); } } })));
