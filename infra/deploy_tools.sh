@@ -98,8 +98,10 @@ PYTHON
     echo "$stamp" > "$COMPOSE_SCHEMA/stamp"
 }
 
-promtool() {
-    command -v promtool >/dev/null && return
+install_promtool() {
+    # `type -P`: the program on PATH (a shell function of the same name would answer
+    # `command -v`, and once did: promtool was never installed on a fresh machine)
+    type -P promtool >/dev/null && return
     say "installing promtool (Debian package prometheus)"
     export DEBIAN_FRONTEND=noninteractive
     local install=(apt-get install -y --no-install-recommends prometheus)
@@ -112,7 +114,7 @@ promtool() {
         say "stopping the Prometheus service the package started"
         /etc/init.d/prometheus stop >/dev/null || true
     fi
-    command -v promtool >/dev/null || die "the package prometheus installed no promtool"
+    type -P promtool >/dev/null || die "the package prometheus installed no promtool"
 }
 
 TMP=$(mktemp -d)
@@ -122,4 +124,4 @@ go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 kubernetes_schemas
 compose_schema
-promtool
+install_promtool
