@@ -132,6 +132,7 @@ bench: setup infra cluster  ## BENCH_SECONDS=10 BENCH_PROFILE=1 are optional (BE
 	@command -v wrk >/dev/null || { echo "[bench] installing wrk"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null || \
 		{ echo "bench needs wrk (Debian package wrk)"; exit 1; }; }
+	@test -x /usr/sbin/nginx || bash infra/install_nginx.sh
 	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/run.py
 
 # mypy checks the packages listed under [tool.mypy] in pyproject.toml (files), strictly
