@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -20,6 +20,9 @@ from contracts.routes import Route
 from contracts.spans import Span
 from gateway.api_keys import ValidKey
 from gateway.route_configs import RouteConfig
+
+if TYPE_CHECKING:  # the state imports what the context does: no cycle at run time
+    from gateway.state import GatewayState
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,9 @@ class RequestContext:
     # headers every response to this request carries, errors and streamed responses
     # included (request id, rate limit, CORS); added when the response is prepared
     response_headers: dict[str, str]
+    # the gateway's state, looked up once per request (through request.app it is three
+    # calls each time a step needs it)
+    state: GatewayState
     # credentials: a valid Bearer token, a valid API key; a bad one is remembered and
     # refused at the access gate, after the rate limiter has counted the request
     identity: Identity | None = None

@@ -156,10 +156,11 @@ def _through_pipeline(handler: Handler, readiness: Readiness) -> RouteHandler:
     # client reconnects, through the load balancer, to a process that stays, and no idle
     # connection is left for the listener's closing to cut under a request just sent.
     async def pipeline(request: web.Request) -> web.StreamResponse:
-        state = request.app[STATE]
+        app = request.app  # a property that walks the match info: once
+        state = app[STATE]
         configs = state.route_configs
         route, config = matched(request, configs)  # 6
-        plan = request.app[PLANS].of(request, route, config, configs.version)
+        plan = app[PLANS].of(request, route, config, configs.version)
         context = begin(request, state, route, config, plan.template)  # 2
         if is_preflight(request):
             return preflight_answer(request)

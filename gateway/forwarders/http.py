@@ -56,7 +56,6 @@ from gateway.forwarders.upstream_client import (
     UpstreamResponse,
 )
 from gateway.route_configs import RouteConfig
-from gateway.state import STATE, state_of
 
 log = get_logger(__name__)
 
@@ -211,7 +210,7 @@ class UpstreamProxy:
         if refusal is not None:
             raise UpstreamError(f"Upstream target refused: {refusal}")
         target = upstream_target(upstream, request.raw_path)
-        limit = request.app[STATE].settings.max_body_bytes
+        limit = context_of(request).state.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge()
         probing = self.breakers.before(upstream, config.id)
@@ -372,9 +371,9 @@ class UpstreamProxy:
     def _request_headers(self, request: web.Request, trace: TraceContext | None
                          ) -> list[tuple[str, str]]:
         headers = [(k, v) for k, v in request.headers.items() if _forwarded(k)]
-        state = state_of(request)
-        prior = request.headers.get("X-Forwarded-For")
         context = context_of(request)
+        state = context.state
+        prior = request.headers.get("X-Forwarded-For")
         client = context.client_ip
         headers += (
             ("X-Forwarded-For", f"{prior}, {client}" if prior and (

@@ -15,7 +15,6 @@ from aiohttp import web
 
 from contracts.errors import ApiError, TooManyRequests
 from gateway.context import RequestContext
-from gateway.state import state_of
 from gateway.steps.rate_limiter import check_address_tier
 
 
@@ -28,7 +27,7 @@ def api_key_validator(context: RequestContext, request: web.Request
 
 async def _verify(context: RequestContext, request: web.Request, raw: str) -> None:
     try:
-        context.api_key = await state_of(request).api_keys.verify(
+        context.api_key = await context.state.api_keys.verify(
             raw, deadline_ms=context.deadline_ms,
             before_remote=lambda: check_address_tier(context, request))
     except TooManyRequests:

@@ -16,7 +16,6 @@ from aiohttp import web
 from contracts.messages import RequestCompleted, RequestError
 from contracts.timeutil import iso_of_unix
 from gateway.context import RequestContext
-from gateway.state import state_of
 
 # Query parameters whose values are secrets (one-time links, tokens, keys): logged as REDACTED
 # (docs/api.md section 7.1), so they never reach the logs, analytics or monitor clients.
@@ -85,4 +84,4 @@ _ERROR_OF: dict[int, RequestError] = {}
 
 def event_emitter(context: RequestContext, request: web.Request, status: int) -> None:
     """Only appends to the publisher's buffer: the response never waits for the broker."""
-    state_of(request).publisher.publish(completed_event(context, request, status))
+    context.state.publisher.publish(completed_event(context, request, status))

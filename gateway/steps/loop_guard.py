@@ -10,7 +10,6 @@ from aiohttp import web
 
 from contracts.errors import LoopDetected
 from gateway.context import RequestContext
-from gateway.state import state_of
 
 
 def names_us(via_lines: list[str], gateway_id: str) -> bool:
@@ -23,8 +22,8 @@ def names_us(via_lines: list[str], gateway_id: str) -> bool:
     return False
 
 
-def loop_guard(_context: RequestContext, request: web.Request) -> None:
+def loop_guard(context: RequestContext, request: web.Request) -> None:
     if "Via" not in request.headers:  # most requests: nothing to look at
         return
-    if names_us(request.headers.getall("Via"), state_of(request).settings.gateway_id):
+    if names_us(request.headers.getall("Via"), context.state.settings.gateway_id):
         raise LoopDetected("The request has already passed through this gateway (Via)")

@@ -39,7 +39,6 @@ from contracts.redis_clients import REDIS_FAILURES, RedisClient
 from contracts.settings import Settings
 from gateway.context import RequestContext
 from gateway.redis_batch import RedisBatcher
-from gateway.state import state_of
 
 log = get_logger(__name__)
 
@@ -223,9 +222,9 @@ async def check_address_tier(context: RequestContext, request: web.Request) -> N
     call, the client address's tier for this route must still have room (looked at, not
     recorded); otherwise 429 now, and the lookup is never made."""
     await _decide(context, request, f"ip:{context.client_ip}",
-                  state_of(request).settings.rate_limit_ip, record=False)
+                  context.state.settings.rate_limit_ip, record=False)
 
 
 def rate_limiter(context: RequestContext, request: web.Request) -> Awaitable[None]:
-    return _decide(context, request, *tier_limit(context, state_of(request).settings),
+    return _decide(context, request, *tier_limit(context, context.state.settings),
                    record=True)

@@ -36,7 +36,7 @@ def begin(request: web.Request, state: GatewayState, route: Route | None,
         # one time budget for every internal call this request makes
         deadline_ms=now_ms() + state.settings.rpc_timeout_ms,
         client_ip=state.client_address.of(request), route=route, config=config,
-        template=template, response_headers={"X-Request-Id": request_id})
+        template=template, response_headers={"X-Request-Id": request_id}, state=state)
     request[CONTEXT] = context
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
