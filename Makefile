@@ -20,7 +20,7 @@ LOCAL_OIDC := OAUTH_PROVIDERS=$${OAUTH_PROVIDERS:-local} \
 DEV_ENV := APP_ENV=development SMTP_URL=$${SMTP_URL:-smtp://127.0.0.1:1025} SMTP_SINK_DIR=.local/mail \
 	$(LOCAL_OIDC)
 
-.PHONY: help setup infra cluster run run-cluster test test-unit lint docs stop clean admin reseal-webhook-secrets bench browser \
+.PHONY: help setup infra cluster run run-cluster test test-unit lint docs stop clean admin reseal-webhook-secrets bench bench-ab browser \
 	deploy-tools observe
 
 help:
@@ -127,6 +127,11 @@ admin: setup  ## make admin EMAIL=someone@example.com  (promote an account to AD
 
 reseal-webhook-secrets: setup  ## after a WEBHOOK_ENCRYPTION_KEY rotation: every secret under the new key
 	@APP_ENV=$${APP_ENV:-development} $(PY) -m project_svc reseal-webhook-secrets
+
+# CPU per proxied request of BENCH_AB_BASE (default HEAD) against the working tree, in turns
+bench-ab: setup infra
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null
+	@BENCH_ONLY=throughput PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) bench/ab.py
 
 bench: setup infra cluster  ## BENCH_SECONDS=10 BENCH_PROFILE=1 are optional (BENCH_CLUSTER=0: no cluster rows)
 	@command -v wrk >/dev/null || { echo "[bench] installing wrk"; \

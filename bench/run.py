@@ -191,10 +191,11 @@ class Processes:
         self.log_dir = log_dir
         self.running: list[subprocess.Popen] = []
 
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    def start(self, name: str, command: list[str], env: dict[str, str],
+              cwd: Path = ROOT) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=ROOT)
+                                   cwd=cwd)
         self.running.append(process)
         return process
 
