@@ -72,13 +72,7 @@ def encode(command: Command) -> bytes:
     """One command as a RESP array of bulk strings."""
     parts = [b"*%d\r\n" % len(command)]
     for arg in command:
-        # exact types first: what the request path sends (one type check instead of a chain)
-        kind = type(arg)
-        if kind is str:
-            data = arg.encode()
-        elif kind is int or kind is bytes:
-            data = b"%d" % arg if kind is int else arg
-        elif isinstance(arg, str):
+        if isinstance(arg, str):
             data = arg.encode()
         elif isinstance(arg, bytes):
             data = arg
