@@ -40,8 +40,9 @@ http {{
 
 def binary() -> str | None:
     """nginx's path, or None where it is not installed (`make bench` installs it)."""
-    return shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx",) if Path(path).exists()), None)
+    # Debian's path, also where /usr/sbin is not on PATH
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                     else None)
 
 
 def command(port: int, upstream_host_port: str) -> list[str]:

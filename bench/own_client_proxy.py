@@ -13,17 +13,16 @@ bound with SO_REUSEPORT, so two of these serve one port like GATEWAY_WORKERS=2 (
 import sys
 from pathlib import Path
 
-import uvloop
 from aiohttp import web
 from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.ref_proxy import serve
 from gateway.forwarders.http import HOP_BY_HOP
 from gateway.forwarders.upstream_client import UpstreamClient
 
 UPSTREAM = sys.argv[2].rstrip("/")
-REUSE_PORT = "--reuse-port" in sys.argv[3:]
 CLIENT = web.AppKey("client", UpstreamClient)
 
 
@@ -54,11 +53,5 @@ async def forward(request: web.Request) -> web.Response:
     return web.Response(status=upstream.status, body=body, headers=answer)
 
 
-app = web.Application()
-app.on_startup.append(on_startup)
-app.on_cleanup.append(on_cleanup)
-app.router.add_get("/{tail:.*}", forward)
-
 if __name__ == "__main__":
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
-                reuse_port=REUSE_PORT, loop=uvloop.new_event_loop())
+    serve(forward, on_startup, on_cleanup)

@@ -6,6 +6,7 @@ spreads connections), as the gateway's workers do with GATEWAY_WORKERS > 1.
 """
 
 import sys
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import uvloop
@@ -30,11 +31,20 @@ async def forward(request: web.Request) -> web.Response:
                             content_type=upstream.content_type)
 
 
-app = web.Application()
-app.on_startup.append(on_startup)
-app.on_cleanup.append(on_cleanup)
-app.router.add_get("/{tail:.*}", forward)
+Hook = Callable[[web.Application], Awaitable[None]]
 
-if __name__ == "__main__":
+
+def serve(forward: Callable[[web.Request], Awaitable[web.Response]], on_startup: Hook,
+          on_cleanup: Hook) -> None:
+    """A proxy of the bench on PORT (argv[1]): every GET goes to `forward` (also the
+    gateway-client proxy's way to serve, bench/own_client_proxy.py)."""
+    app = web.Application()
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_get("/{tail:.*}", forward)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
                 reuse_port=REUSE_PORT, loop=uvloop.new_event_loop())
+
+
+if __name__ == "__main__":
+    serve(forward, on_startup, on_cleanup)

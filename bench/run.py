@@ -255,25 +255,38 @@ def queues_drained(within_s: float = 300) -> float:
 
 # BENCH_CPU=1: where the machine's CPU goes during a row, by process group (cmdline match)
 CPU_GROUPS = (("gateway", "-m gateway"), ("upstream", "bench/upstream.py"),
-              ("ref proxy", "bench/ref_proxy.py"), ("logging_svc", "-m logging_svc"),
+              ("ref proxy", "bench/ref_proxy.py"),
+              ("own-client proxy", "bench/own_client_proxy.py"), ("nginx", "nginx"),
+              ("logging_svc", "-m logging_svc"),
               ("analytics_svc", "-m analytics_svc"), ("auth/project svc", "_svc"),
               ("redis", "redis-server"), ("rabbitmq", "beam.smp"), ("ferretdb", "ferretdb"),
               ("postgres", "postgres"), ("wrk", "wrk"))
 WITH_CPU = os.environ.get("BENCH_CPU") == "1"
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by every process, summed by group."""
+def process_table() -> dict[int, tuple[int, float]]:
+    """Every process now: its parent's id and the CPU seconds it used so far (/proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    used: dict[str, float] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    table: dict[int, tuple[int, float]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
+        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by every process, summed by group."""
+    used: dict[str, float] = {}
+    for pid, (_parent, seconds) in process_table().items():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
         group = next((name for name, pattern in CPU_GROUPS if pattern in cmdline), "other")
-        used[group] = used.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        used[group] = used.get(group, 0.0) + seconds
     return used
 
 
@@ -293,23 +306,14 @@ def with_cpu(label: str, measure) -> dict[str, float]:
 def process_tree_cpu(pids: list[int]) -> float:
     """CPU seconds used so far by `pids` and every process below them (a supervisor's
     workers), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parent: dict[int, int] = {}
-    used: dict[int, float] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parent[int(entry)] = int(fields[1])
-        used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    table = process_table()
     total = 0.0
-    for pid in used:
+    for pid, (_parent, seconds) in table.items():
         ancestor = pid
         while ancestor > 1 and ancestor not in pids:
-            ancestor = parent.get(ancestor, 0)
+            ancestor = table.get(ancestor, (0, 0.0))[0]
         if ancestor in pids:
-            total += used[pid]
+            total += seconds
     return total
 
 
