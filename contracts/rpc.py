@@ -24,6 +24,7 @@ A service's operations are methods marked `@handles(OPERATION)` (the declaration
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import aio_pika
+import aiormq
 import orjson
 from aio_pika.abc import (
     AbstractChannel,
@@ -67,6 +69,17 @@ log = get_logger(__name__)
 
 # How long a queue's consumer count is trusted before it is checked again (in the background).
 PRESENCE_TTL_S = 1.0
+# How long after its consumers were last seen a queue without any still takes calls (they
+# wait in the durable queue, within their deadline) instead of failing fast: a service's
+# replicas that lost their broker node reconnect to another one within this time.
+RECONNECT_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class _Presence:
+    consumers: int
+    checked_at: float  # monotonic
+    consumed_at: float  # monotonic time consumers were last seen; -inf: never
 
 
 @dataclass(frozen=True)
@@ -139,14 +152,16 @@ class BrokerConnectionLost(ServiceUnavailable):
 class RpcClient:
     """Many calls in flight on one channel; each waits on its own future by correlation id."""
 
-    def __init__(self, connection: AbstractRobustConnection, *, default_timeout_ms: int) -> None:
+    def __init__(self, connection: AbstractRobustConnection, *, default_timeout_ms: int,
+                 reconnect_grace_s: float = RECONNECT_GRACE_S) -> None:
         self._connection = connection
         self._default_timeout_ms = default_timeout_ms
+        self._reconnect_grace_s = reconnect_grace_s
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        # queue -> (consumer count, monotonic time checked): lets calls to a stopped service
-        # fail fast with 503 instead of waiting for their deadline.
-        self._presence: dict[str, tuple[int, float]] = {}
-        self._presence_checks: dict[str, asyncio.Task[int]] = {}
+        # queue -> its consumers as last checked: lets calls to a stopped service fail fast
+        # with 503 instead of waiting for their deadline.
+        self._presence: dict[str, _Presence] = {}
+        self._presence_checks: dict[str, asyncio.Task[int | None]] = {}
         self._probe_lock = asyncio.Lock()  # one probe channel, one passive declare at a time
         self._channel: AbstractRobustChannel | None = None
         self._probe_channel: AbstractChannel | None = None
@@ -233,8 +248,10 @@ class RpcClient:
             raise UpstreamTimeout(f"Deadline passed before calling {operation}")
         # Known absent: confirm with one passive declare (cheap, and only paid while the
         # service is away) so a service that just came back is not refused from stale memory.
-        if self._known_absent(queue) and await self._check_presence(queue) == 0:
-            raise ServiceUnavailable(f"{_service_of(queue)} is unavailable")
+        if self._known_absent(queue):
+            confirmed = await self._check_presence(queue) == 0
+            if confirmed and self._known_absent(queue):
+                raise ServiceUnavailable(f"{_service_of(queue)} is unavailable")
 
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -275,25 +292,40 @@ class RpcClient:
         return _result_from_reply(reply)
 
     def _known_absent(self, queue: str) -> bool:
-        """True when the last check found no consumer; refresh a stale check off the path."""
+        """True when the last check found no consumer and none was seen within the reconnect
+        grace (replicas moving to another broker node are not a stopped service); refresh a
+        stale check off the path."""
         known = self._presence.get(queue)
-        if known is None or time.monotonic() - known[1] > PRESENCE_TTL_S:
+        now = time.monotonic()
+        if known is None or now - known.checked_at > PRESENCE_TTL_S:
             if queue not in self._presence_checks:
                 task = asyncio.create_task(self._check_presence(queue))
                 self._presence_checks[queue] = task
                 task.add_done_callback(lambda _t: self._presence_checks.pop(queue, None))
-        return known is not None and known[0] == 0
+        return (known is not None and known.consumers == 0
+                and now - known.consumed_at > self._reconnect_grace_s)
 
-    async def _check_presence(self, queue: str) -> int:
-        """The queue's consumer count (0 when the queue does not exist), remembered."""
-        count = 0
+    async def _check_presence(self, queue: str) -> int | None:
+        """The queue's consumer count (0 when the queue does not exist), remembered; None
+        when the broker did not say (a timeout, a lost connection, a queue between leaders):
+        not knowing is no reason to refuse a call."""
+        count: int | None = None
         async with self._probe_lock:
             try:
                 async with asyncio.timeout(1.5):  # a stalled broker must not hold callers
                     count = await self._probe(queue)
-            except Exception:  # a missing queue closes the probe channel: nobody consumes it
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                count = 0  # no such queue: nobody consumes it
+                self._probe_channel = None  # the broker closed it
+            except Exception as exc:
+                log.info("consumer count of a queue unknown", queue=queue, error=repr(exc))
                 self._probe_channel = None
-        self._presence[queue] = (count, time.monotonic())
+        if count is None:
+            return None
+        now = time.monotonic()
+        previous = self._presence.get(queue)
+        consumed_at = now if count else previous.consumed_at if previous else -math.inf
+        self._presence[queue] = _Presence(count, now, consumed_at)
         return count
 
     async def _probe(self, queue: str) -> int:

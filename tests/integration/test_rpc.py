@@ -14,7 +14,7 @@ from contracts.identity import Caller, Role
 from contracts.messages import RpcRequest
 from contracts.names import DIRECT_REPLY_TO, HEADER_DEAD_REASON, dead_letter_queue, rpc_queue
 from contracts.operations import Operation
-from contracts.rpc import Reply, RpcClient, RpcServer
+from contracts.rpc import PRESENCE_TTL_S, Reply, RpcClient, RpcServer
 
 
 def named(name: str) -> Operation:
@@ -170,6 +170,40 @@ async def test_no_consumer_is_503_and_later_calls_fail_fast(amqp, unique):
     with pytest.raises(ServiceUnavailable):
         await client.call(rpc_queue(unique), named("echo"), timeout_ms=3000)
     assert loop.time() - started < 1.0  # remembered, not waited for again
+    await client.close()
+
+
+async def test_calls_wait_for_consumers_seen_moments_ago_instead_of_failing_fast(amqp, unique):
+    # A service's replicas whose broker node stopped are away for the time of a reconnect:
+    # calls made then wait in the durable queue. Only a queue without consumers for longer
+    # than the grace fails fast (the chaos test on the cluster caught two 503s here).
+    client = RpcClient(await amqp("client"), default_timeout_ms=8000, reconnect_grace_s=3.0)
+    await client.start()
+    first = RpcServer(await amqp("server-1"), rpc_queue(unique), {"echo": echo})
+    await first.start()
+    await client.call(rpc_queue(unique), named("echo"))  # its consumer counted
+    await asyncio.sleep(PRESENCE_TTL_S + 0.1)
+    await client.call(rpc_queue(unique), named("echo"))  # counted again, still there
+    await first.stop()
+    await asyncio.sleep(PRESENCE_TTL_S + 0.1)
+    waiting = [asyncio.create_task(client.call(rpc_queue(unique), named("echo"), body(i)))
+               for i in range(2)]  # the first starts a check that finds no consumer
+    await asyncio.sleep(0.3)
+    waiting.append(asyncio.create_task(client.call(rpc_queue(unique), named("echo"), body(2))))
+    await asyncio.sleep(0.3)
+    second = RpcServer(await amqp("server-2"), rpc_queue(unique), {"echo": echo})
+    await second.start()
+    assert [result.body["echo"] for result in await asyncio.gather(*waiting)] == [0, 1, 2]
+    await second.stop()
+
+    await asyncio.sleep(3.0 + PRESENCE_TTL_S)  # gone for longer than the grace
+    with pytest.raises((ServiceUnavailable, UpstreamTimeout)):
+        await client.call(rpc_queue(unique), named("echo"), timeout_ms=500)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ServiceUnavailable):
+        await client.call(rpc_queue(unique), named("echo"), timeout_ms=3000)
+    assert loop.time() - started < 1.0  # known absent now: fails fast
     await client.close()
 
 
