@@ -15,9 +15,11 @@ Throughput (wrk; BENCH_SECONDS each, BENCH_CONNECTIONS connections):
   (b2) (b) as two processes on one port (SO_REUSEPORT), (b2') (b') likewise
   (c2) (c) on a gateway of its own with GATEWAY_WORKERS=2 (two processes on one port);
   (c*) (c) with the event consumers running (they are paused, SIGSTOP, for (c) to (c2));
-  (e)'s overhead: the gateway RPC route's p50 at 1 connection minus the p50 of a direct RPC
-  call to the same operation, measured in BENCH_RPC_ROUNDS (default 5) rounds, each pairing
-  one of each; the median of the rounds' differences is held against the target.
+  (e)'s overhead: what the gateway RPC route at 1 connection takes over a direct RPC call to
+  the same operation, in BENCH_RPC_ROUNDS (default 5) rounds of BENCH_RPC_PAIRS (default
+  1000) pairs of calls made back to back from one process (bench/rpc_pairs.py); a round's
+  figure is the median of its pairs' differences, and the median of the rounds' figures is
+  held against the target.
   cpu us: the CPU time the row's server processes (a supervisor's workers included) used
   per request over the timed run, read from /proc before and after it.
 
@@ -162,6 +164,7 @@ ANALYTICS_RAW_DB = "gateway_bench_analytics_raw"
 DURATION_S = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 RPC_ROUNDS = max(1, int(os.environ.get("BENCH_RPC_ROUNDS", "5")))
+RPC_PAIRS = max(10, int(os.environ.get("BENCH_RPC_PAIRS", "1000")))
 VHOST = "gw-bench"
 SERVICES = ("auth_svc", "project_svc", "analytics_svc", "logging_svc")
 
@@ -366,26 +369,13 @@ def wrk(url: str, token: str | None = None, connections: int = CONNECTIONS,
     return result
 
 
-async def direct_rpc_p50(env: dict[str, str], caller: dict, calls: int = 2000) -> float:
-    from contracts import operations as op
-    from contracts.amqp import connect
-    from contracts.rpc import RpcClient
-
-    connection = await connect(env["AMQP_URL"], name="bench-direct-rpc")
-    client = RpcClient(connection, default_timeout_ms=5000)
-    await client.start()
-    from contracts.identity import Caller
-    from contracts.messages import RpcRequest
-
-    params = RpcRequest(caller=Caller.from_wire(caller), request_id="bench")
-    timings = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        await client.call("rpc.auth", op.AUTH_PROFILE, params)
-        timings.append((time.perf_counter() - started) * 1000)
-    await client.close()
-    await connection.close()
-    return statistics.median(timings[calls // 10:])
+def rpc_pairs(env: dict[str, str], gateway: str, token: str, caller: dict) -> dict[str, float]:
+    """(e): bench/rpc_pairs.py's figures, in ms."""
+    output = subprocess.run(
+        [*pinned(1), sys.executable, "bench/rpc_pairs.py", env["AMQP_URL"], gateway, token,
+         json.dumps(caller), str(RPC_PAIRS)], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, check=True).stdout
+    return json.loads(output)
 
 
 def profile_gateway(pid: int, url: str, token: str) -> None:
@@ -717,15 +707,16 @@ def throughput_rows(stack: Stack, token: str, session: dict, checks: Checks) -> 
     say(f"  (the paused consumers' backlog drained in {queues_drained():.0f} s)")
 
     caller = {"userId": session["user"]["id"], "email": session["email"], "role": "DEVELOPER"}
-    say(f"\n(e) overhead at 1 connection, {RPC_ROUNDS} rounds: gateway RPC route p50 - direct"
-        " RPC auth.profile p50")
+    say(f"\n(e) overhead at 1 connection, {RPC_ROUNDS} rounds of {RPC_PAIRS} pairs "
+        "(bench/rpc_pairs.py: a direct RPC auth.profile call and the gateway's RPC route back "
+        "to back, from one process on core 1): route p50, direct p50, the pairs' median "
+        "difference")
     overheads = []
     for n in range(1, RPC_ROUNDS + 1):
-        direct = asyncio.run(direct_rpc_p50(stack.env, caller))
-        routed = wrk(gateway + "/api/v1/auth/profile", token, connections=1,
-                     duration_s=max(3, DURATION_S // 2))["p50"]
-        overheads.append(routed - direct)
-        say(f"  round {n}: {routed:.2f} - {direct:.2f} = {routed - direct:+.2f} ms")
+        pairs = rpc_pairs(stack.env, gateway, token, caller)
+        overheads.append(pairs["overhead_p50"])
+        say(f"  round {n}: {pairs['route_p50']:.2f}, {pairs['direct_p50']:.2f}, "
+            f"{pairs['overhead_p50']:+.2f} ms")
     overhead = statistics.median(overheads)
     text = f"(e) overhead <= 1.0 ms: median of {len(overheads)} rounds {overhead:.2f} ms"
     say(f"  median {overhead:+.2f} ms   target <= 1.0 ms: {verdict(overhead <= 1.0)}")
@@ -775,25 +766,22 @@ def cluster_rows(stack: Stack, session: dict, checks: Checks) -> None:
         caller = {"userId": session["user"]["id"], "email": session["email"],
                   "role": "DEVELOPER"}
         rounds = min(3, RPC_ROUNDS)
-        say(f"  RPC route (GET /api/v1/auth/profile) at 1 connection, {rounds} rounds: route "
-            "p50, direct RPC p50, overhead (ms)")
+        say(f"  RPC route (GET /api/v1/auth/profile) at 1 connection, {rounds} rounds of "
+            f"{RPC_PAIRS} pairs (bench/rpc_pairs.py): route p50, direct RPC p50, overhead (ms)")
         routed: dict[str, list[float]] = {name: [] for name, _, _ in sides}
-        direct: dict[str, list[float]] = {name: [] for name, _, _ in sides}
+        overheads: dict[str, list[float]] = {name: [] for name, _, _ in sides}
         for n in range(1, rounds + 1):
             for name, gateway, env in sides:
-                direct[name].append(asyncio.run(direct_rpc_p50(env, caller)))
-                routed[name].append(wrk(gateway + "/api/v1/auth/profile", token,
-                                        connections=1,
-                                        duration_s=max(3, DURATION_S // 2))["p50"])
-                say(f"    round {n} {name:12} {routed[name][-1]:6.2f} {direct[name][-1]:6.2f}"
-                    f" {routed[name][-1] - direct[name][-1]:+6.2f}")
+                pairs = rpc_pairs(env, gateway, token, caller)
+                routed[name].append(pairs["route_p50"])
+                overheads[name].append(pairs["overhead_p50"])
+                say(f"    round {n} {name:12} {pairs['route_p50']:6.2f} "
+                    f"{pairs['direct_p50']:6.2f} {pairs['overhead_p50']:+6.2f}")
     finally:
         for consumer in consumers:
             consumer.send_signal(signal.SIGCONT)
     single, clustered = (statistics.median(routed[name]) for name, _, _ in sides)
-    overhead = {name: statistics.median(r - d for r, d in zip(routed[name], direct[name],
-                                                              strict=True))
-                for name, _, _ in sides}
+    overhead = {name: statistics.median(overheads[name]) for name, _, _ in sides}
     rps = throughput["clusters"]["rps"] / throughput["single node"]["rps"]
     say(f"  clusters / single node: upstream route throughput {rps:.2f} x, RPC route p50 "
         f"{clustered / single:.2f} x ({clustered:.2f} vs {single:.2f} ms), RPC overhead "
