@@ -234,6 +234,30 @@ def test_no_store_responses_are_never_cached(gw, upstream):
     assert second[2]["X-Cache"] == "MISS" and second[1]["calls"] >= 2
 
 
+def test_a_refused_request_never_gets_the_cached_answer(gw, upstream):
+    # a warm entry of the owner's must reach only a request that passed the access gate and
+    # the rate limiter: not an anonymous one, a bad key, another user, or the owner past
+    # the route's limit
+    owner = developer(gw)
+    path = f"/counted/refused{uuid.uuid4().hex[:6]}"
+    project_with_route(gw, owner, upstream, path, cacheTTL=60, authRequired=True,
+                       rateLimit=4)
+    assert eventually(lambda: call(gw, "GET", path)[0] == 401)
+    first = call(gw, "GET", path, token=owner)
+    second = call(gw, "GET", path, token=owner)
+    assert (first[2]["X-Cache"], second[2]["X-Cache"]) == ("MISS", "HIT")
+    assert second[1] == first[1]
+    for refused, status in ((call(gw, "GET", path), 401),
+                            (call(gw, "GET", path, headers={"X-API-Key": "gw_" + "0" * 64}),
+                             403),
+                            (call(gw, "GET", path, token=developer(gw)), 401)):
+        assert refused[0] == status and "X-Cache" not in refused[2], refused
+        assert refused[1] != first[1] and "error" in refused[1]
+    answers = [call(gw, "GET", path, token=owner) for _ in range(3)]
+    assert [answer[0] for answer in answers] == [200, 200, 429]
+    assert "X-Cache" not in answers[-1][2] and answers[-1][1]["error"] == "TOO_MANY_REQUESTS"
+
+
 def test_cached_platform_responses_are_per_user_and_purged_on_change(gw):
     admin = with_role(gw, register(gw, "admin"), "ADMIN").token
     status, project, _ = call(gw, "POST", "/api/v1/projects", {"name": "cache"}, admin)
