@@ -10,7 +10,7 @@ difference. The HTTP side is a bare socket (a request written once, an answer re
 Content-Length), lighter than the RPC client on the direct side, so nothing is added to the
 route that the direct call does not pay too.
 
-    python bench/rpc_pairs.py AMQP_URL GATEWAY_URL ACCESS_TOKEN CALLER_JSON [PAIRS]
+    python bench/rpc_pairs.py AMQP_URL GATEWAY_URL ACCESS_TOKEN CALLER_JSON PAIRS
 
 prints one JSON object: {"route_p50", "direct_p50", "overhead_p50", "pairs"} in ms.
 """
@@ -96,10 +96,9 @@ async def measure(amqp_url: str, gateway_url: str, token: str, caller: dict,
 
 
 def main() -> None:
-    amqp_url, gateway_url, token, caller = sys.argv[1:5]
-    pairs = int(sys.argv[5]) if len(sys.argv) > 5 else 2000
+    amqp_url, gateway_url, token, caller, pairs = sys.argv[1:6]
     print(json.dumps(asyncio.run(measure(amqp_url, gateway_url, token, json.loads(caller),
-                                         pairs))))
+                                         int(pairs)))))
 
 
 if __name__ == "__main__":

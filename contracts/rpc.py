@@ -248,10 +248,8 @@ class RpcClient:
             raise UpstreamTimeout(f"Deadline passed before calling {operation}")
         # Known absent: confirm with one passive declare (cheap, and only paid while the
         # service is away) so a service that just came back is not refused from stale memory.
-        if self._known_absent(queue):
-            confirmed = await self._check_presence(queue) == 0
-            if confirmed and self._known_absent(queue):
-                raise ServiceUnavailable(f"{_service_of(queue)} is unavailable")
+        if self._known_absent(queue) and await self._check_presence(queue) == 0:
+            raise ServiceUnavailable(f"{_service_of(queue)} is unavailable")
 
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

@@ -115,7 +115,7 @@ def moved_to(node: str, name: str, expected: int, *, every: bool) -> None:
         assert connections, f"the {name} connections did not come back"
         elsewhere = [connection for connection in connections
                      if connection["node"].split("@")[0] != node]
-        if len(elsewhere) < expected and not (every and elsewhere):
+        if not elsewhere if every else len(elsewhere) < expected:
             return
         quoted = urllib.parse.quote(elsewhere[0]["name"], safe="")
         api(f"/connections/{quoted}", "DELETE", port=10000 + NODES[node])
